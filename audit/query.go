@@ -1,0 +1,62 @@
+package audit
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"time"
+
+	"github.com/keybrake/keybrake/policy"
+)
+
+// Query selects records. The zero Query selects every record; each set field
+// narrows it.
+type Query struct {
+	Since    time.Time       // records at or after Since
+	Until    time.Time       // records before Until
+	Agent    string          // exactly this agent
+	Vendor   string          // exactly this vendor ("stripe")
+	Decision policy.Decision // exactly this decision
+	Customer string          // calls whose subject is this customer
+	Limit    int             // at most this many records, oldest first; 0 is no limit
+}
+
+// Match reports whether r is selected by q, all but Limit.
+func (q Query) Match(r *Record) bool {
+	switch {
+	case !q.Since.IsZero() && r.Time.Before(q.Since):
+		return false
+	case !q.Until.IsZero() && !r.Time.Before(q.Until):
+		return false
+	case q.Agent != "" && r.Agent != q.Agent:
+		return false
+	case q.Vendor != "" && r.Vendor != q.Vendor:
+		return false
+	case q.Decision != "" && r.Decision != q.Decision:
+		return false
+	case q.Customer != "" && r.Customer != q.Customer:
+		return false
+	}
+	return true
+}
+
+// JSONLines writes records as JSON Lines, one record a line. Call Write for
+// each record and Flush at the end; it is not safe for concurrent use.
+type JSONLines struct {
+	w   *bufio.Writer
+	enc *json.Encoder
+}
+
+// NewJSONLines returns a writer of records to w.
+func NewJSONLines(w io.Writer) *JSONLines {
+	bw := bufio.NewWriter(w)
+	enc := json.NewEncoder(bw)
+	enc.SetEscapeHTML(false)
+	return &JSONLines{w: bw, enc: enc}
+}
+
+// Write writes one record.
+func (j *JSONLines) Write(r *Record) error { return j.enc.Encode(r) }
+
+// Flush writes what is buffered.
+func (j *JSONLines) Flush() error { return j.w.Flush() }

@@ -1,0 +1,89 @@
+// Package policy reads Keybrake's policy file and decides calls by it.
+//
+// Evaluation is pure: Authorize and Limits do no I/O and read no clock; the
+// day is a parameter. A refusal is a Verdict value naming the rule that made
+// it, never an error.
+package policy
+
+import (
+	"net/url"
+
+	"github.com/keybrake/keybrake/internal/pattern"
+	"github.com/keybrake/keybrake/money"
+)
+
+// Policy is a parsed, validated policy file. It is immutable once returned
+// by Parse or Load and safe for concurrent use; a new file is a new Policy.
+type Policy struct {
+	File    string // the path it was read from, for messages
+	Hash    string // hex SHA-256 of the file's bytes, first 16 characters
+	Version int
+	Halt    bool // every agent, every vendor refused (Revoked)
+
+	Agents  map[string]*Agent
+	Vendors map[string]*VendorLimits        // limits shared by every agent of a vendor account
+	FX      map[money.Currency][]money.Rate // conversions from a currency, in file order
+}
+
+// Agent is one agent's section.
+type Agent struct {
+	Name    string
+	Revoked bool
+	Grants  map[string]*Grant // by vendor name
+	Line    int
+}
+
+// Grant is what an agent may do on one vendor.
+type Grant struct {
+	Vendor     string
+	DailyCap   *money.Amount // all money the agent moves on the vendor per UTC day; nil: money-moving calls refused
+	PerCallMax *money.Amount // nil: no per-call maximum beyond the daily cap
+	DailyCount int64         // billable units per UTC day; 0: no count limit
+	Allow      []*Rule
+	Line       int
+}
+
+// VendorLimits are limits shared by every agent on a vendor.
+type VendorLimits struct {
+	Vendor     string
+	DailyCap   *money.Amount
+	DailyCount int64
+	Line       int
+}
+
+// Rule is one allow rule.
+type Rule struct {
+	ID         string // "agents.refund-bot.stripe.allow[0]"
+	Method     string
+	Path       pattern.Pattern
+	Params     map[string][]string // each named parameter must be present once and equal one of these values
+	PerCallMax *money.Amount       // a stricter maximum for calls this rule allows
+	Line       int
+}
+
+// Request is what Authorize and Limits see of a call.
+type Request struct {
+	Agent  string
+	Vendor string
+	Method string
+	Path   string     // escaped, already checked
+	Params url.Values // decoded parameters
+}
+
+// Verdict is a decision with the rule that made it. For Allowed, Rule is
+// the allow rule that matched.
+type Verdict struct {
+	Decision Decision
+	Rule     string // a dotted path into the policy: "agents.refund-bot.stripe.daily_cap", or "halt"
+	Code     string // keybrake_<reason>, empty for Allowed
+	Reason   string // for a person
+}
+
+// Limit is one counter a call must fit: a day's money cap or unit count.
+type Limit struct {
+	Key  string // counter key, unique per limit and UTC day: "agent/refund-bot/stripe/2026-11-25/USD"
+	Max  int64  // the limit, in Unit
+	Add  int64  // what this call adds, in Unit
+	Unit string // a currency code (amounts in micros) or "units"
+	Rule string // "agents.refund-bot.stripe.daily_cap"
+}

@@ -1,0 +1,129 @@
+// Package vendors is the contract between Keybrake's transport and what it
+// knows of each vendor. Everything vendor-specific lives in a subpackage
+// (vendors/stripe, vendors/twilio, vendors/resend): official hosts, the
+// endpoint table, what a call costs, how a response settles, and how a
+// refusal looks in the vendor's own error format. Adding a vendor touches its
+// folder and one registry line in the root package.
+package vendors
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+
+	"github.com/keybrake/keybrake/money"
+)
+
+// Vendor is one vendor's knowledge. Implementations are stateless values,
+// safe for concurrent use.
+type Vendor interface {
+	// Name is the vendor's name in policies and audit records: "stripe".
+	Name() string
+
+	// Hosts are the official API hosts, lower case, without port. Calls
+	// to any other host are refused unless the operator configured it.
+	Hosts() []string
+
+	// Classify reads a request that passed Keybrake's generic checks
+	// (method, host, path, body size) and says what it is. It refuses
+	// what it cannot read with certainty (content type, parameter syntax,
+	// duplicate keys, malformed amounts) by returning an *Invalid error.
+	Classify(r *Request) (*Call, error)
+
+	// Resolve completes a call whose Call.Lookup is set: it fetches what
+	// the request does not carry (the amount of a refund without amount,
+	// the currency of a capture, the customer of a charge) with get, and
+	// fills the call in. An error refuses the call.
+	Resolve(ctx context.Context, c *Call, get Getter) error
+
+	// Settle reads a 2xx response body of a call that can move money and
+	// returns what moved, in the call's currency. An error means the
+	// amount is unknown; the reservation then stays counted.
+	Settle(c *Call, body []byte) (money.Amount, error)
+
+	// Deny renders a refusal as the vendor's own error response, so that
+	// the vendor's SDK surfaces it as its usual error type, does not
+	// retry it, and keeps Refusal.Details where RefusalDetails finds it.
+	Deny(req *http.Request, r Refusal) *http.Response
+
+	// RefusalDetails finds, in an error returned by the vendor's SDK, the
+	// Details of a refusal Deny rendered. ok is false for other errors.
+	RefusalDetails(err error) (details []byte, ok bool)
+}
+
+// Request is the part of an outgoing HTTP request a vendor classifies. It
+// is a copy: changing it changes nothing that is sent.
+type Request struct {
+	Method string      // upper case, checked
+	Host   string      // the official host the call is addressed to (or the configured endpoint's)
+	Path   string      // the escaped path, checked: no dot segments, no escapes, no empty segments
+	Query  string      // the raw query string, unparsed
+	Header http.Header // the request's headers
+	Body   []byte      // the whole body, at most the limit
+}
+
+// Call is a classified request.
+type Call struct {
+	// Operation names what the call does: "refunds.create".
+	Operation string
+	// Params are the decoded request parameters (form or query keys as
+	// sent, e.g. "metadata[k]"; JSON fields flattened to "to[0]"), for
+	// policy conditions.
+	Params url.Values
+	// Audit are the parameters as the audit log may keep them: secrets
+	// dropped, card numbers masked, personal data removed.
+	Audit map[string]string
+
+	// MovesMoney is true when the operation can move money. Amount is
+	// then what it moves, once known (zero when the operation moves
+	// nothing in this form, such as a manual-capture payment intent).
+	MovesMoney bool
+	Amount     money.Amount
+	// Count is how many billable units the call uses (emails sent,
+	// messages, money-moving calls), for count limits.
+	Count int64
+
+	// Lookup, when not empty, says what Resolve must fetch before the
+	// call can be decided: "GET /v1/charges/ch_1".
+	Lookup string
+
+	// Customer and Account are the subjects the call touches, when known.
+	Customer string
+	Account  string
+
+	// IdempotencyKey is the key the vendor deduplicates writes by.
+	IdempotencyKey string
+
+	// State is the vendor's own memo between Classify, Resolve and
+	// Settle (the object's state before the call, for instance).
+	State any
+}
+
+// Getter fetches path (with its query) from the vendor with the call's own
+// credentials, through the same underlying transport, and returns the
+// status and body. It refuses bodies over a limit.
+type Getter func(ctx context.Context, path string) (status int, body []byte, err error)
+
+// Refusal is what a vendor needs to render a refusal.
+type Refusal struct {
+	Status    int    // 401, 402, 403 or 503
+	Code      string // keybrake_<reason>
+	Message   string // for a person
+	RequestID string // identifies the audit record
+	Details   []byte // the whole decision as JSON, for keybrake.AsDenial
+}
+
+// Invalid is a request Keybrake refuses because it cannot read it with
+// certainty.
+type Invalid struct {
+	Code   string // keybrake_<reason>
+	Reason string
+}
+
+func (e *Invalid) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Reason) }
+
+// Invalidf returns an *Invalid with a formatted reason.
+func Invalidf(code, format string, args ...any) error {
+	return &Invalid{Code: code, Reason: fmt.Sprintf(format, args...)}
+}
