@@ -1,8 +1,3 @@
-// Package policy reads Keybrake's policy file and decides calls by it.
-//
-// Evaluation is pure: Authorize and Limits do no I/O and read no clock; the
-// day is a parameter. A refusal is a Verdict value naming the rule that made
-// it, never an error.
 package policy
 
 import (
@@ -14,6 +9,8 @@ import (
 
 // Policy is a parsed, validated policy file. It is immutable once returned
 // by Parse or Load and safe for concurrent use; a new file is a new Policy.
+// Callers must not modify it. Vendors and FX are nil when the file has no
+// such section. The zero Policy names no agent and refuses every call.
 type Policy struct {
 	File    string // the path it was read from, for messages
 	Hash    string // hex SHA-256 of the file's bytes, first 16 characters
@@ -25,22 +22,23 @@ type Policy struct {
 	FX      map[money.Currency][]money.Rate // conversions from a currency, in file order
 }
 
-// Agent is one agent's section.
+// Agent is one agent's section. Grants is never nil in a parsed policy.
 type Agent struct {
 	Name    string
 	Revoked bool
 	Grants  map[string]*Grant // by vendor name
-	Line    int
+	Line    int               // where the agent's name is written
 }
 
-// Grant is what an agent may do on one vendor.
+// Grant is what an agent may do on one vendor. Allow is nil when the file
+// has no allow key: like an empty list, it allows nothing.
 type Grant struct {
 	Vendor     string
 	DailyCap   *money.Amount // all money the agent moves on the vendor per UTC day; nil: money-moving calls refused
 	PerCallMax *money.Amount // nil: no per-call maximum beyond the daily cap
 	DailyCount int64         // billable units per UTC day; 0: no count limit
 	Allow      []*Rule
-	Line       int
+	Line       int // where the vendor's name is written under the agent
 }
 
 // VendorLimits are limits shared by every agent on a vendor.
@@ -48,17 +46,17 @@ type VendorLimits struct {
 	Vendor     string
 	DailyCap   *money.Amount
 	DailyCount int64
-	Line       int
+	Line       int // where the vendor's name is written under vendors
 }
 
-// Rule is one allow rule.
+// Rule is one allow rule. Params is nil when the rule names no parameters.
 type Rule struct {
 	ID         string // "agents.refund-bot.stripe.allow[0]"
 	Method     string
 	Path       pattern.Pattern
 	Params     map[string][]string // each named parameter must be present once and equal one of these values
 	PerCallMax *money.Amount       // a stricter maximum for calls this rule allows
-	Line       int
+	Line       int                 // where the rule starts
 }
 
 // Request is what Authorize and Limits see of a call.

@@ -1,0 +1,231 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/keybrake/keybrake/money"
+)
+
+// Limits returns the counters an allowed call must fit, or the verdict that
+// refuses it. r and rule are the request and the rule Authorize allowed it
+// by, on this same policy; amount is the most money the call can move (zero
+// Micros when it moves none, a known Currency otherwise); count is its
+// billable units; day is the UTC day "2006-01-02" the call counts against.
+//
+// Limits checks what needs no counter: the amount's sign and currency, the
+// per-call maxima (rule's and grant's, each in its own currency), that a
+// money-moving call has a daily cap, and that the amount converts into every
+// cap's currency. It returns, in this order and only where they apply: the
+// agent's daily money cap, the vendor's shared daily money cap, the agent's
+// daily unit count and the vendor's. It does not compare Add with Max: the
+// store does that atomically against the day's counters.
+//
+// On success the verdict is Allowed with the rule's ID. On refusal the
+// limits are nil. It is pure and safe for concurrent use.
+func (p *Policy) Limits(r Request, rule *Rule, amount money.Amount, count int64, day string) ([]Limit, Verdict) {
+	g, v := p.grantFor(r, rule)
+	if g == nil {
+		return nil, v
+	}
+	if len(day) != len("2006-01-02") {
+		return nil, badDay(day)
+	}
+	if _, err := time.Parse("2006-01-02", day); err != nil {
+		return nil, badDay(day)
+	}
+	base := "agents." + r.Agent + "." + r.Vendor
+	if amount.Micros < 0 {
+		return nil, Verdict{Decision: Blocked, Rule: base, Code: "keybrake_bad_amount",
+			Reason: "the call's amount " + amount.String() + " is negative"}
+	}
+	if count < 0 {
+		return nil, Verdict{Decision: Blocked, Rule: base, Code: "keybrake_bad_count",
+			Reason: "the call's unit count is negative"}
+	}
+	moves := amount.Micros > 0
+	if _, known := amount.Currency.Exponent(); moves && !known {
+		return nil, Verdict{Decision: Blocked, Rule: base, Code: "keybrake_bad_amount",
+			Reason: "the call's amount has no currency Keybrake knows (" + quote(string(amount.Currency)) + ")"}
+	}
+
+	cv := converter{p: p, amount: amount}
+	if moves {
+		if v, ok := cv.perCallMax(rule, g, base); !ok {
+			return nil, v
+		}
+		if g.DailyCap == nil {
+			return nil, Verdict{Decision: Blocked, Rule: base, Code: "keybrake_no_cap",
+				Reason: "agent " + r.Agent + " has no daily_cap on " + r.Vendor + "; calls that move money need one"}
+		}
+	}
+
+	var limits []Limit
+	if moves || count > 0 {
+		limits = make([]Limit, 0, 4)
+	}
+	if moves {
+		rid := base + ".daily_cap"
+		add, v, ok := cv.counted(*g.DailyCap, rid)
+		if !ok {
+			return nil, v
+		}
+		cur := string(g.DailyCap.Currency)
+		limits = append(limits, Limit{Key: "agent/" + r.Agent + "/" + r.Vendor + "/" + day + "/" + cur,
+			Max: g.DailyCap.Micros, Add: add, Unit: cur, Rule: rid})
+	}
+	shared := p.Vendors[r.Vendor]
+	if moves && shared != nil && shared.DailyCap != nil {
+		rid := "vendors." + r.Vendor + ".daily_cap"
+		add, v, ok := cv.counted(*shared.DailyCap, rid)
+		if !ok {
+			return nil, v
+		}
+		cur := string(shared.DailyCap.Currency)
+		limits = append(limits, Limit{Key: "vendor/" + r.Vendor + "/" + day + "/" + cur,
+			Max: shared.DailyCap.Micros, Add: add, Unit: cur, Rule: rid})
+	}
+	if count > 0 && g.DailyCount > 0 {
+		limits = append(limits, Limit{Key: "agent/" + r.Agent + "/" + r.Vendor + "/" + day + "/units",
+			Max: g.DailyCount, Add: count, Unit: "units", Rule: base + ".daily_count"})
+	}
+	if count > 0 && shared != nil && shared.DailyCount > 0 {
+		limits = append(limits, Limit{Key: "vendor/" + r.Vendor + "/" + day + "/units",
+			Max: shared.DailyCount, Add: count, Unit: "units", Rule: "vendors." + r.Vendor + ".daily_count"})
+	}
+	if len(limits) == 0 {
+		limits = nil
+	}
+	return limits, Verdict{Decision: Allowed, Rule: rule.ID}
+}
+
+// grantFor finds the grant a call was allowed under. Not finding it means
+// Limits was called for a call Authorize did not allow on this policy: a
+// bug, refused as an Error rather than counted against the wrong limits.
+func (p *Policy) grantFor(r Request, rule *Rule) (*Grant, Verdict) {
+	mismatch := Verdict{Decision: Error, Rule: "agents", Code: "keybrake_policy_mismatch",
+		Reason: "limits were asked for a call this policy did not allow"}
+	if p == nil {
+		return nil, Verdict{Decision: Error, Rule: "policy", Code: "keybrake_no_policy", Reason: "no policy is loaded"}
+	}
+	if rule == nil {
+		return nil, mismatch
+	}
+	a := p.Agents[r.Agent]
+	if a == nil {
+		return nil, mismatch
+	}
+	g := a.Grants[r.Vendor]
+	if g == nil {
+		return nil, mismatch
+	}
+	return g, Verdict{}
+}
+
+func badDay(day string) Verdict {
+	return Verdict{Decision: Error, Rule: "agents", Code: "keybrake_bad_day",
+		Reason: "day " + quote(day) + " is not a date like 2006-01-02"}
+}
+
+// converter counts one call's amount against limits, converting it into
+// each limit's currency at most once.
+type converter struct {
+	p      *Policy
+	amount money.Amount
+	last   money.Amount // the last conversion, reused for the next limit in that currency
+}
+
+// perCallMax checks the amount against the rule's and the grant's per-call
+// maxima, each in its own currency. When both are exceeded and comparable
+// (one currency), the stricter one is named.
+func (c *converter) perCallMax(rule *Rule, g *Grant, base string) (Verdict, bool) {
+	type max struct {
+		at       *money.Amount
+		fromRule bool
+	}
+	maxima := [2]max{{rule.PerCallMax, true}, {g.PerCallMax, false}}
+	if a, b := maxima[0].at, maxima[1].at; a != nil && b != nil && a.Currency == b.Currency && b.Micros < a.Micros {
+		maxima[0], maxima[1] = maxima[1], maxima[0]
+	}
+	for _, m := range maxima {
+		if m.at == nil {
+			continue
+		}
+		// The rule's name is built only on refusal: the allowed path
+		// builds no strings here.
+		name := func() string {
+			if m.fromRule {
+				return rule.ID + ".per_call_max"
+			}
+			return base + ".per_call_max"
+		}
+		add, v, ok := c.counted(*m.at, "")
+		if !ok {
+			v.Rule = name()
+			return v, false
+		}
+		if add > m.at.Micros {
+			return Verdict{Decision: Capped, Rule: name(), Code: "keybrake_per_call_max",
+				Reason: showAmount(c.amount, add, m.at.Currency) + " exceeds the per-call maximum of " + m.at.String()}, false
+		}
+	}
+	return Verdict{}, true
+}
+
+// counted converts the amount into the currency of limit, rounding up, or
+// returns the verdict refusing a call that cannot be counted against it.
+func (c *converter) counted(limit money.Amount, rule string) (int64, Verdict, bool) {
+	a := c.amount
+	if a.Currency == limit.Currency {
+		return a.Micros, Verdict{}, true
+	}
+	if c.last.Currency == limit.Currency {
+		return c.last.Micros, Verdict{}, true
+	}
+	conv, err := c.p.Convert(a, limit.Currency)
+	switch {
+	case errors.Is(err, ErrNoRate):
+		return 0, Verdict{Decision: Blocked, Rule: rule, Code: "keybrake_currency_not_capped",
+			Reason: "a call in " + string(a.Currency) + " cannot count against " + limit.String() +
+				": fx has no rate from " + string(a.Currency) + " to " + string(limit.Currency)}, false
+	case err != nil:
+		return 0, Verdict{Decision: Blocked, Rule: rule, Code: "keybrake_bad_amount",
+			Reason: "the call's amount " + a.String() + " is too large to convert to " + string(limit.Currency)}, false
+	}
+	c.last = conv
+	return conv.Micros, Verdict{}, true
+}
+
+// ErrNoRate is returned, wrapped, by Convert when fx has no direct rate
+// between two currencies.
+var ErrNoRate = errors.New("policy: fx has no rate")
+
+// Convert returns a in currency to, as Limits counts it: unchanged when a is
+// already in to, else by fx's direct rate from a's currency to to, rounded
+// up to the micro, so that a converted amount never understates a call.
+// Rates are never inverted or chained: the operator wrote each conversion
+// that counts. It returns an error wrapping ErrNoRate when there is no such
+// rate, or money.ErrOverflow when the result does not fit. It is pure and
+// safe for concurrent use; a nil policy converts nothing but identity.
+func (p *Policy) Convert(a money.Amount, to money.Currency) (money.Amount, error) {
+	if a.Currency == to {
+		return a, nil
+	}
+	if p != nil {
+		for _, r := range p.FX[a.Currency] {
+			if r.Per.Currency == to {
+				return r.Convert(a)
+			}
+		}
+	}
+	return money.Amount{}, fmt.Errorf("%w from %s to %s", ErrNoRate, a.Currency, to)
+}
+
+// showAmount renders "10.00 USD", or "10.00 EUR (10.85 USD)" when converted.
+func showAmount(amount money.Amount, micros int64, cur money.Currency) string {
+	if amount.Currency == cur {
+		return amount.String()
+	}
+	return amount.String() + " (" + money.Amount{Micros: micros, Currency: cur}.String() + ")"
+}
