@@ -34,6 +34,7 @@ const (
 // calls).
 type Hold struct {
 	Key     string `json:"key"`
+	Unit    string `json:"unit"` // a currency code (amounts in micros) or "units"
 	Limit   int64  `json:"limit"`
 	Amount  int64  `json:"amount"`
 	Settled int64  `json:"settled"`
@@ -114,11 +115,21 @@ type jsonRecord struct {
 // in minor units of currency ("amount": 1099 for 10.99 USD), so a reader that
 // sums them in integers gets the truth.
 func (r *Record) MarshalJSON() ([]byte, error) {
-	cur := r.Amount.Currency
-	for _, a := range []money.Amount{r.Reserved, r.Settled} {
-		if a.Currency != "" && cur != "" && a.Currency != cur {
+	var cur money.Currency
+	for _, a := range []money.Amount{r.Amount, r.Reserved, r.Settled} {
+		if a.Currency == "" {
+			if a.Micros != 0 {
+				return nil, fmt.Errorf("audit: record %d has an amount without a currency", r.ID)
+			}
+			continue
+		}
+		if _, ok := a.Currency.Exponent(); !ok {
+			return nil, fmt.Errorf("audit: record %d: unknown currency %q", r.ID, a.Currency)
+		}
+		if cur != "" && a.Currency != cur {
 			return nil, fmt.Errorf("audit: record %d mixes %s and %s", r.ID, cur, a.Currency)
 		}
+		cur = a.Currency
 	}
 	j := jsonRecord{
 		ID: r.ID, Time: r.Time.UTC(), Agent: r.Agent, Vendor: r.Vendor, Method: r.Method,
@@ -184,5 +195,9 @@ func minorNumber(a money.Amount, cur money.Currency) json.Number {
 
 func durationMS(d time.Duration) string {
 	us := d.Microseconds()
-	return fmt.Sprintf("%d.%03d", us/1000, us%1000)
+	sign := ""
+	if us < 0 {
+		sign, us = "-", -us
+	}
+	return fmt.Sprintf("%s%d.%03d", sign, us/1000, us%1000)
 }
