@@ -1,0 +1,121 @@
+package bolt
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keybrake/keybrake/audit"
+	"github.com/keybrake/keybrake/money"
+	"github.com/keybrake/keybrake/policy"
+	"github.com/keybrake/keybrake/store"
+)
+
+func benchReservation(i int64) *store.Reservation {
+	usd := money.Amount{Micros: 10_990_000, Currency: "USD"}
+	return &store.Reservation{
+		Record: audit.Record{
+			Time: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC).Add(time.Duration(i)), Agent: "refund-bot",
+			Vendor: "stripe", Method: "POST", Host: "api.stripe.com", Path: "/v1/refunds", Operation: "refunds.create",
+			Decision: policy.Allowed, Rule: "agents.refund-bot.stripe.allow[0]", Reason: "allowed",
+			Params: map[string]string{"charge": "ch_3MmlLrLkdIwHu7ix0snN0B15", "amount": "1099"},
+			KeyID:  "kid_1a2b", Customer: "cus_NffrFeUfNV2Hib", Amount: usd, Reserved: usd, PolicyHash: "sha256:0123456789abcdef",
+		},
+		Holds: []audit.Hold{
+			{Key: "2025-06-01/refund-bot/stripe/USD", Unit: "USD", Limit: -1, Amount: usd.Micros},
+			{Key: "2025-06-01/refund-bot/stripe/calls", Unit: "units", Limit: -1, Amount: 1},
+		},
+	}
+}
+
+// reportBatching reports how many operations shared each fsync'd commit.
+func reportBatching(b *testing.B, s *Store, commits, applied uint64) {
+	c, a := s.commits.Load()-commits, s.applied.Load()-applied
+	if c > 0 {
+		b.ReportMetric(float64(a)/float64(c), "ops/commit")
+	}
+}
+
+// BenchmarkReserve is one caller at a time: every Reserve pays its own
+// fsync'd commit.
+func BenchmarkReserve(b *testing.B) {
+	s := openTest(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	c, a := s.commits.Load(), s.applied.Load()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := s.Reserve(ctx, benchReservation(int64(i))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	reportBatching(b, s, c, a)
+}
+
+// BenchmarkReserveParallel is many callers at once (GOMAXPROCS times
+// -cpu's parallelism goroutines): group commit shares each fsync.
+func BenchmarkReserveParallel(b *testing.B) {
+	s := openTest(b)
+	ctx := context.Background()
+	var n atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(32) // agents wait on the network, not the CPU
+	c, a := s.commits.Load(), s.applied.Load()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.Reserve(ctx, benchReservation(n.Add(1))); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	reportBatching(b, s, c, a)
+}
+
+// BenchmarkReserveComplete is a whole call's store work: reserve, then
+// settle, from many callers.
+func BenchmarkReserveCompleteParallel(b *testing.B) {
+	s := openTest(b)
+	ctx := context.Background()
+	var n atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(32)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			a, err := s.Reserve(ctx, benchReservation(n.Add(1)))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if err := s.Complete(ctx, &store.Completion{ID: a.ID, Outcome: audit.Settled, Settled: []int64{10_990_000, 1},
+				Moved: money.Amount{Micros: 10_990_000, Currency: "USD"}, Status: 200, RequestID: "req_1", Duration: time.Millisecond}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkCounter is the read every decision makes.
+func BenchmarkCounterParallel(b *testing.B) {
+	s := openTest(b)
+	ctx := context.Background()
+	if _, err := s.Reserve(ctx, benchReservation(0)); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.Counter(ctx, "2025-06-01/refund-bot/stripe/USD"); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

@@ -1,0 +1,366 @@
+package bolt
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/keybrake/keybrake/audit"
+	"github.com/keybrake/keybrake/store"
+)
+
+// SchemaVersion is the on-disk format this package writes. Open refuses a
+// file written with a newer one.
+const SchemaVersion = 1
+
+// ErrSchema is returned by Open for a file this package cannot read: one
+// written by a newer Keybrake, or a bbolt file that is not a Keybrake store.
+var ErrSchema = errors.New("store/bolt: unsupported database schema")
+
+// interrupted is appended to the Reason of a record found Reserved on Open.
+const interrupted = "(interrupted: the process stopped before the response was recorded)"
+
+// Queue sizes. A batch is every operation already queued when the writer
+// starts a transaction, up to maxBatch; queueSize bounds how many callers
+// wait without blocking on the channel.
+const (
+	queueSize = 256
+	maxBatch  = 512
+)
+
+// Options configures Open. The zero value (and a nil *Options) means the
+// defaults.
+type Options struct {
+	// LockTimeout bounds the wait for the file lock when another process
+	// holds it; zero (or negative) means 1 second. On timeout Open returns
+	// an error wrapping store.ErrLocked that names the path and says
+	// another process (probably a running agent) holds it.
+	LockTimeout time.Duration
+}
+
+// Store is a store.Store in one bbolt file. It is safe for concurrent use
+// by any number of goroutines; one process at a time holds the file (bbolt
+// takes an exclusive flock). Writes are serialised through one writer
+// goroutine that commits every operation queued at the time in one fsync'd
+// transaction (group commit). Reads run concurrently in read transactions.
+//
+// A Store must be created with Open and released with Close; there is no
+// useful zero value.
+type Store struct {
+	db   *bbolt.DB
+	path string
+
+	// mu guards closed and the sends on queue: Close takes it exclusively,
+	// so once closed is set no send can be in progress or start, and queue
+	// can be closed safely. Reads hold it shared for the length of their
+	// read transaction, so Close waits for them.
+	mu     sync.RWMutex
+	closed bool
+	queue  chan *op
+	done   chan struct{} // closed when the writer goroutine has returned
+
+	// For tests and benchmarks: transactions committed and operations
+	// applied by the writer.
+	commits atomic.Uint64
+	applied atomic.Uint64
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens or creates the database file at path (mode 0600, subject to the
+// umask; an existing file keeps its mode). nil opts means defaults.
+//
+// Open waits at most Options.LockTimeout for the file lock and then returns
+// an error wrapping store.ErrLocked. It returns an error wrapping ErrSchema
+// for a file of a newer schema or one that is not a Keybrake store. Any
+// record still Reserved in the file (the process stopped between Reserve and
+// Complete) is turned Unknown, with its money still counted, before Open
+// returns.
+func Open(path string, opts *Options) (*Store, error) {
+	timeout := time.Second
+	if opts != nil && opts.LockTimeout > 0 {
+		timeout = opts.LockTimeout
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s (probably a running agent holds it; waited %v)", store.ErrLocked, path, timeout)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store/bolt: open %s: %w", path, err)
+	}
+	if err := db.Update(func(tx *bbolt.Tx) error {
+		if err := initSchema(tx); err != nil {
+			return err
+		}
+		return recoverReserved(tx)
+	}); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store/bolt: open %s: %w", path, err)
+	}
+	s := &Store{
+		db:    db,
+		path:  path,
+		queue: make(chan *op, queueSize),
+		done:  make(chan struct{}),
+	}
+	go s.run()
+	return s, nil
+}
+
+// initSchema creates the buckets of a new file, or checks the schema of an
+// existing one.
+func initSchema(tx *bbolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		var foreign []string
+		if err := tx.ForEach(func(name []byte, _ *bbolt.Bucket) error {
+			foreign = append(foreign, string(name))
+			return nil
+		}); err != nil {
+			return err
+		}
+		if len(foreign) > 0 {
+			return fmt.Errorf("%w: no meta bucket, but buckets %q: not a Keybrake store", ErrSchema, foreign)
+		}
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucket(name); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(keySchema, u64(SchemaVersion))
+	}
+	v := meta.Get(keySchema)
+	if len(v) != 8 {
+		return fmt.Errorf("%w: schema version is %d bytes, want 8", ErrSchema, len(v))
+	}
+	switch version := binary.BigEndian.Uint64(v); {
+	case version > SchemaVersion:
+		return fmt.Errorf("%w: the file has schema version %d, newer than %d; use the Keybrake that wrote it", ErrSchema, version, SchemaVersion)
+	case version < SchemaVersion:
+		return fmt.Errorf("%w: schema version %d is unknown", ErrSchema, version)
+	}
+	for _, name := range allBuckets {
+		if tx.Bucket(name) == nil {
+			return corrupt("bucket %q is missing", name)
+		}
+	}
+	return nil
+}
+
+// recoverReserved turns every record left Reserved by a process that
+// stopped between Reserve and Complete into Unknown. Nobody can tell whether
+// the vendor acted, so the money stays counted, as unknown.
+func recoverReserved(tx *bbolt.Tx) error {
+	pending := tx.Bucket(bucketPending)
+	var ids []uint64
+	if err := pending.ForEach(func(k, _ []byte) error {
+		if len(k) != 8 {
+			return corrupt("pending key is %d bytes", len(k))
+		}
+		ids = append(ids, binary.BigEndian.Uint64(k))
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, id := range ids {
+		r, err := getRecord(tx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return corrupt("pending record %d is missing", id)
+		}
+		if err != nil {
+			return err
+		}
+		if r.Outcome != audit.Reserved {
+			return corrupt("pending record %d is %q", id, r.Outcome)
+		}
+		if err := moveHolds(tx, r.Holds, func(c *store.Counter, h audit.Hold) bool {
+			var ok bool
+			if c.Pending, ok = sub(c.Pending, h.Amount); !ok {
+				return false
+			}
+			c.Unknown, ok = add(c.Unknown, h.Amount)
+			return ok
+		}); err != nil {
+			return fmt.Errorf("recovering record %d: %w", id, err)
+		}
+		r.Outcome = audit.Unknown
+		if r.Reason == "" {
+			r.Reason = interrupted
+		} else {
+			r.Reason = strings.TrimRight(r.Reason, " ") + " " + interrupted
+		}
+		if err := putRecord(tx, r); err != nil {
+			return err
+		}
+		if err := pending.Delete(u64(id)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close stops accepting operations, finishes those already queued, stops
+// the writer goroutine, waits for reads in progress and closes the file.
+// After Close every method, Close included, returns store.ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return store.ErrClosed
+	}
+	s.closed = true
+	close(s.queue)
+	s.mu.Unlock()
+	<-s.done
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("store/bolt: close %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// op is one write waiting for the writer goroutine.
+type op struct {
+	// apply does the operation in tx. It returns only internal errors
+	// (corrupt data, overflow, I/O); outcomes a caller branches on are
+	// left in the closure's variables. It may run more than once: once in
+	// a batch that rolled back, once alone. It must therefore set every
+	// result it reports on each run, and must read and check everything
+	// before it writes anything, so that a refusal writes nothing.
+	apply func(tx *bbolt.Tx) error
+	state atomic.Uint32
+	done  chan error // buffered: the writer never blocks on a caller that left
+}
+
+// op states. The writer claims an op (queued -> claimed) before it applies
+// it; a caller whose ctx ends cancels it (queued -> cancelled). Exactly one
+// of the two wins.
+const (
+	opQueued uint32 = iota
+	opClaimed
+	opCancelled
+)
+
+// write queues apply for the writer and waits for it to be committed. If
+// ctx ends while the op is still queued, the op is cancelled and never
+// applied; once the writer has claimed it, write waits for the result, so
+// a committed reservation is never reported as failed.
+func (s *Store) write(ctx context.Context, apply func(tx *bbolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	o := &op{apply: apply, done: make(chan error, 1)}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return store.ErrClosed
+	}
+	select {
+	case s.queue <- o:
+		s.mu.RUnlock()
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		return ctx.Err()
+	}
+	select {
+	case err := <-o.done:
+		return err
+	case <-ctx.Done():
+		if o.state.CompareAndSwap(opQueued, opCancelled) {
+			return ctx.Err()
+		}
+		return <-o.done
+	}
+}
+
+// run is the writer goroutine. It takes the first queued op, drains every op
+// already queued without waiting, and commits them in one transaction. No
+// timer: a lone op is committed at once.
+func (s *Store) run() {
+	defer close(s.done)
+	batch := make([]*op, 0, maxBatch)
+	for first := range s.queue {
+		batch = append(batch[:0], first)
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case o, ok := <-s.queue:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, o)
+			default:
+				break drain
+			}
+		}
+		s.commit(batch)
+		clear(batch) // drop references to finished ops
+	}
+}
+
+// failedOp says which op of a batch returned an error.
+type failedOp struct{ err error }
+
+func (f *failedOp) Error() string { return f.err.Error() }
+
+// commit applies a batch in one transaction. If an op fails, the
+// transaction rolls back and every op runs again alone, so only the failing
+// caller sees its error (as bbolt's own Batch does).
+func (s *Store) commit(batch []*op) {
+	claimed := batch[:0]
+	for _, o := range batch {
+		if o.state.CompareAndSwap(opQueued, opClaimed) {
+			claimed = append(claimed, o)
+		}
+	}
+	if len(claimed) == 0 {
+		return
+	}
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		for _, o := range claimed {
+			if err := o.apply(tx); err != nil {
+				return &failedOp{err}
+			}
+		}
+		return nil
+	})
+	var failed *failedOp
+	if errors.As(err, &failed) && len(claimed) > 1 {
+		for _, o := range claimed {
+			err := s.db.Update(o.apply)
+			s.commits.Add(1)
+			s.applied.Add(1)
+			o.done <- err
+		}
+		return
+	}
+	if failed != nil {
+		err = failed.err
+	}
+	s.commits.Add(1)
+	s.applied.Add(uint64(len(claimed)))
+	for _, o := range claimed {
+		o.done <- err
+	}
+}
+
+// view runs fn in a read transaction unless ctx has ended or the store is
+// closed.
+func (s *Store) view(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return store.ErrClosed
+	}
+	return s.db.View(fn)
+}

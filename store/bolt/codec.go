@@ -1,0 +1,216 @@
+package bolt
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"time"
+
+	"github.com/keybrake/keybrake/audit"
+	"github.com/keybrake/keybrake/money"
+	"github.com/keybrake/keybrake/store"
+)
+
+// Bucket names. They are part of the on-disk format (see doc.go).
+var (
+	bucketMeta     = []byte("meta")
+	bucketRecords  = []byte("records")
+	bucketTime     = []byte("time")
+	bucketPending  = []byte("pending")
+	bucketCounters = []byte("counters")
+	bucketIdem     = []byte("idempotency")
+	bucketFacts    = []byte("facts")
+
+	keySchema = []byte("schema")
+)
+
+// allBuckets is every bucket a store of the current schema holds.
+var allBuckets = [][]byte{bucketMeta, bucketRecords, bucketTime, bucketPending, bucketCounters, bucketIdem, bucketFacts}
+
+// Kinds of reservation kept in the pending bucket: Complete must know a
+// replay from a reservation that holds money.
+const (
+	kindHolds  byte = 'h' // admitted: holds money (possibly taken over from an Unknown call)
+	kindReplay byte = 'r' // replayed: holds nothing, the vendor replays a settled call
+)
+
+// errCorrupt marks data on disk that breaks the store's own invariants. It
+// is an internal error: the operation that met it fails alone.
+var errCorrupt = errors.New("store/bolt: corrupt data")
+
+func corrupt(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errCorrupt, fmt.Sprintf(format, args...))
+}
+
+func u64(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}
+
+// timeKey orders records by time then ID. The nanoseconds are biased by
+// 2^63 so that times before 1970 sort before later ones as unsigned bytes;
+// times outside what an int64 of nanoseconds can hold (the zero time, say)
+// are clamped, which keeps the order and leaves exact comparison to
+// audit.Query.Match.
+func timeKey(t time.Time, id uint64) []byte {
+	b := make([]byte, 16)
+	binary.BigEndian.PutUint64(b, timeOrder(t))
+	binary.BigEndian.PutUint64(b[8:], id)
+	return b
+}
+
+var (
+	minNanoTime = time.Unix(0, math.MinInt64)
+	maxNanoTime = time.Unix(0, math.MaxInt64)
+)
+
+func timeOrder(t time.Time) uint64 {
+	var n int64
+	switch {
+	case t.Before(minNanoTime):
+		n = math.MinInt64
+	case t.After(maxNanoTime):
+		n = math.MaxInt64
+	default:
+		n = t.UnixNano()
+	}
+	return uint64(n) ^ (1 << 63)
+}
+
+// Counters are three big-endian int64: settled, pending, unknown.
+func encodeCounter(c store.Counter) []byte {
+	b := make([]byte, 24)
+	binary.BigEndian.PutUint64(b[0:], uint64(c.Settled))
+	binary.BigEndian.PutUint64(b[8:], uint64(c.Pending))
+	binary.BigEndian.PutUint64(b[16:], uint64(c.Unknown))
+	return b
+}
+
+func decodeCounter(key string, b []byte) (store.Counter, error) {
+	if b == nil {
+		return store.Counter{}, nil
+	}
+	if len(b) != 24 {
+		return store.Counter{}, corrupt("counter %q is %d bytes, want 24", key, len(b))
+	}
+	c := store.Counter{
+		Settled: int64(binary.BigEndian.Uint64(b[0:])),
+		Pending: int64(binary.BigEndian.Uint64(b[8:])),
+		Unknown: int64(binary.BigEndian.Uint64(b[16:])),
+	}
+	if c.Settled < 0 || c.Pending < 0 || c.Unknown < 0 {
+		return store.Counter{}, corrupt("counter %q is negative: %+v", key, c)
+	}
+	if _, ok := total(c); !ok {
+		return store.Counter{}, corrupt("counter %q overflows: %+v", key, c)
+	}
+	return c, nil
+}
+
+// total is Counter.Total with overflow reported instead of wrapped.
+func total(c store.Counter) (int64, bool) {
+	s, ok := add(c.Settled, c.Pending)
+	if !ok {
+		return 0, false
+	}
+	return add(s, c.Unknown)
+}
+
+// add returns a+b for non-negative a and b; ok is false on overflow.
+func add(a, b int64) (int64, bool) {
+	if b > math.MaxInt64-a {
+		return 0, false
+	}
+	return a + b, true
+}
+
+// sub returns a-b for 0 <= b; ok is false when the result would be negative.
+func sub(a, b int64) (int64, bool) {
+	if b > a {
+		return 0, false
+	}
+	return a - b, true
+}
+
+// An idempotency entry is the record ID (8 bytes) followed by the
+// fingerprint.
+func encodeIndex(id uint64, fingerprint string) []byte {
+	b := make([]byte, 8+len(fingerprint))
+	binary.BigEndian.PutUint64(b, id)
+	copy(b[8:], fingerprint)
+	return b
+}
+
+func decodeIndex(key string, b []byte) (id uint64, fingerprint string, err error) {
+	if len(b) < 8 {
+		return 0, "", corrupt("idempotency entry %q is %d bytes", key, len(b))
+	}
+	id = binary.BigEndian.Uint64(b)
+	if id == 0 {
+		return 0, "", corrupt("idempotency entry %q points at record 0", key)
+	}
+	return id, string(b[8:]), nil
+}
+
+func encodeRecord(r *audit.Record) ([]byte, error) {
+	return json.Marshal(r)
+}
+
+func decodeRecord(id uint64, b []byte) (*audit.Record, error) {
+	r := new(audit.Record)
+	if err := json.Unmarshal(b, r); err != nil {
+		return nil, corrupt("record %d: %v", id, err)
+	}
+	if r.ID != id {
+		return nil, corrupt("record under key %d says it is %d", id, r.ID)
+	}
+	return r, nil
+}
+
+// checkEncodable refuses a record whose JSON form would not read back as
+// the same record, so that the audit log never silently loses what a call
+// held or moved. audit.Record's JSON form is known to keep time only as UTC
+// without the monotonic reading, durations to the microsecond, zero amounts
+// without their currency and empty maps and slices as nil; those are
+// compared after normalising. Anything else that differs (an amount whose
+// currency differs from Amount's or that has a currency while Amount has
+// none, a currency the money package does not know, a negative duration) is
+// refused.
+//
+// It returns the encoded record.
+func checkEncodable(r *audit.Record) ([]byte, error) {
+	b, err := encodeRecord(r)
+	if err != nil {
+		return nil, fmt.Errorf("store/bolt: record cannot be stored: %w", err)
+	}
+	var back audit.Record
+	if err := json.Unmarshal(b, &back); err != nil {
+		return nil, fmt.Errorf("store/bolt: record cannot be read back: %w", err)
+	}
+	want, got := normalize(*r), normalize(back)
+	if !reflect.DeepEqual(want, got) {
+		return nil, fmt.Errorf("store/bolt: record would not read back as written (an amount with a currency other than Amount's?):\n wrote %+v\n  read %+v", want, got)
+	}
+	return b, nil
+}
+
+func normalize(r audit.Record) audit.Record {
+	r.Time = r.Time.Round(0).UTC()
+	r.Duration = time.Duration(r.Duration.Microseconds()) * time.Microsecond
+	for _, a := range []*money.Amount{&r.Amount, &r.Reserved, &r.Settled} {
+		if a.Micros == 0 {
+			a.Currency = ""
+		}
+	}
+	if len(r.Params) == 0 {
+		r.Params = nil
+	}
+	if len(r.Holds) == 0 {
+		r.Holds = nil
+	}
+	return r
+}

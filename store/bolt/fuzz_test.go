@@ -1,0 +1,276 @@
+package bolt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/keybrake/keybrake/audit"
+	"github.com/keybrake/keybrake/store"
+)
+
+// FuzzOperations runs a sequence of Reserve, Complete, Append and reopen
+// (crash recovery) operations decoded from the input against the store and
+// against a plain sequential model of store.Store's contract, and after
+// every step checks that both agree on every result, every counter and
+// every record's outcome and holds, and that the counters equal what the
+// records say (settled holds, reserved holds, unknown holds).
+func FuzzOperations(f *testing.F) {
+	f.Add([]byte{0, 1, 0, 5, 9, 1, 0, 2, 0, 0, 3})
+	f.Add([]byte{0, 1, 0, 7, 10, 1, 0, 2, 1, 2, 0, 0, 1, 0, 7, 10, 1, 0})
+	f.Add([]byte{0, 2, 0, 3, 5, 1, 4, 5, 2, 1, 4, 0, 1, 0, 3, 5, 2, 0})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if len(in) > 400 {
+			return
+		}
+		dir := t.TempDir()
+		path := filepath.Join(dir, "keybrake.db")
+		s := openFuzz(t, path)
+		defer func() { s.Close() }()
+		m := newModel()
+		ctx := context.Background()
+		next := func() int {
+			if len(in) == 0 {
+				return 0
+			}
+			b := in[0]
+			in = in[1:]
+			return int(b)
+		}
+		for step := 0; len(in) > 0; step++ {
+			switch next() % 5 {
+			case 0, 1:
+				r := &store.Reservation{Record: audit.Record{Agent: fmt.Sprint("step", step)}}
+				for n := next() % 3; n > 0; n-- {
+					limit := int64(next() % 24)
+					if limit > 20 {
+						limit = -1
+					}
+					r.Holds = append(r.Holds, audit.Hold{Key: fuzzKeys[next()%len(fuzzKeys)], Limit: limit, Amount: int64(next() % 8)})
+				}
+				if k := next() % 3; k > 0 {
+					r.Idempotency = &store.Idempotency{Key: fmt.Sprint("key", k), Fingerprint: fmt.Sprint("fp", next()%2)}
+				}
+				got, err := s.Reserve(ctx, r)
+				if err != nil {
+					t.Fatalf("step %d: Reserve(%+v): %v", step, r, err)
+				}
+				want := m.reserve(r, got.ID)
+				if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
+					t.Fatalf("step %d: Reserve(%+v holds %+v idem %+v)\n got %+v\nwant %+v", step, r.Record.Agent, r.Holds, r.Idempotency, got, want)
+				}
+			case 2:
+				c := &store.Completion{ID: uint64(next() % (len(m.recs) + 2))}
+				c.Outcome = []audit.Outcome{audit.Settled, audit.Released, audit.Unknown, audit.Replayed}[next()%4]
+				if r := m.recs[c.ID]; r != nil {
+					for range r.holds {
+						c.Settled = append(c.Settled, int64(next()%10))
+					}
+				}
+				err := s.Complete(ctx, c)
+				want := m.complete(c)
+				if !errors.Is(err, want) || (want == nil) != (err == nil) {
+					t.Fatalf("step %d: Complete(%+v) = %v, want %v", step, c, err, want)
+				}
+			case 3:
+				id, err := s.Append(ctx, &audit.Record{Agent: "refused"})
+				if err != nil {
+					t.Fatalf("step %d: Append: %v", step, err)
+				}
+				m.add(id, &modelRecord{outcome: audit.None})
+			case 4:
+				if err := s.Close(); err != nil {
+					t.Fatal(err)
+				}
+				s = openFuzz(t, path)
+				m.recover()
+			}
+			m.check(t, s, step)
+		}
+	})
+}
+
+var fuzzKeys = []string{"a", "b", "c"}
+
+func openFuzz(t *testing.T, path string) *Store {
+	s, err := Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.db.NoSync = true // durability is not what this test checks; speed is welcome
+	return s
+}
+
+type modelRecord struct {
+	outcome audit.Outcome
+	holds   []audit.Hold
+	replay  bool
+}
+
+type model struct {
+	recs     map[uint64]*modelRecord
+	counters map[string]store.Counter
+	index    map[string]struct {
+		fp string
+		id uint64
+	}
+}
+
+func newModel() *model {
+	return &model{recs: map[uint64]*modelRecord{}, counters: map[string]store.Counter{}, index: map[string]struct {
+		fp string
+		id uint64
+	}{}}
+}
+
+func (m *model) add(id uint64, r *modelRecord) { m.recs[id] = r }
+
+func (m *model) reserve(r *store.Reservation, id uint64) store.Admission {
+	holds := r.Holds
+	var retryOf uint64
+	var takeover, replay bool
+	if r.Idempotency != nil {
+		if e, ok := m.index[r.Idempotency.Key]; ok {
+			if e.fp != r.Idempotency.Fingerprint {
+				return store.Admission{Result: store.KeyReused}
+			}
+			retryOf = e.id
+			switch m.recs[e.id].outcome {
+			case audit.Reserved:
+				return store.Admission{Result: store.KeyInUse}
+			case audit.Settled, audit.Replayed:
+				replay, holds = true, nil
+			case audit.Unknown:
+				takeover, holds = true, m.recs[e.id].holds
+			}
+		}
+	}
+	work := map[string]store.Counter{}
+	for k, c := range m.counters {
+		work[k] = c
+	}
+	for i, h := range holds {
+		c := work[h.Key]
+		if takeover {
+			c.Unknown -= h.Amount
+		} else if h.Limit >= 0 && c.Total()+h.Amount > h.Limit {
+			return store.Admission{Result: store.OverLimit, Hold: i, Used: m.counters[h.Key].Total()}
+		}
+		c.Pending += h.Amount
+		work[h.Key] = c
+	}
+	m.counters = work
+	if takeover {
+		m.recs[retryOf].outcome = audit.Retried
+	}
+	var kept []audit.Hold
+	for _, h := range holds {
+		h.Settled = 0
+		kept = append(kept, h)
+	}
+	m.recs[id] = &modelRecord{outcome: audit.Reserved, holds: kept, replay: replay}
+	if r.Idempotency != nil && !replay {
+		m.index[r.Idempotency.Key] = struct {
+			fp string
+			id uint64
+		}{r.Idempotency.Fingerprint, id}
+	}
+	a := store.Admission{Result: store.Admitted, ID: id, RetryOf: retryOf, Holds: kept}
+	if replay {
+		a.Result = store.Replayed
+	}
+	return a
+}
+
+func (m *model) complete(c *store.Completion) error {
+	r := m.recs[c.ID]
+	switch {
+	case r == nil:
+		return store.ErrNotFound
+	case r.outcome != audit.Reserved:
+		return store.ErrNotReserved
+	case c.Outcome == audit.Replayed && !r.replay:
+		return ErrInvalid
+	}
+	outcome := c.Outcome
+	if r.replay && outcome == audit.Settled {
+		outcome = audit.Replayed
+	}
+	r.outcome = outcome
+	for i := range r.holds {
+		h := &r.holds[i]
+		ctr := m.counters[h.Key]
+		ctr.Pending -= h.Amount
+		switch outcome {
+		case audit.Settled, audit.Replayed:
+			h.Settled = c.Settled[i]
+			ctr.Settled += h.Settled
+		case audit.Unknown:
+			ctr.Unknown += h.Amount
+		}
+		m.counters[h.Key] = ctr
+	}
+	return nil
+}
+
+func (m *model) recover() {
+	for _, r := range m.recs {
+		if r.outcome != audit.Reserved {
+			continue
+		}
+		r.outcome = audit.Unknown
+		for _, h := range r.holds {
+			c := m.counters[h.Key]
+			c.Pending -= h.Amount
+			c.Unknown += h.Amount
+			m.counters[h.Key] = c
+		}
+	}
+}
+
+func (m *model) check(t *testing.T, s *Store, step int) {
+	t.Helper()
+	ctx := context.Background()
+	fromRecords := map[string]store.Counter{}
+	n := 0
+	err := s.Query(ctx, audit.Query{}, func(r *audit.Record) error {
+		n++
+		want := m.recs[r.ID]
+		if want == nil {
+			return fmt.Errorf("record %d is not in the model", r.ID)
+		}
+		if r.Outcome != want.outcome || fmt.Sprint(r.Holds) != fmt.Sprint(want.holds) {
+			return fmt.Errorf("record %d: %s %+v, model %s %+v", r.ID, r.Outcome, r.Holds, want.outcome, want.holds)
+		}
+		for _, h := range r.Holds {
+			c := fromRecords[h.Key]
+			switch r.Outcome {
+			case audit.Settled, audit.Replayed:
+				c.Settled += h.Settled
+			case audit.Reserved:
+				c.Pending += h.Amount
+			case audit.Unknown:
+				c.Unknown += h.Amount
+			}
+			fromRecords[h.Key] = c
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("step %d: %v", step, err)
+	}
+	if n != len(m.recs) {
+		t.Fatalf("step %d: %d records, model has %d", step, n, len(m.recs))
+	}
+	for _, k := range fuzzKeys {
+		c, err := s.Counter(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c != m.counters[k] || c != fromRecords[k] {
+			t.Fatalf("step %d: counter %q = %+v, model %+v, records say %+v", step, k, c, m.counters[k], fromRecords[k])
+		}
+	}
+}

@@ -1,0 +1,422 @@
+package bolt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/keybrake/keybrake/audit"
+	"github.com/keybrake/keybrake/store"
+)
+
+// ErrInvalid is wrapped by the errors of calls whose arguments the store
+// refuses: a negative hold, a hold without a key, an idempotency key without
+// a fingerprint, a completion with an outcome it cannot record, an audit
+// record that would not read back as written, a fact that would change.
+// Nothing is written.
+var ErrInvalid = errors.New("store/bolt: invalid argument")
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+// Reserve implements store.Store. It does not modify *r; the written
+// record's ID, holds and RetryOf are in the Admission.
+//
+// Beyond store.Store's contract: the written record's Holds have Settled
+// zero; a replayed record's Reserved is zero (it holds nothing); a retry of
+// a Released call has RetryOf set on its record and Admission like any other
+// retry. Holds on the same key in one reservation count together. A
+// negative Duration is recorded as zero.
+func (s *Store) Reserve(ctx context.Context, r *store.Reservation) (store.Admission, error) {
+	if r == nil {
+		return store.Admission{}, invalid("nil reservation")
+	}
+	for i, h := range r.Holds {
+		switch {
+		case h.Key == "" || len(h.Key) > bbolt.MaxKeySize:
+			return store.Admission{}, invalid("hold %d has a key of %d bytes; want 1 to %d", i, len(h.Key), bbolt.MaxKeySize)
+		case h.Amount < 0:
+			return store.Admission{}, invalid("hold %d (%s) is negative: %d", i, h.Key, h.Amount)
+		}
+	}
+	var idem store.Idempotency
+	if r.Idempotency != nil {
+		idem = *r.Idempotency
+		if idem.Key == "" || idem.Fingerprint == "" || len(idem.Key) > bbolt.MaxKeySize {
+			return store.Admission{}, invalid("idempotency key %q with fingerprint %q: both are required", idem.Key, idem.Fingerprint)
+		}
+	}
+	rec := r.Record
+	rec.Holds = nil
+	rec.Duration = max(rec.Duration, 0)
+	if _, err := checkEncodable(&rec); err != nil {
+		return store.Admission{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	holds := make([]audit.Hold, len(r.Holds))
+	copy(holds, r.Holds)
+	for i := range holds {
+		holds[i].Settled = 0
+	}
+
+	var adm store.Admission
+	err := s.write(ctx, func(tx *bbolt.Tx) error {
+		var err error
+		adm, err = reserve(tx, rec, holds, r.Idempotency != nil, idem)
+		return err
+	})
+	if err != nil {
+		return store.Admission{}, err
+	}
+	return adm, nil
+}
+
+func reserve(tx *bbolt.Tx, rec audit.Record, holds []audit.Hold, hasIdem bool, idem store.Idempotency) (store.Admission, error) {
+	var (
+		retryOf  uint64
+		kind     = kindHolds
+		takeover *audit.Record // the Unknown call whose holds this one takes over
+	)
+	if hasIdem {
+		if v := tx.Bucket(bucketIdem).Get([]byte(idem.Key)); v != nil {
+			id, fp, err := decodeIndex(idem.Key, v)
+			if err != nil {
+				return store.Admission{}, err
+			}
+			if fp != idem.Fingerprint {
+				return store.Admission{Result: store.KeyReused}, nil
+			}
+			prev, err := getRecord(tx, id)
+			if errors.Is(err, store.ErrNotFound) {
+				return store.Admission{}, corrupt("idempotency key %q points at missing record %d", idem.Key, id)
+			}
+			if err != nil {
+				return store.Admission{}, err
+			}
+			retryOf = id
+			switch prev.Outcome {
+			case audit.Reserved:
+				return store.Admission{Result: store.KeyInUse}, nil
+			case audit.Settled, audit.Replayed:
+				kind = kindReplay
+				holds = nil
+			case audit.Released:
+				// Reserve afresh below, limits checked.
+			case audit.Unknown:
+				takeover = prev
+				holds = append([]audit.Hold(nil), prev.Holds...)
+			default:
+				return store.Admission{}, corrupt("idempotency key %q points at record %d, which is %q", idem.Key, id, prev.Outcome)
+			}
+		}
+	}
+
+	// Read and check every counter before writing anything: a refusal
+	// writes nothing.
+	counters := tx.Bucket(bucketCounters)
+	work := make(map[string]store.Counter, len(holds))
+	for i, h := range holds {
+		c, seen := work[h.Key]
+		if !seen {
+			var err error
+			if c, err = decodeCounter(h.Key, counters.Get([]byte(h.Key))); err != nil {
+				return store.Admission{}, err
+			}
+		}
+		var ok bool
+		if takeover != nil {
+			// The money is already counted, as unknown: move it back to
+			// pending without checking the limit again.
+			if c.Unknown, ok = sub(c.Unknown, h.Amount); !ok {
+				return store.Admission{}, corrupt("counter %q holds %d unknown, less than record %d's hold of %d", h.Key, c.Unknown, takeover.ID, h.Amount)
+			}
+		} else if h.Limit >= 0 {
+			t, _ := total(c) // decodeCounter checked it fits
+			if next, fits := add(t, h.Amount); !fits || next > h.Limit {
+				before, err := decodeCounter(h.Key, counters.Get([]byte(h.Key)))
+				if err != nil {
+					return store.Admission{}, err
+				}
+				used, _ := total(before)
+				return store.Admission{Result: store.OverLimit, Hold: i, Used: used}, nil
+			}
+		}
+		if c.Pending, ok = add(c.Pending, h.Amount); !ok {
+			return store.Admission{}, fmt.Errorf("store/bolt: counter %q: pending %d + %d overflows", h.Key, c.Pending, h.Amount)
+		}
+		if _, ok := total(c); !ok {
+			return store.Admission{}, fmt.Errorf("store/bolt: counter %q: total overflows with %d more", h.Key, h.Amount)
+		}
+		work[h.Key] = c
+	}
+
+	records := tx.Bucket(bucketRecords)
+	id, err := records.NextSequence()
+	if err != nil {
+		return store.Admission{}, err
+	}
+	rec.ID = id
+	rec.Outcome = audit.Reserved
+	rec.Holds = holds
+	if retryOf != 0 {
+		rec.RetryOf = retryOf
+	}
+	if kind == kindReplay {
+		rec.Reserved.Micros = 0
+	}
+	for key, c := range work {
+		if err := counters.Put([]byte(key), encodeCounter(c)); err != nil {
+			return store.Admission{}, err
+		}
+	}
+	if err := putNewRecord(tx, &rec); err != nil {
+		return store.Admission{}, err
+	}
+	if err := tx.Bucket(bucketPending).Put(u64(id), []byte{kind}); err != nil {
+		return store.Admission{}, err
+	}
+	if takeover != nil {
+		takeover.Outcome = audit.Retried
+		if err := putRecord(tx, takeover); err != nil {
+			return store.Admission{}, err
+		}
+	}
+	if hasIdem && kind != kindReplay {
+		if err := tx.Bucket(bucketIdem).Put([]byte(idem.Key), encodeIndex(id, idem.Fingerprint)); err != nil {
+			return store.Admission{}, err
+		}
+	}
+	adm := store.Admission{Result: store.Admitted, ID: id, RetryOf: retryOf}
+	if kind == kindReplay {
+		adm.Result = store.Replayed
+	}
+	if len(holds) > 0 {
+		adm.Holds = append([]audit.Hold(nil), holds...)
+	}
+	return adm, nil
+}
+
+// Complete implements store.Store.
+//
+// Beyond store.Store's contract: Outcome Settled on a replayed record (one
+// Reserve answered Replayed) records it as audit.Replayed, which Complete
+// also accepts for such a record only. A completion with more Settled
+// entries than the record has holds, a negative entry, or a Moved amount the
+// record cannot hold (another currency than its Amount) is refused with
+// ErrInvalid and the record stays Reserved. A negative Duration (a clock
+// that went backwards) is recorded as zero.
+func (s *Store) Complete(ctx context.Context, c *store.Completion) error {
+	if c == nil {
+		return invalid("nil completion")
+	}
+	switch c.Outcome {
+	case audit.Settled, audit.Released, audit.Unknown, audit.Replayed:
+	default:
+		return invalid("completion of record %d with outcome %q", c.ID, c.Outcome)
+	}
+	for i, v := range c.Settled {
+		if v < 0 {
+			return invalid("completion of record %d: hold %d settled %d, negative", c.ID, i, v)
+		}
+	}
+	comp := *c
+	comp.Duration = max(comp.Duration, 0)
+	comp.Settled = append([]int64(nil), c.Settled...)
+
+	var result error
+	err := s.write(ctx, func(tx *bbolt.Tx) error {
+		var err error
+		result, err = complete(tx, &comp)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return result
+}
+
+// complete returns the caller's error (not found, not reserved, invalid) as
+// result, having written nothing, and internal errors as err.
+func complete(tx *bbolt.Tx, c *store.Completion) (result, err error) {
+	r, err := getRecord(tx, c.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return err, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if r.Outcome != audit.Reserved {
+		return fmt.Errorf("%w: record %d is %s", store.ErrNotReserved, c.ID, r.Outcome), nil
+	}
+	pending := tx.Bucket(bucketPending)
+	kind := pending.Get(u64(c.ID))
+	if len(kind) != 1 {
+		return nil, corrupt("reserved record %d has no pending entry", c.ID)
+	}
+	if len(c.Settled) > len(r.Holds) {
+		return invalid("completion of record %d: %d settled amounts for %d holds", c.ID, len(c.Settled), len(r.Holds)), nil
+	}
+	outcome := c.Outcome
+	switch {
+	case kind[0] == kindReplay && outcome == audit.Settled:
+		outcome = audit.Replayed
+	case kind[0] != kindReplay && outcome == audit.Replayed:
+		return invalid("completion of record %d: outcome replayed, but it holds money", c.ID), nil
+	}
+
+	r.Outcome = outcome
+	for i := range r.Holds {
+		r.Holds[i].Settled = 0
+		if (outcome == audit.Settled || outcome == audit.Replayed) && i < len(c.Settled) {
+			r.Holds[i].Settled = c.Settled[i]
+		}
+	}
+	r.Settled = c.Moved
+	r.Status = c.Status
+	r.RequestID = c.RequestID
+	r.Duration = c.Duration
+	if c.Reason != "" {
+		r.Reason = c.Reason
+	}
+	encoded, err := checkEncodable(r)
+	if err != nil {
+		return fmt.Errorf("%w: completion of record %d: %w", ErrInvalid, c.ID, err), nil
+	}
+
+	if err := moveHolds(tx, r.Holds, func(ctr *store.Counter, h audit.Hold) bool {
+		var ok bool
+		if ctr.Pending, ok = sub(ctr.Pending, h.Amount); !ok {
+			return false
+		}
+		switch outcome {
+		case audit.Settled, audit.Replayed:
+			ctr.Settled, ok = add(ctr.Settled, h.Settled)
+		case audit.Unknown:
+			ctr.Unknown, ok = add(ctr.Unknown, h.Amount)
+		}
+		return ok
+	}); err != nil {
+		return nil, fmt.Errorf("completing record %d: %w", c.ID, err)
+	}
+	if err := pending.Delete(u64(c.ID)); err != nil {
+		return nil, err
+	}
+	return nil, tx.Bucket(bucketRecords).Put(u64(r.ID), encoded)
+}
+
+// Append implements store.Store. It does not modify *r.
+//
+// Beyond store.Store's contract: a record with holds or with Outcome
+// Reserved is refused with ErrInvalid (it would hold money nobody
+// completes); an empty Outcome is written as audit.None; a negative
+// Duration is recorded as zero.
+func (s *Store) Append(ctx context.Context, r *audit.Record) (uint64, error) {
+	if r == nil {
+		return 0, invalid("nil record")
+	}
+	rec := *r
+	switch {
+	case len(rec.Holds) > 0:
+		return 0, invalid("appended record holds %d limits; only Reserve holds money", len(rec.Holds))
+	case rec.Outcome == audit.Reserved:
+		return 0, invalid("appended record is reserved; only Reserve reserves")
+	case rec.Outcome == "":
+		rec.Outcome = audit.None
+	}
+	rec.Duration = max(rec.Duration, 0)
+	if _, err := checkEncodable(&rec); err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	var id uint64
+	err := s.write(ctx, func(tx *bbolt.Tx) error {
+		var err error
+		if id, err = tx.Bucket(bucketRecords).NextSequence(); err != nil {
+			return err
+		}
+		rec := rec
+		rec.ID = id
+		return putNewRecord(tx, &rec)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return id, nil
+}
+
+// SetFact implements store.Store. Setting a fact to the value it has is a
+// no-op; setting it to another value is refused with ErrInvalid, since a
+// fact never changes once learned and a different answer means something
+// is wrong.
+func (s *Store) SetFact(ctx context.Context, key, value string) error {
+	if key == "" || len(key) > bbolt.MaxKeySize {
+		return invalid("fact key of %d bytes; want 1 to %d", len(key), bbolt.MaxKeySize)
+	}
+	var result error
+	err := s.write(ctx, func(tx *bbolt.Tx) error {
+		result = nil
+		facts := tx.Bucket(bucketFacts)
+		if old := facts.Get([]byte(key)); old != nil {
+			if string(old) != value {
+				result = invalid("fact %q is %q; refusing to change it to %q", key, old, value)
+			}
+			return nil
+		}
+		return facts.Put([]byte(key), []byte(value))
+	})
+	if err != nil {
+		return err
+	}
+	return result
+}
+
+func getRecord(tx *bbolt.Tx, id uint64) (*audit.Record, error) {
+	v := tx.Bucket(bucketRecords).Get(u64(id))
+	if v == nil {
+		return nil, fmt.Errorf("%w: %d", store.ErrNotFound, id)
+	}
+	return decodeRecord(id, v)
+}
+
+// putRecord rewrites an existing record. Its Time must not have changed:
+// the time index keeps pointing at it.
+func putRecord(tx *bbolt.Tx, r *audit.Record) error {
+	b, err := encodeRecord(r)
+	if err != nil {
+		return fmt.Errorf("store/bolt: record %d: %w", r.ID, err)
+	}
+	return tx.Bucket(bucketRecords).Put(u64(r.ID), b)
+}
+
+// putNewRecord writes a record and its time index entry.
+func putNewRecord(tx *bbolt.Tx, r *audit.Record) error {
+	if err := putRecord(tx, r); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketTime).Put(timeKey(r.Time, r.ID), nil)
+}
+
+// moveHolds applies move to the counter of each hold in turn. move reports
+// false when the counter cannot move as asked (it would go negative or
+// overflow), which means the counters no longer match the records.
+func moveHolds(tx *bbolt.Tx, holds []audit.Hold, move func(c *store.Counter, h audit.Hold) bool) error {
+	counters := tx.Bucket(bucketCounters)
+	for _, h := range holds {
+		c, err := decodeCounter(h.Key, counters.Get([]byte(h.Key)))
+		if err != nil {
+			return err
+		}
+		before := c
+		if !move(&c, h) {
+			return corrupt("counter %q %+v cannot move hold %+v", h.Key, before, h)
+		}
+		if _, ok := total(c); !ok {
+			return fmt.Errorf("store/bolt: counter %q overflows: %+v", h.Key, c)
+		}
+		if err := counters.Put([]byte(h.Key), encodeCounter(c)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
