@@ -1,0 +1,62 @@
+package stripe
+
+import (
+	"context"
+	"testing"
+)
+
+func BenchmarkClassify(b *testing.B) {
+	r := req("POST", "/v1/refunds", "charge=ch_3MmlLrLkdIwHu7ix0snN0B15&amount=1000&reason=requested_by_customer&metadata[order_id]=6735&metadata[agent]=refund-bot",
+		"Idempotency-Key", "1700000000_abcdef", "Stripe-Account", "acct_1032D82eZvKYlo2C")
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := (Vendor{}).Classify(r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func BenchmarkClassifyCheckout(b *testing.B) {
+	// A wide request: many nested amounts to check.
+	body := "mode=payment&success_url=https%3A%2F%2Fexample.com%2Fok"
+	for _, i := range []string{"0", "1", "2", "3", "4", "5", "6", "7"} {
+		body += "&line_items[" + i + "][price_data][currency]=usd&line_items[" + i + "][price_data][unit_amount]=1999" +
+			"&line_items[" + i + "][price_data][product_data][name]=Item&line_items[" + i + "][quantity]=2"
+	}
+	r := req("POST", "/v1/checkout/sessions", body)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := (Vendor{}).Classify(r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func BenchmarkResolveSettle(b *testing.B) {
+	f := &fakeStripe{answers: map[string]answer{"/v1/charges/ch_1": charge("ch_1", 5000, 5000, 0, "usd", "cus_1")}}
+	get := func(ctx context.Context, path string) (int, []byte, error) {
+		a := f.answers[path]
+		return a.status, []byte(a.body), nil
+	}
+	r := req("POST", "/v1/refunds", "charge=ch_1&amount=1000")
+	settled := []byte(`{"id":"re_1","object":"refund","amount":1000,"currency":"usd","status":"succeeded","charge":"ch_1"}`)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			c, err := Vendor{}.Classify(r)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := (Vendor{}).Resolve(context.Background(), c, get); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := (Vendor{}).Settle(c, settled); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -1,0 +1,391 @@
+package stripe
+
+import (
+	"mime"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/keybrake/keybrake/audit"
+	"github.com/keybrake/keybrake/money"
+	"github.com/keybrake/keybrake/vendors"
+)
+
+// The codes of the refusals Classify and Resolve return as *vendors.Invalid.
+const (
+	codeBadMethod      = "keybrake_bad_method"       // not GET, POST or DELETE
+	codeWrongHost      = "keybrake_wrong_host"       // an API path on the Connect host, and so on
+	codeBadContentType = "keybrake_bad_content_type" // not application/x-www-form-urlencoded
+	codeQueryOnWrite   = "keybrake_query_on_write"   // Stripe merges a write's query into its body
+	codeBodyOnGet      = "keybrake_body_on_get"      // a GET carries its parameters in the query
+	codeBadParams      = "keybrake_bad_params"       // the form does not parse strictly
+	codeDuplicateParam = "keybrake_duplicate_param"  // Stripe keeps the last, url.Values.Get the first
+	codeBadParamName   = "keybrake_bad_param_name"   // a key Stripe's parser might read differently
+	codeBadParam       = "keybrake_bad_param"        // a value Keybrake relies on is not one it can read
+	codeMissingParam   = "keybrake_missing_param"    // a parameter the amount depends on is absent
+	codeBadAmount      = "keybrake_bad_amount"       // an amount that is not a plain integer of minor units
+	codeBadCurrency    = "keybrake_bad_currency"     // an unknown currency
+	codeBadID          = "keybrake_bad_id"           // an ID without its kind's prefix
+	codeBadHeader      = "keybrake_bad_header"       // Stripe-Account or Idempotency-Key unreadable
+	codeAmountUnknown  = "keybrake_amount_unknown"   // the request does not say how much it moves
+)
+
+func invalid(code, format string, args ...any) error {
+	return vendors.Invalidf(code, format, args...)
+}
+
+const formType = "application/x-www-form-urlencoded"
+
+var (
+	// keyRE is a parameter name as stripe-go writes it: a lower-case name
+	// and bracketed sub-keys. It rules out "amount " (from "amount+"),
+	// stray brackets and every other shape a Rack-style parser might read
+	// differently from Go.
+	keyRE = regexp.MustCompile(`^[a-z0-9_]+(\[[^\[\]]*\])*$`)
+	// amountRE is Stripe's integer amount: at most 8 digits, no sign, no
+	// leading zero (strconv.ParseInt would accept "+100" and "0100").
+	amountRE = regexp.MustCompile(`^(0|[1-9][0-9]{0,7})$`)
+	// decimalRE is a *_decimal amount: minor units with up to 12 decimals.
+	decimalRE = regexp.MustCompile(`^(0|[1-9][0-9]{0,11})(\.[0-9]{1,12})?$`)
+)
+
+// Classify reads a Stripe request strictly and says what it does. It
+// refuses, with an *vendors.Invalid, anything Stripe might read otherwise
+// than Keybrake does: see the package documentation for the rules.
+func (Vendor) Classify(r *vendors.Request) (*vendors.Call, error) {
+	if err := checkHost(r.Host, r.Path); err != nil {
+		return nil, err
+	}
+	raw, err := rawParams(r)
+	if err != nil {
+		return nil, err
+	}
+	params, err := parseParams(raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkParams(params); err != nil {
+		return nil, err
+	}
+	account, err := singleHeader(r.Header, "Stripe-Account")
+	if err != nil {
+		return nil, err
+	}
+	if account != "" && !idPatterns["account"].MatchString(account) {
+		return nil, invalid(codeBadHeader, "Stripe-Account %q is not an account ID (acct_...)", account)
+	}
+	idem, err := singleHeader(r.Header, "Idempotency-Key")
+	if err != nil {
+		return nil, err
+	}
+	if len(idem) > 255 {
+		return nil, invalid(codeBadHeader, "Idempotency-Key is longer than Stripe's 255 characters")
+	}
+
+	col, id, err := collectionID(r.Path)
+	if err != nil {
+		return nil, err
+	}
+	e, vars, err := match(r.Method, r.Path)
+	if err != nil {
+		return nil, err
+	}
+	c := &vendors.Call{
+		Params:         params,
+		Audit:          auditParams(params),
+		Customer:       params.Get("customer"),
+		Account:        account,
+		IdempotencyKey: idem,
+	}
+	// Anything under /v1/customers/{id}, listed or not, touches that
+	// customer.
+	if col == "customers" && id != "" {
+		if c.Customer != "" && c.Customer != id {
+			return nil, invalid(codeBadParam, "the path names customer %s, the parameters %s", id, c.Customer)
+		}
+		c.Customer = id
+	}
+	if e == nil {
+		return c, nil
+	}
+	c.Operation = e.op
+	if e.kind != kindNone {
+		c.MovesMoney = true
+		c.Count = 1
+		if err := price(c, e.kind, vars); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// checkHost keeps each backend's paths on its own host. A configured
+// endpoint (a mock, a proxy) serves every path and is not checked.
+func checkHost(host, path string) error {
+	api := strings.HasPrefix(path, "/v1/")
+	switch host {
+	case APIHost:
+		if !api {
+			return invalid(codeWrongHost, "%s serves /v1/ paths, not %s", host, path)
+		}
+	case ConnectHost:
+		if !strings.HasPrefix(path, "/oauth/") {
+			return invalid(codeWrongHost, "%s serves /oauth/ paths, not %s", host, path)
+		}
+	case UploadsHost:
+		if path != "/v1/files" && !strings.HasPrefix(path, "/v1/files/") {
+			return invalid(codeWrongHost, "%s serves /v1/files, not %s", host, path)
+		}
+	}
+	return nil
+}
+
+// rawParams returns the encoded parameters of a request: the query of a
+// GET, the form body of a write.
+func rawParams(r *vendors.Request) (string, error) {
+	switch r.Method {
+	case "GET":
+		if len(r.Body) > 0 {
+			return "", invalid(codeBodyOnGet, "a GET request carries a body; Stripe reads GET parameters from the query only")
+		}
+		if ct := headerValues(r.Header, "Content-Type"); len(ct) > 0 {
+			// stripe-go labels its GETs as forms too.
+			if err := checkContentType(ct); err != nil {
+				return "", err
+			}
+		}
+		return r.Query, nil
+	case "POST", "DELETE":
+		if r.Query != "" {
+			return "", invalid(codeQueryOnWrite, "a %s carries a query string; Stripe merges it into the body parameters, so Keybrake refuses it", r.Method)
+		}
+		if err := checkContentType(headerValues(r.Header, "Content-Type")); err != nil {
+			return "", err
+		}
+		return string(r.Body), nil
+	}
+	return "", invalid(codeBadMethod, "Stripe's API uses GET, POST and DELETE, not %s", r.Method)
+}
+
+// checkContentType accepts exactly one Content-Type, the form type, with at
+// most a charset of utf-8: percent-encoded UTF-8 is what Stripe decodes, so
+// that one parameter changes nothing. Any other parameter or charset, a
+// multipart body (file uploads included) or JSON is refused.
+func checkContentType(values []string) error {
+	if len(values) != 1 {
+		return invalid(codeBadContentType, "want one Content-Type %s, got %d", formType, len(values))
+	}
+	v := values[0]
+	if v == formType {
+		return nil
+	}
+	mt, ps, err := mime.ParseMediaType(v)
+	if err != nil || mt != formType || len(ps) != 1 || !strings.EqualFold(ps["charset"], "utf-8") {
+		return invalid(codeBadContentType, "Content-Type %q: Keybrake reads only %s (optionally ; charset=utf-8)", v, formType)
+	}
+	return nil
+}
+
+// parseParams decodes an encoded form strictly: no empty pairs, no pair
+// without "=", no ";", no bad escapes, valid names, no repeated name.
+func parseParams(raw string) (url.Values, error) {
+	params := url.Values{}
+	if raw == "" {
+		return params, nil
+	}
+	// url.ParseQuery is what policy code and net/http would use; whatever
+	// it cannot read, Keybrake does not send.
+	if _, err := url.ParseQuery(raw); err != nil {
+		return nil, invalid(codeBadParams, "parameters do not parse: %v", err)
+	}
+	for _, pair := range strings.Split(raw, "&") {
+		if pair == "" {
+			return nil, invalid(codeBadParams, "parameters hold an empty pair (&&, or & at an end)")
+		}
+		k, v, ok := strings.Cut(pair, "=")
+		if !ok {
+			return nil, invalid(codeBadParams, "parameter %q has no '='", truncate(pair))
+		}
+		key, err := url.QueryUnescape(k)
+		if err != nil {
+			return nil, invalid(codeBadParams, "parameter name %q: %v", truncate(k), err)
+		}
+		val, err := url.QueryUnescape(v)
+		if err != nil {
+			return nil, invalid(codeBadParams, "parameter %q: %v", truncate(key), err)
+		}
+		if key == "" {
+			return nil, invalid(codeBadParamName, "a parameter has an empty name")
+		}
+		if !keyRE.MatchString(key) {
+			return nil, invalid(codeBadParamName, "parameter name %q is not name[sub]... in lower case", truncate(key))
+		}
+		if _, dup := params[key]; dup {
+			return nil, invalid(codeDuplicateParam, "parameter %q appears more than once; Stripe would keep the last", key)
+		}
+		params[key] = []string{val}
+	}
+	return params, nil
+}
+
+// names splits "a[b][c]" into a, b, c.
+func names(key string) []string {
+	base, rest, _ := strings.Cut(key, "[")
+	out := []string{base}
+	if rest == "" {
+		return out
+	}
+	for _, n := range strings.Split(strings.TrimSuffix(rest, "]"), "][") {
+		out = append(out, n)
+	}
+	return out
+}
+
+// inMetadata reports whether a key lies under a metadata hash, whose
+// values Stripe stores as free text and never reads as money.
+func inMetadata(ns []string) bool {
+	for _, n := range ns[:len(ns)-1] {
+		if n == "metadata" {
+			return true
+		}
+	}
+	return false
+}
+
+func isIntegerAmount(name string) bool {
+	return name == "amount" || strings.HasSuffix(name, "_amount") || name == "amount_to_capture" || name == "quantity"
+}
+
+func isDecimalAmount(name string) bool { return strings.HasSuffix(name, "_decimal") }
+
+// sibling returns the key naming name next to key: for
+// "line_items[0][price_data][unit_amount]" and "currency",
+// "line_items[0][price_data][currency]".
+func sibling(key, name string) string {
+	if i := strings.LastIndexByte(key, '['); i >= 0 {
+		return key[:i] + "[" + name + "]"
+	}
+	return name
+}
+
+// checkParams checks the values of every amount, currency and subject ID,
+// wherever they are.
+func checkParams(params url.Values) error {
+	// In key order, so a request with two faults always gets the same
+	// refusal.
+	for _, key := range sortedKeys(params) {
+		v := params[key][0]
+		ns := names(key)
+		if inMetadata(ns) {
+			continue
+		}
+		name := ns[len(ns)-1]
+		switch {
+		case isIntegerAmount(name):
+			if !amountRE.MatchString(v) {
+				return invalid(codeBadAmount, "%s=%q is not a whole number of minor units of at most 8 digits", key, truncate(v))
+			}
+			if name == "quantity" {
+				continue
+			}
+			if cv, ok := params[sibling(key, "currency")]; ok {
+				if cur, err := money.ParseCurrency(cv[0]); err == nil {
+					if err := checkThreeDecimal(key, v, cur); err != nil {
+						return err
+					}
+				}
+			}
+		case isDecimalAmount(name):
+			if !decimalRE.MatchString(v) {
+				return invalid(codeBadAmount, "%s=%q is not a plain decimal amount", key, truncate(v))
+			}
+		case name == "currency":
+			if _, err := money.ParseCurrency(v); err != nil {
+				return invalid(codeBadCurrency, "%s=%q is not a currency Keybrake knows", key, truncate(v))
+			}
+		}
+		if re := subjectIDs[ns[0]]; re != nil {
+			if len(ns) > 1 {
+				return invalid(codeBadParam, "%s must be an ID, not a hash (%s)", ns[0], key)
+			}
+			if !re.MatchString(v) {
+				return invalid(codeBadID, "%s=%q is not a %s ID (%s)", key, truncate(v), key, re)
+			}
+		}
+	}
+	return nil
+}
+
+// subjectIDs are the top-level parameters Keybrake looks up or reports as
+// the call's subject.
+var subjectIDs = map[string]*regexp.Regexp{
+	"charge":         idPatterns["charge"],
+	"payment_intent": idPatterns["payment_intent"],
+	"customer":       idPatterns["customer"],
+	"invoice":        idPatterns["invoice"],
+}
+
+// checkThreeDecimal refuses an amount Stripe would refuse in a currency
+// with three decimals, whose last digit must be 0.
+func checkThreeDecimal(key, v string, cur money.Currency) error {
+	if exp, _ := cur.Exponent(); exp == 3 && !strings.HasSuffix(v, "0") {
+		return invalid(codeBadAmount, "%s=%s: amounts in %s must end in 0", key, v, cur)
+	}
+	return nil
+}
+
+// singleHeader returns a header that may appear at most once.
+func singleHeader(h map[string][]string, name string) (string, error) {
+	vs := headerValues(h, name)
+	if len(vs) > 1 {
+		return "", invalid(codeBadHeader, "%s appears %d times", name, len(vs))
+	}
+	if len(vs) == 0 {
+		return "", nil
+	}
+	return vs[0], nil
+}
+
+func headerValues(h map[string][]string, name string) []string {
+	// http.Header canonicalises on Set; a hand-built map might not.
+	var out []string
+	for k, vs := range h {
+		if strings.EqualFold(k, name) {
+			out = append(out, vs...)
+		}
+	}
+	return out
+}
+
+// auditParams keeps what audit.RedactParam allows of every parameter.
+func auditParams(params url.Values) map[string]string {
+	if len(params) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(params))
+	for k, vs := range params {
+		if v, keep := audit.RedactParam(k, vs[0]); keep {
+			// Metadata keys are the caller's free text too.
+			out[audit.RedactText(k)] = v
+		}
+	}
+	return out
+}
+
+func sortedKeys(p url.Values) []string {
+	keys := make([]string, 0, len(p))
+	for k := range p {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// truncate shortens what a refusal quotes of the request.
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}

@@ -1,0 +1,136 @@
+// Package stripe is Keybrake's knowledge of Stripe, for stripe-go v76 (API
+// version 2023-10-16): the hosts it calls, how to read its requests
+// strictly, what each money-moving call moves, how its responses settle,
+// and how a refusal looks so that stripe-go surfaces it as its own
+// *stripe.Error without retrying.
+//
+// # Wiring
+//
+// Backends builds the three stripe-go backends over Keybrake's client:
+//
+//	sc := client.New(key, stripe.Backends(kb.HTTPClient("refund-bot", keybrake.Stripe)))
+//
+// # Reading a request
+//
+// Classify refuses, with a *vendors.Invalid whose Code is keybrake_<reason>,
+// anything Stripe might read differently from Keybrake:
+//
+//   - a method other than GET, POST, DELETE (keybrake_bad_method); an API
+//     path on connect.stripe.com, an /oauth/ path on api.stripe.com, a
+//     non-/v1/files path on files.stripe.com (keybrake_wrong_host);
+//   - a write whose Content-Type is not exactly
+//     application/x-www-form-urlencoded, optionally with the single
+//     parameter charset=utf-8 (Stripe decodes percent-encoded UTF-8, so
+//     that parameter is unambiguous; any other is refused). Multipart file
+//     uploads to files.stripe.com are therefore refused too
+//     (keybrake_bad_content_type). A GET may carry the form Content-Type,
+//     as stripe-go sends it, or none;
+//   - a query string on a POST or DELETE, which Stripe would merge into the
+//     body parameters (keybrake_query_on_write); a body on a GET
+//     (keybrake_body_on_get);
+//   - parameters url.ParseQuery rejects (";", bad escapes), empty pairs, a
+//     pair without "=" (keybrake_bad_params); a decoded name that is empty
+//     or not ^[a-z0-9_]+(\[[^\[\]]*\])*$, so "amount+" ("amount ") is
+//     refused (keybrake_bad_param_name); any name given twice, in any
+//     encoding (keybrake_duplicate_param);
+//   - an amount anywhere (the name or its last bracketed part is amount,
+//     ends in _amount, is amount_to_capture or quantity) that is not
+//     ^(0|[1-9][0-9]{0,7})$, a *_decimal that is not
+//     ^(0|[1-9][0-9]{0,11})(\.[0-9]{1,12})?$, or an amount in BHD, JOD,
+//     KWD, OMR or TND whose last digit is not 0 (keybrake_bad_amount);
+//     values under a metadata hash are free text and not checked;
+//   - a currency money.ParseCurrency does not know (keybrake_bad_currency);
+//   - a top-level charge, payment_intent, customer or invoice parameter, or
+//     a path ID, without its kind's prefix: ch_ or py_, pi_, cus_, in_,
+//     tr_, trr_, fee_, fr_, re_ or pyr_, po_, tu_, cn_, cs_, plink_, dp_ or
+//     du_, sub_, txn_ (keybrake_bad_id). Known literals (/v1/charges/search,
+//     /v1/invoices/upcoming, ...) are allowed;
+//   - a Stripe-Account that is not acct_..., or either it or
+//     Idempotency-Key given twice (keybrake_bad_header);
+//   - a scalar Keybrake reads for money sent as a hash ("amount[x]=1"), a
+//     charge, payment_intent, customer or invoice sent as a hash, a
+//     customer parameter other than the one in a /v1/customers/{id} path, a
+//     capture or confirm not "true"/"false", a capture_method other than
+//     automatic, automatic_async, manual (keybrake_bad_param);
+//   - a money-moving call without the parameters its amount depends on
+//     (keybrake_missing_param), or a credit note priced only by its lines
+//     (keybrake_amount_unknown).
+//
+// Customer is the customer parameter, or the ID in any /v1/customers/{id}
+// path (listed in the endpoint table or not), or the customer of the object
+// a lookup fetched. Account is the
+// Stripe-Account header; IdempotencyKey the Idempotency-Key header. Audit
+// keeps every parameter audit.RedactParam keeps, redacted.
+//
+// # The money table, as implemented
+//
+// Amounts are minor units of the currency. Every operation below has
+// MovesMoney true and Count 1. "Lookup" is the GET Resolve performs; the
+// settled amount is read from the 2xx response, whose currency must be the
+// call's.
+//
+//	operation                                   amount reserved                                        lookup                   settled
+//	charges.create            POST /v1/charges  amount, currency; 0 when capture=false                  -                        amount_captured if captured, else 0
+//	charges.capture           .../{ch}/capture  amount, else amount - amount_captured                   GET /v1/charges/{ch}     amount_captured - before
+//	charges.refund            .../{ch}/refund   amount, else amount - amount_refunded                   GET /v1/charges/{ch}     amount_refunded - before (answers a charge)
+//	charge_refunds.create     .../{ch}/refunds  amount, else amount - amount_refunded                   GET /v1/charges/{ch}     refund amount (0 if failed/canceled)
+//	payment_intents.create                      amount, currency when confirm=true and capture_method
+//	                                            automatic/automatic_async; else 0                       -                        amount_received
+//	payment_intents.confirm                     intent amount; 0 when capture_method (the body's
+//	                                            override, else the intent's) is manual                  GET /v1/payment_intents  amount_received - before
+//	payment_intents.capture                     amount_to_capture, else amount_capturable               GET /v1/payment_intents  amount_received - before
+//	payment_intents.increment_authorization     zero, no currency (an authorisation)                    -                        zero
+//	refunds.create                              amount, else charge amount - amount_refunded or
+//	                                            intent amount_received; currency ALWAYS looked up       charge or intent         amount (0 if failed/canceled)
+//	transfers.create                            amount, currency                                        -                        amount
+//	transfer_reversals.create                   amount, else amount - amount_reversed                   GET /v1/transfers/{tr}   amount
+//	payouts.create, topups.create               amount, currency                                        -                        amount
+//	invoices.pay                                amount_remaining                                        GET /v1/invoices/{in}    amount_paid - before
+//	application_fee_refunds.create              amount, else amount - amount_refunded                   GET /v1/application_fees amount
+//	credit_notes.create                         amount, else refund_amount + credit_amount +
+//	                                            out_of_band_amount (at least one named)                 GET /v1/invoices/{in}    amount
+//
+// "before" is what the object had already captured, received, refunded
+// or paid when looked up; when Settle does not have it, it counts the
+// whole running total, the safe direction.
+//
+// checkout.sessions.create and payment_links.create move nothing when
+// made (the customer pays later) and are named but have MovesMoney false.
+// Every other endpoint in the table (retrieve, list, update, cancel...)
+// moves nothing; endpoints not in the table get Operation "".
+//
+// # What Keybrake does NOT protect on Stripe
+//
+// Keybrake caps only the operations in the money table. An operator who
+// allows any other write gives the agent that power uncapped. In
+// particular:
+//
+//   - Subscriptions (POST /v1/subscriptions, subscription items and
+//     schedules) create invoices that Stripe charges on its own schedule,
+//     the first one often at once; none of that is counted.
+//   - Invoices created, finalized or sent (POST /v1/invoices,
+//     .../finalize, .../send) with automatic collection are charged by
+//     Stripe later; only invoices.pay is counted. Invoice items and quotes
+//     (.../accept) feed such invoices.
+//   - Customer balance and cash balance moves
+//     (/v1/customers/{id}/balance_transactions,
+//     /v1/payment_intents/{id}/apply_customer_balance), payout reversals,
+//     Terminal (refund_payment, process_payment_intent), Issuing, Treasury
+//     (outbound payments and transfers), and test helpers.
+//   - Money that moves after the call by the customer's action: a
+//     checkout session or payment link paid, a payment intent confirmed
+//     with 3-D Secure, a manual-capture intent captured by someone else.
+//   - invoices.pay with paid_out_of_band=true is counted although Stripe
+//     moves nothing; a payment intent refund reserves everything received,
+//     not what is left after earlier refunds.
+//   - File uploads (multipart) are refused outright, not classified.
+//
+// # Refusals
+//
+// Deny answers with Stripe's error shape and Stripe-Should-Retry: false,
+// so stripe-go returns a *stripe.Error with HTTPStatusCode the refusal's
+// status (401 revoked, 402 capped, 403 blocked or scoped, 503 error) after
+// exactly one attempt; RefusalDetails reads the refusal back from that
+// error's raw body. The Connect backend (OAuth) gets the flat error shape
+// it decodes.
+package stripe

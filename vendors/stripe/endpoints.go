@@ -1,0 +1,237 @@
+package stripe
+
+import (
+	"regexp"
+	"strings"
+
+	"github.com/keybrake/keybrake/internal/pattern"
+)
+
+// kind is how an operation moves money; kindNone moves none.
+type kind int
+
+const (
+	kindNone kind = iota
+	kindChargeCreate
+	kindChargeCapture
+	kindChargeRefundLegacy // POST /v1/charges/{id}/refund: answers with the charge
+	kindChargeRefunds      // POST /v1/charges/{id}/refunds: answers with a refund
+	kindPaymentIntentCreate
+	kindPaymentIntentConfirm
+	kindPaymentIntentCapture
+	kindPaymentIntentIncrement
+	kindRefundCreate
+	kindTransferCreate
+	kindTransferReversal
+	kindPayoutCreate
+	kindTopupCreate
+	kindInvoicePay
+	kindFeeRefund
+	kindCreditNoteCreate
+)
+
+// endpoint is one row of the endpoint table.
+type endpoint struct {
+	method string
+	path   pattern.Pattern
+	op     string
+	kind   kind
+}
+
+func ep(method, template, op string, k kind) endpoint {
+	return endpoint{method: method, path: pattern.MustCompile(template), op: op, kind: k}
+}
+
+// endpoints names the calls Keybrake knows. Placeholder names are ID kinds
+// (see idPatterns), so a path whose ID has the wrong prefix is refused
+// rather than matched. A call not listed here gets Operation "" and moves
+// no money as far as Keybrake knows: the policy's allowlist alone decides
+// whether it passes (doc.go lists what that leaves unprotected).
+var endpoints = []endpoint{
+	// Money-moving calls.
+	ep("POST", "/v1/charges", "charges.create", kindChargeCreate),
+	ep("POST", "/v1/charges/{charge}/capture", "charges.capture", kindChargeCapture),
+	ep("POST", "/v1/charges/{charge}/refund", "charges.refund", kindChargeRefundLegacy),
+	ep("POST", "/v1/charges/{charge}/refunds", "charge_refunds.create", kindChargeRefunds),
+	ep("POST", "/v1/payment_intents", "payment_intents.create", kindPaymentIntentCreate),
+	ep("POST", "/v1/payment_intents/{payment_intent}/confirm", "payment_intents.confirm", kindPaymentIntentConfirm),
+	ep("POST", "/v1/payment_intents/{payment_intent}/capture", "payment_intents.capture", kindPaymentIntentCapture),
+	ep("POST", "/v1/payment_intents/{payment_intent}/increment_authorization", "payment_intents.increment_authorization", kindPaymentIntentIncrement),
+	ep("POST", "/v1/refunds", "refunds.create", kindRefundCreate),
+	ep("POST", "/v1/transfers", "transfers.create", kindTransferCreate),
+	ep("POST", "/v1/transfers/{transfer}/reversals", "transfer_reversals.create", kindTransferReversal),
+	ep("POST", "/v1/payouts", "payouts.create", kindPayoutCreate),
+	ep("POST", "/v1/topups", "topups.create", kindTopupCreate),
+	ep("POST", "/v1/invoices/{invoice}/pay", "invoices.pay", kindInvoicePay),
+	ep("POST", "/v1/application_fees/{fee}/refunds", "application_fee_refunds.create", kindFeeRefund),
+	ep("POST", "/v1/credit_notes", "credit_notes.create", kindCreditNoteCreate),
+
+	// Calls that move nothing when made; checkout sessions and payment
+	// links collect money later, from the customer, not from the agent's
+	// call.
+	ep("POST", "/v1/checkout/sessions", "checkout.sessions.create", kindNone),
+	ep("GET", "/v1/checkout/sessions", "checkout.sessions.list", kindNone),
+	ep("GET", "/v1/checkout/sessions/{checkout_session}", "checkout.sessions.retrieve", kindNone),
+	ep("POST", "/v1/checkout/sessions/{checkout_session}/expire", "checkout.sessions.expire", kindNone),
+	ep("POST", "/v1/payment_links", "payment_links.create", kindNone),
+	ep("GET", "/v1/payment_links", "payment_links.list", kindNone),
+	ep("GET", "/v1/payment_links/{payment_link}", "payment_links.retrieve", kindNone),
+	ep("POST", "/v1/payment_links/{payment_link}", "payment_links.update", kindNone),
+
+	ep("GET", "/v1/charges", "charges.list", kindNone),
+	ep("GET", "/v1/charges/search", "charges.search", kindNone),
+	ep("GET", "/v1/charges/{charge}", "charges.retrieve", kindNone),
+	ep("POST", "/v1/charges/{charge}", "charges.update", kindNone),
+	ep("GET", "/v1/charges/{charge}/refunds", "charge_refunds.list", kindNone),
+	ep("GET", "/v1/charges/{charge}/refunds/{refund}", "charge_refunds.retrieve", kindNone),
+	ep("GET", "/v1/payment_intents", "payment_intents.list", kindNone),
+	ep("GET", "/v1/payment_intents/search", "payment_intents.search", kindNone),
+	ep("GET", "/v1/payment_intents/{payment_intent}", "payment_intents.retrieve", kindNone),
+	ep("POST", "/v1/payment_intents/{payment_intent}", "payment_intents.update", kindNone),
+	ep("POST", "/v1/payment_intents/{payment_intent}/cancel", "payment_intents.cancel", kindNone),
+	ep("GET", "/v1/refunds", "refunds.list", kindNone),
+	ep("GET", "/v1/refunds/{refund}", "refunds.retrieve", kindNone),
+	ep("POST", "/v1/refunds/{refund}", "refunds.update", kindNone),
+	ep("POST", "/v1/refunds/{refund}/cancel", "refunds.cancel", kindNone),
+	ep("GET", "/v1/customers", "customers.list", kindNone),
+	ep("GET", "/v1/customers/search", "customers.search", kindNone),
+	ep("POST", "/v1/customers", "customers.create", kindNone),
+	ep("GET", "/v1/customers/{customer}", "customers.retrieve", kindNone),
+	ep("POST", "/v1/customers/{customer}", "customers.update", kindNone),
+	ep("DELETE", "/v1/customers/{customer}", "customers.delete", kindNone),
+	ep("GET", "/v1/transfers", "transfers.list", kindNone),
+	ep("GET", "/v1/transfers/{transfer}", "transfers.retrieve", kindNone),
+	ep("GET", "/v1/transfers/{transfer}/reversals", "transfer_reversals.list", kindNone),
+	ep("GET", "/v1/transfers/{transfer}/reversals/{transfer_reversal}", "transfer_reversals.retrieve", kindNone),
+	ep("GET", "/v1/payouts", "payouts.list", kindNone),
+	ep("GET", "/v1/payouts/{payout}", "payouts.retrieve", kindNone),
+	ep("POST", "/v1/payouts/{payout}/cancel", "payouts.cancel", kindNone),
+	ep("GET", "/v1/topups", "topups.list", kindNone),
+	ep("GET", "/v1/topups/{topup}", "topups.retrieve", kindNone),
+	ep("POST", "/v1/topups/{topup}/cancel", "topups.cancel", kindNone),
+	ep("GET", "/v1/invoices", "invoices.list", kindNone),
+	ep("GET", "/v1/invoices/search", "invoices.search", kindNone),
+	ep("GET", "/v1/invoices/upcoming", "invoices.upcoming", kindNone),
+	ep("GET", "/v1/invoices/{invoice}", "invoices.retrieve", kindNone),
+	ep("POST", "/v1/invoices/{invoice}/void", "invoices.void", kindNone),
+	ep("POST", "/v1/invoices/{invoice}/send", "invoices.send", kindNone),
+	ep("GET", "/v1/application_fees", "application_fees.list", kindNone),
+	ep("GET", "/v1/application_fees/{fee}", "application_fees.retrieve", kindNone),
+	ep("GET", "/v1/application_fees/{fee}/refunds", "application_fee_refunds.list", kindNone),
+	ep("GET", "/v1/application_fees/{fee}/refunds/{fee_refund}", "application_fee_refunds.retrieve", kindNone),
+	ep("GET", "/v1/credit_notes", "credit_notes.list", kindNone),
+	ep("GET", "/v1/credit_notes/preview", "credit_notes.preview", kindNone),
+	ep("GET", "/v1/credit_notes/{credit_note}", "credit_notes.retrieve", kindNone),
+	ep("POST", "/v1/credit_notes/{credit_note}/void", "credit_notes.void", kindNone),
+	ep("GET", "/v1/disputes", "disputes.list", kindNone),
+	ep("GET", "/v1/disputes/{dispute}", "disputes.retrieve", kindNone),
+	ep("GET", "/v1/balance", "balance.retrieve", kindNone),
+	ep("GET", "/v1/balance_transactions", "balance_transactions.list", kindNone),
+	ep("GET", "/v1/balance_transactions/{balance_transaction}", "balance_transactions.retrieve", kindNone),
+	ep("POST", "/oauth/token", "oauth.token", kindNone),
+	ep("POST", "/oauth/deauthorize", "oauth.deauthorize", kindNone),
+}
+
+// idPatterns are the IDs Keybrake checks, by placeholder name in the
+// endpoint table and by parameter name. Stripe's IDs are a prefix, "_" and
+// letters and digits; checking the prefix also stops an ID of one kind
+// standing in for another and confusable look-alikes.
+var idPatterns = map[string]*regexp.Regexp{
+	"charge":              regexp.MustCompile(`^(ch|py)_[A-Za-z0-9]+$`),
+	"payment_intent":      regexp.MustCompile(`^pi_[A-Za-z0-9]+$`),
+	"customer":            regexp.MustCompile(`^cus_[A-Za-z0-9]+$`),
+	"refund":              regexp.MustCompile(`^(re|pyr)_[A-Za-z0-9]+$`),
+	"transfer":            regexp.MustCompile(`^tr_[A-Za-z0-9]+$`),
+	"transfer_reversal":   regexp.MustCompile(`^trr_[A-Za-z0-9]+$`),
+	"invoice":             regexp.MustCompile(`^in_[A-Za-z0-9]+$`),
+	"fee":                 regexp.MustCompile(`^fee_[A-Za-z0-9]+$`),
+	"fee_refund":          regexp.MustCompile(`^fr_[A-Za-z0-9]+$`),
+	"payout":              regexp.MustCompile(`^po_[A-Za-z0-9]+$`),
+	"topup":               regexp.MustCompile(`^tu_[A-Za-z0-9]+$`),
+	"credit_note":         regexp.MustCompile(`^cn_[A-Za-z0-9]+$`),
+	"checkout_session":    regexp.MustCompile(`^cs_(test_|live_)?[A-Za-z0-9]+$`),
+	"payment_link":        regexp.MustCompile(`^plink_[A-Za-z0-9]+$`),
+	"dispute":             regexp.MustCompile(`^(dp|du)_[A-Za-z0-9]+$`),
+	"subscription":        regexp.MustCompile(`^sub_[A-Za-z0-9]+$`),
+	"balance_transaction": regexp.MustCompile(`^txn_[A-Za-z0-9]+$`),
+	"account":             regexp.MustCompile(`^acct_[A-Za-z0-9]+$`),
+}
+
+// collection says what the segment after a known collection must be, for
+// every path under it, listed in the table or not: an ID of the
+// collection's kind, or one of Stripe's literal sub-resources.
+type collection struct {
+	id       string // key into idPatterns
+	literals []string
+}
+
+var collections = map[string]collection{
+	"charges":              {id: "charge", literals: []string{"search"}},
+	"payment_intents":      {id: "payment_intent", literals: []string{"search"}},
+	"customers":            {id: "customer", literals: []string{"search"}},
+	"refunds":              {id: "refund"},
+	"transfers":            {id: "transfer"},
+	"invoices":             {id: "invoice", literals: []string{"search", "upcoming"}},
+	"application_fees":     {id: "fee"},
+	"payouts":              {id: "payout"},
+	"topups":               {id: "topup"},
+	"credit_notes":         {id: "credit_note", literals: []string{"preview"}},
+	"checkout/sessions":    {id: "checkout_session"},
+	"payment_links":        {id: "payment_link"},
+	"disputes":             {id: "dispute"},
+	"subscriptions":        {id: "subscription", literals: []string{"search"}},
+	"balance_transactions": {id: "balance_transaction"},
+}
+
+// collectionID checks the ID segment of any /v1 path under a known
+// collection: "/v1/charges/ch_1/anything" needs a charge ID. It returns the
+// collection and the ID ("" for a literal such as "search").
+func collectionID(path string) (name, id string, err error) {
+	segs := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	if len(segs) < 3 || segs[0] != "v1" {
+		return "", "", nil
+	}
+	name, at := segs[1], 2
+	if name == "checkout" {
+		if segs[2] != "sessions" {
+			return "", "", nil
+		}
+		name, at = "checkout/sessions", 3
+	}
+	col, ok := collections[name]
+	if !ok || len(segs) <= at {
+		return "", "", nil
+	}
+	id = segs[at]
+	for _, lit := range col.literals {
+		if id == lit {
+			return name, "", nil
+		}
+	}
+	if !idPatterns[col.id].MatchString(id) {
+		return "", "", invalid(codeBadID, "path segment %q is not a %s ID (%s)", id, col.id, idPatterns[col.id])
+	}
+	return name, id, nil
+}
+
+// match finds the endpoint of a call, checking its path IDs. A nil
+// endpoint with a nil error is a call Keybrake does not know.
+func match(method, path string) (*endpoint, map[string]string, error) {
+	for i := range endpoints {
+		e := &endpoints[i]
+		if e.method != method {
+			continue
+		}
+		vars, ok := e.path.Match(path)
+		if !ok {
+			continue
+		}
+		for name, v := range vars {
+			if re := idPatterns[name]; re != nil && !re.MatchString(v) {
+				return nil, nil, invalid(codeBadID, "path segment %q is not a %s ID (%s)", v, name, re)
+			}
+		}
+		return e, vars, nil
+	}
+	return nil, nil, nil
+}
