@@ -34,8 +34,10 @@ type Vendor interface {
 	// Resolve completes a call whose Call.Lookup is set: it fetches what
 	// the request does not carry (the amount of a refund without amount,
 	// the currency of a capture, the customer of a charge) with get, and
-	// fills the call in. An error refuses the call.
-	Resolve(ctx context.Context, c *Call, get Getter) error
+	// fills the call in. What never changes about an object (its currency,
+	// its customer) it may keep in facts, which may be nil, and read
+	// instead of fetching. An error refuses the call.
+	Resolve(ctx context.Context, c *Call, get Getter, facts Facts) error
 
 	// Settle reads a 2xx response body of a call that can move money and
 	// returns what moved, in the call's currency. An error means the
@@ -104,6 +106,14 @@ type Call struct {
 // credentials, through the same underlying transport, and returns the
 // status and body. It refuses bodies over a limit.
 type Getter func(ctx context.Context, path string) (status int, body []byte, err error)
+
+// Facts keeps what never changes once learned, such as the currency of a
+// charge; store.Store satisfies it. A fact, once set, is never changed:
+// setting another value is an error.
+type Facts interface {
+	Fact(ctx context.Context, key string) (value string, ok bool, err error)
+	SetFact(ctx context.Context, key, value string) error
+}
 
 // Refusal is what a vendor needs to render a refusal.
 type Refusal struct {

@@ -51,7 +51,7 @@ func BenchmarkResolveSettle(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if err := (Vendor{}).Resolve(context.Background(), c, get); err != nil {
+			if err := (Vendor{}).Resolve(context.Background(), c, get, nil); err != nil {
 				b.Fatal(err)
 			}
 			if _, err := (Vendor{}).Settle(c, settled); err != nil {

@@ -31,7 +31,7 @@ func ExampleVendor_Resolve() {
 	get := func(ctx context.Context, path string) (int, []byte, error) {
 		return 200, []byte(`{"id":"ch_1","object":"charge","amount":5000,"amount_refunded":0,"currency":"jpy","customer":"cus_7"}`), nil
 	}
-	if err := v.Resolve(context.Background(), c, get); err != nil {
+	if err := v.Resolve(context.Background(), c, get, nil); err != nil {
 		fmt.Println(err)
 		return
 	}

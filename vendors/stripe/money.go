@@ -333,13 +333,16 @@ func validCaptureMethod(v string) bool {
 // Lookup is empty. Every failure wraps ErrLookup, except an amount the
 // looked-up currency makes invalid, which is an *vendors.Invalid. Resolve
 // is safe for concurrent use on distinct calls.
-func (Vendor) Resolve(ctx context.Context, c *vendors.Call, get vendors.Getter) error {
+func (Vendor) Resolve(ctx context.Context, c *vendors.Call, get vendors.Getter, facts vendors.Facts) error {
 	if c.Lookup == "" {
 		return nil
 	}
 	st, ok := c.State.(*state)
 	if !ok || st.lookup == "" || c.Lookup != "GET "+st.lookup {
 		return fmt.Errorf("%w: %q was not set by Classify", ErrLookup, c.Lookup)
+	}
+	if done, err := resolveFromFacts(ctx, c, st, facts); done || err != nil {
+		return err
 	}
 	status, body, err := get(ctx, st.lookup)
 	if err != nil {
@@ -359,7 +362,89 @@ func (Vendor) Resolve(ctx context.Context, c *vendors.Call, get vendors.Getter) 
 		}
 		return fmt.Errorf("%w: %s: %w", ErrLookup, c.Lookup, err)
 	}
+	if facts != nil {
+		cus, _, _ := o.optionalID("customer")
+		// A fact that cannot be kept costs the next call a lookup,
+		// nothing more.
+		_ = facts.SetFact(ctx, factKey(c, st), objectFact{currency: c.Amount.Currency, customer: cus}.String())
+	}
 	return nil
+}
+
+// objectFact is what never changes about a charge, payment intent,
+// transfer or fee: its currency and its customer.
+type objectFact struct {
+	currency money.Currency
+	customer string
+}
+
+func (f objectFact) String() string {
+	cus := f.customer
+	if cus == "" {
+		cus = "-"
+	}
+	return strings.ToLower(string(f.currency)) + " " + cus
+}
+
+func parseObjectFact(s string) (objectFact, error) {
+	cur, cus, ok := strings.Cut(s, " ")
+	if !ok {
+		return objectFact{}, fmt.Errorf("fact %q is not \"currency customer\"", s)
+	}
+	c, err := money.ParseCurrency(cur)
+	if err != nil {
+		return objectFact{}, err
+	}
+	if cus == "-" {
+		cus = ""
+	} else if !idPatterns["customer"].MatchString(cus) {
+		return objectFact{}, fmt.Errorf("fact %q names no customer", s)
+	}
+	return objectFact{currency: c, customer: cus}, nil
+}
+
+// factKey names an object's facts, per connected account: the same ID
+// on two accounts is two objects.
+func factKey(c *vendors.Call, st *state) string {
+	return "stripe/" + c.Account + "/" + st.object + "/" + st.id
+}
+
+// resolveFromFacts completes, without a lookup, a call that names its
+// amount and needs only the currency (and customer) of the object it acts
+// on: a refund, reversal or fee refund whose object was looked up before.
+// done is false when the call needs the lookup anyway.
+func resolveFromFacts(ctx context.Context, c *vendors.Call, st *state, facts vendors.Facts) (done bool, err error) {
+	if facts == nil || st.explicit < 0 {
+		return false, nil
+	}
+	switch st.kind {
+	case kindRefundCreate, kindChargeRefunds, kindTransferReversal, kindFeeRefund:
+	default:
+		return false, nil // Settle needs what the object moved before
+	}
+	v, ok, err := facts.Fact(ctx, factKey(c, st))
+	if err != nil || !ok {
+		return false, nil // look it up instead
+	}
+	f, err := parseObjectFact(v)
+	if err != nil {
+		return false, nil
+	}
+	if err := checkLookedUpCurrency(c.Params, f.currency); err != nil {
+		return true, err
+	}
+	if f.customer != "" {
+		if c.Customer != "" && c.Customer != f.customer {
+			return true, fmt.Errorf("%w: %s %s belongs to customer %s, the request names %s", ErrLookup, st.object, st.id, f.customer, c.Customer)
+		}
+		c.Customer = f.customer
+	}
+	a, err := money.FromMinor(st.explicit, f.currency)
+	if err != nil {
+		return true, fmt.Errorf("%w: %w", ErrLookup, err)
+	}
+	c.Amount = a
+	return true, nil
 }
 
 func resolve(c *vendors.Call, st *state, o object) error {

@@ -105,7 +105,7 @@ func TestResolve(t *testing.T) {
 				t.Fatalf("Classify: %v", err)
 			}
 			f := &fakeStripe{answers: objects}
-			if err := (Vendor{}).Resolve(context.Background(), c, f.get); err != nil {
+			if err := (Vendor{}).Resolve(context.Background(), c, f.get, nil); err != nil {
 				t.Fatalf("Resolve: %v", err)
 			}
 			if len(f.fetched) != 1 || "GET "+f.fetched[0] != c.Lookup {
@@ -130,7 +130,7 @@ func TestResolveWithoutLookup(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := &fakeStripe{}
-	if err := (Vendor{}).Resolve(context.Background(), c, f.get); err != nil {
+	if err := (Vendor{}).Resolve(context.Background(), c, f.get, nil); err != nil {
 		t.Fatal(err)
 	}
 	if len(f.fetched) != 0 {
@@ -181,7 +181,7 @@ func TestResolveFailures(t *testing.T) {
 				t.Fatalf("Classify: %v", err)
 			}
 			f := &fakeStripe{answers: map[string]answer{"/v1/charges/ch_1": tt.answer}}
-			err = Vendor{}.Resolve(context.Background(), c, f.get)
+			err = Vendor{}.Resolve(context.Background(), c, f.get, nil)
 			if err == nil {
 				t.Fatalf("Resolve succeeded with Amount %v", c.Amount)
 			}
@@ -217,7 +217,7 @@ func TestResolveIntentFailures(t *testing.T) {
 				t.Fatal(err)
 			}
 			f := &fakeStripe{answers: map[string]answer{"/v1/payment_intents/pi_1": ok200(tt.body)}}
-			if err := (Vendor{}).Resolve(context.Background(), c, f.get); !errors.Is(err, ErrLookup) {
+			if err := (Vendor{}).Resolve(context.Background(), c, f.get, nil); !errors.Is(err, ErrLookup) {
 				t.Fatalf("Resolve = %v, want ErrLookup", err)
 			}
 		})
@@ -229,7 +229,7 @@ func TestResolveRefusesForeignLookup(t *testing.T) {
 	// never fetched: Resolve would otherwise GET whatever it is told.
 	f := &fakeStripe{}
 	c := &vendors.Call{Operation: "refunds.create", MovesMoney: true, Lookup: "GET /v1/charges/ch_1"}
-	if err := (Vendor{}).Resolve(context.Background(), c, f.get); !errors.Is(err, ErrLookup) {
+	if err := (Vendor{}).Resolve(context.Background(), c, f.get, nil); !errors.Is(err, ErrLookup) {
 		t.Errorf("no State: %v, want ErrLookup", err)
 	}
 	c, err := Vendor{}.Classify(req("POST", "/v1/refunds", "charge=ch_1"))
@@ -237,10 +237,72 @@ func TestResolveRefusesForeignLookup(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Lookup = "GET /v1/charges/ch_2"
-	if err := (Vendor{}).Resolve(context.Background(), c, f.get); !errors.Is(err, ErrLookup) {
+	if err := (Vendor{}).Resolve(context.Background(), c, f.get, nil); !errors.Is(err, ErrLookup) {
 		t.Errorf("changed Lookup: %v, want ErrLookup", err)
 	}
 	if len(f.fetched) != 0 {
 		t.Errorf("fetched %v", f.fetched)
+	}
+}
+
+// memFacts is an in-memory vendors.Facts that, like the store, refuses to
+// change a fact.
+type memFacts map[string]string
+
+func (m memFacts) Fact(_ context.Context, k string) (string, bool, error) {
+	v, ok := m[k]
+	return v, ok, nil
+}
+
+func (m memFacts) SetFact(_ context.Context, k, v string) error {
+	if old, ok := m[k]; ok && old != v {
+		return fmt.Errorf("fact %s is %q, not %q", k, old, v)
+	}
+	m[k] = v
+	return nil
+}
+
+func TestResolveRemembersCurrencyAndCustomer(t *testing.T) {
+	f := &fakeStripe{answers: map[string]answer{"/v1/charges/ch_y": charge("ch_y", 5000, 5000, 0, "jpy", "cus_A")}}
+	facts := memFacts{}
+	resolveRefund := func(body string) (*vendors.Call, error) {
+		c, err := Vendor{}.Classify(req("POST", "/v1/refunds", body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, Vendor{}.Resolve(context.Background(), c, f.get, facts)
+	}
+	c, err := resolveRefund("charge=ch_y&amount=100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.fetched) != 1 || facts["stripe//charge/ch_y"] != "jpy cus_A" {
+		t.Fatalf("fetched %v, facts %v", f.fetched, facts)
+	}
+	// The second refund with an amount needs nothing from Stripe: the
+	// charge's currency and customer never change.
+	c, err = resolveRefund("charge=ch_y&amount=200")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.fetched) != 1 {
+		t.Fatalf("looked up again: %v", f.fetched)
+	}
+	if want := (money.Amount{Micros: 200_000_000, Currency: "JPY"}); c.Amount != want || c.Customer != "cus_A" {
+		t.Fatalf("from facts: %v %q, want %v cus_A", c.Amount, c.Customer, want)
+	}
+	// Without an amount the remaining refundable amount is needed, which
+	// changes: that is always looked up.
+	if _, err := resolveRefund("charge=ch_y"); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.fetched) != 2 {
+		t.Fatalf("a refund without amount was not looked up: %v", f.fetched)
+	}
+	// A remembered customer still refuses a request naming another one.
+	c, _ = Vendor{}.Classify(req("POST", "/v1/refunds", "charge=ch_y&amount=1"))
+	c.Customer = "cus_B"
+	if err := (Vendor{}).Resolve(context.Background(), c, f.get, facts); !errors.Is(err, ErrLookup) {
+		t.Fatalf("customer mismatch from facts: %v", err)
 	}
 }
