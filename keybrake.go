@@ -1,0 +1,296 @@
+// Package keybrake lets an autonomous agent hold a live vendor API key
+// (Stripe, Twilio, Resend) without being able to burn money.
+//
+// A Brake reads a policy file and a durable store. Its HTTPClient and
+// Transport give a vendor's official SDK an http.RoundTripper chain that,
+// in the agent's own process and before any byte leaves it, classifies
+// each call, decides it by the policy, reserves the money it can move
+// against per-call and UTC-day caps, sends it, settles the reservation from
+// the vendor's response, and writes one audit record. A refused call
+// reaches the agent as the SDK's own error (402 capped, 403 blocked, 401
+// revoked, 503 error); AsDenial recovers the decision from it.
+//
+//	kb, err := keybrake.Open(keybrake.Options{PolicyFile: "keybrake.yaml", DBPath: "keybrake.db"})
+//	defer kb.Close()
+//	sc := client.New(key, stripevendor.Backends(kb.HTTPClient("refund-bot", keybrake.Stripe)))
+package keybrake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keybrake/keybrake/audit"
+	"github.com/keybrake/keybrake/policy"
+	"github.com/keybrake/keybrake/store"
+	"github.com/keybrake/keybrake/store/bolt"
+	"github.com/keybrake/keybrake/transport"
+	"github.com/keybrake/keybrake/vendors"
+	stripevendor "github.com/keybrake/keybrake/vendors/stripe"
+)
+
+// Vendor names a vendor as policies and audit records do.
+type Vendor string
+
+// The vendors Keybrake knows.
+const (
+	Stripe Vendor = "stripe"
+	Twilio Vendor = "twilio"
+	Resend Vendor = "resend"
+)
+
+// registry is every vendor Keybrake can brake. Adding a vendor is one line
+// here and a package under vendors/.
+var registry = map[Vendor]vendors.Vendor{
+	Stripe: stripevendor.Vendor{},
+}
+
+// Denial is a refused call; see transport.Denial.
+type Denial = transport.Denial
+
+// Decision is what Keybrake decided about a call.
+type Decision = policy.Decision
+
+// The decisions.
+const (
+	Allowed = policy.Allowed
+	Blocked = policy.Blocked
+	Scoped  = policy.Scoped
+	Capped  = policy.Capped
+	Revoked = policy.Revoked
+	Error   = policy.Error
+)
+
+// Options configures a Brake. Zero fields mean the documented defaults.
+type Options struct {
+	// PolicyFile is the policy, YAML or JSON, decoded strictly. Required.
+	PolicyFile string
+
+	// DBPath is the bbolt file for counters, reservations and the audit
+	// log, created with mode 0600. Required unless Store is set. A second
+	// process opening a file in use gets an error within a second.
+	DBPath string
+
+	// Store, when set, is used instead of opening DBPath (for example a
+	// PostgreSQL store shared by a fleet). The Brake closes it.
+	Store store.Store
+
+	// Endpoints sends a vendor's traffic to another base URL (stripe-mock,
+	// a test proxy). Requests addressed to the vendor's official hosts or
+	// to this URL are then accepted; without an entry only the official
+	// hosts are. Plain http is accepted only for loopback hosts.
+	Endpoints map[Vendor]string
+
+	// Clock is the time source; nil means time.Now. UTC days for the caps
+	// come from it; tests inject one instead of sleeping past midnight.
+	Clock func() time.Time
+
+	// ErrorLog receives failures no caller can be told of (a completion
+	// that could not be written: its money stays counted). nil drops them.
+	ErrorLog func(error)
+}
+
+// Brake holds the policy, the store and the state the chains share. It is
+// safe for concurrent use. Close it when the agent is done.
+type Brake struct {
+	opts      Options
+	store     store.Store
+	env       *transport.Env
+	endpoints map[Vendor]*url.URL
+	pol       *policy.Policy
+	base      *http.Transport
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open loads the policy and opens the store. It fails, naming the file, the
+// line and the problem, on any policy it cannot read with certainty.
+func Open(opts Options) (*Brake, error) {
+	if opts.PolicyFile == "" {
+		return nil, errors.New("keybrake: Options.PolicyFile is required")
+	}
+	pol, err := policy.Load(opts.PolicyFile)
+	if err != nil {
+		return nil, fmt.Errorf("keybrake: %w", err)
+	}
+	endpoints, err := parseEndpoints(opts.Endpoints)
+	if err != nil {
+		return nil, err
+	}
+	st := opts.Store
+	if st == nil {
+		if opts.DBPath == "" {
+			return nil, errors.New("keybrake: Options.DBPath or Options.Store is required")
+		}
+		st, err = bolt.Open(opts.DBPath, nil)
+		if err != nil {
+			return nil, fmt.Errorf("keybrake: %w", err)
+		}
+	}
+	b := &Brake{opts: opts, store: st, endpoints: endpoints, pol: pol}
+	b.base = http.DefaultTransport.(*http.Transport).Clone()
+	lastDay, _, err := st.Fact(context.Background(), lastDayFact)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("keybrake: reading the store: %w", err)
+	}
+	b.env = transport.NewEnv(transport.Config{
+		Store:   st,
+		Policy:  b.policy,
+		Now:     opts.Clock,
+		Report:  opts.ErrorLog,
+		LastDay: lastDay,
+	})
+	return b, nil
+}
+
+// lastDayFact keeps the latest UTC day counted, across restarts.
+const lastDayFact = "keybrake/last_day"
+
+func (b *Brake) policy() (*policy.Policy, error) { return b.pol, nil }
+
+// Policy returns the policy in force.
+func (b *Brake) Policy() *policy.Policy { return b.pol }
+
+func parseEndpoints(in map[Vendor]string) (map[Vendor]*url.URL, error) {
+	out := make(map[Vendor]*url.URL, len(in))
+	for v, raw := range in {
+		if _, ok := registry[v]; !ok {
+			return nil, fmt.Errorf("keybrake: Options.Endpoints names unknown vendor %q", v)
+		}
+		u, err := url.Parse(raw)
+		if err != nil {
+			return nil, fmt.Errorf("keybrake: endpoint for %s: %w", v, err)
+		}
+		if u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+			return nil, fmt.Errorf("keybrake: endpoint for %s %q must be scheme://host[:port][/prefix]", v, raw)
+		}
+		if u.Host != strings.ToLower(u.Host) {
+			return nil, fmt.Errorf("keybrake: endpoint for %s %q: write the host in lower case", v, raw)
+		}
+		switch u.Scheme {
+		case "https":
+		case "http":
+			if !loopback(u.Hostname()) {
+				return nil, fmt.Errorf("keybrake: endpoint for %s %q: plain http only to a loopback host", v, raw)
+			}
+		default:
+			return nil, fmt.Errorf("keybrake: endpoint for %s %q: scheme must be https (or http on loopback)", v, raw)
+		}
+		u.Path = strings.TrimSuffix(u.Path, "/")
+		u.RawPath = ""
+		out[v] = u
+	}
+	return out, nil
+}
+
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Transport returns the chain for agent on vendor v over next (nil means a
+// clone of http.DefaultTransport). For a vendor Keybrake does not know, it
+// returns a RoundTripper that refuses every request with an error.
+func (b *Brake) Transport(agent string, v Vendor, next http.RoundTripper) http.RoundTripper {
+	vd, ok := registry[v]
+	if !ok {
+		return unknownVendor(v)
+	}
+	if next == nil {
+		next = b.base
+	}
+	return transport.New(b.env, agent, vd, b.endpoints[v], next)
+}
+
+// HTTPClient returns an *http.Client whose Transport is the chain for agent
+// on vendor v. It follows no redirects (vendor APIs do not redirect; a
+// redirect would be a new call to decide) and times out after 80 seconds,
+// as stripe-go's own client does.
+func (b *Brake) HTTPClient(agent string, v Vendor) *http.Client {
+	return &http.Client{
+		Transport: b.Transport(agent, v, nil),
+		Timeout:   80 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+}
+
+type unknownVendor Vendor
+
+func (u unknownVendor) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+	names := make([]string, 0, len(registry))
+	for v := range registry {
+		names = append(names, string(v))
+	}
+	sort.Strings(names)
+	return nil, fmt.Errorf("keybrake: vendor %q is not one Keybrake knows (%s); nothing was sent", string(u), strings.Join(names, ", "))
+}
+
+// Dump writes the audit records q selects as JSON Lines, oldest first. It
+// first waits for the completions of calls that have answered, so their
+// settlements show.
+func (b *Brake) Dump(w io.Writer, q audit.Query) error {
+	ctx := context.Background()
+	if err := b.env.Flush(ctx); err != nil {
+		return err
+	}
+	out := audit.NewJSONLines(w)
+	if err := b.store.Query(ctx, q, out.Write); err != nil {
+		return fmt.Errorf("keybrake: dump: %w", err)
+	}
+	return out.Flush()
+}
+
+// Close writes what is queued, closes the store and stops the Brake's
+// goroutines. Calls made after Close are refused.
+func (b *Brake) Close() error {
+	b.closeOnce.Do(func() {
+		errEnv := b.env.Close()
+		var errDay error
+		if day := b.env.LastDay(); day != "" {
+			errDay = b.store.SetFact(context.Background(), lastDayFact, day)
+		}
+		errStore := b.store.Close()
+		b.base.CloseIdleConnections()
+		b.closeErr = errors.Join(errEnv, errDay, errStore)
+	})
+	return b.closeErr
+}
+
+// AsDenial recovers the decision from an error a vendor SDK returned for a
+// refused call: stripe-go's *stripe.Error, twilio-go's error, resend-go's
+// error, or an error wrapping a *Denial. ok is false for any other error.
+func AsDenial(err error) (*Denial, bool) {
+	if err == nil {
+		return nil, false
+	}
+	var d *Denial
+	if errors.As(err, &d) {
+		return d, true
+	}
+	for _, v := range registry {
+		if details, ok := v.RefusalDetails(err); ok {
+			if d, derr := transport.DecodeDenial(details); derr == nil {
+				return d, true
+			}
+		}
+	}
+	return nil, false
+}

@@ -1,0 +1,301 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/keybrake/keybrake/audit"
+	"github.com/keybrake/keybrake/money"
+	"github.com/keybrake/keybrake/store"
+	"github.com/keybrake/keybrake/vendors"
+)
+
+// readBody reads the whole request body, at most limit bytes, and closes it
+// on every path: RoundTrip owns the caller's body from its first line.
+func readBody(req *http.Request, limit int64) ([]byte, error) {
+	if req.Body == nil || req.Body == http.NoBody {
+		return nil, nil
+	}
+	defer req.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
+	if err != nil {
+		return nil, vendors.Invalidf("keybrake_bad_body", "request body could not be read: %v", err)
+	}
+	if int64(len(b)) > limit {
+		return nil, vendors.Invalidf("keybrake_body_too_large", "request body is over the %d-byte limit", limit)
+	}
+	return b, nil
+}
+
+// outgoing builds the request that goes on the wire: a clone of the
+// caller's, never the caller's itself, addressed to the configured endpoint
+// when there is one, with a body that can be replayed.
+func (t *RoundTripper) outgoing(c *call) *http.Request {
+	out := c.req.Clone(c.req.Context())
+	out.URL.Path = c.target.path
+	out.URL.RawPath = ""
+	if t.endpoint != nil {
+		out.URL.Scheme = t.endpoint.Scheme
+		out.URL.Host = t.endpoint.Host
+		out.URL.Path = strings.TrimSuffix(t.endpoint.Path, "/") + c.target.path
+	}
+	out.Host = ""
+	setBody(out, c.body)
+	return out
+}
+
+func setBody(r *http.Request, body []byte) {
+	if len(body) == 0 {
+		r.Body = http.NoBody
+		r.GetBody = func() (io.ReadCloser, error) { return http.NoBody, nil }
+		r.ContentLength = 0
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	r.ContentLength = int64(len(body))
+	r.TransferEncoding = nil
+}
+
+// lookupLimit bounds a lookup's response body.
+const lookupLimit = 1 << 20
+
+// getter fetches from the vendor with the call's own credentials through the
+// same underlying transport, for what the request does not carry.
+func (t *RoundTripper) getter(c *call) vendors.Getter {
+	return func(ctx context.Context, path string) (int, []byte, error) {
+		u, err := url.Parse(path)
+		if err != nil || u.Scheme != "" || u.Host != "" || !strings.HasPrefix(u.Path, "/") {
+			return 0, nil, fmt.Errorf("lookup path %q is not an absolute path", path)
+		}
+		target := url.URL{Scheme: "https", Host: c.target.host, Path: u.Path, RawQuery: u.RawQuery}
+		if t.endpoint != nil {
+			target.Scheme = t.endpoint.Scheme
+			target.Host = t.endpoint.Host
+			target.Path = strings.TrimSuffix(t.endpoint.Path, "/") + u.Path
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, target.String(), nil)
+		if err != nil {
+			return 0, nil, err
+		}
+		for k, vs := range c.req.Header {
+			switch http.CanonicalHeaderKey(k) {
+			case "Idempotency-Key", "Content-Length", "Content-Type", "Transfer-Encoding":
+				continue
+			}
+			req.Header[k] = append([]string(nil), vs...)
+		}
+		resp, err := t.next.RoundTrip(req)
+		if err != nil {
+			return 0, nil, err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(io.LimitReader(resp.Body, lookupLimit+1))
+		if err != nil {
+			return resp.StatusCode, nil, err
+		}
+		if len(b) > lookupLimit {
+			return resp.StatusCode, nil, fmt.Errorf("lookup response is over %d bytes", lookupLimit)
+		}
+		return resp.StatusCode, b, nil
+	}
+}
+
+// send puts the call on the wire and arranges for its reservation to be
+// settled from the response.
+func (t *RoundTripper) send(c *call, adm store.Admission) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(t.outgoing(c))
+	if err != nil {
+		outcome, why := audit.Unknown, "no response: "
+		if nothingSent(err) {
+			outcome, why = audit.Released, "not sent: "
+		}
+		t.complete(c, completion{outcome: outcome, reason: why + err.Error()})
+		return nil, err
+	}
+	c.rec.Status = resp.StatusCode
+	c.rec.RequestID = requestID(resp.Header)
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		if c.vc.MovesMoney && adm.Result != store.Replayed {
+			resp.Body = t.settleOnRead(c, resp.Body)
+			return resp, nil
+		}
+		t.complete(c, completion{outcome: audit.Settled})
+	case resp.StatusCode >= 500:
+		t.complete(c, completion{outcome: audit.Unknown, reason: fmt.Sprintf("vendor answered %d: the outcome is unknown", resp.StatusCode)})
+	case resp.StatusCode >= 400:
+		t.complete(c, completion{outcome: audit.Released, reason: fmt.Sprintf("vendor refused it with %d", resp.StatusCode)})
+	default:
+		// 1xx and 3xx: the vendor did not say it executed or refused it.
+		t.complete(c, completion{outcome: audit.Unknown, reason: fmt.Sprintf("vendor answered %d", resp.StatusCode)})
+	}
+	return resp, nil
+}
+
+// nothingSent reports whether a transport error certainly came before any
+// byte of the request reached the vendor.
+func nothingSent(err error) bool {
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return true
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "dial" {
+		return true
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
+}
+
+func requestID(h http.Header) string {
+	for _, k := range []string{"Request-Id", "Twilio-Request-Id", "X-Request-Id", "X-Resend-Request-Id"} {
+		if v := h.Get(k); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// settleLimit bounds what is kept of a response body for settlement.
+const settleLimit = 1 << 20
+
+// settleOnRead streams the body to the caller and settles the reservation
+// from it when the caller reaches its end or closes it.
+func (t *RoundTripper) settleOnRead(c *call, body io.ReadCloser) io.ReadCloser {
+	return &settlingBody{rc: body, settle: func(b []byte, err error) {
+		if err != nil {
+			t.complete(c, completion{outcome: audit.Unknown, reason: "response body unreadable: " + err.Error()})
+			return
+		}
+		moved, serr := t.vendor.Settle(c.vc, b)
+		if serr != nil {
+			t.complete(c, completion{outcome: audit.Unknown, reason: "response did not say what moved: " + serr.Error()})
+			return
+		}
+		t.complete(c, completion{outcome: audit.Settled, moved: moved})
+	}}
+}
+
+// settlingBody is not meant for concurrent Read calls, like any body, but
+// a Close racing a Read (a caller giving up) must not settle twice or tear
+// the buffer: mu guards the settlement state.
+type settlingBody struct {
+	rc     io.ReadCloser
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	over   bool
+	done   bool
+	settle func(body []byte, err error)
+}
+
+func (b *settlingBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.keep(p[:n])
+	if err == io.EOF {
+		b.finish(nil)
+	} else if err != nil {
+		b.finish(err)
+	}
+	return n, err
+}
+
+func (b *settlingBody) keep(p []byte) {
+	if b.over {
+		return
+	}
+	if b.buf.Len()+len(p) > settleLimit {
+		b.over = true
+		return
+	}
+	b.buf.Write(p)
+}
+
+// Close settles a body the caller did not read to the end by reading the
+// rest itself, up to the limit.
+func (b *settlingBody) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.done {
+		_, err := io.Copy(writerFunc(b.keep), io.LimitReader(b.rc, settleLimit+1))
+		b.finish(err)
+	}
+	return b.rc.Close()
+}
+
+func (b *settlingBody) finish(err error) {
+	if b.done {
+		return
+	}
+	b.done = true
+	if err == nil && b.over {
+		err = fmt.Errorf("over the %d-byte settlement limit", settleLimit)
+	}
+	b.settle(b.buf.Bytes(), err)
+}
+
+type writerFunc func([]byte)
+
+func (f writerFunc) Write(p []byte) (int, error) { f(p); return len(p), nil }
+
+// completion is what a response taught about a reserved call.
+type completion struct {
+	outcome audit.Outcome
+	moved   money.Amount
+	reason  string
+}
+
+// complete hands the outcome of a reserved call to the store. The caller
+// does not wait for the write: until it lands the reservation stays
+// counted, which errs on the safe side.
+func (t *RoundTripper) complete(c *call, cp completion) {
+	sc := &store.Completion{
+		ID:        c.rec.ID,
+		Outcome:   cp.outcome,
+		Status:    c.rec.Status,
+		RequestID: c.rec.RequestID,
+		Duration:  t.env.now().Sub(c.start),
+		Reason:    cp.reason,
+	}
+	if cp.outcome == audit.Settled {
+		sc.Moved = cp.moved
+		settled, err := t.settledHolds(c, cp.moved)
+		if err != nil {
+			sc.Outcome = audit.Unknown
+			sc.Moved = money.Amount{}
+			sc.Reason = "settlement could not be counted: " + err.Error()
+		}
+		sc.Settled = settled
+	}
+	t.env.completer.enqueue(sc)
+}
+
+// settledHolds converts what moved into each hold's unit.
+func (t *RoundTripper) settledHolds(c *call, moved money.Amount) ([]int64, error) {
+	out := make([]int64, len(c.rec.Holds))
+	for i, h := range c.rec.Holds {
+		if h.Unit == "units" {
+			out[i] = h.Amount
+			continue
+		}
+		if moved.IsZero() {
+			continue
+		}
+		a, err := c.pol.Convert(moved, money.Currency(h.Unit))
+		if err != nil {
+			return nil, err
+		}
+		out[i] = a.Micros
+	}
+	return out, nil
+}

@@ -1,0 +1,397 @@
+package transport
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/keybrake/keybrake/audit"
+	"github.com/keybrake/keybrake/money"
+	"github.com/keybrake/keybrake/policy"
+	"github.com/keybrake/keybrake/store"
+	"github.com/keybrake/keybrake/vendors"
+)
+
+// RoundTripper is the brake for one agent on one vendor: an
+// http.RoundTripper that decides every request before it reaches next.
+// It is safe for concurrent use; the zero value is not usable, build it
+// with New.
+type RoundTripper struct {
+	env      *Env
+	agent    string
+	vendor   vendors.Vendor
+	endpoint *url.URL // where the vendor's traffic goes; nil: the official hosts
+	next     http.RoundTripper
+}
+
+var _ http.RoundTripper = (*RoundTripper)(nil)
+
+// New returns the brake for agent on vendor v over next. endpoint, when not
+// nil, is a base URL (scheme, host, optional path prefix) that receives the
+// vendor's traffic: requests addressed to an official host are sent there,
+// and requests addressed to it directly are accepted too.
+func New(env *Env, agent string, v vendors.Vendor, endpoint *url.URL, next http.RoundTripper) *RoundTripper {
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	return &RoundTripper{env: env, agent: agent, vendor: v, endpoint: endpoint, next: next}
+}
+
+// call is one request on its way through the stages.
+type call struct {
+	req    *http.Request
+	start  time.Time
+	day    string
+	pol    *policy.Policy
+	body   []byte
+	target target
+	vc     *vendors.Call
+	rule   *policy.Rule
+	limits []policy.Limit
+	rec    audit.Record
+}
+
+// RoundTrip is the story of one call: check and classify it, decide it by
+// the policy, resolve what the request does not say, reserve its money
+// durably, send it, and settle the reservation from the response. Every
+// path writes one audit record. A refusal is a response in the vendor's own
+// error format, never an error, so the SDK surfaces it as its usual error
+// and does not retry it.
+func (t *RoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+	c := t.begin(req)
+	body, err := readBody(req, t.env.bodyLimit)
+	if err != nil {
+		return t.refuse(c, invalid(err))
+	}
+	c.body = body
+	if err := req.Context().Err(); err != nil {
+		t.refuse(c, cancelled(err))
+		return nil, err
+	}
+	if v, ok := t.classify(c); !ok {
+		return t.refuse(c, v)
+	}
+	if v, ok := t.authorize(c); !ok {
+		return t.refuse(c, v)
+	}
+	if v, ok := t.resolve(c); !ok {
+		return t.refuse(c, v)
+	}
+	if v, ok := t.limit(c); !ok {
+		return t.refuse(c, v)
+	}
+	adm, v, ok := t.reserve(c)
+	if !ok {
+		return t.refuse(c, v)
+	}
+	if v, ok := t.recheck(c); !ok {
+		t.release(c, adm, "refused after reserving: "+v.Reason)
+		return t.refuse(c, v)
+	}
+	return t.send(c, adm)
+}
+
+func (t *RoundTripper) begin(req *http.Request) *call {
+	now := t.env.now()
+	c := &call{req: req, start: now, day: t.env.days.day(now)}
+	c.rec = audit.Record{
+		Time:   now,
+		Agent:  t.agent,
+		Vendor: t.vendor.Name(),
+		Method: req.Method,
+		KeyID:  keyID(req.Header),
+	}
+	if req.URL != nil {
+		c.rec.Host = req.URL.Host
+		c.rec.Path = req.URL.EscapedPath()
+	}
+	return c
+}
+
+// classify refuses what cannot be read with certainty and asks the vendor
+// what the call is.
+func (t *RoundTripper) classify(c *call) (policy.Verdict, bool) {
+	tg, err := t.check(c.req)
+	if err != nil {
+		return invalid(err), false
+	}
+	c.target = tg
+	c.rec.Path = tg.path
+	vc, err := t.vendor.Classify(&vendors.Request{
+		Method: c.req.Method,
+		Host:   tg.host,
+		Path:   tg.path,
+		Query:  c.req.URL.RawQuery,
+		Header: c.req.Header.Clone(),
+		Body:   c.body,
+	})
+	if err != nil {
+		return invalid(err), false
+	}
+	c.vc = vc
+	c.rec.Operation = vc.Operation
+	c.rec.Params = vc.Audit
+	c.rec.IdempotencyKey = vc.IdempotencyKey
+	c.rec.Customer = vc.Customer
+	c.rec.Account = vc.Account
+	c.rec.Amount = vc.Amount
+	return policy.Verdict{}, true
+}
+
+// authorize decides the call by the policy in force when it arrived.
+func (t *RoundTripper) authorize(c *call) (policy.Verdict, bool) {
+	pol, err := t.env.policy()
+	if err != nil {
+		return policy.Verdict{Decision: policy.Error, Rule: "policy", Code: "keybrake_policy_invalid",
+			Reason: "no valid policy is in force: " + err.Error()}, false
+	}
+	c.pol = pol
+	c.rec.PolicyHash = pol.Hash
+	v, rule := pol.Authorize(t.policyRequest(c))
+	if v.Decision != policy.Allowed {
+		return v, false
+	}
+	c.rule = rule
+	c.rec.Rule = v.Rule
+	return v, true
+}
+
+func (t *RoundTripper) policyRequest(c *call) policy.Request {
+	return policy.Request{
+		Agent:  t.agent,
+		Vendor: t.vendor.Name(),
+		Method: c.req.Method,
+		Path:   c.target.path,
+		Params: c.vc.Params,
+	}
+}
+
+// resolve fetches what the request does not carry (an amount, a currency)
+// with the call's own credentials. A call whose money stays unknown is
+// refused.
+func (t *RoundTripper) resolve(c *call) (policy.Verdict, bool) {
+	if c.vc.Lookup != "" {
+		get := t.getter(c)
+		err := t.vendor.Resolve(c.req.Context(), c.vc, get, t.env.store)
+		c.rec.Lookup = c.vc.Lookup
+		if err != nil {
+			if ctxErr := c.req.Context().Err(); ctxErr != nil {
+				return cancelled(ctxErr), false
+			}
+			return policy.Verdict{Decision: policy.Error, Rule: c.rule.ID, Code: "keybrake_lookup_failed",
+				Reason: fmt.Sprintf("%s failed: %v", c.vc.Lookup, err)}, false
+		}
+		c.rec.Customer = c.vc.Customer
+		c.rec.Amount = c.vc.Amount
+	}
+	// A zero amount without a currency moves nothing (an authorisation
+	// increment); any other amount must say its currency.
+	if c.vc.MovesMoney && c.vc.Amount.Currency == "" && !c.vc.Amount.IsZero() {
+		return policy.Verdict{Decision: policy.Error, Rule: c.rule.ID, Code: "keybrake_amount_unknown",
+			Reason: "the call can move money but its amount or currency is unknown"}, false
+	}
+	return policy.Verdict{}, true
+}
+
+// limit asks the policy which counters the call must fit.
+func (t *RoundTripper) limit(c *call) (policy.Verdict, bool) {
+	amount := c.vc.Amount
+	if !c.vc.MovesMoney {
+		amount = money.Amount{}
+	}
+	limits, v := c.pol.Limits(t.policyRequest(c), c.rule, amount, c.vc.Count, c.day)
+	if v.Decision != policy.Allowed {
+		return v, false
+	}
+	c.limits = limits
+	return v, true
+}
+
+// reserve holds the call's money in one durable write, before any byte of
+// the call leaves.
+func (t *RoundTripper) reserve(c *call) (store.Admission, policy.Verdict, bool) {
+	r := &store.Reservation{Record: c.rec, Holds: holds(c.limits)}
+	r.Record.Decision = policy.Allowed
+	r.Record.Reason = "every check passed"
+	r.Record.Reserved = c.vc.Amount
+	if c.vc.IdempotencyKey != "" && c.req.Method != http.MethodGet {
+		r.Idempotency = &store.Idempotency{
+			Key:         t.agent + "\x00" + t.vendor.Name() + "\x00" + c.vc.Account + "\x00" + c.vc.IdempotencyKey,
+			Fingerprint: fingerprint(c),
+		}
+	}
+	ctx := c.req.Context()
+	adm, err := t.env.store.Reserve(ctx, r)
+	if err == nil && adm.Result == store.KeyInUse {
+		// The earlier attempt may have answered and only its completion
+		// still be queued: let it land, then ask once more.
+		if err = t.env.completer.flush(ctx); err == nil {
+			adm, err = t.env.store.Reserve(ctx, r)
+		}
+	}
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return adm, cancelled(ctxErr), false
+		}
+		return adm, policy.Verdict{Decision: policy.Error, Rule: "store", Code: "keybrake_store_error",
+			Reason: "the reservation could not be written: " + err.Error()}, false
+	}
+	switch adm.Result {
+	case store.Admitted, store.Replayed:
+		c.rec = r.Record
+		c.rec.ID = adm.ID
+		c.rec.Holds = adm.Holds
+		c.rec.RetryOf = adm.RetryOf
+		c.rec.Outcome = audit.Reserved
+		if adm.Result == store.Replayed {
+			c.rec.Reserved = money.Amount{}
+		}
+		return adm, policy.Verdict{}, true
+	case store.OverLimit:
+		return adm, overLimit(c, adm), false
+	case store.KeyReused:
+		return adm, policy.Verdict{Decision: policy.Blocked, Rule: c.rule.ID, Code: "keybrake_idempotency_key_reused",
+			Reason: fmt.Sprintf("idempotency key %q was used before for a different request", c.vc.IdempotencyKey)}, false
+	case store.KeyInUse:
+		return adm, policy.Verdict{Decision: policy.Blocked, Rule: c.rule.ID, Code: "keybrake_idempotency_key_in_use",
+			Reason: fmt.Sprintf("a request with idempotency key %q is still in flight", c.vc.IdempotencyKey)}, false
+	}
+	return adm, policy.Verdict{Decision: policy.Error, Rule: "store", Code: "keybrake_store_error",
+		Reason: fmt.Sprintf("the store answered an unknown result %d", adm.Result)}, false
+}
+
+func overLimit(c *call, adm store.Admission) policy.Verdict {
+	if adm.Hold < 0 || adm.Hold >= len(c.limits) {
+		return policy.Verdict{Decision: policy.Error, Rule: "store", Code: "keybrake_store_error",
+			Reason: fmt.Sprintf("the store refused hold %d of %d", adm.Hold, len(c.limits))}
+	}
+	l := c.limits[adm.Hold]
+	if l.Unit == "units" {
+		return policy.Verdict{Decision: policy.Capped, Rule: l.Rule, Code: "keybrake_daily_count",
+			Reason: fmt.Sprintf("daily count of %d reached: %d used on %s, this call %d", l.Max, adm.Used, c.day, l.Add)}
+	}
+	cur := money.Currency(l.Unit)
+	show := func(m int64) string { return money.Amount{Micros: m, Currency: cur}.String() }
+	return policy.Verdict{Decision: policy.Capped, Rule: l.Rule, Code: "keybrake_daily_cap",
+		Reason: fmt.Sprintf("daily cap of %s reached: %s used on %s, this call %s", show(l.Max), show(adm.Used), c.day, show(l.Add))}
+}
+
+// recheck decides the call again when the policy changed while it waited
+// for a lookup or the store, so that a revocation stops calls already inside
+// Keybrake.
+func (t *RoundTripper) recheck(c *call) (policy.Verdict, bool) {
+	pol, err := t.env.policy()
+	if err != nil {
+		return policy.Verdict{Decision: policy.Error, Rule: "policy", Code: "keybrake_policy_invalid",
+			Reason: "no valid policy is in force: " + err.Error()}, false
+	}
+	if pol == c.pol {
+		return policy.Verdict{}, true
+	}
+	v, _ := pol.Authorize(t.policyRequest(c))
+	if v.Decision != policy.Allowed {
+		c.rec.PolicyHash = pol.Hash
+		return v, false
+	}
+	return v, true
+}
+
+// refuse records a refused call and answers it in the vendor's own format.
+func (t *RoundTripper) refuse(c *call, v policy.Verdict) (*http.Response, error) {
+	rec := c.rec
+	rec.ID = 0
+	rec.Decision = v.Decision
+	rec.Rule = v.Rule
+	rec.Code = v.Code
+	rec.Reason = v.Reason
+	rec.Status = v.Decision.Status()
+	rec.Outcome = audit.None
+	rec.Reserved = money.Amount{}
+	rec.Settled = money.Amount{}
+	rec.Holds = nil
+	rec.Duration = t.env.now().Sub(c.start)
+	if rec.PolicyHash == "" {
+		if pol, err := t.env.policy(); err == nil {
+			rec.PolicyHash = pol.Hash
+		}
+	}
+	ctx, cancel := t.env.writeContext(c.req.Context())
+	defer cancel()
+	id, err := t.env.store.Append(ctx, &rec)
+	if err != nil {
+		t.env.report(fmt.Errorf("keybrake: audit record of a refused call could not be written: %w", err))
+	}
+	d := &Denial{
+		Decision: v.Decision, Code: v.Code, Rule: v.Rule, Reason: v.Reason,
+		Agent: t.agent, Vendor: t.vendor.Name(), Method: rec.Method, Path: rec.Path,
+		Status: rec.Status, CallID: id, Policy: rec.PolicyHash,
+	}
+	resp := t.vendor.Deny(c.req, vendors.Refusal{
+		Status:    d.Status,
+		Code:      d.Code,
+		Message:   fmt.Sprintf("Keybrake refused this call (%s): %s (rule %s)", d.Decision, d.Reason, d.Rule),
+		RequestID: d.RequestID(),
+		Details:   d.details(),
+	})
+	return resp, nil
+}
+
+// release gives back a reservation for a call that will not be sent.
+func (t *RoundTripper) release(c *call, adm store.Admission, reason string) {
+	ctx, cancel := t.env.writeContext(c.req.Context())
+	defer cancel()
+	err := t.env.store.Complete(ctx, &store.Completion{
+		ID: adm.ID, Outcome: audit.Released, Duration: t.env.now().Sub(c.start), Reason: reason,
+	})
+	if err != nil {
+		t.env.report(fmt.Errorf("keybrake: reservation %d of an unsent call could not be released (it stays counted): %w", adm.ID, err))
+	}
+}
+
+func holds(limits []policy.Limit) []audit.Hold {
+	if len(limits) == 0 {
+		return nil
+	}
+	hs := make([]audit.Hold, len(limits))
+	for i, l := range limits {
+		hs[i] = audit.Hold{Key: l.Key, Unit: l.Unit, Limit: l.Max, Amount: l.Add}
+	}
+	return hs
+}
+
+func invalid(err error) policy.Verdict {
+	var inv *vendors.Invalid
+	if errors.As(err, &inv) {
+		return policy.Verdict{Decision: policy.Blocked, Rule: "request", Code: inv.Code, Reason: inv.Reason}
+	}
+	return policy.Verdict{Decision: policy.Blocked, Rule: "request", Code: "keybrake_bad_request", Reason: err.Error()}
+}
+
+func cancelled(err error) policy.Verdict {
+	return policy.Verdict{Decision: policy.Error, Rule: "request", Code: "keybrake_cancelled",
+		Reason: "the caller gave up before the call was sent: " + err.Error()}
+}
+
+// keyID is a short fingerprint of the credential, so the audit log tells
+// keys apart without holding one.
+func keyID(h http.Header) string {
+	auth := h.Get("Authorization")
+	if auth == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(auth))
+	return "key_" + hex.EncodeToString(sum[:4])
+}
+
+// fingerprint identifies a write for its idempotency key: the same key with
+// another method, path, account or body is another request.
+func fingerprint(c *call) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s %s\n%s\n", c.req.Method, c.target.path, c.vc.Account)
+	h.Write(c.body)
+	return hex.EncodeToString(h.Sum(nil))
+}
