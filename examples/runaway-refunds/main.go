@@ -1,0 +1,251 @@
+// Command runaway-refunds replays the incident Keybrake exists for: a refund
+// agent stuck on a customer cohort fires thousands of refunds as fast as it
+// can. Through Keybrake, the refunds pass until the agent's daily cap and
+// every further call is answered 402 before it leaves the process.
+//
+// With no setup it runs offline against an embedded fake Stripe (see
+// internal/fakestripe). With STRIPE_KEY set to a test-mode key it runs
+// against Stripe's test mode, or against STRIPE_BASE_URL (stripe-mock, for
+// instance) when that is set too:
+//
+//	go run ./examples/runaway-refunds
+//	STRIPE_KEY=sk_test_... go run ./examples/runaway-refunds -attempts 80
+//	STRIPE_KEY=sk_test_123 STRIPE_BASE_URL=http://127.0.0.1:12111 go run ./examples/runaway-refunds
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	stripego "github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/client"
+
+	"github.com/keybrake/keybrake"
+	"github.com/keybrake/keybrake/audit"
+	"github.com/keybrake/keybrake/internal/fakestripe"
+	"github.com/keybrake/keybrake/money"
+	stripevendor "github.com/keybrake/keybrake/vendors/stripe"
+)
+
+const policyText = `version: 1
+agents:
+  refund-bot:
+    stripe:
+      daily_cap: 500.00 USD      # all money this agent moves on Stripe per UTC day
+      per_call_max: 50.00 USD
+      allow:
+        - POST /v1/refunds
+        - GET /v1/charges/{id}
+`
+
+func main() {
+	attempts := flag.Int("attempts", 4300, "refunds the stuck loop tries")
+	workers := flag.Int("workers", 8, "concurrent refunds in flight")
+	amount := flag.Int64("amount", 1000, "each refund, in cents")
+	cohort := flag.Int("cohort", 300, "customers in the cohort (offline only)")
+	dir := flag.String("dir", "", "where to keep the policy and the database (default: a new temporary directory)")
+	flag.Parse()
+	log.SetFlags(0)
+	stripego.DefaultLeveledLogger = &stripego.LeveledLogger{Level: stripego.LevelNull}
+
+	if *dir == "" {
+		d, err := os.MkdirTemp("", "keybrake-runaway-")
+		if err != nil {
+			log.Fatal(err)
+		}
+		*dir = d
+	}
+	policyFile := filepath.Join(*dir, "keybrake.yaml")
+	if err := os.WriteFile(policyFile, []byte(policyText), 0o600); err != nil {
+		log.Fatal(err)
+	}
+
+	target, err := setUp(*cohort, *amount)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer target.close()
+
+	kb, err := keybrake.Open(keybrake.Options{
+		PolicyFile: policyFile,
+		DBPath:     filepath.Join(*dir, "keybrake.db"),
+		Endpoints:  target.endpoints,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer kb.Close()
+
+	// The agent's Stripe client: one line wraps it.
+	sc := client.New(target.key, stripevendor.Backends(kb.HTTPClient("refund-bot", keybrake.Stripe)))
+
+	fmt.Printf("Stuck loop: %d refunds of %s over %d charges (%s), %d at a time.\n",
+		*attempts, usd(*amount), len(target.charges), target.name, *workers)
+	start := time.Now()
+	var firstDenial atomic.Pointer[error]
+	var failed atomic.Int64
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < *workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				ch := target.charges[i%len(target.charges)]
+				_, err := sc.Refunds.New(&stripego.RefundParams{Charge: stripego.String(ch), Amount: stripego.Int64(*amount)})
+				if err == nil {
+					continue
+				}
+				if _, ok := keybrake.AsDenial(err); ok {
+					firstDenial.CompareAndSwap(nil, &err)
+					continue
+				}
+				if failed.Add(1) == 1 {
+					log.Printf("a refund failed at Stripe, not at Keybrake: %v", err)
+				}
+			}
+		}()
+	}
+	for i := 0; i < *attempts; i++ {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	elapsed := time.Since(start)
+
+	if e := firstDenial.Load(); e != nil {
+		fmt.Printf("\nWhat the agent saw once the cap held:\n  %v\n", *e)
+	}
+	if err := summarize(kb, elapsed, failed.Load()); err != nil {
+		log.Fatal(err)
+	}
+	if target.moved != nil {
+		fmt.Printf("Fake Stripe's own tally of refunds:  %s\n", usd(target.moved()))
+	}
+	fmt.Printf("Policy and audit database: %s\n", *dir)
+}
+
+// summarize reads the incident back from the audit log.
+func summarize(kb *keybrake.Brake, elapsed time.Duration, failed int64) error {
+	var buf bytes.Buffer
+	if err := kb.Dump(&buf, audit.Query{Agent: "refund-bot"}); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(&buf)
+	byDecision := map[keybrake.Decision]int{}
+	var moved money.Amount
+	var firstCapped *audit.Record
+	for {
+		var r audit.Record
+		if err := dec.Decode(&r); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return err
+		}
+		byDecision[r.Decision]++
+		if r.Outcome == audit.Settled && r.Operation == "refunds.create" {
+			if moved.Currency == "" {
+				moved.Currency = r.Settled.Currency
+			}
+			var err error
+			if moved, err = moved.Add(r.Settled); err != nil {
+				return err
+			}
+		}
+		if r.Decision == keybrake.Capped && firstCapped == nil {
+			rc := r
+			firstCapped = &rc
+		}
+	}
+	fmt.Printf("\nFrom the audit log (%s):\n", elapsed.Round(time.Millisecond))
+	fmt.Printf("  allowed:       %d refunds, %s moved\n", byDecision[keybrake.Allowed], moved)
+	fmt.Printf("  capped (402):  %d refunds, never sent\n", byDecision[keybrake.Capped])
+	if n := byDecision[keybrake.Blocked] + byDecision[keybrake.Error] + byDecision[keybrake.Revoked]; n > 0 {
+		fmt.Printf("  other refusals: %d\n", n)
+	}
+	if failed > 0 {
+		fmt.Printf("  failed at Stripe: %d\n", failed)
+	}
+	if firstCapped != nil {
+		fmt.Printf("  first capped:  call %d at %s\n                 %s\n",
+			firstCapped.ID, firstCapped.Time.Format(time.RFC3339Nano), firstCapped.Reason)
+	}
+	return nil
+}
+
+// target is the Stripe the agent talks to.
+type target struct {
+	name      string
+	key       string
+	endpoints map[keybrake.Vendor]string
+	charges   []string
+	moved     func() int64
+	close     func()
+}
+
+func setUp(cohort int, amount int64) (*target, error) {
+	key := os.Getenv("STRIPE_KEY")
+	if key == "" {
+		return offline(cohort)
+	}
+	t := &target{name: "Stripe test mode", key: key, close: func() {}}
+	base := os.Getenv("STRIPE_BASE_URL")
+	setup := &stripego.BackendConfig{}
+	if base != "" {
+		t.name = base
+		t.endpoints = map[keybrake.Vendor]string{keybrake.Stripe: base}
+		setup.URL = stripego.String(base)
+	}
+	// The runner's own setup, not the agent: one large charge to refund.
+	b := stripego.GetBackendWithConfig(stripego.APIBackend, setup)
+	runner := client.New(key, &stripego.Backends{API: b, Connect: b, Uploads: b})
+	ch, err := runner.Charges.New(&stripego.ChargeParams{
+		Amount:   stripego.Int64(99_999_99),
+		Currency: stripego.String("usd"),
+		Source:   &stripego.PaymentSourceSourceParams{Token: stripego.String("tok_visa")},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating the charge to refund: %w", err)
+	}
+	t.charges = []string{ch.ID}
+	return t, nil
+}
+
+// offline is a cohort of customers with a 100.00 USD charge each, on an
+// embedded fake Stripe.
+func offline(cohort int) (*target, error) {
+	fs := fakestripe.New()
+	srv := httptest.NewServer(fs)
+	t := &target{
+		name:      "embedded fake Stripe",
+		key:       "sk_test_runaway",
+		endpoints: map[keybrake.Vendor]string{keybrake.Stripe: srv.URL},
+		moved:     func() int64 { return fs.Moved()["usd"] },
+		close:     func() { fs.Close(); srv.Close() },
+	}
+	for i := 0; i < cohort; i++ {
+		cus := fmt.Sprintf("cus_cohort%03d", i)
+		fs.AddCustomer(cus)
+		ch := fmt.Sprintf("ch_cohort%03d", i)
+		fs.AddCharge(fakestripe.Charge{ID: ch, Amount: 10000, Currency: "usd", Customer: cus, Captured: true})
+		t.charges = append(t.charges, ch)
+	}
+	return t, nil
+}
+
+func usd(cents int64) string {
+	a, _ := money.FromMinor(cents, "USD")
+	return a.String()
+}
