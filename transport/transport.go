@@ -226,9 +226,11 @@ func (t *RoundTripper) reserve(c *call) (store.Admission, policy.Verdict, bool) 
 	}
 	ctx := c.req.Context()
 	adm, err := t.env.store.Reserve(ctx, r)
-	if err == nil && adm.Result == store.KeyInUse {
-		// The earlier attempt may have answered and only its completion
-		// still be queued: let it land, then ask once more.
+	if err == nil && (adm.Result == store.OverLimit || adm.Result == store.KeyInUse) {
+		// Calls that have answered may only have their completions still
+		// queued (a release, a settlement below the reservation, an
+		// earlier attempt of this key): let them land, then ask once more,
+		// so that a refusal never rests on money already given back.
 		if err = t.env.completer.flush(ctx); err == nil {
 			adm, err = t.env.store.Reserve(ctx, r)
 		}
