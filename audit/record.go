@@ -68,8 +68,12 @@ type Record struct {
 	Settled  money.Amount // what the vendor's response says moved
 	Holds    []Hold
 	Outcome  Outcome
-	RetryOf  uint64 // the earlier attempt this call retried or replayed
-	Lookup   string // the lookup that found the amount, currency or customer
+	// Estimated is true while Settled is Keybrake's estimate of a call
+	// the vendor has not priced yet; reconciliation replaces it.
+	Estimated bool
+	Object    string // the vendor object the call made or acted on
+	RetryOf   uint64 // the earlier attempt this call retried or replayed
+	Lookup    string // the lookup that found the amount, currency or customer
 
 	Status     int // the vendor's HTTP status, or the refusal's
 	RequestID  string
@@ -97,6 +101,8 @@ type jsonRecord struct {
 	Settled        json.Number       `json:"settled"`
 	Currency       string            `json:"currency,omitempty"`
 	Outcome        Outcome           `json:"outcome"`
+	Estimated      bool              `json:"estimated,omitempty"`
+	Object         string            `json:"object,omitempty"`
 	Params         map[string]string `json:"params,omitempty"`
 	IdempotencyKey string            `json:"idempotency_key,omitempty"`
 	KeyID          string            `json:"key_id,omitempty"`
@@ -138,7 +144,7 @@ func (r *Record) MarshalJSON() ([]byte, error) {
 		Amount:   minorNumber(r.Amount, cur),
 		Reserved: minorNumber(r.Reserved, cur),
 		Settled:  minorNumber(r.Settled, cur),
-		Currency: string(cur), Outcome: r.Outcome, Params: r.Params,
+		Currency: string(cur), Outcome: r.Outcome, Estimated: r.Estimated, Object: r.Object, Params: r.Params,
 		IdempotencyKey: r.IdempotencyKey, KeyID: r.KeyID, Customer: r.Customer, Account: r.Account,
 		Holds: r.Holds, RetryOf: r.RetryOf, Lookup: r.Lookup, RequestID: r.RequestID,
 		DurationMS: json.Number(durationMS(r.Duration)),
@@ -168,7 +174,7 @@ func (r *Record) UnmarshalJSON(b []byte) error {
 		Path: j.Path, Operation: j.Operation, Decision: j.Decision, Code: j.Code, Rule: j.Rule,
 		Reason: j.Reason, Status: j.Status,
 		Amount: amount(j.Amount), Reserved: amount(j.Reserved), Settled: amount(j.Settled),
-		Outcome: j.Outcome, Params: j.Params, IdempotencyKey: j.IdempotencyKey, KeyID: j.KeyID,
+		Outcome: j.Outcome, Estimated: j.Estimated, Object: j.Object, Params: j.Params, IdempotencyKey: j.IdempotencyKey, KeyID: j.KeyID,
 		Customer: j.Customer, Account: j.Account, Holds: j.Holds, RetryOf: j.RetryOf,
 		Lookup: j.Lookup, RequestID: j.RequestID, PolicyHash: j.PolicyHash, PrevHash: j.PrevHash,
 	}

@@ -20,7 +20,7 @@ func TestRecordJSONRoundTrip(t *testing.T) {
 			Decision: policy.Allowed, Rule: "agents.refund-bot.stripe.allow[0]", Reason: "ok",
 			Params: map[string]string{"charge": "ch_1"}, IdempotencyKey: "k1", KeyID: "key_ab", Customer: "cus_1",
 			Account: "acct_1", Amount: usd(50_000_000), Reserved: usd(50_000_000), Settled: usd(7900),
-			Holds: []Hold{{Key: "agent/x", Unit: "USD", Limit: 10, Amount: 5, Settled: 1}}, Outcome: Settled,
+			Holds: []Hold{{Key: "agent/x", Unit: "USD", Limit: 10, Amount: 5, Settled: 1}}, Outcome: Settled, Estimated: true, Object: "re_1",
 			RetryOf: 3, Lookup: "GET /v1/charges/ch_1", Status: 200, RequestID: "req_1",
 			Duration: 1500 * time.Microsecond, PolicyHash: "abc", PrevHash: "def",
 		},

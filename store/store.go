@@ -136,6 +136,8 @@ type Completion struct {
 	Settled []int64
 	// What the record learns from the response.
 	Moved     money.Amount // the record's Settled: what the vendor says moved
+	Estimated bool         // Moved is an estimate the vendor will price later
+	Object    string       // the vendor object the call made or acted on
 	Status    int
 	RequestID string
 	Duration  time.Duration

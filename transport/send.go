@@ -130,7 +130,7 @@ func (t *RoundTripper) send(c *call, adm store.Admission) (*http.Response, error
 			resp.Body = t.settleOnRead(c, resp.Body)
 			return resp, nil
 		}
-		t.complete(c, completion{outcome: audit.Settled})
+		t.complete(c, completion{outcome: audit.Settled, settlement: vendors.Settlement{Units: -1}})
 	case resp.StatusCode >= 500:
 		t.complete(c, completion{outcome: audit.Unknown, reason: fmt.Sprintf("vendor answered %d: the outcome is unknown", resp.StatusCode)})
 	case resp.StatusCode >= 400:
@@ -176,12 +176,12 @@ func (t *RoundTripper) settleOnRead(c *call, body io.ReadCloser) io.ReadCloser {
 			t.complete(c, completion{outcome: audit.Unknown, reason: "response body unreadable: " + err.Error()})
 			return
 		}
-		moved, serr := t.vendor.Settle(c.vc, b)
+		st, serr := t.vendor.Settle(c.vc, b)
 		if serr != nil {
 			t.complete(c, completion{outcome: audit.Unknown, reason: "response did not say what moved: " + serr.Error()})
 			return
 		}
-		t.complete(c, completion{outcome: audit.Settled, moved: moved})
+		t.complete(c, completion{outcome: audit.Settled, settlement: st})
 	}}
 }
 
@@ -250,9 +250,9 @@ func (f writerFunc) Write(p []byte) (int, error) { f(p); return len(p), nil }
 
 // completion is what a response taught about a reserved call.
 type completion struct {
-	outcome audit.Outcome
-	moved   money.Amount
-	reason  string
+	outcome    audit.Outcome
+	settlement vendors.Settlement // for Settled
+	reason     string
 }
 
 // complete hands the outcome of a reserved call to the store. The caller
@@ -268,8 +268,10 @@ func (t *RoundTripper) complete(c *call, cp completion) {
 		Reason:    cp.reason,
 	}
 	if cp.outcome == audit.Settled {
-		sc.Moved = cp.moved
-		settled, err := t.settledHolds(c, cp.moved)
+		sc.Moved = cp.settlement.Moved
+		sc.Estimated = cp.settlement.Estimated
+		sc.Object = cp.settlement.Object
+		settled, err := t.settledHolds(c, cp.settlement)
 		if err != nil {
 			sc.Outcome = audit.Unknown
 			sc.Moved = money.Amount{}
@@ -281,11 +283,15 @@ func (t *RoundTripper) complete(c *call, cp completion) {
 }
 
 // settledHolds converts what moved into each hold's unit.
-func (t *RoundTripper) settledHolds(c *call, moved money.Amount) ([]int64, error) {
+func (t *RoundTripper) settledHolds(c *call, st vendors.Settlement) ([]int64, error) {
+	moved := st.Moved
 	out := make([]int64, len(c.rec.Holds))
 	for i, h := range c.rec.Holds {
 		if h.Unit == "units" {
 			out[i] = h.Amount
+			if st.Units >= 0 && st.Units < h.Amount {
+				out[i] = st.Units
+			}
 			continue
 		}
 		if moved.IsZero() {

@@ -40,9 +40,9 @@ type Vendor interface {
 	Resolve(ctx context.Context, c *Call, get Getter, facts Facts) error
 
 	// Settle reads a 2xx response body of a call that can move money and
-	// returns what moved, in the call's currency. An error means the
-	// amount is unknown; the reservation then stays counted.
-	Settle(c *Call, body []byte) (money.Amount, error)
+	// says what moved, in the call's currency. An error means the amount
+	// is unknown; the reservation then stays counted.
+	Settle(c *Call, body []byte) (Settlement, error)
 
 	// Deny renders a refusal as the vendor's own error response, so that
 	// the vendor's SDK surfaces it as its usual error type, does not
@@ -86,6 +86,11 @@ type Call struct {
 	// messages, money-moving calls), for count limits.
 	Count int64
 
+	// Priced, when set, says the policy's prices make Amount: the
+	// transport prices the call after Resolve, and Amount's currency is
+	// the price's.
+	Priced *Priced
+
 	// Lookup, when not empty, says what Resolve must fetch before the
 	// call can be decided: "GET /v1/charges/ch_1".
 	Lookup string
@@ -100,6 +105,37 @@ type Call struct {
 	// State is the vendor's own memo between Classify, Resolve and
 	// Settle (the object's state before the call, for instance).
 	State any
+}
+
+// Settlement is what a vendor's answer says a call did.
+type Settlement struct {
+	// Moved is the money that moved, in the call's currency.
+	Moved money.Amount
+	// Object is the ID of what the call made or acted on (re_..., SM...,
+	// an email's ID), kept in the audit record for reconciliation.
+	Object string
+	// Estimated is true when the vendor has not priced the call yet
+	// (Twilio answers "price": null): Moved is then Keybrake's estimate,
+	// counted until a Reconciler settles it to the real price.
+	Estimated bool
+	// Units is how many billable units were used, for count limits; a
+	// negative value means as many as were reserved.
+	Units int64
+}
+
+// Reconciler is implemented by vendors that price calls after answering
+// them. Reconcile fetches the object a settled call made and reports its
+// real price; done is false while the vendor has not priced it yet.
+type Reconciler interface {
+	Reconcile(ctx context.Context, operation, object string, currency money.Currency, get Getter) (moved money.Amount, done bool, err error)
+}
+
+// Priced is a call whose money comes from the policy's price list rather
+// than from the request: Quantity units of Item, priced per Destination.
+type Priced struct {
+	Item        string // "sms", "mms", "call_minute", "email"
+	Destination string // an E.164 number, for prices by country prefix; "" for none
+	Quantity    int64  // segments, minutes, emails; negative: unbounded (a call without TimeLimit)
 }
 
 // Getter fetches path (with its query) from the vendor with the call's own

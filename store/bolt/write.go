@@ -274,6 +274,8 @@ func complete(tx *bbolt.Tx, c *store.Completion) (result, err error) {
 		}
 	}
 	r.Settled = c.Moved
+	r.Estimated = c.Estimated && outcome == audit.Settled
+	r.Object = c.Object
 	r.Status = c.Status
 	r.RequestID = c.RequestID
 	r.Duration = c.Duration

@@ -569,16 +569,16 @@ func checkLookedUpCurrency(p url.Values, cur money.Currency) error {
 // see the package documentation for the field each operation reads. A
 // call that moves no money settles at zero. Every failure wraps
 // ErrSettle. Settle is safe for concurrent use.
-func (Vendor) Settle(c *vendors.Call, body []byte) (money.Amount, error) {
+func (Vendor) Settle(c *vendors.Call, body []byte) (vendors.Settlement, error) {
 	if !c.MovesMoney {
-		return money.Amount{}, nil
+		return vendors.Settlement{Units: -1}, nil
 	}
 	k := kindOf(c.Operation)
 	if k == kindNone {
-		return money.Amount{}, fmt.Errorf("%w: operation %q does not move money", ErrSettle, c.Operation)
+		return vendors.Settlement{}, fmt.Errorf("%w: operation %q does not move money", ErrSettle, c.Operation)
 	}
 	if k == kindPaymentIntentIncrement {
-		return c.Amount, nil // an authorisation moves nothing
+		return vendors.Settlement{Moved: c.Amount, Object: objectID(body), Units: -1}, nil // an authorisation moves nothing
 	}
 	before := int64(-1)
 	if st, ok := c.State.(*state); ok {
@@ -586,9 +586,20 @@ func (Vendor) Settle(c *vendors.Call, body []byte) (money.Amount, error) {
 	}
 	a, err := settle(k, c.Amount.Currency, before, body)
 	if err != nil {
-		return money.Amount{}, fmt.Errorf("%w: %s: %w", ErrSettle, c.Operation, err)
+		return vendors.Settlement{}, fmt.Errorf("%w: %s: %w", ErrSettle, c.Operation, err)
 	}
-	return a, nil
+	return vendors.Settlement{Moved: a, Object: objectID(body), Units: -1}, nil
+}
+
+// objectID reads the id of the object a response describes, or "".
+func objectID(body []byte) string {
+	var o struct {
+		ID string `json:"id"`
+	}
+	if json.Unmarshal(body, &o) != nil {
+		return ""
+	}
+	return o.ID
 }
 
 func settle(k kind, cur money.Currency, before int64, body []byte) (money.Amount, error) {

@@ -83,8 +83,8 @@ func TestSettle(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Settle: %v", err)
 			}
-			if got != tt.want {
-				t.Errorf("Settle = %+v, want %+v", got, tt.want)
+			if got.Moved != tt.want {
+				t.Errorf("Settle = %+v, want %+v", got.Moved, tt.want)
 			}
 		})
 	}
@@ -144,7 +144,7 @@ func TestClassifyResolveSettle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Amount != usd(t, 900) || got != usd(t, 900) {
+	if c.Amount != usd(t, 900) || got.Moved != usd(t, 900) || got.Object != "in_1" {
 		t.Errorf("reserved %v, settled %v; want 9.00 USD both", c.Amount, got)
 	}
 }
