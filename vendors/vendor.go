@@ -136,6 +136,7 @@ type Priced struct {
 	Item        string // "sms", "mms", "call_minute", "email"
 	Destination string // an E.164 number, for prices by country prefix; "" for none
 	Quantity    int64  // segments, minutes, emails; negative: unbounded (a call without TimeLimit)
+	Recipients  int64  // for email: the addresses across to, cc and bcc, for plans billed per recipient
 }
 
 // Getter fetches path (with its query) from the vendor with the call's own
