@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/keybrake/keybrake/audit"
+	"github.com/keybrake/keybrake/internal/watch"
 	"github.com/keybrake/keybrake/policy"
 	"github.com/keybrake/keybrake/store"
 	"github.com/keybrake/keybrake/store/bolt"
@@ -94,8 +95,34 @@ type Options struct {
 	Clock func() time.Time
 
 	// ErrorLog receives failures no caller can be told of (a completion
-	// that could not be written: its money stays counted). nil drops them.
+	// that could not be written: its money stays counted; a watcher that
+	// had to be rebuilt). nil drops them.
 	ErrorLog func(error)
+
+	// HaltFile is the kill switch. While a file exists at this path,
+	// every call of the agents it names (one per line, # comments) is
+	// revoked, or of every agent when it names none or cannot be read,
+	// whatever the policy says and whether or not it parses. Zero means
+	// PolicyFile + ".halt". It is watched like the policy.
+	HaltFile string
+
+	// KeepLastValidPolicy keeps deciding by the last valid policy when
+	// the policy file, changed while the Brake runs, does not parse. The
+	// default refuses every call with 503 (code keybrake_policy_invalid)
+	// until a valid file appears, so that no agent runs on rules someone
+	// tried to change. Either way the failure is audited, and the kill
+	// switch, Revoke and Halt keep working.
+	KeepLastValidPolicy bool
+
+	// PolicyPoll is how often the policy file and the kill switch are
+	// re-read and hashed whatever the file events say: the backstop for
+	// file systems without inotify (NFS, SMB, FUSE) and lost events. Zero
+	// means 250 ms; negative turns the poll off.
+	PolicyPoll time.Duration
+
+	// NoFileEvents turns inotify (fsnotify) off; the poll alone then
+	// notices changes.
+	NoFileEvents bool
 }
 
 // Brake holds the policy, the store and the state the chains share. It is
@@ -105,7 +132,8 @@ type Brake struct {
 	store     store.Store
 	env       *transport.Env
 	endpoints map[Vendor]*url.URL
-	pol       *policy.Policy
+	policies  *policyState
+	watcher   *watch.Watcher
 	base      *http.Transport
 
 	closeOnce sync.Once
@@ -118,8 +146,19 @@ func Open(opts Options) (*Brake, error) {
 	if opts.PolicyFile == "" {
 		return nil, errors.New("keybrake: Options.PolicyFile is required")
 	}
-	pol, err := policy.Load(opts.PolicyFile)
-	if err != nil {
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	if opts.HaltFile == "" {
+		opts.HaltFile = opts.PolicyFile + ".halt"
+	}
+	policies := &policyState{
+		path:     opts.PolicyFile,
+		haltFile: opts.HaltFile,
+		keepLast: opts.KeepLastValidPolicy,
+		now:      opts.Clock,
+	}
+	if err := policies.load(); err != nil {
 		return nil, fmt.Errorf("keybrake: %w", err)
 	}
 	endpoints, err := parseEndpoints(opts.Endpoints)
@@ -136,7 +175,7 @@ func Open(opts Options) (*Brake, error) {
 			return nil, fmt.Errorf("keybrake: %w", err)
 		}
 	}
-	b := &Brake{opts: opts, store: st, endpoints: endpoints, pol: pol}
+	b := &Brake{opts: opts, store: st, endpoints: endpoints, policies: policies}
 	b.base = http.DefaultTransport.(*http.Transport).Clone()
 	lastDay, _, err := st.Fact(context.Background(), lastDayFact)
 	if err != nil {
@@ -145,21 +184,65 @@ func Open(opts Options) (*Brake, error) {
 	}
 	b.env = transport.NewEnv(transport.Config{
 		Store:   st,
-		Policy:  b.policy,
+		Policy:  policies.inForce,
 		Now:     opts.Clock,
-		Report:  opts.ErrorLog,
+		Report:  b.report,
 		LastDay: lastDay,
 	})
+	policies.event = b.recordEvent
+	b.watcher, err = watch.Start(watch.Config{
+		Files:    []string{opts.PolicyFile, opts.HaltFile},
+		Poll:     opts.PolicyPoll,
+		NoEvents: opts.NoFileEvents,
+		Check:    policies.check,
+		Report:   b.report,
+	})
+	if err != nil {
+		b.env.Close()
+		st.Close()
+		return nil, fmt.Errorf("keybrake: watching the policy: %w", err)
+	}
 	return b, nil
 }
+
+func (b *Brake) report(err error) {
+	if b.opts.ErrorLog != nil {
+		b.opts.ErrorLog(err)
+	}
+}
+
+// recordEvent writes a policy event (reload, kill switch, revocation) to
+// the audit log, so the log shows from which call on it took effect.
+func (b *Brake) recordEvent(rec audit.Record) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := b.store.Append(ctx, &rec); err != nil {
+		b.report(fmt.Errorf("keybrake: audit event %s could not be written: %w", rec.Event, err))
+	}
+}
+
+// Revoke revokes agent in this process until Restore, whatever the policy
+// file says: its next call, and every call already waiting inside Keybrake,
+// is refused with 401. For agent runners with their own control plane; an
+// operator uses the kill switch file or `keybrake revoke`. Audited.
+func (b *Brake) Revoke(agent string) { b.policies.setRevoked(agent, true) }
+
+// Restore undoes Revoke. An agent the policy file revokes stays revoked.
+func (b *Brake) Restore(agent string) { b.policies.setRevoked(agent, false) }
+
+// Halt refuses every call of every agent in this process until Resume.
+func (b *Brake) Halt() { b.policies.setHalted(true) }
+
+// Resume undoes Halt.
+func (b *Brake) Resume() { b.policies.setHalted(false) }
 
 // lastDayFact keeps the latest UTC day counted, across restarts.
 const lastDayFact = "keybrake/last_day"
 
-func (b *Brake) policy() (*policy.Policy, error) { return b.pol, nil }
-
-// Policy returns the policy in force.
-func (b *Brake) Policy() *policy.Policy { return b.pol }
+// Policy returns the policy calls are decided by now, with the kill
+// switch, Revoke and Halt applied, or the error every call is refused with
+// while the policy file is invalid.
+func (b *Brake) Policy() (*policy.Policy, error) { return b.policies.inForce() }
 
 func parseEndpoints(in map[Vendor]string) (map[Vendor]*url.URL, error) {
 	out := make(map[Vendor]*url.URL, len(in))
@@ -262,6 +345,7 @@ func (b *Brake) Dump(w io.Writer, q audit.Query) error {
 // goroutines. Calls made after Close are refused.
 func (b *Brake) Close() error {
 	b.closeOnce.Do(func() {
+		b.watcher.Close()
 		errEnv := b.env.Close()
 		var errDay error
 		if day := b.env.LastDay(); day != "" {

@@ -51,6 +51,10 @@ type Record struct {
 	Host      string
 	Path      string
 	Operation string
+	// Event names a record that is not a call: "policy_reload",
+	// "policy_invalid", "kill_switch", "revoke", "halt". Events have no
+	// Decision.
+	Event string
 
 	Decision policy.Decision
 	Code     string // keybrake_<reason> for refusals
@@ -91,6 +95,7 @@ type jsonRecord struct {
 	Host           string            `json:"host,omitempty"`
 	Path           string            `json:"path"`
 	Operation      string            `json:"operation,omitempty"`
+	Event          string            `json:"event,omitempty"`
 	Decision       policy.Decision   `json:"decision"`
 	Code           string            `json:"code,omitempty"`
 	Rule           string            `json:"rule"`
@@ -139,7 +144,7 @@ func (r *Record) MarshalJSON() ([]byte, error) {
 	}
 	j := jsonRecord{
 		ID: r.ID, Time: r.Time.UTC(), Agent: r.Agent, Vendor: r.Vendor, Method: r.Method,
-		Host: r.Host, Path: r.Path, Operation: r.Operation, Decision: r.Decision, Code: r.Code,
+		Host: r.Host, Path: r.Path, Operation: r.Operation, Event: r.Event, Decision: r.Decision, Code: r.Code,
 		Rule: r.Rule, Reason: r.Reason, Status: r.Status,
 		Amount:   minorNumber(r.Amount, cur),
 		Reserved: minorNumber(r.Reserved, cur),
@@ -171,7 +176,7 @@ func (r *Record) UnmarshalJSON(b []byte) error {
 	}
 	*r = Record{
 		ID: j.ID, Time: j.Time, Agent: j.Agent, Vendor: j.Vendor, Method: j.Method, Host: j.Host,
-		Path: j.Path, Operation: j.Operation, Decision: j.Decision, Code: j.Code, Rule: j.Rule,
+		Path: j.Path, Operation: j.Operation, Event: j.Event, Decision: j.Decision, Code: j.Code, Rule: j.Rule,
 		Reason: j.Reason, Status: j.Status,
 		Amount: amount(j.Amount), Reserved: amount(j.Reserved), Settled: amount(j.Settled),
 		Outcome: j.Outcome, Estimated: j.Estimated, Object: j.Object, Params: j.Params, IdempotencyKey: j.IdempotencyKey, KeyID: j.KeyID,

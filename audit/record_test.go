@@ -16,7 +16,7 @@ func TestRecordJSONRoundTrip(t *testing.T) {
 	recs := []Record{
 		{
 			ID: 7, Time: time.Date(2026, 11, 25, 12, 0, 0, 123456000, time.UTC), Agent: "refund-bot", Vendor: "stripe",
-			Method: "POST", Host: "api.stripe.com", Path: "/v1/refunds", Operation: "refunds.create",
+			Method: "POST", Host: "api.stripe.com", Path: "/v1/refunds", Operation: "refunds.create", Event: "x",
 			Decision: policy.Allowed, Rule: "agents.refund-bot.stripe.allow[0]", Reason: "ok",
 			Params: map[string]string{"charge": "ch_1"}, IdempotencyKey: "k1", KeyID: "key_ab", Customer: "cus_1",
 			Account: "acct_1", Amount: usd(50_000_000), Reserved: usd(50_000_000), Settled: usd(7900),

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// bin is the keybrake binary, built once for the tests: they run it as an
+// operator would.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "keybrake-cli")
+	if err != nil {
+		panic(err)
+	}
+	bin = filepath.Join(dir, "keybrake")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building keybrake: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// keybrake runs the binary and returns its stdout, stderr and exit status.
+func keybrake(t *testing.T, env []string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		code = exit.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+const cliPolicy = `# the on-call's policy
+version: 1
+agents:
+  refund-bot:
+    stripe:
+      daily_cap: 500.00 USD   # per UTC day
+      per_call_max: 50.00 USD
+      allow:
+        - POST /v1/refunds
+        - method: POST
+          path: /v1/payment_intents
+          params: {capture_method: manual}
+`
+
+func writePolicy(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "keybrake.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestRevokeAndRestore(t *testing.T) {
+	p := writePolicy(t, cliPolicy)
+	out, errs, code := keybrake(t, nil, "revoke", "--policy", p, "refund-bot")
+	if code != 0 || !strings.Contains(out, "agent refund-bot revoked") || errs != "" {
+		t.Fatalf("revoke: %d %q %q", code, out, errs)
+	}
+	b, _ := os.ReadFile(p)
+	if !strings.Contains(string(b), "  refund-bot:\n    revoked: true\n") || !strings.Contains(string(b), "# per UTC day") {
+		t.Fatalf("file after revoke:\n%s", b)
+	}
+	// The environment names the policy too.
+	out, _, code = keybrake(t, []string{"KEYBRAKE_POLICY=" + p}, "restore", "refund-bot")
+	if code != 0 || !strings.Contains(out, "restored") {
+		t.Fatalf("restore: %d %q", code, out)
+	}
+	if b, _ := os.ReadFile(p); string(b) != cliPolicy {
+		t.Fatalf("restore did not give the file back:\n%s", b)
+	}
+	out, _, code = keybrake(t, nil, "restore", "--policy", p, "refund-bot")
+	if code != 0 || !strings.Contains(out, "nothing changed") {
+		t.Fatalf("second restore: %d %q", code, out)
+	}
+}
+
+func TestRevokeRefuses(t *testing.T) {
+	p := writePolicy(t, cliPolicy)
+	_, errs, code := keybrake(t, nil, "revoke", "--policy", p, "nobody")
+	if code != 1 || !strings.Contains(errs, `agent "nobody" is not in the policy`) {
+		t.Fatalf("unknown agent: %d %q", code, errs)
+	}
+	_, errs, code = keybrake(t, nil, "revoke", "--policy", filepath.Join(t.TempDir(), "missing.yaml"), "refund-bot")
+	if code != 1 || !strings.Contains(errs, "no such file") || !strings.Contains(errs, "--policy") {
+		t.Fatalf("missing file: %d %q", code, errs)
+	}
+	_, errs, code = keybrake(t, nil, "revoke", "--policy", p)
+	if code != 2 || !strings.Contains(errs, "usage: keybrake revoke") {
+		t.Fatalf("no agent: %d %q", code, errs)
+	}
+	link := filepath.Join(t.TempDir(), "linked.yaml")
+	os.Symlink(p, link)
+	_, errs, code = keybrake(t, nil, "revoke", "--policy", link, "refund-bot")
+	if code != 1 || !strings.Contains(errs, "symlink") {
+		t.Fatalf("symlinked policy: %d %q", code, errs)
+	}
+}
+
+func TestHaltAndResume(t *testing.T) {
+	p := writePolicy(t, cliPolicy)
+	halt := p + ".halt"
+	out, _, code := keybrake(t, nil, "halt", "--policy", p, "refund-bot")
+	if code != 0 || !strings.Contains(out, "halted refund-bot") {
+		t.Fatalf("halt agent: %d %q", code, out)
+	}
+	keybrake(t, nil, "halt", "--policy", p, "other-bot")
+	if b, _ := os.ReadFile(halt); string(b) != "refund-bot\nother-bot\n" {
+		t.Fatalf("halt file %q", b)
+	}
+	out, _, code = keybrake(t, nil, "halt", "--policy", p)
+	if b, _ := os.ReadFile(halt); code != 0 || len(b) != 0 || !strings.Contains(out, "every agent halted") {
+		t.Fatalf("halt all: %d %q %q", code, out, b)
+	}
+	out, _, code = keybrake(t, nil, "resume", "--policy", p)
+	if _, err := os.Stat(halt); code != 0 || !os.IsNotExist(err) || !strings.Contains(out, "removed") {
+		t.Fatalf("resume: %d %q %v", code, out, err)
+	}
+	out, _, code = keybrake(t, nil, "resume", "--policy", p)
+	if code != 0 || !strings.Contains(out, "nothing changed") {
+		t.Fatalf("second resume: %d %q", code, out)
+	}
+}
+
+func TestPolicyCheck(t *testing.T) {
+	p := writePolicy(t, cliPolicy)
+	out, _, code := keybrake(t, nil, "policy", "check", p)
+	want := []string{"valid (policy ", "agent refund-bot", "daily cap 500.00 USD, per call 50.00 USD", "allow POST /v1/payment_intents  (capture_method=manual)"}
+	for _, w := range want {
+		if !strings.Contains(out, w) || code != 0 {
+			t.Fatalf("policy check (%d) lacks %q:\n%s", code, w, out)
+		}
+	}
+	bad := writePolicy(t, "version: 1\nagents:\n  a:\n    stripe:\n      daily_cap: 500 dollars\n")
+	_, errs, code := keybrake(t, nil, "policy", "check", bad)
+	if code != 1 || !strings.Contains(errs, bad+":5: daily_cap:") {
+		t.Fatalf("bad policy: %d %q", code, errs)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	out, _, code := keybrake(t, nil)
+	if code != 2 || !strings.Contains(out, "usage: keybrake") || !strings.Contains(out, "revoke") {
+		t.Fatalf("no command: %d %q", code, out)
+	}
+	_, errs, code := keybrake(t, nil, "frobnicate")
+	if code != 2 || !strings.Contains(errs, `unknown command "frobnicate"`) {
+		t.Fatalf("unknown command: %d %q", code, errs)
+	}
+	_, errs, code = keybrake(t, nil, "revoke", "-h")
+	if code != 0 || !strings.Contains(errs, "usage: keybrake revoke") {
+		t.Fatalf("revoke -h: %d %q", code, errs)
+	}
+}

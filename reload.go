@@ -1,0 +1,314 @@
+package keybrake
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/keybrake/keybrake/audit"
+	"github.com/keybrake/keybrake/policy"
+)
+
+// Policies change under a running agent. The file is watched (see
+// internal/watch); every change is read, hashed, parsed and validated in
+// full, and only then swapped in with one atomic store, so a call sees the
+// old policy or the new one, never a mix. Around the file sit the
+// revocations that must not depend on a parse succeeding: the kill switch
+// file, and Revoke and Halt from the agent runner.
+
+// ErrPolicyInvalid is the error a call is refused with (503,
+// keybrake_policy_invalid) while the policy file does not parse and
+// Options.KeepLastValidPolicy is off.
+var ErrPolicyInvalid = errors.New("keybrake: the policy file is invalid")
+
+// inForce is what calls are decided by: the effective policy, or why no
+// policy is in force.
+type inForce struct {
+	pol *policy.Policy
+	err error
+}
+
+// settleInvalid is how long a policy file that does not parse is given to
+// finish being written before it is declared invalid: an in-place write
+// shows an empty or half-written file first.
+const settleInvalid = 60 * time.Millisecond
+
+// policyState is the policy machinery of a Brake. Calls only load current;
+// everything else runs in the watcher's goroutine or under mu.
+type policyState struct {
+	path     string
+	haltFile string
+	keepLast bool
+	now      func() time.Time
+	event    func(rec audit.Record) // writes a reload event to the audit log
+
+	current atomic.Pointer[inForce]
+
+	mu        sync.Mutex
+	file      *policy.Policy // last valid policy read from the file
+	fileHash  string         // hash of the bytes last read, valid or not
+	invalid   error          // the file on disk does not parse, or is gone
+	failing   string         // hash of failing bytes being given time to settle
+	failSince time.Time
+	kill      killSwitch
+	halted    bool            // Halt()
+	revoked   map[string]bool // Revoke(agent)
+}
+
+// killSwitch is the state of the halt file: while it exists, it revokes the
+// agents it names, one per line, or every agent when it names none or
+// cannot be read.
+type killSwitch struct {
+	present bool
+	agents  []string // nil: every agent
+	hash    string
+}
+
+func (k killSwitch) describe() string {
+	switch {
+	case !k.present:
+		return "absent"
+	case k.agents == nil:
+		return "present: every agent"
+	}
+	return "present: " + strings.Join(k.agents, ", ")
+}
+
+// load reads everything once, at Open: a policy that does not parse then
+// is an error, not a state.
+func (s *policyState) load() error {
+	data, err := os.ReadFile(s.path)
+	if err != nil {
+		return err
+	}
+	pol, err := policy.Parse(s.path, data)
+	if err != nil {
+		return err
+	}
+	s.file, s.fileHash = pol, pol.Hash
+	s.kill = readKillSwitch(s.haltFile)
+	s.publish()
+	return nil
+}
+
+// publish computes the effective policy and swaps it in. Called with mu
+// held (or before anyone else can see s).
+func (s *policyState) publish() {
+	if s.invalid != nil && !s.keepLast {
+		s.current.Store(&inForce{err: s.invalid})
+		return
+	}
+	halt := s.halted || (s.kill.present && s.kill.agents == nil)
+	var revoked []string
+	for a := range s.revoked {
+		revoked = append(revoked, a)
+	}
+	if s.kill.present {
+		revoked = append(revoked, s.kill.agents...)
+	}
+	s.current.Store(&inForce{pol: s.file.WithRevocations(halt, revoked)})
+}
+
+func (s *policyState) inForce() (*policy.Policy, error) {
+	f := s.current.Load()
+	return f.pol, f.err
+}
+
+// check is the watcher's callback: it re-reads the kill switch and the
+// policy and publishes what changed.
+func (s *policyState) check() (again time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	again = s.checkFile()
+	if k := readKillSwitch(s.haltFile); k.present != s.kill.present || k.hash != s.kill.hash {
+		old := s.kill
+		s.kill = k
+		s.publish()
+		s.emit("kill_switch", fmt.Sprintf("kill switch %s: %s (was %s)", s.haltFile, k.describe(), old.describe()), nil)
+	}
+	return again
+}
+
+// checkFile reads the policy file; it returns how soon to look again when
+// the file seems to be in the middle of a write.
+func (s *policyState) checkFile() time.Duration {
+	data, err := readStable(s.path)
+	if errors.Is(err, errUnstable) {
+		return 5 * time.Millisecond
+	}
+	if err != nil {
+		if s.invalid == nil || s.fileHash != "" {
+			s.fileHash = ""
+			s.setInvalid(fmt.Errorf("%w: %w", ErrPolicyInvalid, err), "")
+		}
+		return 0
+	}
+	sum := sha256.Sum256(data)
+	h := hex.EncodeToString(sum[:])[:16]
+	if h == s.fileHash {
+		return 0
+	}
+	pol, perr := policy.Parse(s.path, data)
+	if perr != nil {
+		now := s.now()
+		if s.failing != h {
+			s.failing, s.failSince = h, now
+		}
+		if now.Sub(s.failSince) < settleInvalid {
+			return 10 * time.Millisecond
+		}
+		s.fileHash = h
+		s.setInvalid(fmt.Errorf("%w: %w", ErrPolicyInvalid, perr), h)
+		return 0
+	}
+	s.failing = ""
+	old := s.currentHash()
+	s.file, s.fileHash, s.invalid = pol, h, nil
+	s.publish()
+	s.emit("policy_reload", fmt.Sprintf("policy reloaded: %s -> %s", old, pol.Hash), map[string]string{
+		"old": old, "new": pol.Hash, "result": "applied",
+	})
+	return 0
+}
+
+func (s *policyState) setInvalid(err error, hash string) {
+	old := s.currentHash()
+	s.invalid = err
+	s.failing = ""
+	s.publish()
+	result := "refusing every call until the file is fixed"
+	if s.keepLast {
+		result = "keeping the last valid policy " + s.file.Hash
+	}
+	s.emit("policy_invalid", fmt.Sprintf("policy reload failed, %s: %v", result, err), map[string]string{
+		"old": old, "new": hash, "result": result, "error": err.Error(),
+	})
+}
+
+func (s *policyState) currentHash() string {
+	if s.invalid != nil && !s.keepLast {
+		return "invalid"
+	}
+	return s.file.Hash
+}
+
+func (s *policyState) emit(event, reason string, params map[string]string) {
+	pol, err := s.inForce()
+	hash := "invalid"
+	if err == nil {
+		hash = pol.Hash
+	}
+	s.event(audit.Record{
+		Time:       s.now(),
+		Vendor:     "keybrake",
+		Path:       s.path,
+		Event:      event,
+		Reason:     reason,
+		Params:     params,
+		Outcome:    audit.None,
+		PolicyHash: hash,
+	})
+}
+
+// setRevoked and setHalted are Revoke, Restore, Halt and Resume.
+func (s *policyState) setRevoked(agent string, revoked bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.revoked[agent] == revoked {
+		return
+	}
+	if revoked {
+		if s.revoked == nil {
+			s.revoked = map[string]bool{}
+		}
+		s.revoked[agent] = true
+	} else {
+		delete(s.revoked, agent)
+	}
+	s.publish()
+	what := "restored"
+	if revoked {
+		what = "revoked"
+	}
+	s.emit("revoke", fmt.Sprintf("agent %s %s by the agent runner", agent, what), map[string]string{"agent": agent, "revoked": fmt.Sprint(revoked)})
+}
+
+func (s *policyState) setHalted(halted bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.halted == halted {
+		return
+	}
+	s.halted = halted
+	s.publish()
+	what := "resumed"
+	if halted {
+		what = "halted"
+	}
+	s.emit("halt", "every agent "+what+" by the agent runner", map[string]string{"halted": fmt.Sprint(halted)})
+}
+
+var errUnstable = errors.New("file changed while read")
+
+// readStable reads a file that may be being written: the size and mtime
+// must be the same before and after the read, and the read must have the
+// whole size.
+func readStable(path string) ([]byte, error) {
+	st1, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	st2, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if st1.Size() != st2.Size() || !st1.ModTime().Equal(st2.ModTime()) || int64(len(data)) != st2.Size() || !os.SameFile(st1, st2) {
+		return nil, errUnstable
+	}
+	return data, nil
+}
+
+// readKillSwitch reads the halt file. Its mere presence revokes: a file
+// that exists but cannot be read, or names no agent, revokes every agent.
+func readKillSwitch(path string) killSwitch {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, lerr := os.Lstat(path); errors.Is(lerr, fs.ErrNotExist) {
+			return killSwitch{}
+		}
+	}
+	if err != nil {
+		return killSwitch{present: true, hash: "unreadable"}
+	}
+	sum := sha256.Sum256(data)
+	k := killSwitch{present: true, hash: hex.EncodeToString(sum[:8])}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = strings.TrimSpace(line[:i])
+		}
+		if line != "" {
+			k.agents = append(k.agents, line)
+		}
+	}
+	if sc.Err() != nil {
+		k.agents = nil
+	}
+	sort.Strings(k.agents)
+	return k
+}
