@@ -40,8 +40,13 @@ type inForce struct {
 
 // settleInvalid is how long a policy file that does not parse is given to
 // finish being written before it is declared invalid: an in-place write
-// shows an empty or half-written file first.
-const settleInvalid = 60 * time.Millisecond
+// shows an empty or half-written file first. An empty file is the state
+// between an in-place write's truncation and its data, which a busy or
+// descheduled writer can stretch, so it is given longer.
+const (
+	settleInvalid = 60 * time.Millisecond
+	settleEmpty   = time.Second
+)
 
 // policyState is the policy machinery of a Brake. Calls only load current;
 // everything else runs in the watcher's goroutine or under mu.
@@ -164,7 +169,11 @@ func (s *policyState) checkFile() time.Duration {
 		if s.failing != h {
 			s.failing, s.failSince = h, now
 		}
-		if now.Sub(s.failSince) < settleInvalid {
+		settle := settleInvalid
+		if len(data) == 0 {
+			settle = settleEmpty
+		}
+		if now.Sub(s.failSince) < settle {
 			return 10 * time.Millisecond
 		}
 		s.fileHash = h

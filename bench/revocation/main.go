@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -55,6 +56,7 @@ type style struct {
 
 func main() {
 	trials := flag.Int("trials", 200, "revocations measured per edit style")
+	only := flag.String("only", "", "measure only the edit styles whose name contains this")
 	flag.Parse()
 	log.SetFlags(0)
 	stripego.DefaultLeveledLogger = &stripego.LeveledLogger{Level: stripego.LevelNull}
@@ -96,6 +98,9 @@ func main() {
 	fmt.Printf("Baseline: a bare fsnotify watcher's first event after the same edit, in the same trials.\n\n")
 	fmt.Printf("%-28s %9s %9s %9s   %-21s %s\n", "edit style", "p50", "p99", "max", "baseline p50 / p99", "p50 ratio")
 	for _, st := range styles {
+		if !strings.Contains(st.name, *only) {
+			continue
+		}
 		lat, base := measure(st, *trials)
 		fmt.Printf("%-28s %9s %9s %9s   %9s / %-9s %6.1fx\n", st.name,
 			round(pct(lat, 50)), round(pct(lat, 99)), round(pct(lat, 100)),
