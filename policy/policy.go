@@ -2,6 +2,7 @@ package policy
 
 import (
 	"net/url"
+	"strings"
 
 	"github.com/keybrake/keybrake/internal/pattern"
 	"github.com/keybrake/keybrake/money"
@@ -47,6 +48,46 @@ type VendorLimits struct {
 	DailyCap   *money.Amount
 	DailyCount int64
 	Line       int // where the vendor's name is written under vendors
+
+	// Prices are what the vendor charges per unit of each item ("sms",
+	// "mms", "call_minute" for Twilio; "email" for Resend), by
+	// destination prefix. nil: calls that need a price are refused.
+	Prices map[string]*PriceTable
+	// AssumeCallMinutes is how many minutes a Twilio call without a
+	// TimeLimit counts; zero refuses such calls.
+	AssumeCallMinutes int64
+	// BillPerRecipient counts every address of to, cc and bcc as one
+	// email, for Resend plans billed that way.
+	BillPerRecipient bool
+	// BroadcastEmails is how many emails a Resend broadcast counts; zero
+	// refuses broadcasts.
+	BroadcastEmails int64
+}
+
+// PriceTable is one item's price, by destination: an E.164 prefix such as
+// "+44" (the longest matching prefix wins) or the default.
+type PriceTable struct {
+	Default  *money.Amount
+	Prefixes map[string]money.Amount
+	Line     int
+}
+
+// Lookup returns the price for destination, and the prefix that matched
+// ("default" for the default). ok is false when nothing matches.
+func (t *PriceTable) Lookup(destination string) (price money.Amount, matched string, ok bool) {
+	best := ""
+	for prefix := range t.Prefixes {
+		if len(prefix) > len(best) && strings.HasPrefix(destination, prefix) {
+			best = prefix
+		}
+	}
+	if best != "" {
+		return t.Prefixes[best], best, true
+	}
+	if t.Default != nil {
+		return *t.Default, "default", true
+	}
+	return money.Amount{}, "", false
 }
 
 // Rule is one allow rule. Params is nil when the rule names no parameters.

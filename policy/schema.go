@@ -28,10 +28,102 @@ var policySchema = &schema[*Policy]{keys: map[string]key[*Policy]{
 
 var vendorsSchema = &schema[*Policy]{keys: withVendors(map[string]key[*Policy]{}, vendorLimitsKey)}
 
-var vendorLimitsSchema = &schema[*VendorLimits]{keys: map[string]key[*VendorLimits]{
-	"daily_cap":   {decode: amountKey(func(l *VendorLimits) **money.Amount { return &l.DailyCap })},
-	"daily_count": {decode: countKey(func(l *VendorLimits) *int64 { return &l.DailyCount })},
-}}
+// vendorLimitsSchemas are the vendors section's keys, per vendor: the
+// limits every vendor has, and the prices of those Keybrake prices itself.
+var vendorLimitsSchemas = map[string]*schema[*VendorLimits]{
+	"stripe": vendorLimitsSchema(nil),
+	"twilio": vendorLimitsSchema(map[string]key[*VendorLimits]{
+		"prices":              {decode: pricesKey("sms", "mms", "call_minute")},
+		"assume_call_minutes": {decode: countKey(func(l *VendorLimits) *int64 { return &l.AssumeCallMinutes })},
+	}),
+	"resend": vendorLimitsSchema(map[string]key[*VendorLimits]{
+		"prices":             {decode: pricesKey("email")},
+		"bill_per_recipient": {decode: boolKey(func(l *VendorLimits) *bool { return &l.BillPerRecipient })},
+		"broadcast_emails":   {decode: countKey(func(l *VendorLimits) *int64 { return &l.BroadcastEmails })},
+	}),
+}
+
+func vendorLimitsSchema(extra map[string]key[*VendorLimits]) *schema[*VendorLimits] {
+	keys := map[string]key[*VendorLimits]{
+		"daily_cap":   {decode: amountKey(func(l *VendorLimits) **money.Amount { return &l.DailyCap })},
+		"daily_count": {decode: countKey(func(l *VendorLimits) *int64 { return &l.DailyCount })},
+	}
+	for k, v := range extra {
+		keys[k] = v
+	}
+	return &schema[*VendorLimits]{keys: keys}
+}
+
+// e164Prefix is a destination prefix in a price table: "+", then 1 to 15
+// digits.
+var e164Prefix = regexp.MustCompile(`^\+[0-9]{1,15}$`)
+
+// pricesKey decodes a prices mapping whose items are the given names. An
+// item is one price ("0.0004 USD") or a table by destination prefix with
+// an optional default:
+//
+//	sms:
+//	  default: 0.0079 USD
+//	  "+44": 0.0400 USD
+func pricesKey(items ...string) func(*decoder, string, *yaml.Node, *yaml.Node, *VendorLimits) error {
+	return func(d *decoder, at string, _, v *yaml.Node, l *VendorLimits) error {
+		l.Prices = make(map[string]*PriceTable)
+		return d.entries(at, v, func(item string, k, val *yaml.Node) error {
+			known := false
+			for _, it := range items {
+				known = known || it == item
+			}
+			if !known {
+				return d.errAt(k.Line, "%s: unknown item; want %s", keyText(item), oneOf(items))
+			}
+			t := &PriceTable{Line: k.Line}
+			l.Prices[item] = t
+			at := join(at, item)
+			if val.Kind == yaml.ScalarNode {
+				p, err := d.price(at, val)
+				if err != nil {
+					return err
+				}
+				t.Default = &p
+				return nil
+			}
+			t.Prefixes = make(map[string]money.Amount)
+			err := d.entries(at, val, func(prefix string, pk, pv *yaml.Node) error {
+				p, err := d.price(join(at, prefix), pv)
+				if err != nil {
+					return err
+				}
+				switch {
+				case prefix == "default":
+					t.Default = &p
+				case e164Prefix.MatchString(prefix):
+					t.Prefixes[prefix] = p
+				default:
+					return d.errAt(pk.Line, `%s: want default or a destination prefix such as "+44" (quoted)`, keyText(prefix))
+				}
+				return nil
+			})
+			if err == nil && t.Default == nil && len(t.Prefixes) == 0 {
+				return d.errorf(val, at, "no prices")
+			}
+			return err
+		})
+	}
+}
+
+// price reads a unit price, which may hold a fraction of a minor unit
+// ("0.0079 USD"; money.ParsePrice).
+func (d *decoder) price(at string, v *yaml.Node) (money.Amount, error) {
+	s, err := d.scalar(at, v, `a price such as "0.0079 USD"`)
+	if err != nil {
+		return money.Amount{}, err
+	}
+	p, err := money.ParsePrice(s)
+	if err != nil {
+		return money.Amount{}, d.errorf(v, at, "%v", err)
+	}
+	return p, nil
+}
 
 var agentSchema = &schema[*Agent]{keys: withVendors(map[string]key[*Agent]{
 	"revoked": {decode: boolKey(func(a *Agent) *bool { return &a.Revoked })},
@@ -111,7 +203,7 @@ func vendorLimitsKey(vendor string) key[*Policy] {
 	return key[*Policy]{decode: func(d *decoder, at string, k, v *yaml.Node, p *Policy) error {
 		l := &VendorLimits{Vendor: vendor, Line: k.Line}
 		p.Vendors[vendor] = l
-		return decodeMapping(d, at, k, v, vendorLimitsSchema, l)
+		return decodeMapping(d, at, k, v, vendorLimitsSchemas[vendor], l)
 	}}
 }
 

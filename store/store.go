@@ -29,6 +29,7 @@ var (
 	ErrNotFound    = errors.New("store: no such record")
 	ErrNotReserved = errors.New("store: record is not reserved")
 	ErrLocked      = errors.New("store: database is locked by another process")
+	ErrNotEstimate = errors.New("store: record is not a settled estimate")
 )
 
 // Store is the durable state of one or more Brakes. Every method is safe for
@@ -50,6 +51,14 @@ type Store interface {
 	// Unknown keeps them counted as unknown. It returns ErrNotFound for an
 	// unknown ID and ErrNotReserved when the record is not Reserved.
 	Complete(ctx context.Context, c *Completion) error
+
+	// Resettle replaces the estimated settlement of a Settled record
+	// (Estimated true: the vendor had not priced it yet) with the real
+	// one: each hold's counter moves from its estimate to settled[i], the
+	// record's Settled becomes moved and Estimated false. It returns
+	// ErrNotFound for an unknown ID and ErrNotEstimate for a record that
+	// is not a settled estimate (already reconciled, for one).
+	Resettle(ctx context.Context, id uint64, settled []int64, moved money.Amount) error
 
 	// Append writes a record that holds nothing (a refused call) and
 	// returns its ID.

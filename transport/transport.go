@@ -53,6 +53,8 @@ type call struct {
 	rule   *policy.Rule
 	limits []policy.Limit
 	rec    audit.Record
+
+	priceRule string // the price the policy gave a priced call
 }
 
 // RoundTrip is the story of one call: check and classify it, decide it by
@@ -81,6 +83,9 @@ func (t *RoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if v, ok := t.resolve(c); !ok {
 		return t.refuse(c, v)
 	}
+	if v, ok := t.price(c); !ok {
+		return t.refuse(c, v)
+	}
 	if v, ok := t.limit(c); !ok {
 		return t.refuse(c, v)
 	}
@@ -103,7 +108,7 @@ func (t *RoundTripper) begin(req *http.Request) *call {
 		Agent:  t.agent,
 		Vendor: t.vendor.Name(),
 		Method: req.Method,
-		KeyID:  keyID(req.Header),
+		KeyID:  KeyID(req.Header),
 	}
 	if req.URL != nil {
 		c.rec.Host = req.URL.Host
@@ -197,6 +202,28 @@ func (t *RoundTripper) resolve(c *call) (policy.Verdict, bool) {
 	return policy.Verdict{}, true
 }
 
+// price fills in the money of a call the vendor prices per unit (an SMS
+// segment, an email) from the policy's price list.
+func (t *RoundTripper) price(c *call) (policy.Verdict, bool) {
+	pq := c.vc.Priced
+	if pq == nil {
+		return policy.Verdict{}, true
+	}
+	amount, quantity, v := c.pol.Cost(t.vendor.Name(), policy.PriceQuery{
+		Item: pq.Item, Destination: pq.Destination, Quantity: pq.Quantity, Recipients: pq.Recipients,
+	})
+	if v.Decision != policy.Allowed {
+		return v, false
+	}
+	c.vc.Amount = amount
+	c.rec.Amount = amount
+	c.priceRule = v.Rule
+	if c.vc.Count < 0 {
+		c.vc.Count = quantity // a broadcast counts the emails the policy assumes
+	}
+	return v, true
+}
+
 // limit asks the policy which counters the call must fit.
 func (t *RoundTripper) limit(c *call) (policy.Verdict, bool) {
 	amount := c.vc.Amount
@@ -217,6 +244,9 @@ func (t *RoundTripper) reserve(c *call) (store.Admission, policy.Verdict, bool) 
 	r := &store.Reservation{Record: c.rec, Holds: holds(c.limits)}
 	r.Record.Decision = policy.Allowed
 	r.Record.Reason = "every check passed"
+	if c.priceRule != "" {
+		r.Record.Reason += "; priced by " + c.priceRule
+	}
 	r.Record.Reserved = c.vc.Amount
 	if c.vc.IdempotencyKey != "" && c.req.Method != http.MethodGet {
 		r.Idempotency = &store.Idempotency{
@@ -378,9 +408,10 @@ func cancelled(err error) policy.Verdict {
 		Reason: "the caller gave up before the call was sent: " + err.Error()}
 }
 
-// keyID is a short fingerprint of the credential, so the audit log tells
-// keys apart without holding one.
-func keyID(h http.Header) string {
+// KeyID is a short fingerprint of the credential in h, so the audit log
+// tells keys apart without holding one: "key_" and 8 hex digits of the
+// SHA-256 of the Authorization header; "" without one.
+func KeyID(h http.Header) string {
 	auth := h.Get("Authorization")
 	if auth == "" {
 		return ""

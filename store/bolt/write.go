@@ -8,6 +8,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/keybrake/keybrake/audit"
+	"github.com/keybrake/keybrake/money"
 	"github.com/keybrake/keybrake/store"
 )
 
@@ -304,6 +305,69 @@ func complete(tx *bbolt.Tx, c *store.Completion) (result, err error) {
 	}
 	if err := pending.Delete(u64(c.ID)); err != nil {
 		return nil, err
+	}
+	return nil, tx.Bucket(bucketRecords).Put(u64(r.ID), encoded)
+}
+
+// Resettle implements store.Store.
+func (s *Store) Resettle(ctx context.Context, id uint64, settled []int64, moved money.Amount) error {
+	for i, v := range settled {
+		if v < 0 {
+			return invalid("resettling record %d: hold %d settled %d, negative", id, i, v)
+		}
+	}
+	settled = append([]int64(nil), settled...)
+	var result error
+	err := s.write(ctx, func(tx *bbolt.Tx) error {
+		var err error
+		result, err = resettle(tx, id, settled, moved)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return result
+}
+
+func resettle(tx *bbolt.Tx, id uint64, settled []int64, moved money.Amount) (result, err error) {
+	r, err := getRecord(tx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return err, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if r.Outcome != audit.Settled || !r.Estimated {
+		return fmt.Errorf("%w: record %d is %s, estimated=%v", store.ErrNotEstimate, id, r.Outcome, r.Estimated), nil
+	}
+	if len(settled) > len(r.Holds) {
+		return invalid("resettling record %d: %d settled amounts for %d holds", id, len(settled), len(r.Holds)), nil
+	}
+	old := append([]audit.Hold(nil), r.Holds...)
+	for i := range r.Holds {
+		r.Holds[i].Settled = 0
+		if i < len(settled) {
+			r.Holds[i].Settled = settled[i]
+		}
+	}
+	r.Settled = moved
+	r.Estimated = false
+	encoded, err := checkEncodable(r)
+	if err != nil {
+		return fmt.Errorf("%w: resettling record %d: %w", ErrInvalid, id, err), nil
+	}
+	for i, h := range r.Holds {
+		prev := old[i].Settled
+		if err := moveHolds(tx, []audit.Hold{h}, func(c *store.Counter, h audit.Hold) bool {
+			var ok bool
+			if c.Settled, ok = sub(c.Settled, prev); !ok {
+				return false
+			}
+			c.Settled, ok = add(c.Settled, h.Settled)
+			return ok
+		}); err != nil {
+			return nil, fmt.Errorf("resettling record %d: %w", id, err)
+		}
 	}
 	return nil, tx.Bucket(bucketRecords).Put(u64(r.ID), encoded)
 }

@@ -79,6 +79,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("CompleteInvalid", h(testCompleteInvalid))
 	t.Run("CompleteNotFound", h(testCompleteNotFound))
 	t.Run("CompleteTwice", h(testCompleteTwice))
+	t.Run("ResettleEstimate", h(testResettleEstimate))
 	t.Run("IdempotencyKeyReused", h(testKeyReused))
 	t.Run("IdempotencyKeyInUse", h(testKeyInUse))
 	t.Run("IdempotencyReplayAfterSettled", h(testReplayAfterSettled))
@@ -534,6 +535,43 @@ func testCompleteSettled(t *testing.T, s store.Store) {
 	if r := record(t, s, b.ID); r.Reason != call(1).Reason {
 		t.Errorf("Reason = %q, want it kept as %q", r.Reason, call(1).Reason)
 	}
+}
+
+func testResettleEstimate(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	holds := []audit.Hold{hold("usd", 100_000, 7_900), {Key: "sms", Unit: "units", Limit: 10, Amount: 1}}
+	a := admit(t, s, &store.Reservation{Record: call(0), Holds: holds})
+	complete(t, s, &store.Completion{ID: a.ID, Outcome: audit.Settled, Settled: []int64{7_900, 1},
+		Moved: money.Amount{Micros: 7_900, Currency: "USD"}, Estimated: true, Object: "/Messages/SM1.json"})
+	r := record(t, s, a.ID)
+	if !r.Estimated || r.Object != "/Messages/SM1.json" {
+		t.Fatalf("estimated settlement: %+v", r)
+	}
+	wantCounter(t, s, "usd", store.Counter{Settled: 7_900})
+
+	// The vendor priced it higher than the estimate: the counter follows.
+	real := money.Amount{Micros: 15_800, Currency: "USD"}
+	if err := s.Resettle(ctx, a.ID, []int64{15_800, 1}, real); err != nil {
+		t.Fatal(err)
+	}
+	wantCounter(t, s, "usd", store.Counter{Settled: 15_800})
+	wantCounter(t, s, "sms", store.Counter{Settled: 1})
+	r = record(t, s, a.ID)
+	if r.Estimated || r.Settled != real || r.Holds[0].Settled != 15_800 {
+		t.Fatalf("resettled record: %+v", r)
+	}
+	// Once reconciled, never again; nor a record that was no estimate.
+	if err := s.Resettle(ctx, a.ID, []int64{1}, real); !errors.Is(err, store.ErrNotEstimate) {
+		t.Fatalf("second Resettle = %v, want ErrNotEstimate", err)
+	}
+	b := admit(t, s, &store.Reservation{Record: call(1), Holds: []audit.Hold{hold("usd", 100_000, 100)}})
+	if err := s.Resettle(ctx, b.ID, []int64{1}, real); !errors.Is(err, store.ErrNotEstimate) {
+		t.Fatalf("Resettle of a reserved record = %v, want ErrNotEstimate", err)
+	}
+	if err := s.Resettle(ctx, 999_999, nil, real); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Resettle of no record = %v, want ErrNotFound", err)
+	}
+	wantCounter(t, s, "usd", store.Counter{Settled: 15_800, Pending: 100})
 }
 
 func testCompleteReleased(t *testing.T, s store.Store) {
