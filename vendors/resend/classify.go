@@ -59,9 +59,10 @@ const (
 // "a[b]=1" as an object.
 var queryKeyRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 
-// state is what Settle needs to know of a call beyond the Call itself.
+// state is what Settle needs to know of a batch beyond the Call itself.
 type state struct {
-	items int64 // emails in a batch
+	items      int64   // emails in the batch
+	recipients []int64 // of each email, in order
 }
 
 // Classify reads a Resend request strictly and says what it does. It
@@ -120,8 +121,9 @@ func (Vendor) Resolve(_ context.Context, c *vendors.Call, _ vendors.Getter, _ ve
 	return nil
 }
 
-// checkPath refuses methods resend-go does not use and upper case in a
-// path: every Resend path and ID is lower case, and a server that routes
+// checkPath refuses methods resend-go does not use, and paths with
+// anything but lower-case letters, digits, "-", "_", "." and "/": every
+// Resend path and ID is written so, and a server that routes
 // case-insensitively would read /EMAILS as /emails while Keybrake would
 // not.
 func checkPath(method, path string) error {
@@ -130,11 +132,17 @@ func checkPath(method, path string) error {
 	default:
 		return invalid(codeBadMethod, "Resend's API uses GET, POST, PATCH and DELETE, not %s", truncate(method))
 	}
-	if strings.IndexFunc(path, func(r rune) bool { return r >= 'A' && r <= 'Z' }) >= 0 {
-		return invalid(codeBadPath, "path %q has upper case; Resend's paths and IDs are lower case", truncate(path))
-	}
 	if !strings.HasPrefix(path, "/") {
 		return invalid(codeBadPath, "path %q does not start with /", truncate(path))
+	}
+	for i := 0; i < len(path); i++ {
+		c := path[i]
+		if c >= 'A' && c <= 'Z' {
+			return invalid(codeBadPath, "path %q has upper case; Resend's paths and IDs are lower case", truncate(path))
+		}
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == '/') {
+			return invalid(codeBadPath, "path %q holds %q; Resend's paths hold only lower-case letters, digits, '-', '_', '.' and '/'", truncate(path), c)
+		}
 	}
 	return nil
 }
@@ -353,9 +361,9 @@ func classifyBroadcastCreate(c *vendors.Call, body *jsonValue) error {
 
 func priceBroadcast(c *vendors.Call) {
 	c.MovesMoney = true
-	// At least this one call; the transport replaces it, like the amount,
-	// with what the policy says a broadcast counts.
-	c.Count = 1
+	// Unknown, like the quantity: the transport counts what the policy
+	// says a broadcast sends (broadcast_emails).
+	c.Count = -1
 	c.Priced = &vendors.Priced{Item: "broadcast", Quantity: -1}
 }
 

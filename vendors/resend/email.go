@@ -30,12 +30,6 @@ type email struct {
 func (m *email) recipients() int64 { return int64(len(m.to) + len(m.cc) + len(m.bcc)) }
 
 var (
-	// addrRE is an address as Keybrake counts it: an ASCII dot-atom local
-	// part and a domain name of letters, digits and hyphens. Quoted local
-	// parts, IP literals, comments and internationalised addresses are
-	// refused: each can be read as something else by some parser.
-	addrRE = regexp.MustCompile("^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*" +
-		`@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
 	// tagRE is what Resend allows in a tag's name and value.
 	tagRE = regexp.MustCompile(`^[A-Za-z0-9_-]{0,256}$`)
 	// headerNameRE is an RFC 5322 field name.
@@ -185,13 +179,51 @@ func checkAddress(s, field, where string) error {
 			}
 		}
 	}
-	if len(addr) > 254 || !addrRE.MatchString(addr) {
-		return bad("not a plain address (local@domain, ASCII)")
-	}
-	if i := strings.IndexByte(addr, '@'); i > 64 {
-		return bad("the local part is longer than 64 characters")
+	if why := plainAddress(addr); why != "" {
+		return bad(why)
 	}
 	return nil
+}
+
+// plainAddress checks an address as Keybrake counts it: an ASCII dot-atom
+// local part of at most 64 characters, "@", and a domain name of at least
+// two labels of letters, digits and inner hyphens; at most 254 in all.
+// Quoted local parts, IP literals, comments and internationalised
+// addresses are refused: each can be read as something else by some
+// parser. It returns why not, or "".
+func plainAddress(a string) string {
+	at := strings.IndexByte(a, '@')
+	if at < 0 || len(a) > 254 {
+		return "not a plain address (local@domain, ASCII, at most 254 characters)"
+	}
+	local, domain := a[:at], a[at+1:]
+	if local == "" || len(local) > 64 || local[0] == '.' || local[len(local)-1] == '.' || strings.Contains(local, "..") {
+		return "the local part is not a dot-atom of at most 64 characters"
+	}
+	for i := 0; i < len(local); i++ {
+		if c := local[i]; !isAlnum(c) && c != '.' && !strings.ContainsRune("!#$%&'*+-/=?^_`{|}~", rune(c)) {
+			return "the local part holds a character outside a dot-atom"
+		}
+	}
+	labels := strings.Split(domain, ".")
+	if len(labels) < 2 {
+		return "the domain is not a domain name of two labels or more"
+	}
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return "the domain has an empty, long or hyphen-edged label"
+		}
+		for i := 0; i < len(l); i++ {
+			if !isAlnum(l[i]) && l[i] != '-' {
+				return "the domain holds a character other than letters, digits, '-' and '.'"
+			}
+		}
+	}
+	return ""
+}
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
 
 func checkDisplayName(name string) string {
@@ -413,6 +445,7 @@ func classifyBatch(c *vendors.Call, body *jsonValue, validation string) error {
 		return invalid(codeBadBatch, "a batch holds 1 to %d emails, not %d", maxBatch, n)
 	}
 	ms := make([]*email, n)
+	st := &state{items: int64(n), recipients: make([]int64, n)}
 	var recipients int64
 	var common url.Values
 	for i, item := range body.items {
@@ -421,6 +454,7 @@ func classifyBatch(c *vendors.Call, body *jsonValue, validation string) error {
 			return err
 		}
 		ms[i] = m
+		st.recipients[i] = m.recipients()
 		recipients += m.recipients()
 		own := url.Values{}
 		if err := flattenEmail(own, "", item); err != nil {
@@ -441,7 +475,7 @@ func classifyBatch(c *vendors.Call, body *jsonValue, validation string) error {
 	c.MovesMoney = true
 	c.Count = int64(n)
 	c.Priced = &vendors.Priced{Item: "email", Quantity: int64(n), Recipients: recipients}
-	c.State = &state{items: int64(n)}
+	c.State = st
 	c.Audit = auditEmails(ms)
 	c.Audit["validation"] = validation
 	return nil

@@ -14,6 +14,10 @@ import (
 // hostile body from costing more than its size.
 const maxDepth = 16
 
+// smallObject is how many members an object may have before duplicate
+// keys are looked up in a map rather than compared pairwise.
+const smallObject = 16
+
 // jsonKind is the type of a JSON value.
 type jsonKind uint8
 
@@ -175,6 +179,8 @@ func (p *parser) object(depth int) (*jsonValue, error) {
 		p.i++
 		return v, nil
 	}
+	// Small objects compare keys pairwise; large ones through a map, so a
+	// hostile body of many keys costs linear time.
 	var seen map[string]string // folded key -> key as written
 	for {
 		p.space()
@@ -185,17 +191,31 @@ func (p *parser) object(depth int) (*jsonValue, error) {
 		if err != nil {
 			return nil, err
 		}
-		if seen == nil {
-			seen = make(map[string]string)
+		prev, dup := "", false
+		if len(v.members) < smallObject {
+			for _, m := range v.members {
+				if strings.EqualFold(m.key, key) {
+					prev, dup = m.key, true
+					break
+				}
+			}
+		} else {
+			if seen == nil {
+				seen = make(map[string]string, 2*smallObject)
+				for _, m := range v.members {
+					seen[foldKey(m.key)] = m.key
+				}
+			}
+			f := foldKey(key)
+			prev, dup = seen[f]
+			seen[f] = key
 		}
-		f := foldKey(key)
-		if prev, dup := seen[f]; dup {
+		if dup {
 			if prev == key {
 				return nil, invalid(codeDuplicateKey, "JSON key %q appears twice in one object; Resend and Go may keep different ones", truncate(key))
 			}
 			return nil, invalid(codeDuplicateKey, "JSON keys %q and %q differ only in case; Go's encoding/json would read them as one", truncate(prev), truncate(key))
 		}
-		seen[f] = key
 		p.space()
 		if p.i >= len(p.b) || p.b[p.i] != ':' {
 			return nil, p.syntax("':'")
@@ -380,7 +400,8 @@ func (p *parser) hex4() (rune, bool) {
 }
 
 // foldKey folds a key as encoding/json does when it matches keys to
-// struct fields (bytes.EqualFold): ASCII to upper case, any other rune to
+// struct fields: foldKey(a) == foldKey(b) exactly when
+// strings.EqualFold(a, b), which is bytes.EqualFold. ASCII to upper case, any other rune to
 // the smallest rune of its case-folding orbit, so "ſ" (U+017F) and "s"
 // fold alike, as do "K" (the Kelvin sign) and "k".
 func foldKey(s string) string {

@@ -21,15 +21,20 @@ var ErrSettle = errors.New("resend: cannot read what was sent")
 // in permissive mode the emails listed in errors were not sent. Settle
 // counts every email not listed in errors as sent (the real API lists an
 // ID for each; an answer that lists fewer IDs than that, as a mock might,
-// is still counted in full: the safe direction), and scales the reserved
-// amount to them exactly:
+// is still counted in full: the safe direction), Units is their number,
+// and the reserved amount is scaled to them:
 //
-//	moved = ceil(c.Amount.Micros * sent / items)
+//	moved = ceil(c.Amount * max(sent / emails, recipients of sent / recipients))
 //
-// computed without overflow, rounded up so that a batch never costs less
-// than its share. An answer Settle cannot read (not JSON, more IDs or
-// errors than emails, an error index out of range or listed twice) is an
-// error wrapping ErrSettle. Settle is pure and safe for concurrent use.
+// The policy may have priced the batch per email or per recipient, and
+// Settle does not know which: the larger share is exact for one and never
+// less than the truth for the other, and the two agree whenever the sent
+// emails have the batch's average number of recipients (all sent, none
+// sent, or equal recipients). It is computed in integers without overflow
+// and rounded up, so a batch never costs less than its share. An answer
+// Settle cannot read (not JSON, more IDs or errors than emails, an error
+// index out of range or listed twice) is an error wrapping ErrSettle.
+// Settle is pure and safe for concurrent use.
 func (Vendor) Settle(c *vendors.Call, body []byte) (vendors.Settlement, error) {
 	if !c.MovesMoney {
 		return vendors.Settlement{Units: -1}, nil
@@ -47,10 +52,10 @@ func (Vendor) Settle(c *vendors.Call, body []byte) (vendors.Settlement, error) {
 		return vendors.Settlement{Moved: c.Amount, Object: id, Units: -1}, nil
 	case kindEmailBatch:
 		st, ok := c.State.(*state)
-		if !ok || st.items <= 0 {
+		if !ok || st.items <= 0 || int64(len(st.recipients)) != st.items {
 			return vendors.Settlement{}, fmt.Errorf("%w: emails.batch: the call does not say how many emails it sent", ErrSettle)
 		}
-		s, err := settleBatch(c.Amount, st.items, v)
+		s, err := settleBatch(c.Amount, st, v)
 		if err != nil {
 			return vendors.Settlement{}, fmt.Errorf("%w: emails.batch: %w", ErrSettle, err)
 		}
@@ -59,7 +64,8 @@ func (Vendor) Settle(c *vendors.Call, body []byte) (vendors.Settlement, error) {
 	return vendors.Settlement{}, fmt.Errorf("%w: operation %q does not send mail", ErrSettle, c.Operation)
 }
 
-func settleBatch(reserved money.Amount, items int64, v *jsonValue) (vendors.Settlement, error) {
+func settleBatch(reserved money.Amount, st *state, v *jsonValue) (vendors.Settlement, error) {
+	items := st.items
 	data := v.member("data")
 	if data == nil || data.kind != jsonArray {
 		return vendors.Settlement{}, errors.New("the answer has no data array")
@@ -74,11 +80,11 @@ func settleBatch(reserved money.Amount, items int64, v *jsonValue) (vendors.Sett
 		}
 	}
 	failed := int64(0)
+	unsent := make([]bool, items)
 	if e := v.member("errors"); e != nil && e.kind != jsonNull {
 		if e.kind != jsonArray {
 			return vendors.Settlement{}, fmt.Errorf("errors is %s, not an array", e.kind)
 		}
-		seen := make(map[string]bool, len(e.items))
 		for i, item := range e.items {
 			var idx *jsonValue
 			if item.kind == jsonObject {
@@ -91,10 +97,10 @@ func settleBatch(reserved money.Amount, items int64, v *jsonValue) (vendors.Sett
 			for _, ch := range idx.text {
 				n = n*10 + int64(ch-'0')
 			}
-			if n >= items || seen[idx.text] {
+			if n >= items || unsent[n] {
 				return vendors.Settlement{}, fmt.Errorf("errors[%d] names email %s of %d, or names it twice", i, idx.text, items)
 			}
-			seen[idx.text] = true
+			unsent[n] = true
 		}
 		failed = int64(len(e.items))
 	}
@@ -102,7 +108,18 @@ func settleBatch(reserved money.Amount, items int64, v *jsonValue) (vendors.Sett
 		return vendors.Settlement{}, fmt.Errorf("the answer lists %d sent and %d failed of %d emails", len(data.items), failed, items)
 	}
 	sent := items - failed
-	moved, err := share(reserved, sent, items)
+	var all, reached int64 // recipients
+	for i, r := range st.recipients {
+		all += r
+		if !unsent[i] {
+			reached += r
+		}
+	}
+	num, den := sent, items
+	if all > 0 && reached*items > sent*all {
+		num, den = reached, all
+	}
+	moved, err := share(reserved, num, den)
 	if err != nil {
 		return vendors.Settlement{}, err
 	}
