@@ -99,12 +99,45 @@ type Call struct {
 	Customer string
 	Account  string
 
+	// SubjectLookup, when not empty, is the GET that tells which customer
+	// the object the call acts on belongs to, when the request does not
+	// name it ("GET /v1/charges/ch_1" for a capture or a retrieve).
+	// Resolve performs it only when NeedSubject is set (the transport
+	// sets it when a customer scope is in force), and fills Customer.
+	SubjectLookup string
+	NeedSubject   bool
+	// NoCustomer is set by Resolve when the object the call acts on
+	// belongs to no customer (a scope refuses it unless allowed).
+	NoCustomer bool
+
+	// Recipients are the call's destinations: phone numbers in E.164
+	// (Twilio To), or email addresses, lower case (Resend to, cc and bcc,
+	// of every email of a batch).
+	Recipients []string
+	// Senders are the call's From values: numbers or messaging service
+	// SIDs (Twilio), addresses, lower case, without display names (Resend).
+	Senders []string
+	// RefundOf is the charge a refund draws on (for a payment intent, its
+	// latest charge, found by Resolve), for max_refunds_per_charge.
+	RefundOf string
+	// Creates names the kind of object the call creates whose ID the
+	// transport remembers ("customer", for created_by_agent scopes);
+	// Settle then returns the ID in Settlement.Object, and the transport
+	// reads the 2xx body even when the call moves no money.
+	Creates string
+
 	// IdempotencyKey is the key the vendor deduplicates writes by.
 	IdempotencyKey string
 
 	// State is the vendor's own memo between Classify, Resolve and
 	// Settle (the object's state before the call, for instance).
 	State any
+}
+
+// CustomerReader is implemented by vendors whose customers carry metadata
+// a scope can select by (Stripe). Metadata fetches customer id with get.
+type CustomerReader interface {
+	CustomerMetadata(ctx context.Context, customer string, get Getter) (map[string]string, error)
 }
 
 // Settlement is what a vendor's answer says a call did.
