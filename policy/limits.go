@@ -94,6 +94,29 @@ func (p *Policy) Limits(r Request, rule *Rule, amount money.Amount, count int64,
 		limits = append(limits, Limit{Key: "vendor/" + r.Vendor + "/" + day + "/units",
 			Max: shared.DailyCount, Add: count, Unit: "units", Rule: "vendors." + r.Vendor + ".daily_count"})
 	}
+	if cs := g.Customers; cs != nil {
+		// Per customer, per UTC day; and per charge, for good: a
+		// charge refunded once is not refunded again tomorrow.
+		who := "/" + r.Agent + "/" + r.Vendor + "/" + r.Account + "/"
+		if moves && r.Customer != "" && cs.DailyCap != nil {
+			rid := base + ".customers.daily_cap"
+			add, v, ok := cv.counted(*cs.DailyCap, rid)
+			if !ok {
+				return nil, v
+			}
+			cur := string(cs.DailyCap.Currency)
+			limits = append(limits, Limit{Key: "customer" + who + r.Customer + "/" + day + "/" + cur,
+				Max: cs.DailyCap.Micros, Add: add, Unit: cur, Rule: rid})
+		}
+		if count > 0 && r.Customer != "" && cs.DailyCount > 0 {
+			limits = append(limits, Limit{Key: "customer" + who + r.Customer + "/" + day + "/units",
+				Max: cs.DailyCount, Add: count, Unit: "units", Rule: base + ".customers.daily_count"})
+		}
+		if r.RefundOf != "" {
+			limits = append(limits, Limit{Key: "refunds" + who + r.RefundOf,
+				Max: cs.MaxRefundsPerCharge, Add: 1, Unit: "units", Rule: base + ".customers.max_refunds_per_charge"})
+		}
+	}
 	if len(limits) == 0 {
 		limits = nil
 	}

@@ -40,6 +40,46 @@ type Grant struct {
 	DailyCount int64         // billable units per UTC day; 0: no count limit
 	Allow      []*Rule
 	Line       int // where the vendor's name is written under the agent
+
+	// Scope: against whom the agent may act. nil or empty: no limit
+	// beyond the allow rules.
+	Customers *CustomerScope // Stripe: the customers it may touch
+	Accounts  *AccountScope  // Stripe Connect: the accounts it may act for
+	To        []string       // Twilio: destinations, "+1555..." exactly or "+44*" as a prefix
+	From      []string       // Twilio numbers or messaging services; Resend sender addresses or "@domain"
+	// Recipients are the Resend addresses ("ops@example.com") and
+	// domains ("@example.com") every to, cc and bcc must be in.
+	Recipients    []string
+	MaxRecipients int64 // Resend: most to+cc+bcc addresses in one email; 0: no limit
+}
+
+// CustomerScope limits an agent to some customers of the account.
+type CustomerScope struct {
+	// CreatedByAgent admits customers this agent created through
+	// Keybrake (their IDs are recorded from the create response).
+	CreatedByAgent bool
+	// IDs admits an approved cohort.
+	IDs map[string]bool
+	// Metadata admits customers whose metadata holds every pair
+	// (looked up, and cached for a minute).
+	Metadata map[string]string
+	// AllowNoCustomer admits calls on objects that belong to no
+	// customer; by default they are out of scope.
+	AllowNoCustomer bool
+	// Per customer and UTC day: money, and billable units.
+	DailyCap   *money.Amount
+	DailyCount int64
+	// MaxRefundsPerCharge bounds the refunds of one charge; 1 unless
+	// the policy raises it.
+	MaxRefundsPerCharge int64
+	Line                int
+}
+
+// AccountScope limits the Stripe-Account an agent may act for.
+type AccountScope struct {
+	IDs      map[string]bool
+	Platform bool // calls without Stripe-Account, on the platform itself
+	Line     int
 }
 
 // VendorLimits are limits shared by every agent on a vendor.
@@ -107,6 +147,11 @@ type Request struct {
 	Method string
 	Path   string     // escaped, already checked
 	Params url.Values // decoded parameters
+
+	// For per-customer and per-charge limits, once known.
+	Customer string
+	Account  string
+	RefundOf string // the charge a refund draws on
 }
 
 // Verdict is a decision with the rule that made it. For Allowed, Rule is

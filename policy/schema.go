@@ -129,6 +129,35 @@ var agentSchema = &schema[*Agent]{keys: withVendors(map[string]key[*Agent]{
 	"revoked": {decode: boolKey(func(a *Agent) *bool { return &a.Revoked })},
 }, grantKey)}
 
+// grantSchemas are each vendor's grant keys: the common ones and the
+// vendor's scope.
+var grantSchemas = map[string]*schema[*Grant]{
+	"stripe": grantSchemaWith(map[string]key[*Grant]{
+		"customers": {decode: decodeCustomers},
+		"accounts":  {decode: decodeAccounts},
+	}),
+	"twilio": grantSchemaWith(map[string]key[*Grant]{
+		"to":   {decode: listKey(func(g *Grant) *[]string { return &g.To }, checkPhone(true))},
+		"from": {decode: listKey(func(g *Grant) *[]string { return &g.From }, checkPhoneOrService)},
+	}),
+	"resend": grantSchemaWith(map[string]key[*Grant]{
+		"recipients":     {decode: listKey(func(g *Grant) *[]string { return &g.Recipients }, checkAddress)},
+		"from":           {decode: listKey(func(g *Grant) *[]string { return &g.From }, checkAddress)},
+		"max_recipients": {decode: countKey(func(g *Grant) *int64 { return &g.MaxRecipients })},
+	}),
+}
+
+func grantSchemaWith(extra map[string]key[*Grant]) *schema[*Grant] {
+	keys := make(map[string]key[*Grant], len(grantSchema.keys)+len(extra))
+	for k, v := range grantSchema.keys {
+		keys[k] = v
+	}
+	for k, v := range extra {
+		keys[k] = v
+	}
+	return &schema[*Grant]{keys: keys, check: grantSchema.check}
+}
+
 var grantSchema = &schema[*Grant]{keys: map[string]key[*Grant]{
 	"daily_cap":    {decode: amountKey(func(g *Grant) **money.Amount { return &g.DailyCap })},
 	"per_call_max": {decode: amountKey(func(g *Grant) **money.Amount { return &g.PerCallMax })},
@@ -229,7 +258,7 @@ func grantKey(vendor string) key[*Agent] {
 	return key[*Agent]{decode: func(d *decoder, at string, k, v *yaml.Node, a *Agent) error {
 		g := &Grant{Vendor: vendor, Line: k.Line}
 		a.Grants[vendor] = g
-		return decodeMapping(d, at, k, v, grantSchema, g)
+		return decodeMapping(d, at, k, v, grantSchemas[vendor], g)
 	}}
 }
 

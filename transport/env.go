@@ -43,6 +43,7 @@ type Env struct {
 	report    func(error)
 	days      *dayClock
 	completer *completer
+	metadata  metadataCache
 }
 
 // NewEnv starts the shared state; it owns a goroutine until Close.

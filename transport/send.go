@@ -126,7 +126,7 @@ func (t *RoundTripper) send(c *call, adm store.Admission) (*http.Response, error
 	c.rec.RequestID = requestID(resp.Header)
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
-		if c.vc.MovesMoney && adm.Result != store.Replayed {
+		if (c.vc.MovesMoney || c.vc.Creates != "") && adm.Result != store.Replayed {
 			resp.Body = t.settleOnRead(c, resp.Body)
 			return resp, nil
 		}
@@ -180,6 +180,9 @@ func (t *RoundTripper) settleOnRead(c *call, body io.ReadCloser) io.ReadCloser {
 		if serr != nil {
 			t.complete(c, completion{outcome: audit.Unknown, reason: "response did not say what moved: " + serr.Error()})
 			return
+		}
+		if c.vc.Creates == "customer" && st.Object != "" {
+			t.rememberCreated(c, st.Object)
 		}
 		t.complete(c, completion{outcome: audit.Settled, settlement: st})
 	}}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/keybrake/keybrake/audit"
@@ -81,6 +82,9 @@ func (t *RoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.refuse(c, v)
 	}
 	if v, ok := t.resolve(c); !ok {
+		return t.refuse(c, v)
+	}
+	if v, ok := t.scope(c); !ok {
 		return t.refuse(c, v)
 	}
 	if v, ok := t.price(c); !ok {
@@ -167,11 +171,14 @@ func (t *RoundTripper) authorize(c *call) (policy.Verdict, bool) {
 
 func (t *RoundTripper) policyRequest(c *call) policy.Request {
 	return policy.Request{
-		Agent:  t.agent,
-		Vendor: t.vendor.Name(),
-		Method: c.req.Method,
-		Path:   c.target.path,
-		Params: c.vc.Params,
+		Agent:    t.agent,
+		Vendor:   t.vendor.Name(),
+		Method:   c.req.Method,
+		Path:     c.target.path,
+		Params:   c.vc.Params,
+		Customer: c.vc.Customer,
+		Account:  c.vc.Account,
+		RefundOf: c.vc.RefundOf,
 	}
 }
 
@@ -179,16 +186,17 @@ func (t *RoundTripper) policyRequest(c *call) policy.Request {
 // with the call's own credentials. A call whose money stays unknown is
 // refused.
 func (t *RoundTripper) resolve(c *call) (policy.Verdict, bool) {
-	if c.vc.Lookup != "" {
+	c.vc.NeedSubject = c.pol.NeedsCustomer(t.agent, t.vendor.Name())
+	if c.vc.Lookup != "" || (c.vc.NeedSubject && c.vc.SubjectLookup != "") {
 		get := t.getter(c)
 		err := t.vendor.Resolve(c.req.Context(), c.vc, get, t.env.store)
-		c.rec.Lookup = c.vc.Lookup
+		c.rec.Lookup = strings.TrimSpace(c.vc.Lookup + " " + c.vc.SubjectLookup)
 		if err != nil {
 			if ctxErr := c.req.Context().Err(); ctxErr != nil {
 				return cancelled(ctxErr), false
 			}
 			return policy.Verdict{Decision: policy.Error, Rule: c.rule.ID, Code: "keybrake_lookup_failed",
-				Reason: fmt.Sprintf("%s failed: %v", c.vc.Lookup, err)}, false
+				Reason: fmt.Sprintf("%s failed: %v", c.rec.Lookup, err)}, false
 		}
 		c.rec.Customer = c.vc.Customer
 		c.rec.Amount = c.vc.Amount

@@ -114,6 +114,9 @@ type Call struct {
 	// (Twilio To), or email addresses, lower case (Resend to, cc and bcc,
 	// of every email of a batch).
 	Recipients []string
+	// MostRecipients is the largest number of addresses (to, cc, bcc)
+	// in one email of the call.
+	MostRecipients int64
 	// Senders are the call's From values: numbers or messaging service
 	// SIDs (Twilio), addresses, lower case, without display names (Resend).
 	Senders []string

@@ -1,0 +1,128 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keybrake/keybrake/policy"
+	"github.com/keybrake/keybrake/vendors"
+)
+
+// scope decides whether the call acts only on whom the agent may touch:
+// the customer and account (Stripe), the destinations and senders
+// (Twilio, Resend). What the policy needs and the request does not say
+// was looked up by resolve; here Keybrake adds what it knows itself (the
+// customers this agent created) and what it must fetch (a customer's
+// metadata), then asks the policy.
+func (t *RoundTripper) scope(c *call) (policy.Verdict, bool) {
+	vc := c.vc
+	s := policy.Subject{
+		Customer:          vc.Customer,
+		NoCustomer:        vc.NoCustomer,
+		Account:           vc.Account,
+		Recipients:        vc.Recipients,
+		Senders:           vc.Senders,
+		MostRecipients:    vc.MostRecipients,
+		RecipientsUnknown: vc.Priced != nil && vc.Priced.Item == "broadcast",
+	}
+	vendor := t.vendor.Name()
+	if c.pol.NeedsCustomer(t.agent, vendor) {
+		// A list without a customer filter reaches every customer.
+		s.AllCustomers = strings.HasSuffix(vc.Operation, ".list") && vc.Customer == "" && vc.SubjectLookup == ""
+	}
+	ctx := c.req.Context()
+	if s.Customer != "" && c.pol.AdmitsCreated(t.agent, vendor) {
+		_, created, err := t.env.store.Fact(ctx, createdFact(vendor, vc.Account, t.agent, s.Customer))
+		if err != nil {
+			return policy.Verdict{Decision: policy.Error, Rule: "store", Code: "keybrake_store_error",
+				Reason: "could not read which customers this agent created: " + err.Error()}, false
+		}
+		s.CreatedByAgent = created
+	}
+	if s.Customer != "" && !s.CreatedByAgent && c.pol.NeedsMetadata(t.agent, vendor) {
+		md, err := t.metadata(ctx, c, s.Customer)
+		if err != nil {
+			return policy.Verdict{Decision: policy.Error, Rule: c.rule.ID, Code: "keybrake_lookup_failed",
+				Reason: fmt.Sprintf("the metadata of customer %s could not be read: %v", s.Customer, err)}, false
+		}
+		s.Metadata = md
+	}
+	v := c.pol.Scope(t.policyRequest(c), s)
+	if v.Decision != policy.Allowed {
+		return v, false
+	}
+	return v, true
+}
+
+// createdFact names the fact that agent created customer on vendor (per
+// connected account).
+func createdFact(vendor, account, agent, customer string) string {
+	return "created/" + vendor + "/" + account + "/" + agent + "/" + customer
+}
+
+// rememberCreated records, synchronously (the agent's next call may act on
+// it), that the agent created customer.
+func (t *RoundTripper) rememberCreated(c *call, id string) {
+	ctx, cancel := t.env.writeContext(c.req.Context())
+	defer cancel()
+	if err := t.env.store.SetFact(ctx, createdFact(t.vendor.Name(), c.vc.Account, t.agent, id), "1"); err != nil {
+		t.env.report(fmt.Errorf("keybrake: customer %s created by %s could not be recorded; calls on it will be out of scope: %w", id, t.agent, err))
+	}
+}
+
+// metadataTTL is how long a customer's metadata is trusted: it can change,
+// so a cohort by metadata is looked up again after this.
+const metadataTTL = time.Minute
+
+func (t *RoundTripper) metadata(ctx context.Context, c *call, customer string) (map[string]string, error) {
+	reader, ok := t.vendor.(vendors.CustomerReader)
+	if !ok {
+		return nil, fmt.Errorf("%s customers carry no metadata Keybrake can read", t.vendor.Name())
+	}
+	key := t.vendor.Name() + "/" + c.vc.Account + "/" + customer
+	now := t.env.now()
+	if md, ok := t.env.metadata.get(key, now); ok {
+		return md, nil
+	}
+	md, err := reader.CustomerMetadata(ctx, customer, t.getter(c))
+	if err != nil {
+		return nil, err
+	}
+	t.env.metadata.put(key, md, now.Add(metadataTTL))
+	return md, nil
+}
+
+// metadataCache holds customers' metadata for a short while, bounded.
+type metadataCache struct {
+	mu      sync.Mutex
+	entries map[string]metadataEntry
+}
+
+type metadataEntry struct {
+	md      map[string]string
+	expires time.Time
+}
+
+const metadataCacheSize = 10000
+
+func (m *metadataCache) get(key string, now time.Time) (map[string]string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.entries[key]
+	if !ok || !now.Before(e.expires) {
+		return nil, false
+	}
+	return e.md, true
+}
+
+func (m *metadataCache) put(key string, md map[string]string, expires time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.entries == nil || len(m.entries) >= metadataCacheSize {
+		m.entries = make(map[string]metadataEntry)
+	}
+	m.entries[key] = metadataEntry{md: md, expires: expires}
+}
