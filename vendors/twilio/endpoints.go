@@ -97,18 +97,18 @@ var literals = func() map[string]string {
 // the path, and only ".json" is read: "Messages" and "Messages.xml" create
 // messages as surely as "Messages.json", so the last segment must end in
 // ".json" and no other segment may hold a dot. A known segment written in
-// another case is refused. The SID after Accounts, Messages, Calls and
-// Media, and after a Verify /v2/Services, must be of its kind, wherever
-// the path goes on.
+// another case is refused, anywhere under /2010-04-01 (whose segments are
+// all Twilio's) and where Verify names its collections (elsewhere a
+// segment may be the caller's own name, a Verify entity's identity). The
+// SID after Accounts, Messages, Calls and Media, and after a Verify
+// /v2/Services, must be of its kind, wherever the path goes on.
 func checkPath(path string) error {
 	segs := strings.Split(strings.TrimPrefix(path, "/"), "/")
-	for _, s := range segs {
-		if lit, ok := literals[strings.ToLower(s)]; ok && lit != s {
-			return invalid(codeBadPath, "path segment %q is %q in another case", s, lit)
-		}
-	}
 	switch segs[0] {
 	case "2010-04-01":
+		if err := checkCase(segs...); err != nil {
+			return err
+		}
 		for i, s := range segs {
 			last := i == len(segs)-1
 			dots := strings.Count(s, ".")
@@ -122,8 +122,29 @@ func checkPath(path string) error {
 		}
 		return checkSIDs(segs)
 	case "v2":
+		if len(segs) > 3 {
+			if err := checkCase(segs[3]); err != nil {
+				return err
+			}
+		}
+		if len(segs) > 1 {
+			if err := checkCase(segs[1]); err != nil {
+				return err
+			}
+		}
 		if len(segs) > 2 && segs[1] == "Services" {
 			return checkSID(segs[2], "verify_service")
+		}
+	}
+	return nil
+}
+
+// checkCase refuses a segment that is one of the endpoint table's in
+// another case.
+func checkCase(segs ...string) error {
+	for _, s := range segs {
+		if lit, ok := literals[strings.ToLower(s)]; ok && lit != s {
+			return invalid(codeBadPath, "path segment %q is %q in another case", s, lit)
 		}
 	}
 	return nil
@@ -167,17 +188,17 @@ func checkSID(seg, kind string) error {
 
 // match finds the endpoint of a call. A nil endpoint is a call Keybrake
 // does not know. checkPath has already checked the SIDs.
-func match(method, path string) (*endpoint, map[string]string) {
+func match(method, path string) *endpoint {
 	for i := range endpoints {
 		e := &endpoints[i]
 		if e.method != method {
 			continue
 		}
-		if vars, ok := e.path.Match(path); ok {
-			return e, vars
+		if _, ok := e.path.Match(path); ok {
+			return e
 		}
 	}
-	return nil, nil
+	return nil
 }
 
 func kindOf(op string) kind {

@@ -37,17 +37,36 @@ const gsmBasic = "@£$¥èéùìòÇ\nØø\rÅå" +
 // sent as the escape 0x1B and a second septet, so it costs two.
 const gsmExtension = "\f^{}\\[~]|€"
 
-// gsmSeptets maps every GSM-7 character to its cost in septets.
-var gsmSeptets = func() map[rune]int {
-	m := make(map[rune]int, 137)
+// gsmLatin is the cost in septets of each character below U+0100: 0 for
+// one GSM-7 cannot carry. Above it GSM-7 has only ten Greek capitals and
+// the euro sign (gsmCost).
+var gsmLatin = func() (t [256]int8) {
 	for _, r := range gsmBasic {
-		m[r] = 1
+		if r < 256 {
+			t[r] = 1
+		}
 	}
 	for _, r := range gsmExtension {
-		m[r] = 2
+		if r < 256 {
+			t[r] = 2
+		}
 	}
-	return m
+	return t
 }()
+
+// gsmCost is the cost of r in septets, 0 when GSM-7 cannot carry it.
+func gsmCost(r rune) int {
+	if r >= 0 && r < 256 {
+		return int(gsmLatin[r])
+	}
+	switch r {
+	case '\u0394', '\u03a6', '\u0393', '\u039b', '\u03a9', '\u03a0', '\u03a8', '\u03a3', '\u0398', '\u039e':
+		return 1
+	case '€':
+		return 2
+	}
+	return 0
+}
 
 // Segments returns how many SMS segments Twilio bills for body, and the
 // encoding it is sent in: GSM7 or UCS2. An empty body is 0 segments.
@@ -89,7 +108,7 @@ func Segments(body string) (segments int, encoding string) {
 	}
 	gsm := true
 	for _, r := range body {
-		if gsmSeptets[r] == 0 {
+		if gsmCost(r) == 0 {
 			gsm = false
 			break
 		}
@@ -99,8 +118,6 @@ func Segments(body string) (segments int, encoding string) {
 	}
 	return pack(body, ucsSingle, ucsPart, utf16Cost), UCS2
 }
-
-func gsmCost(r rune) int { return gsmSeptets[r] }
 
 func utf16Cost(r rune) int {
 	if r > 0xFFFF {

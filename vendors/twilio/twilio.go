@@ -26,9 +26,11 @@ var edges = []string{
 }
 
 // regions are Twilio's processing regions, as twilio-go's SetRegion or
-// TWILIO_REGION name them. The legacy region-only hosts of other IDs
-// (api.de1.twilio.com, api.jp1.twilio.com, ...) were retired by Twilio on
-// 2026-04-28 and are not accepted.
+// TWILIO_REGION name them. Twilio retired the region-only API hosts but
+// api.us1.twilio.com on 2026-04-28; those of the processing regions stay
+// in the list because twilio-go still builds them (a call there fails at
+// Twilio, costing nothing), those of the legacy edge IDs (de1, jp1, sg1,
+// br1, us2) are not accepted.
 var regions = []string{"us1", "ie1", "au1"}
 
 // products are the first labels of the accepted hosts.
