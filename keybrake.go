@@ -35,7 +35,9 @@ import (
 	"github.com/keybrake/keybrake/store/bolt"
 	"github.com/keybrake/keybrake/transport"
 	"github.com/keybrake/keybrake/vendors"
+	resendvendor "github.com/keybrake/keybrake/vendors/resend"
 	stripevendor "github.com/keybrake/keybrake/vendors/stripe"
+	twiliovendor "github.com/keybrake/keybrake/vendors/twilio"
 )
 
 // Vendor names a vendor as policies and audit records do.
@@ -52,6 +54,8 @@ const (
 // here and a package under vendors/.
 var registry = map[Vendor]vendors.Vendor{
 	Stripe: stripevendor.Vendor{},
+	Twilio: twiliovendor.Vendor{},
+	Resend: resendvendor.Vendor{},
 }
 
 // Denial is a refused call; see transport.Denial.

@@ -111,7 +111,7 @@ func TestScopeLimits(t *testing.T) {
 	}
 	for key, max := range map[string]int64{
 		"customer/refund-bot/stripe/acct_1/cus_A/2026-11-25/USD": 50_000_000,
-		"refunds/refund-bot/stripe/acct_1/ch_1":                 1, // default when scope is on
+		"refunds/refund-bot/stripe/acct_1/ch_1":                  1, // default when scope is on
 	} {
 		if keys[key].Max != max {
 			t.Errorf("limit %s = %+v, want max %d (limits %v)", key, keys[key], max, limits)

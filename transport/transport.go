@@ -25,7 +25,8 @@ type RoundTripper struct {
 	env      *Env
 	agent    string
 	vendor   vendors.Vendor
-	endpoint *url.URL // where the vendor's traffic goes; nil: the official hosts
+	hosts    map[string]bool // the vendor's official hosts
+	endpoint *url.URL        // where the vendor's traffic goes; nil: the official hosts
 	next     http.RoundTripper
 }
 
@@ -39,7 +40,11 @@ func New(env *Env, agent string, v vendors.Vendor, endpoint *url.URL, next http.
 	if next == nil {
 		next = http.DefaultTransport
 	}
-	return &RoundTripper{env: env, agent: agent, vendor: v, endpoint: endpoint, next: next}
+	hosts := make(map[string]bool)
+	for _, h := range v.Hosts() {
+		hosts[h] = true
+	}
+	return &RoundTripper{env: env, agent: agent, vendor: v, hosts: hosts, endpoint: endpoint, next: next}
 }
 
 // call is one request on its way through the stages.

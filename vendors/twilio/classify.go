@@ -299,6 +299,7 @@ func priceMessage(c *vendors.Call, p url.Values) (*bodyFacts, error) {
 	if from := p.Get("From"); channelRE.MatchString(from) {
 		return nil, invalid(codeUnsupported, "From %q is a channel address; Keybrake prices SMS and MMS only", truncate(from))
 	}
+	subjects(c, to, p)
 	if _, ok := p["ContentSid"]; ok {
 		return nil, invalid(codeAmountUnknown, "a ContentSid message is built from a template Keybrake cannot see, so its segments are unknown")
 	}
@@ -352,6 +353,7 @@ func priceCall(c *vendors.Call, p url.Values) error {
 	if err != nil {
 		return err
 	}
+	subjects(c, to, p)
 	minutes := int64(-1)
 	if v, ok := p["TimeLimit"]; ok {
 		if !timeLimitRE.MatchString(v[0]) {
@@ -363,6 +365,18 @@ func priceCall(c *vendors.Call, p url.Values) error {
 	c.MovesMoney, c.Count = true, 1
 	c.Priced = &vendors.Priced{Item: "call_minute", Destination: to, Quantity: minutes}
 	return nil
+}
+
+// subjects records whom a message or call reaches and who sends it, for
+// the policy's to and from scopes: the sender is From, or the messaging
+// service that picks one.
+func subjects(c *vendors.Call, to string, p url.Values) {
+	c.Recipients = []string{to}
+	for _, name := range []string{"From", "MessagingServiceSid"} {
+		if v := p.Get(name); v != "" {
+			c.Senders = append(c.Senders, v)
+		}
+	}
 }
 
 // destination reads To as an E.164 number.

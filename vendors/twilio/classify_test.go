@@ -380,3 +380,14 @@ func TestHosts(t *testing.T) {
 		t.Fatal("Hosts shares its slice")
 	}
 }
+
+func TestSubjects(t *testing.T) {
+	c, err := Vendor{}.Classify(req("POST", "/2010-04-01/Accounts/"+testAccount+"/Messages.json",
+		url.Values{"To": {"+15551234567"}, "From": {"+15550001111"}, "Body": {"hi"}}.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Recipients) != 1 || c.Recipients[0] != "+15551234567" || len(c.Senders) != 1 || c.Senders[0] != "+15550001111" {
+		t.Fatalf("recipients %v senders %v", c.Recipients, c.Senders)
+	}
+}
