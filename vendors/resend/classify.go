@@ -112,11 +112,15 @@ func (Vendor) Classify(r *vendors.Request) (*vendors.Call, error) {
 	return c, nil
 }
 
-// Resolve has nothing to fetch: a Resend call carries all Keybrake needs.
-// A call that asks for a lookup did not come from Classify and is refused.
+// Resolve has nothing to fetch: a Resend call carries all Keybrake needs,
+// and has no customers (NeedSubject changes nothing). A call that asks for
+// a lookup did not come from Classify and is refused.
 func (Vendor) Resolve(_ context.Context, c *vendors.Call, _ vendors.Getter, _ vendors.Facts) error {
 	if c.Lookup != "" {
 		return invalid(codeBadParam, "Resend calls need no lookup, got %q", c.Lookup)
+	}
+	if c.SubjectLookup != "" {
+		return invalid(codeBadParam, "Resend calls need no lookup, got %q", c.SubjectLookup)
 	}
 	return nil
 }

@@ -140,6 +140,34 @@
 // allowed or refused by the policy's allowlist alone; endpoints not in the
 // table get Operation "".
 //
+// # Scope: recipients and senders
+//
+// For an email, and for every email of a batch, Classify lists
+// Recipients, the addresses of to, cc and bcc, and Senders, the address
+// of from: each bare (no display name, no angle brackets), in lower case,
+// deduplicated and sorted, so that "Ann <ANN@x.example>" and
+// "ann@x.example" are one recipient. A policy's recipient or sender scope
+// compares these. reply_to is not a recipient: it receives nothing when
+// the email is sent, only the answers a person chooses to write (it is
+// still bounded and checked as an address). Priced.Recipients still counts
+// every entry, duplicates included, as Resend's quota does, and so does
+// MostRecipients, the most entries of to, cc and bcc in one email of the
+// call, for a policy's max_recipients.
+//
+// Lower case is exact here: addresses are ASCII (internationalised ones
+// are refused), so no Unicode case folding can make two addresses one.
+// The local part is compared without case although RFC 5321 lets a server
+// tell "Ann" from "ann"; in practice mail services do not.
+//
+// Broadcasts (broadcasts.send, and broadcasts.create with "send": true) go
+// to an audience or segment whose contacts Keybrake cannot see, from a
+// sender stored with the broadcast (which broadcasts.update can change):
+// they have Recipients and Senders nil. nil there means unknown, not
+// nobody: a recipient or sender scope must refuse them, as it must the
+// other calls that make Resend send mail later (automations, events),
+// which name no recipients either. Resend calls have no customers:
+// SubjectLookup is never set, and Resolve refuses one.
+//
 // # Settling
 //
 // A 2xx answer to a send means Resend accepted all of it: Settle reports

@@ -16,8 +16,9 @@ import (
 // email is what Keybrake reads of one email object, of POST /emails or of
 // one batch item.
 type email struct {
-	from              string
-	to, cc, bcc       []string
+	from              string   // as written, display name and all
+	sender            string   // from's bare address, lower case
+	to, cc, bcc       []string // bare addresses, lower case, as many as written
 	subject           string
 	tags              [][2]string // name, value
 	attachments       int
@@ -59,7 +60,7 @@ func decodeEmail(v *jsonValue, where string) (*email, error) {
 		case "from":
 			hasFrom = true
 			if m.from, err = str(f, where); err == nil {
-				err = checkAddress(m.from, "from", where)
+				m.sender, err = checkAddress(m.from, "from", where)
 			}
 		case "to":
 			hasTo = true
@@ -113,7 +114,8 @@ func str(f jsonMember, where string) (string, error) {
 }
 
 // addresses reads to, cc, bcc or reply_to: one address as a string, or an
-// array of at least least and at most maxRecipients of them.
+// array of at least least and at most maxRecipients of them. It returns
+// their bare addresses, lower case, one for each entry.
 func addresses(f jsonMember, where string, least int) ([]string, error) {
 	var list []string
 	switch f.value.kind {
@@ -135,23 +137,26 @@ func addresses(f jsonMember, where string, least int) ([]string, error) {
 	if len(list) > maxRecipients {
 		return nil, invalid(codeBadRecipients, "%s%s has %d addresses; Resend takes at most %d", where, f.key, len(list), maxRecipients)
 	}
+	bare := make([]string, len(list))
 	for i, a := range list {
-		if err := checkAddress(a, f.key+"["+strconv.Itoa(i)+"]", where); err != nil {
+		var err error
+		if bare[i], err = checkAddress(a, f.key+"["+strconv.Itoa(i)+"]", where); err != nil {
 			return nil, err
 		}
 	}
-	return list, nil
+	return bare, nil
 }
 
 // checkAddress accepts "addr@example.com", "<addr@example.com>" and
-// "Display Name <addr@example.com>", the name optionally in double quotes.
-// It refuses what could be read as more or fewer than one address, or as
+// "Display Name <addr@example.com>", the name optionally in double quotes,
+// and returns the bare address in lower case, as scopes compare it. It
+// refuses what could be read as more or fewer than one address, or as
 // another sender: commas and semicolons anywhere (a list), "@" in the name
 // ("billing@bank.com <x@evil.example>"), angle brackets or quotes out of
 // place, control and invisible formatting characters.
-func checkAddress(s, field, where string) error {
-	bad := func(why string) error {
-		return invalid(codeBadAddress, "%s%s %q: %s", where, field, truncate(s), why)
+func checkAddress(s, field, where string) (string, error) {
+	bad := func(why string) (string, error) {
+		return "", invalid(codeBadAddress, "%s%s %q: %s", where, field, truncate(s), why)
 	}
 	if s == "" {
 		return bad("empty")
@@ -182,7 +187,9 @@ func checkAddress(s, field, where string) error {
 	if why := plainAddress(addr); why != "" {
 		return bad(why)
 	}
-	return nil
+	// plainAddress admits ASCII only, so lower-casing is byte by byte:
+	// no Unicode case folding can make two addresses one.
+	return strings.ToLower(addr), nil
 }
 
 // plainAddress checks an address as Keybrake counts it: an ASCII dot-atom
@@ -426,8 +433,35 @@ func classifyEmail(c *vendors.Call, body *jsonValue) error {
 	c.MovesMoney = true
 	c.Count = 1
 	c.Priced = &vendors.Priced{Item: "email", Quantity: 1, Recipients: m.recipients()}
+	c.Recipients, c.Senders = parties([]*email{m})
+	c.MostRecipients = m.recipients()
 	c.Audit = auditEmails([]*email{m})
 	return nil
+}
+
+// parties returns the bare addresses, lower case, deduplicated and
+// sorted, that emails go to (to, cc and bcc; reply_to receives nothing)
+// and come from, for recipient and sender scopes.
+func parties(ms []*email) (recipients, senders []string) {
+	rcpt, from := map[string]bool{}, map[string]bool{}
+	for _, m := range ms {
+		from[m.sender] = true
+		for _, list := range [][]string{m.to, m.cc, m.bcc} {
+			for _, a := range list {
+				rcpt[a] = true
+			}
+		}
+	}
+	return sortedSet(rcpt), sortedSet(from)
+}
+
+func sortedSet(set map[string]bool) []string {
+	out := make([]string, 0, len(set))
+	for k := range set {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // classifyBatch reads POST /emails/batch: an array of 1 to 100 emails,
@@ -475,6 +509,10 @@ func classifyBatch(c *vendors.Call, body *jsonValue, validation string) error {
 	c.MovesMoney = true
 	c.Count = int64(n)
 	c.Priced = &vendors.Priced{Item: "email", Quantity: int64(n), Recipients: recipients}
+	c.Recipients, c.Senders = parties(ms)
+	for _, m := range ms {
+		c.MostRecipients = max(c.MostRecipients, m.recipients())
+	}
 	c.State = st
 	c.Audit = auditEmails(ms)
 	c.Audit["validation"] = validation

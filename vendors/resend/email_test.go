@@ -40,12 +40,12 @@ func TestCheckAddressForms(t *testing.T) {
 		"Acme\t <a@x.example>", "<>", "Acme <>", "Acme <a@x.example", strings.Repeat("n", 520) + " <a@x.example>",
 	}
 	for _, a := range ok {
-		if err := checkAddress(a, "from", ""); err != nil {
+		if _, err := checkAddress(a, "from", ""); err != nil {
 			t.Errorf("checkAddress(%q) = %v, want accepted", a, err)
 		}
 	}
 	for _, a := range bad {
-		if err := checkAddress(a, "from", ""); err == nil {
+		if _, err := checkAddress(a, "from", ""); err == nil {
 			t.Errorf("checkAddress(%q) accepted", a)
 		}
 	}

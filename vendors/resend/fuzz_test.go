@@ -21,19 +21,66 @@ type goEmail struct {
 }
 
 // count returns how many addresses a to, cc or bcc holds.
-func count(t *testing.T, raw json.RawMessage) int64 {
+func count(t *testing.T, raw json.RawMessage) int64 { return int64(len(entries(t, raw))) }
+
+// entries returns the addresses of a to, cc or bcc as written.
+func entries(t *testing.T, raw json.RawMessage) []string {
 	if len(raw) == 0 {
-		return 0
+		return nil
 	}
 	var one string
 	if json.Unmarshal(raw, &one) == nil {
-		return 1
+		return []string{one}
 	}
 	var list []string
 	if err := json.Unmarshal(raw, &list); err != nil {
 		t.Fatalf("accepted recipients %s that encoding/json cannot read: %v", raw, err)
 	}
-	return int64(len(list))
+	return list
+}
+
+// checkParties checks Recipients or Senders against the entries
+// encoding/json reads: sorted, distinct, lower case, bare; every entry is
+// one of them, bare or as "... <address>", and each of them is some entry.
+func checkParties(t *testing.T, what string, got, written []string) {
+	t.Helper()
+	if len(got) == 0 || len(got) > len(written) {
+		t.Fatalf("%s %q for %d entries %q", what, got, len(written), written)
+	}
+	for i, a := range got {
+		if i > 0 && got[i-1] >= a {
+			t.Fatalf("%s %q: not sorted and distinct", what, got)
+		}
+		if a != strings.ToLower(a) || strings.ContainsAny(a, "<> \"") || strings.Count(a, "@") != 1 {
+			t.Fatalf("%s %q: %q is not a bare lower-case address", what, got, a)
+		}
+	}
+	used := map[string]bool{}
+	for _, e := range written {
+		e = strings.ToLower(e)
+		found := false
+		for _, a := range got {
+			if e == a || strings.HasSuffix(e, "<"+a+">") {
+				found, used[a] = true, true
+				break
+			}
+		}
+		if !found {
+			t.Fatalf("%s %q: none is the address of %q", what, got, e)
+		}
+	}
+	if len(used) != len(got) {
+		t.Fatalf("%s %q: some are no entry of %q", what, got, written)
+	}
+}
+
+// written returns every to, cc and bcc entry of m.
+func written(t *testing.T, m goEmail) []string {
+	var out []string
+	for _, raw := range []json.RawMessage{m.To, m.Cc, m.Bcc} {
+		out = append(out, entries(t, raw)...)
+	}
+	return out
 }
 
 // FuzzClassify checks that Classify never panics, refuses only with a
@@ -99,13 +146,23 @@ func FuzzClassify(f *testing.F) {
 			if c.Params.Get("from") != m.From || m.From == "" {
 				t.Fatalf("Params from %q, encoding/json reads %q", c.Params.Get("from"), m.From)
 			}
+			checkParties(t, "Recipients", c.Recipients, written(t, m))
+			checkParties(t, "Senders", c.Senders, []string{m.From})
+			if c.MostRecipients != n {
+				t.Fatalf("MostRecipients %d, encoding/json reads %d recipients", c.MostRecipients, n)
+			}
 		case "emails.batch":
 			var ms []goEmail
 			if err := json.Unmarshal(body, &ms); err != nil {
 				t.Fatalf("encoding/json cannot read an accepted batch: %v", err)
 			}
 			var n int64
+			var rcpt, from []string
+			var most int64
 			for _, m := range ms {
+				rcpt = append(rcpt, written(t, m)...)
+				from = append(from, m.From)
+				most = max(most, int64(len(written(t, m))))
 				n += count(t, m.To) + count(t, m.Cc) + count(t, m.Bcc)
 				if m.From == "" {
 					t.Fatal("an email without from")
@@ -117,6 +174,11 @@ func FuzzClassify(f *testing.F) {
 			if c.Count != int64(len(ms)) || c.Count > maxBatch || c.Priced.Quantity != c.Count || c.Priced.Recipients != n || n < c.Count {
 				t.Fatalf("Count %d, Priced %+v; encoding/json reads %d emails, %d recipients", c.Count, c.Priced, len(ms), n)
 			}
+			checkParties(t, "Recipients", c.Recipients, rcpt)
+			checkParties(t, "Senders", c.Senders, from)
+			if c.MostRecipients != most {
+				t.Fatalf("MostRecipients %d, encoding/json reads at most %d in one email", c.MostRecipients, most)
+			}
 			if st, ok := c.State.(*state); !ok || st.items != c.Count {
 				t.Fatalf("State %+v", c.State)
 			}
@@ -124,6 +186,9 @@ func FuzzClassify(f *testing.F) {
 			if c.MovesMoney && (c.Priced.Item != "broadcast" || c.Priced.Quantity >= 0) {
 				t.Fatalf("Priced %+v", c.Priced)
 			}
+		}
+		if c.Operation != "emails.send" && c.Operation != "emails.batch" && (c.Recipients != nil || c.Senders != nil || c.MostRecipients != 0) {
+			t.Fatalf("%q has Recipients %q, Senders %q, MostRecipients %d", c.Operation, c.Recipients, c.Senders, c.MostRecipients)
 		}
 		for k, vs := range c.Params {
 			if len(vs) != 1 || k == "" {

@@ -3,20 +3,22 @@ package stripe
 import (
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 
 	stripego "github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
+
+	"github.com/keybrake/keybrake/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
 	// stripe-go logs every error response to stderr; the denials these
 	// tests provoke are expected.
 	stripego.DefaultLeveledLogger = &stripego.LeveledLogger{Level: stripego.LevelNull}
-	os.Exit(m.Run())
+	// testenv stops the stripe-mock the scope tests start.
+	testenv.Main(m)
 }
 
 // recorder answers every request with an empty JSON object and records

@@ -2,7 +2,10 @@ package stripe
 
 import (
 	"context"
+	"sync"
 	"testing"
+
+	"github.com/keybrake/keybrake/vendors"
 )
 
 func BenchmarkClassify(b *testing.B) {
@@ -59,4 +62,51 @@ func BenchmarkResolveSettle(b *testing.B) {
 			}
 		}
 	})
+}
+
+// syncFacts is a Facts safe for the parallel benchmark.
+type syncFacts struct{ m sync.Map }
+
+func (f *syncFacts) Fact(_ context.Context, k string) (string, bool, error) {
+	v, ok := f.m.Load(k)
+	if !ok {
+		return "", false, nil
+	}
+	return v.(string), true, nil
+}
+
+func (f *syncFacts) SetFact(_ context.Context, k, v string) error {
+	f.m.LoadOrStore(k, v)
+	return nil
+}
+
+// BenchmarkResolveSubject finds the customer of a refund by ID: two
+// lookups without facts, none once the refund's customer is kept.
+func BenchmarkResolveSubject(b *testing.B) {
+	answers := map[string][]byte{
+		"/v1/refunds/re_1": []byte(`{"id":"re_1","object":"refund","amount":100,"charge":"ch_1","currency":"usd","status":"succeeded"}`),
+		"/v1/charges/ch_1": []byte(`{"id":"ch_1","object":"charge","amount":5000,"currency":"usd","customer":"cus_1"}`),
+	}
+	get := func(ctx context.Context, path string) (int, []byte, error) { return 200, answers[path], nil }
+	r := req("POST", "/v1/refunds/re_1", "metadata[reason]=duplicate")
+	for _, bc := range []struct {
+		name  string
+		facts vendors.Facts
+	}{{"lookups", nil}, {"facts", &syncFacts{}}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					c, err := Vendor{}.Classify(r)
+					if err != nil {
+						b.Fatal(err)
+					}
+					c.NeedSubject = true
+					if err := (Vendor{}).Resolve(context.Background(), c, get, bc.facts); err != nil || c.Customer != "cus_1" {
+						b.Fatal(err, c.Customer)
+					}
+				}
+			})
+		})
+	}
 }

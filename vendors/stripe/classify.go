@@ -107,6 +107,7 @@ func (Vendor) Classify(r *vendors.Request) (*vendors.Call, error) {
 		c.Customer = id
 	}
 	if e == nil {
+		scope(c, nil, r.Method, col, id, nil)
 		return c, nil
 	}
 	c.Operation = e.op
@@ -117,6 +118,7 @@ func (Vendor) Classify(r *vendors.Request) (*vendors.Call, error) {
 			return nil, err
 		}
 	}
+	scope(c, e, r.Method, col, id, vars)
 	return c, nil
 }
 
@@ -318,13 +320,15 @@ func checkParams(params url.Values) error {
 }
 
 // subjectIDs are the top-level parameters Keybrake looks up or reports as
-// the call's subject.
-var subjectIDs = map[string]*regexp.Regexp{
-	"charge":         idPatterns["charge"],
-	"payment_intent": idPatterns["payment_intent"],
-	"customer":       idPatterns["customer"],
-	"invoice":        idPatterns["invoice"],
-}
+// the call's subject: customer, and those naming an object of a customer
+// (subjectParams).
+var subjectIDs = func() map[string]*regexp.Regexp {
+	m := map[string]*regexp.Regexp{"customer": idPatterns["customer"]}
+	for _, sp := range subjectParams {
+		m[sp.name] = idPatterns[sp.kind]
+	}
+	return m
+}()
 
 // checkThreeDecimal refuses an amount Stripe would refuse in a currency
 // with three decimals, whose last digit must be 0.

@@ -40,15 +40,18 @@
 //     KWD, OMR or TND whose last digit is not 0 (keybrake_bad_amount);
 //     values under a metadata hash are free text and not checked;
 //   - a currency money.ParseCurrency does not know (keybrake_bad_currency);
-//   - a top-level charge, payment_intent, customer or invoice parameter, or
-//     a path ID, without its kind's prefix: ch_ or py_, pi_, cus_, in_,
-//     tr_, trr_, fee_, fr_, re_ or pyr_, po_, tu_, cn_, cs_, plink_, dp_ or
-//     du_, sub_, txn_ (keybrake_bad_id). Known literals (/v1/charges/search,
-//     /v1/invoices/upcoming, ...) are allowed;
+//   - a top-level customer parameter, or one naming an object of a
+//     customer (charge, payment_intent, invoice, subscription,
+//     from_subscription, schedule, setup_intent, refund), or a path ID
+//     under a known collection, without its kind's prefix: ch_ or py_,
+//     pi_, cus_, in_, tr_, trr_, fee_, fr_, re_ or pyr_, po_, tu_, cn_,
+//     cs_, plink_, dp_ or du_, sub_, txn_, seti_, pm_ or card_ or src_,
+//     qt_, ii_, sub_sched_, si_ (keybrake_bad_id). Known literals
+//     (/v1/charges/search, /v1/invoices/upcoming, ...) are allowed;
 //   - a Stripe-Account that is not acct_..., or either it or
 //     Idempotency-Key given twice (keybrake_bad_header);
-//   - a scalar Keybrake reads for money sent as a hash ("amount[x]=1"), a
-//     charge, payment_intent, customer or invoice sent as a hash, a
+//   - a scalar Keybrake reads for money sent as a hash ("amount[x]=1"), any
+//     of the ID parameters above sent as a hash, a
 //     customer parameter other than the one in a /v1/customers/{id} path, a
 //     capture or confirm not "true"/"false", a capture_method other than
 //     automatic, automatic_async, manual (keybrake_bad_param);
@@ -57,10 +60,10 @@
 //     (keybrake_amount_unknown).
 //
 // Customer is the customer parameter, or the ID in any /v1/customers/{id}
-// path (listed in the endpoint table or not), or the customer of the object
-// a lookup fetched. Account is the
-// Stripe-Account header; IdempotencyKey the Idempotency-Key header. Audit
-// keeps every parameter audit.RedactParam keeps, redacted.
+// path (listed in the endpoint table or not), or the customer of the
+// objects a lookup fetched (see Scope). Account is the Stripe-Account
+// header; IdempotencyKey the Idempotency-Key header. Audit keeps every
+// parameter audit.RedactParam keeps, redacted.
 //
 // # The money table, as implemented
 //
@@ -98,6 +101,115 @@
 // made (the customer pays later) and are named but have MovesMoney false.
 // Every other endpoint in the table (retrieve, list, update, cancel...)
 // moves nothing; endpoints not in the table get Operation "".
+//
+// # Scope: which customers a call touches
+//
+// A policy may bound an agent to some customers (those it created, a
+// listed cohort, those whose metadata matches). The policy decides; the
+// vendor says, exactly and failing closed, whom a call touches. After
+// Classify, and Resolve when the transport sets NeedSubject, a call is in
+// one of four states:
+//
+//	Customer set              the call touches that customer's objects
+//	NoCustomer                it touches an object that belongs to no customer
+//	both                      it acts on an object of no customer and names a
+//	                          customer (attaching one: charges.update customer=,
+//	                          payment_methods.attach): a scope checks both
+//	neither, no SubjectLookup Keybrake cannot bound the customers: a list or
+//	                          search without a customer filter reads every
+//	                          customer's objects; a call on an object Keybrake
+//	                          cannot tie to a customer; and customers.create
+//	                          (Creates "customer"), whose customer is new
+//
+// A scope must refuse the last state, except a customers.create it allows.
+//
+// Where the customer comes from:
+//
+//   - the customer parameter, or a /v1/customers/{id} path, any method,
+//     any sub-path (checked to agree with each other by Classify);
+//   - the object a call acts on by ID, any method, any sub-path, listed
+//     in the endpoint table or not: charges, payment intents, invoices,
+//     subscriptions, setup intents, payment methods, checkout sessions,
+//     quotes, credit notes, invoice items, subscription schedules (their
+//     own customer field); refunds and disputes (their charge's customer,
+//     or their payment intent's when they have no charge: two lookups);
+//     subscription items (their subscription's);
+//   - the objects a request names in its top-level parameters charge,
+//     payment_intent, invoice, subscription, from_subscription, schedule
+//     (a subscription schedule), setup_intent and refund: a refund's
+//     charge, a credit note's invoice, an invoice item's invoice and
+//     subscription, a list's filter (GET /v1/refunds?charge=ch_1 lists one
+//     charge's refunds). A GET that names a customer needs no lookup: a
+//     list filtered by customer holds that customer's objects only.
+//
+// The money Lookup, when the call has one, fetches the object the call
+// moves money on, and that answer tells its customer too (Resolve fills
+// Customer or NoCustomer from it, whether or not NeedSubject is set).
+// SubjectLookup is the GET of the first other such object, "" when there
+// is none: a capture, a refund of a charge or intent, an invoice payment
+// and a credit note need no GET beyond their Lookup. When NeedSubject is
+// set, Resolve fetches every object not yet told, and refuses (ErrLookup)
+// unless they all belong to the customer the request names, if any, and
+// to one another. It looks objects up even when the request names a
+// customer, because on an update the parameter names the new owner, not
+// the one the object has: the transport calls Resolve whenever Lookup is
+// set, or NeedSubject and SubjectLookup are. A null customer sets
+// NoCustomer; a missing customer field, an answer that is not the object
+// asked for, or a refund or dispute naming neither charge nor payment
+// intent is refused.
+//
+// A settled customer is kept as a fact (key stripe/<account>/<object>/<id>,
+// value "<currency> <customer>") and read instead of fetching: charges
+// take a customer only while they have none, invoices, subscriptions,
+// quotes, credit notes, checkout sessions, invoice items and schedules
+// never change theirs, and a refund or dispute of a charge keeps its
+// charge's. "No customer" is never kept as proof (a charge may be given
+// one, a checkout session gets one when paid), and nothing is kept of
+// payment intents, setup intents and payment methods, whose customer can
+// change (update, attach, detach).
+//
+// Classify sets NoCustomer itself for operations whose objects never
+// belong to a customer: transfers, transfer reversals, payouts (and their
+// cancellation), top-ups, application fee refunds, payment links, and
+// charges, payment intents and checkout sessions created without a
+// customer (Stripe refuses to charge a customer's saved card or payment
+// method without naming the customer).
+//
+// RefundOf is the charge a refund draws on: the path's charge for
+// charges.refund and charge_refunds.create, the charge parameter of
+// refunds.create, and for refunds.create of a payment intent the intent's
+// latest_charge, read by Resolve from the lookup it always makes for it
+// (facts never spare it). An intent without a charge (latest_charge
+// null) leaves RefundOf empty; Stripe refuses to refund it anyway. An
+// answer without the field (an API version before 2022-11-15, which the
+// request's own Stripe-Version header can ask for, since lookups carry the
+// call's headers) leaves it empty too without a scope, and is refused
+// (ErrLookup) when NeedSubject is set, so that refunds per charge are
+// never counted against no charge.
+//
+// customers.create has Creates "customer": Settle returns the new
+// customer's ID in Settlement.Object although the call moves no money.
+// CustomerMetadata reads a customer's metadata, strings only, refusing a
+// deleted customer.
+//
+// What Keybrake cannot tell:
+//
+//   - Lists and searches without a customer filter: every operation
+//     named *.list or *.search (and invoices.upcoming without customer,
+//     subscription or schedule) reads every customer's objects, as do
+//     the reads of objects that belong to no customer but link to
+//     customers' objects (transfers, payouts, balance transactions,
+//     application fees: expand can follow source_transaction and the
+//     like). They are left in the fourth state.
+//   - expand: a read of a customer's object may expand the objects it
+//     links to; they are that customer's, or the account's.
+//   - payment_method and source parameters are not looked up: a new card
+//     belongs to no customer, so a scope would refuse every first
+//     payment; Stripe refuses a payment method attached to one customer
+//     used for another.
+//   - Objects Keybrake does not know (reviews, early fraud warnings,
+//     Terminal, Issuing, Treasury...) are in the fourth state unless they
+//     name a customer.
 //
 // # What Keybrake does NOT protect on Stripe
 //

@@ -155,6 +155,15 @@ var idPatterns = map[string]*regexp.Regexp{
 	"subscription":        regexp.MustCompile(`^sub_[A-Za-z0-9]+$`),
 	"balance_transaction": regexp.MustCompile(`^txn_[A-Za-z0-9]+$`),
 	"account":             regexp.MustCompile(`^acct_[A-Za-z0-9]+$`),
+	"setup_intent":        regexp.MustCompile(`^seti_[A-Za-z0-9]+$`),
+	// Payment methods answer to their own pm_ IDs, to the card_ and src_
+	// IDs of older integrations, and in test mode to fixtures such as
+	// pm_card_visa.
+	"payment_method":        regexp.MustCompile(`^(pm|card|src)_[A-Za-z0-9_]+$`),
+	"quote":                 regexp.MustCompile(`^qt_[A-Za-z0-9]+$`),
+	"invoiceitem":           regexp.MustCompile(`^ii_[A-Za-z0-9]+$`),
+	"subscription_schedule": regexp.MustCompile(`^sub_sched_[A-Za-z0-9]+$`),
+	"subscription_item":     regexp.MustCompile(`^si_[A-Za-z0-9]+$`),
 }
 
 // collection says what the segment after a known collection must be, for
@@ -166,21 +175,27 @@ type collection struct {
 }
 
 var collections = map[string]collection{
-	"charges":              {id: "charge", literals: []string{"search"}},
-	"payment_intents":      {id: "payment_intent", literals: []string{"search"}},
-	"customers":            {id: "customer", literals: []string{"search"}},
-	"refunds":              {id: "refund"},
-	"transfers":            {id: "transfer"},
-	"invoices":             {id: "invoice", literals: []string{"search", "upcoming"}},
-	"application_fees":     {id: "fee"},
-	"payouts":              {id: "payout"},
-	"topups":               {id: "topup"},
-	"credit_notes":         {id: "credit_note", literals: []string{"preview"}},
-	"checkout/sessions":    {id: "checkout_session"},
-	"payment_links":        {id: "payment_link"},
-	"disputes":             {id: "dispute"},
-	"subscriptions":        {id: "subscription", literals: []string{"search"}},
-	"balance_transactions": {id: "balance_transaction"},
+	"charges":                {id: "charge", literals: []string{"search"}},
+	"payment_intents":        {id: "payment_intent", literals: []string{"search"}},
+	"customers":              {id: "customer", literals: []string{"search"}},
+	"refunds":                {id: "refund"},
+	"transfers":              {id: "transfer"},
+	"invoices":               {id: "invoice", literals: []string{"search", "upcoming"}},
+	"application_fees":       {id: "fee"},
+	"payouts":                {id: "payout"},
+	"topups":                 {id: "topup"},
+	"credit_notes":           {id: "credit_note", literals: []string{"preview"}},
+	"checkout/sessions":      {id: "checkout_session"},
+	"payment_links":          {id: "payment_link"},
+	"disputes":               {id: "dispute"},
+	"subscriptions":          {id: "subscription", literals: []string{"search"}},
+	"balance_transactions":   {id: "balance_transaction"},
+	"setup_intents":          {id: "setup_intent"},
+	"payment_methods":        {id: "payment_method"},
+	"quotes":                 {id: "quote"},
+	"invoiceitems":           {id: "invoiceitem"},
+	"subscription_schedules": {id: "subscription_schedule"},
+	"subscription_items":     {id: "subscription_item"},
 }
 
 // collectionID checks the ID segment of any /v1 path under a known

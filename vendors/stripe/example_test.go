@@ -41,6 +41,52 @@ func ExampleVendor_Resolve() {
 	// 100 JPY | cus_7
 }
 
+// Under a customer scope, a call on an object by ID learns whose object it
+// is: a refund's customer is its charge's.
+func ExampleVendor_Resolve_scope() {
+	v := stripe.Vendor{}
+	c, err := v.Classify(&vendors.Request{
+		Method: "POST", Host: "api.stripe.com", Path: "/v1/refunds/re_1/cancel",
+		Header: http.Header{"Content-Type": {"application/x-www-form-urlencoded"}},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(c.Operation, "|", c.SubjectLookup)
+
+	c.NeedSubject = true // the transport sets it when a customer scope is in force
+	objects := map[string]string{
+		"/v1/refunds/re_1": `{"id":"re_1","object":"refund","charge":"ch_1","currency":"usd"}`,
+		"/v1/charges/ch_1": `{"id":"ch_1","object":"charge","currency":"usd","customer":"cus_7"}`,
+	}
+	get := func(ctx context.Context, path string) (int, []byte, error) {
+		fmt.Println("GET", path)
+		return 200, []byte(objects[path]), nil
+	}
+	if err := v.Resolve(context.Background(), c, get, nil); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(c.Customer, c.NoCustomer)
+	// Output:
+	// refunds.cancel | GET /v1/refunds/re_1
+	// GET /v1/refunds/re_1
+	// GET /v1/charges/ch_1
+	// cus_7 false
+}
+
+// A scope that selects customers by metadata reads it with the call's own
+// credentials.
+func ExampleVendor_CustomerMetadata() {
+	get := func(ctx context.Context, path string) (int, []byte, error) {
+		return 200, []byte(`{"id":"cus_7","object":"customer","metadata":{"cohort":"beta"}}`), nil
+	}
+	md, err := stripe.Vendor{}.CustomerMetadata(context.Background(), "cus_7", get)
+	fmt.Println(md, err)
+	// Output: map[cohort:beta] <nil>
+}
+
 // A duplicated amount is refused: Stripe would keep the last, Go's
 // url.Values.Get the first.
 func ExampleVendor_Classify() {

@@ -1,6 +1,7 @@
 package stripe
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/url"
@@ -80,6 +81,105 @@ func FuzzClassify(f *testing.F) {
 		}
 		if c.MovesMoney && method == "GET" {
 			t.Fatalf("a GET moves money: %+v", c)
+		}
+		checkScope(t, c)
+	})
+}
+
+// checkScope checks what an accepted call says of its customers.
+func checkScope(t *testing.T, c *vendors.Call) {
+	t.Helper()
+	st, _ := c.State.(*state)
+	if c.SubjectLookup != "" {
+		if _, ok := subjectOf(c.SubjectLookup); !ok {
+			t.Fatalf("SubjectLookup %q is not the GET of an object of a customer", c.SubjectLookup)
+		}
+		if st == nil || c.SubjectLookup != "GET "+st.subjectPath() {
+			t.Fatalf("SubjectLookup %q, State %+v", c.SubjectLookup, c.State)
+		}
+		if c.SubjectLookup == c.Lookup {
+			t.Fatalf("Lookup and SubjectLookup are both %q: one object would be fetched twice", c.Lookup)
+		}
+	}
+	// A money lookup on an object of a customer tells its customer:
+	// Resolve must count it among the call's subjects.
+	if l, ok := subjectOf(c.Lookup); ok && (st == nil || len(st.subjects) == 0 || st.subjects[0] != l) {
+		t.Fatalf("Lookup %q is not the first subject of %+v", c.Lookup, c.State)
+	}
+	if c.NoCustomer && (c.Customer != "" || c.SubjectLookup != "") {
+		t.Fatalf("NoCustomer with Customer %q, SubjectLookup %q", c.Customer, c.SubjectLookup)
+	}
+	if c.Customer != "" && !idPatterns["customer"].MatchString(c.Customer) {
+		t.Fatalf("Customer %q", c.Customer)
+	}
+	if c.RefundOf != "" && (!idPatterns["charge"].MatchString(c.RefundOf) ||
+		c.Operation != "refunds.create" && c.Operation != "charges.refund" && c.Operation != "charge_refunds.create") {
+		t.Fatalf("RefundOf %q on %q", c.RefundOf, c.Operation)
+	}
+	if (c.Creates != "") != (c.Operation == "customers.create") || c.Creates != "" && c.Creates != "customer" {
+		t.Fatalf("Creates %q on %q", c.Creates, c.Operation)
+	}
+	if c.Recipients != nil || c.Senders != nil {
+		t.Fatalf("Recipients %q, Senders %q", c.Recipients, c.Senders)
+	}
+}
+
+// subjectOf reads "GET /v1/<collection>/<id>" for an object of a
+// customer.
+func subjectOf(lookup string) (subject, bool) {
+	path, ok := strings.CutPrefix(lookup, "GET /v1/")
+	if !ok {
+		return subject{}, false
+	}
+	i := strings.LastIndexByte(path, '/')
+	if i < 0 {
+		return subject{}, false
+	}
+	kind, ok := ownerByCollection[path[:i]]
+	if !ok || !idPatterns[kind].MatchString(path[i+1:]) {
+		return subject{}, false
+	}
+	return subject{kind: kind, id: path[i+1:]}, true
+}
+
+// FuzzResolveSubject feeds Resolve arbitrary answers for a refund by ID
+// and the object it names: it never panics, and either refuses with
+// ErrLookup or says exactly one of a valid customer and no customer.
+func FuzzResolveSubject(f *testing.F) {
+	f.Add([]byte(`{"id":"re_1","object":"refund","charge":"ch_1","currency":"usd"}`), []byte(`{"id":"ch_1","object":"charge","customer":"cus_1"}`))
+	f.Add([]byte(`{"id":"re_1","object":"refund","charge":null,"payment_intent":"pi_1"}`), []byte(`{"id":"pi_1","object":"payment_intent","customer":null}`))
+	f.Add([]byte(`{"id":"re_1","object":"refund","charge":{"id":"ch_1","customer":"cus_2"}}`), []byte(`{"id":"ch_1","object":"charge","customer":{"id":"cus_1","object":"customer","deleted":true}}`))
+	f.Add([]byte(`{"id":"re_1","object":"refund","charge":"ch_1"}`), []byte(`{"id":"ch_1","object":"charge"}`))
+	f.Fuzz(func(t *testing.T, refund, parent []byte) {
+		c, err := Vendor{}.Classify(req("POST", "/v1/refunds/re_1", "metadata[k]=v"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.NeedSubject = true
+		get := func(_ context.Context, path string) (int, []byte, error) {
+			if path == "/v1/refunds/re_1" {
+				return 200, refund, nil
+			}
+			return 200, parent, nil
+		}
+		facts := memFacts{}
+		err = Vendor{}.Resolve(context.Background(), c, get, facts)
+		if err != nil {
+			if !errors.Is(err, ErrLookup) {
+				t.Fatalf("Resolve = %v, want ErrLookup", err)
+			}
+			return
+		}
+		if c.NoCustomer == (c.Customer != "") {
+			t.Fatalf("Customer %q and NoCustomer %v", c.Customer, c.NoCustomer)
+		}
+		if c.Customer != "" && !idPatterns["customer"].MatchString(c.Customer) {
+			t.Fatalf("Customer %q", c.Customer)
+		}
+		for k, v := range facts {
+			if f, err := parseObjectFact(v); err != nil || f.customer != c.Customer {
+				t.Fatalf("fact %s = %q for Customer %q", k, v, c.Customer)
+			}
 		}
 	})
 }

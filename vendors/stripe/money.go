@@ -43,6 +43,12 @@ type state struct {
 	// (captured, received, paid, refunded), known once looked up; -1
 	// when unknown, and Settle then counts the whole of it.
 	before int64
+
+	// subjects are the objects whose customer is the call's, the first
+	// one SubjectLookup; decided is the path of the one the money
+	// lookup has already told the customer of.
+	subjects []subject
+	decided  string
 }
 
 // price fills in the money of a money-moving call: the amount when the
@@ -326,21 +332,50 @@ func validCaptureMethod(v string) bool {
 	return v == "automatic" || v == "automatic_async" || v == "manual"
 }
 
-// Resolve performs a call's Lookup: it fetches the charge, payment intent,
-// transfer, invoice or application fee the call acts on and fills in
-// Amount in that object's currency, what the object had already moved (for
-// Settle), and Customer when the object names one. It does nothing when
-// Lookup is empty. Every failure wraps ErrLookup, except an amount the
-// looked-up currency makes invalid, which is an *vendors.Invalid. Resolve
-// is safe for concurrent use on distinct calls.
+// Resolve completes a call in two steps.
+//
+// When Lookup is set, it fetches the charge, payment intent, transfer,
+// invoice or application fee the call moves money on and fills in Amount
+// in that object's currency, what the object had already moved (for
+// Settle), the charge a refund of a payment intent draws on (RefundOf, the
+// intent's latest_charge), and Customer, or NoCustomer when a charge,
+// intent or invoice has none.
+//
+// When NeedSubject is set, it then finds the customer of every object the
+// call acts on or names that the first step has not told (SubjectLookup is
+// the first of them; see "Scope" in the package documentation), from facts
+// when a settled customer is kept there, and fills in Customer, or
+// NoCustomer for an object that has none. Every object must belong to the
+// customer the request names, if it names one.
+//
+// It does nothing else. Every failure wraps ErrLookup, except an amount the
+// looked-up currency makes invalid, which is an *vendors.Invalid; a
+// Lookup or SubjectLookup that Classify did not set is refused without
+// fetching. Resolve is safe for concurrent use on distinct calls.
 func (Vendor) Resolve(ctx context.Context, c *vendors.Call, get vendors.Getter, facts vendors.Facts) error {
-	if c.Lookup == "" {
+	st, _ := c.State.(*state)
+	if c.Lookup != "" {
+		if st == nil || st.lookup == "" || c.Lookup != "GET "+st.lookup {
+			return fmt.Errorf("%w: %q was not set by Classify", ErrLookup, c.Lookup)
+		}
+		if err := resolveMoney(ctx, c, st, get, facts); err != nil {
+			return err
+		}
+	}
+	if c.SubjectLookup != "" && (st == nil || c.SubjectLookup != "GET "+st.subjectPath()) {
+		return fmt.Errorf("%w: %q was not set by Classify", ErrLookup, c.SubjectLookup)
+	}
+	if !c.NeedSubject || st == nil || len(st.subjects) == 0 {
 		return nil
 	}
-	st, ok := c.State.(*state)
-	if !ok || st.lookup == "" || c.Lookup != "GET "+st.lookup {
-		return fmt.Errorf("%w: %q was not set by Classify", ErrLookup, c.Lookup)
-	}
+	// Every object of a customer the call names, the Lookup's included
+	// when that did not tell its customer (a remembered charge without
+	// one).
+	return resolveSubjects(ctx, c, st, get, facts)
+}
+
+// resolveMoney performs a call's Lookup.
+func resolveMoney(ctx context.Context, c *vendors.Call, st *state, get vendors.Getter, facts vendors.Facts) error {
 	if done, err := resolveFromFacts(ctx, c, st, facts); done || err != nil {
 		return err
 	}
@@ -362,8 +397,10 @@ func (Vendor) Resolve(ctx context.Context, c *vendors.Call, get vendors.Getter, 
 		}
 		return fmt.Errorf("%w: %s: %w", ErrLookup, c.Lookup, err)
 	}
-	if facts != nil {
-		cus, _, _ := o.optionalID("customer")
+	if ow, owned := owners[st.object]; facts != nil && (!owned || ow.settled) {
+		// A payment intent's customer can change, so nothing of it is
+		// kept. The customer was read by resolve.
+		cus, _, _ := o.customer()
 		// A fact that cannot be kept costs the next call a lookup,
 		// nothing more.
 		_ = facts.SetFact(ctx, factKey(c, st), objectFact{currency: c.Amount.Currency, customer: cus}.String())
@@ -371,19 +408,26 @@ func (Vendor) Resolve(ctx context.Context, c *vendors.Call, get vendors.Getter, 
 	return nil
 }
 
-// objectFact is what never changes about a charge, payment intent,
-// transfer or fee: its currency and its customer.
+// objectFact is what never changes about a charge, transfer, fee or
+// other object: its currency, "" for an object without one, and its
+// customer, "" for none. An empty customer is not settled (a charge
+// without a customer may be given one): only its currency may be relied
+// on.
 type objectFact struct {
 	currency money.Currency
 	customer string
 }
 
+// String is "usd cus_1", "-" standing for what is empty.
 func (f objectFact) String() string {
-	cus := f.customer
+	cur, cus := strings.ToLower(string(f.currency)), f.customer
+	if cur == "" {
+		cur = "-"
+	}
 	if cus == "" {
 		cus = "-"
 	}
-	return strings.ToLower(string(f.currency)) + " " + cus
+	return cur + " " + cus
 }
 
 func parseObjectFact(s string) (objectFact, error) {
@@ -391,9 +435,12 @@ func parseObjectFact(s string) (objectFact, error) {
 	if !ok {
 		return objectFact{}, fmt.Errorf("fact %q is not \"currency customer\"", s)
 	}
-	c, err := money.ParseCurrency(cur)
-	if err != nil {
-		return objectFact{}, err
+	var c money.Currency
+	if cur != "-" {
+		var err error
+		if c, err = money.ParseCurrency(cur); err != nil {
+			return objectFact{}, err
+		}
 	}
 	if cus == "-" {
 		cus = ""
@@ -403,10 +450,15 @@ func parseObjectFact(s string) (objectFact, error) {
 	return objectFact{currency: c, customer: cus}, nil
 }
 
-// factKey names an object's facts, per connected account: the same ID
-// on two accounts is two objects.
+// factKey names the facts of the object a call's Lookup fetches.
 func factKey(c *vendors.Call, st *state) string {
-	return "stripe/" + c.Account + "/" + st.object + "/" + st.id
+	return objectFactKey(c.Account, st.object, st.id)
+}
+
+// objectFactKey names an object's facts, per connected account: the same
+// ID on two accounts is two objects.
+func objectFactKey(account, object, id string) string {
+	return "stripe/" + account + "/" + object + "/" + id
 }
 
 // resolveFromFacts completes, without a lookup, a call that names its
@@ -422,22 +474,28 @@ func resolveFromFacts(ctx context.Context, c *vendors.Call, st *state, facts ven
 	default:
 		return false, nil // Settle needs what the object moved before
 	}
+	ow, owned := owners[st.object]
+	if owned && !ow.settled {
+		// A payment intent: its customer can change, and a refund of
+		// it needs its latest charge (RefundOf).
+		return false, nil
+	}
 	v, ok, err := facts.Fact(ctx, factKey(c, st))
 	if err != nil || !ok {
 		return false, nil // look it up instead
 	}
 	f, err := parseObjectFact(v)
-	if err != nil {
+	if err != nil || f.currency == "" {
 		return false, nil
 	}
 	if err := checkLookedUpCurrency(c.Params, f.currency); err != nil {
 		return true, err
 	}
 	if f.customer != "" {
-		if c.Customer != "" && c.Customer != f.customer {
-			return true, fmt.Errorf("%w: %s %s belongs to customer %s, the request names %s", ErrLookup, st.object, st.id, f.customer, c.Customer)
+		if err := setSubject(c, st.object+" "+st.id, f.customer); err != nil {
+			return true, fmt.Errorf("%w: %w", ErrLookup, err)
 		}
-		c.Customer = f.customer
+		st.decided = st.lookup
 	}
 	a, err := money.FromMinor(st.explicit, f.currency)
 	if err != nil {
@@ -531,15 +589,57 @@ func resolve(c *vendors.Call, st *state, o object) error {
 	if err != nil {
 		return err
 	}
-	if cus, ok, err := o.optionalID("customer"); err != nil {
+	if err := resolveCustomer(c, st, o); err != nil {
 		return err
-	} else if ok {
-		if c.Customer != "" && c.Customer != cus {
-			return fmt.Errorf("%s %s belongs to customer %s, the request names %s", st.object, st.id, cus, c.Customer)
+	}
+	if st.kind == kindRefundCreate && st.object == "payment_intent" {
+		// The charge the refund draws on. An intent without one
+		// (latest_charge null) leaves RefundOf empty: Stripe refuses to
+		// refund it anyway. A missing field is an API version before
+		// 2022-11-15, which the request's Stripe-Version can ask for: a
+		// call under a scope, which may count refunds per charge, is
+		// refused rather than counted against no charge.
+		if _, present := o["latest_charge"]; !present && c.NeedSubject {
+			return errors.New("the payment intent does not say its latest charge (Stripe-Version before 2022-11-15?)")
 		}
-		c.Customer = cus
+		ch, ok, err := o.optionalID("latest_charge")
+		if err != nil {
+			return err
+		}
+		if ok && !idPatterns["charge"].MatchString(ch) {
+			return fmt.Errorf("latest_charge %q is not a charge ID", truncate(ch))
+		}
+		c.RefundOf = ch
 	}
 	c.Amount = a
+	return nil
+}
+
+// resolveCustomer reads the customer of the object a Lookup fetched. For a
+// charge, payment intent or invoice it decides the subject: Customer, or
+// NoCustomer when the field is null; a missing field fails a call that
+// needs its subject. Transfers and fees have no customer field.
+func resolveCustomer(c *vendors.Call, st *state, o object) error {
+	cus, present, err := o.customer()
+	if err != nil {
+		return err
+	}
+	if _, owned := owners[st.object]; !owned {
+		if cus != "" {
+			return setSubject(c, st.object+" "+st.id, cus)
+		}
+		return nil
+	}
+	if !present {
+		if c.NeedSubject {
+			return fmt.Errorf("the %s has no customer field", st.object)
+		}
+		return nil
+	}
+	if err := setSubject(c, st.object+" "+st.id, cus); err != nil {
+		return err
+	}
+	st.decided = st.lookup
 	return nil
 }
 
@@ -567,10 +667,15 @@ func checkLookedUpCurrency(p url.Values, cur money.Currency) error {
 
 // Settle reads what a 2xx response says moved, in the call's currency:
 // see the package documentation for the field each operation reads. A
-// call that moves no money settles at zero. Every failure wraps
-// ErrSettle. Settle is safe for concurrent use.
+// call that moves no money settles at zero without reading the body,
+// except a call that Creates a customer, whose new ID it returns in
+// Object. Every failure wraps ErrSettle. Settle is safe for concurrent
+// use.
 func (Vendor) Settle(c *vendors.Call, body []byte) (vendors.Settlement, error) {
 	if !c.MovesMoney {
+		if c.Creates != "" {
+			return settleCreate(c, body)
+		}
 		return vendors.Settlement{Units: -1}, nil
 	}
 	k := kindOf(c.Operation)
@@ -589,6 +694,26 @@ func (Vendor) Settle(c *vendors.Call, body []byte) (vendors.Settlement, error) {
 		return vendors.Settlement{}, fmt.Errorf("%w: %s: %w", ErrSettle, c.Operation, err)
 	}
 	return vendors.Settlement{Moved: a, Object: objectID(body), Units: -1}, nil
+}
+
+// settleCreate reads the ID of the object a call that moves no money made
+// (the new customer of customers.create), for the transport to remember.
+func settleCreate(c *vendors.Call, body []byte) (vendors.Settlement, error) {
+	if c.Creates != "customer" {
+		return vendors.Settlement{}, fmt.Errorf("%w: %s: Keybrake does not know how to read a created %q", ErrSettle, c.Operation, c.Creates)
+	}
+	o, err := parseObject(body, "customer")
+	if err != nil {
+		return vendors.Settlement{}, fmt.Errorf("%w: %s: %w", ErrSettle, c.Operation, err)
+	}
+	id, err := o.str("id")
+	if err != nil {
+		return vendors.Settlement{}, fmt.Errorf("%w: %s: %w", ErrSettle, c.Operation, err)
+	}
+	if !idPatterns["customer"].MatchString(id) {
+		return vendors.Settlement{}, fmt.Errorf("%w: %s: id %q is not a customer ID", ErrSettle, c.Operation, truncate(id))
+	}
+	return vendors.Settlement{Object: id, Units: -1}, nil
 }
 
 // objectID reads the id of the object a response describes, or "".
