@@ -81,14 +81,16 @@ func (p *Policy) Scope(r Request, s Subject) Verdict {
 		}
 	}
 	if c := g.Customers; c != nil {
-		switch {
-		case s.AllCustomers:
-			return out("customers", "the call reaches every customer's objects; name a customer (customer=cus_...) to stay in %s's scope", r.Agent)
-		case s.Customer != "":
-			if !admits(c, s) {
-				return out("customers", "customer %s is not in %s's scope (%s)", s.Customer, r.Agent, customerScopeText(c))
-			}
-		case s.NoCustomer && !c.AllowNoCustomer:
+		// A call may name a customer and act on an object that has none
+		// (setting the customer of an unowned charge): both must be in
+		// scope, or an agent could adopt a stranger's object.
+		if s.AllCustomers {
+			return out("customers", "Keybrake cannot tell which customers the call reaches (a list or search without a customer filter, or an object it cannot trace to a customer); name a customer to stay in %s's scope", r.Agent)
+		}
+		if s.Customer != "" && !admits(c, s) {
+			return out("customers", "customer %s is not in %s's scope (%s)", s.Customer, r.Agent, customerScopeText(c))
+		}
+		if s.NoCustomer && !c.AllowNoCustomer {
 			return out("customers", "the object belongs to no customer, and %s may act only on %s", r.Agent, customerScopeText(c))
 		}
 	}
@@ -113,6 +115,9 @@ func (p *Policy) Scope(r Request, s Subject) Verdict {
 		return out("max_recipients", "an email has %d recipients, more than %s's maximum of %d", s.MostRecipients, r.Agent, g.MaxRecipients)
 	}
 	if len(g.From) > 0 {
+		if s.RecipientsUnknown {
+			return out("from", "the call sends from a sender Keybrake cannot see (a broadcast); %s may send only from %s", r.Agent, strings.Join(g.From, ", "))
+		}
 		for _, from := range s.Senders {
 			ok := false
 			if r.Vendor == "twilio" {
@@ -126,6 +131,18 @@ func (p *Policy) Scope(r Request, s Subject) Verdict {
 		}
 	}
 	return Verdict{Decision: Allowed}
+}
+
+// ScopeAccount is the part of Scope that needs no lookup: whether the
+// call's Stripe-Account is one the agent may act for. The transport asks
+// it first, so a foreign account is refused before anything is fetched
+// from it.
+func (p *Policy) ScopeAccount(r Request, account string) Verdict {
+	g := p.grant(r.Agent, r.Vendor)
+	if g == nil || g.Accounts == nil {
+		return Verdict{Decision: Allowed}
+	}
+	return p.Scope(r, Subject{Account: account})
 }
 
 func admits(c *CustomerScope, s Subject) bool {

@@ -3,7 +3,6 @@ package transport
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -30,8 +29,10 @@ func (t *RoundTripper) scope(c *call) (policy.Verdict, bool) {
 	}
 	vendor := t.vendor.Name()
 	if c.pol.NeedsCustomer(t.agent, vendor) {
-		// A list without a customer filter reaches every customer.
-		s.AllCustomers = strings.HasSuffix(vc.Operation, ".list") && vc.Customer == "" && vc.SubjectLookup == ""
+		// A call the vendor could trace to no customer, and that does
+		// not create one, may reach any customer's objects: a list or
+		// search without a filter, an object Keybrake does not know.
+		s.AllCustomers = vc.Customer == "" && !vc.NoCustomer && vc.Creates != "customer"
 	}
 	ctx := c.req.Context()
 	if s.Customer != "" && c.pol.AdmitsCreated(t.agent, vendor) {

@@ -94,6 +94,11 @@ func (t *RoundTripper) getter(c *call) vendors.Getter {
 			}
 			req.Header[k] = append([]string(nil), vs...)
 		}
+		if lh, ok := t.vendor.(vendors.LookupHeaderer); ok {
+			for k, vs := range lh.LookupHeader() {
+				req.Header[k] = append([]string(nil), vs...)
+			}
+		}
 		resp, err := t.next.RoundTrip(req)
 		if err != nil {
 			return 0, nil, err

@@ -86,6 +86,9 @@ func (t *RoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if v, ok := t.authorize(c); !ok {
 		return t.refuse(c, v)
 	}
+	if v := c.pol.ScopeAccount(t.policyRequest(c), c.vc.Account); v.Decision != policy.Allowed {
+		return t.refuse(c, v) // before anything is fetched from that account
+	}
 	if v, ok := t.resolve(c); !ok {
 		return t.refuse(c, v)
 	}

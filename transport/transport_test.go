@@ -392,3 +392,27 @@ func TestClosedStoreRefuses(t *testing.T) {
 		t.Fatal("sent, or body not closed")
 	}
 }
+
+// TestLookupPinsStripeVersion: the agent's Stripe-Version does not shape
+// the answers Keybrake reads; its own lookups use the version it reads.
+func TestLookupPinsStripeVersion(t *testing.T) {
+	f := newFixture(t, "bot")
+	var versions []string
+	f.rt = transport.New(f.env, "bot", stripevendor.Vendor{}, nil, roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if r.Method == "GET" {
+			versions = append(versions, r.Header.Get("Stripe-Version"))
+		}
+		return f.stub.RoundTrip(r)
+	}))
+	req, _ := newRequest(t, "POST", "https://api.stripe.com/v1/refunds", "charge=ch_1&amount=1000")
+	req.Header.Set("Stripe-Version", "2019-02-19")
+	resp, err := f.rt.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if len(versions) != 1 || versions[0] != "2023-10-16" {
+		t.Fatalf("lookup versions %v", versions)
+	}
+}

@@ -143,6 +143,15 @@ type CustomerReader interface {
 	CustomerMetadata(ctx context.Context, customer string, get Getter) (map[string]string, error)
 }
 
+// LookupHeaderer is implemented by vendors whose lookups must not take
+// some headers as the agent sent them: the values LookupHeader returns
+// replace the request's on Keybrake's own lookups. Stripe pins its API
+// version, so an agent cannot choose the shape of the answer Keybrake
+// reads.
+type LookupHeaderer interface {
+	LookupHeader() http.Header
+}
+
 // Settlement is what a vendor's answer says a call did.
 type Settlement struct {
 	// Moved is the money that moved, in the call's currency.

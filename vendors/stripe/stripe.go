@@ -59,3 +59,13 @@ func Backends(hc *http.Client) *stripego.Backends {
 		Uploads: backend(stripego.UploadsBackend, stripego.UploadsURL),
 	}
 }
+
+// LookupHeader pins the API version of Keybrake's own lookups to the one
+// this package reads (stripe-go v76's), whatever Stripe-Version the agent
+// sends: an older version answers refunds without latest_charge, and an
+// agent could otherwise shape the answers Keybrake decides by.
+func (Vendor) LookupHeader() http.Header {
+	return http.Header{"Stripe-Version": {stripego.APIVersion}}
+}
+
+var _ vendors.LookupHeaderer = Vendor{}
