@@ -9,6 +9,34 @@
 // response. A crash in between leaves a record that says so and keeps its
 // money counted.
 //
+// # The audit chain
+//
+// The audit log must show when someone edited it behind the store's back.
+// Records change after they are written (Reserve writes one, Complete and
+// Resettle rewrite it), so a record cannot simply hash the one before it.
+// Instead every write that creates or changes a record (Reserve, which
+// may also retire an earlier record, Complete, Resettle, Append, and the
+// recovery of a crashed process's reservations) also appends, in the same
+// transaction, one entry per record to an append-only journal: the
+// record's whole new state, numbered in order, chained by SHA-256 to the
+// entry before it. A refused operation appends nothing.
+//
+// A record as stored and read back carries PrevHash, which the store sets
+// whatever the caller passed: the hash of the journal entry just before
+// the record's latest entry (VerifyReport.HeadHash as it was before the
+// write), so a dumped record shows where its state sits in the chain.
+// Verify checks the chain and that every record is the state its latest
+// entry holds; Prune cuts the oldest part of the journal and leaves a
+// checkpoint where Verify starts.
+//
+// The chain shows edits made to part of the log. Someone who rewrites the
+// journal from some point to its end, recomputing every hash, or who
+// removes the newest entries and their records, leaves a chain that
+// verifies; VerifyReport.Head and HeadHash are what to note elsewhere (a
+// ticket, a log shipper) so that such a rewrite shows too. Counters and
+// idempotency keys are not in the chain: they are the store's working
+// state, not the log.
+//
 // Implementations: store/bolt (embedded bbolt file, the default) and
 // store/postgres (fleets of agent processes). store/storetest holds the
 // conformance suite every implementation runs.
@@ -30,6 +58,12 @@ var (
 	ErrNotReserved = errors.New("store: record is not reserved")
 	ErrLocked      = errors.New("store: database is locked by another process")
 	ErrNotEstimate = errors.New("store: record is not a settled estimate")
+	// ErrReadOnly is wrapped by every write to a store opened read-only
+	// (to verify or read the log of a database no agent is using).
+	ErrReadOnly = errors.New("store: opened read-only")
+	// ErrChainBroken is wrapped by every *ChainError: the audit log was
+	// changed other than through the store.
+	ErrChainBroken = errors.New("store: audit chain broken")
 )
 
 // Store is the durable state of one or more Brakes. Every method is safe for
@@ -71,6 +105,47 @@ type Store interface {
 	// Counter returns the totals of one counter; a counter never used is
 	// the zero Counter.
 	Counter(ctx context.Context, key string) (Counter, error)
+
+	// Verify walks the audit chain from its start (or from the checkpoint
+	// the last Prune left) and checks every link, then that every record in
+	// the store equals the state its latest journal entry holds. It
+	// returns what it checked and, for the first break, a *ChainError
+	// saying which entry or record and what is wrong: altered, missing,
+	// reordered, an extra record with no entry, a broken link. Breaks in
+	// the journal come first, in journal order; then records, in the order
+	// of their latest entries (records with no entry last). Any other
+	// error means Verify could not finish (ctx ended, store closed, I/O).
+	Verify(ctx context.Context) (VerifyReport, error)
+
+	// Prune removes what is older than before, so that the store stays
+	// bounded: records whose Time is before it, the counters of UTC days
+	// before before's UTC day, and the idempotency keys older than both
+	// before and 24 hours (as the key's record's Time says).
+	//
+	// A record still Reserved or Unknown is never pruned (its money is
+	// still counted), nor are the counters it holds. A record an
+	// idempotency key younger than 24 hours points at is kept with its
+	// key, so a retry still replays. A counter's day is the latest
+	// segment of its key, split at "/", that is a date "2006-01-02"; a
+	// key with no such segment is never pruned. (This relies on a record
+	// holding only counters of its own UTC day or a later one, as
+	// Keybrake's limits do.)
+	//
+	// The journal is cut from its start: entries of removed records and
+	// entries a later one supersedes go, and Prune leaves a checkpoint
+	// where Verify starts. A record that stays while older entries go
+	// (still counted, say) is carried forward: its current state is
+	// appended again as a fresh entry, so the chain stays whole. A
+	// removed record whose latest entry lies beyond the cut (it changed
+	// after younger records were written) leaves a small tombstone entry
+	// saying it was pruned, so that Verify knows it is gone; its older
+	// entries go when a later cut reaches them.
+	//
+	// Prune refuses, with the *ChainError, to prune a chain that does not
+	// verify: that would destroy the evidence. It may run in several
+	// transactions; an error or an ended ctx leaves the store consistent,
+	// and what was removed so far in the report.
+	Prune(ctx context.Context, before time.Time) (PruneReport, error)
 
 	// Fact and SetFact keep small facts that never change once learned,
 	// such as the currency of a charge. Fact reports ok false when the key
@@ -162,3 +237,71 @@ type Counter struct {
 
 // Total is what counts against the limit.
 func (c Counter) Total() int64 { return c.Settled + c.Pending + c.Unknown }
+
+// VerifyReport is what Verify checked.
+type VerifyReport struct {
+	// Checkpoint is the journal entry Verify started after: 0 for the
+	// start of the chain, else the last entry a Prune removed.
+	Checkpoint uint64
+	// Entries is the number of journal entries checked; Records the
+	// number of records compared with their latest entry.
+	Entries int
+	Records int
+	// Head is the last journal entry checked, HeadHash its hash (hex).
+	// Noting them elsewhere lets a later Verify show that the chain was
+	// rewritten from some entry to its end.
+	Head     uint64
+	HeadHash string
+}
+
+// PruneReport is what Prune removed.
+type PruneReport struct {
+	Records         int // records removed
+	Entries         int // journal entries removed (tombstones added are not counted)
+	Carried         int // records kept and re-appended as fresh entries
+	Counters        int // counters removed
+	IdempotencyKeys int // idempotency keys removed
+	// Checkpoint is the journal entry Verify now starts after.
+	Checkpoint uint64
+}
+
+// ChainProblem says what is wrong at a break in the audit chain.
+type ChainProblem string
+
+// The problems Verify reports.
+const (
+	// ChainAltered: an entry's contents no longer match its hash, or a
+	// record differs from the state its latest entry holds.
+	ChainAltered ChainProblem = "altered"
+	// ChainMissing: entries are missing from the journal, or a record
+	// its journal holds is missing from the store.
+	ChainMissing ChainProblem = "missing"
+	// ChainReordered: an entry holds another position's entry, or a
+	// record holds another record.
+	ChainReordered ChainProblem = "reordered"
+	// ChainExtra: a record or entry the store never wrote.
+	ChainExtra ChainProblem = "extra"
+	// ChainBrokenLink: an entry, intact itself, does not name the hash of
+	// the entry before it: that entry was replaced with its hash
+	// recomputed, or the link was.
+	ChainBrokenLink ChainProblem = "broken link"
+)
+
+// ChainError is the first break Verify found. It wraps ErrChainBroken.
+type ChainError struct {
+	Problem ChainProblem
+	// Entry is the journal entry at the break, 0 when the break is a
+	// record with no entry.
+	Entry uint64
+	// Record is the record concerned, 0 when it cannot be told.
+	Record uint64
+	// Detail says what is wrong, for a person, naming the entry or
+	// record.
+	Detail string
+}
+
+// Error is the Detail, which names the entry or record, after a prefix.
+func (e *ChainError) Error() string { return "store: audit chain broken: " + e.Detail }
+
+// Unwrap returns ErrChainBroken.
+func (e *ChainError) Unwrap() error { return ErrChainBroken }

@@ -18,8 +18,9 @@ import (
 )
 
 // SchemaVersion is the on-disk format this package writes. Open refuses a
-// file written with a newer one.
-const SchemaVersion = 1
+// file written with a newer one, and upgrades one written with version 1
+// (before the audit chain) by journaling every record it holds.
+const SchemaVersion = 2
 
 // ErrSchema is returned by Open for a file this package cannot read: one
 // written by a newer Keybrake, or a bbolt file that is not a Keybrake store.
@@ -44,6 +45,20 @@ type Options struct {
 	// an error wrapping store.ErrLocked that names the path and says
 	// another process (probably a running agent) holds it.
 	LockTimeout time.Duration
+
+	// ReadOnly opens the file for reading only, as `keybrake audit
+	// verify` does on a database no agent is using: reads and Verify
+	// work, every write (Prune included) returns an error wrapping
+	// store.ErrReadOnly, and Open neither creates the file nor recovers
+	// records left Reserved. bbolt takes a shared lock, so a process
+	// holding the file read-write makes Open wait LockTimeout and return
+	// store.ErrLocked. A file of schema version 1 cannot be opened
+	// read-only: it has no chain until a read-write Open adds it.
+	ReadOnly bool
+
+	// Now is the clock Prune uses to keep idempotency keys for at least
+	// 24 hours whatever its cutoff; nil means time.Now.
+	Now func() time.Time
 }
 
 // Store is a store.Store in one bbolt file. It is safe for concurrent use
@@ -55,8 +70,14 @@ type Options struct {
 // A Store must be created with Open and released with Close; there is no
 // useful zero value.
 type Store struct {
-	db   *bbolt.DB
-	path string
+	db       *bbolt.DB
+	path     string
+	readOnly bool
+	now      func() time.Time
+
+	// pruneMu lets one Prune run at a time: its plan, made in a read
+	// transaction, must not be taken apart by another Prune's.
+	pruneMu sync.Mutex
 
 	// mu guards closed and the sends on queue: Close takes it exclusively,
 	// so once closed is set no send can be in progress or start, and queue
@@ -83,40 +104,99 @@ var _ store.Store = (*Store)(nil)
 // for a file of a newer schema or one that is not a Keybrake store. Any
 // record still Reserved in the file (the process stopped between Reserve and
 // Complete) is turned Unknown, with its money still counted, before Open
-// returns.
+// returns (not with Options.ReadOnly).
 func Open(path string, opts *Options) (*Store, error) {
-	timeout := time.Second
-	if opts != nil && opts.LockTimeout > 0 {
-		timeout = opts.LockTimeout
+	var o Options
+	if opts != nil {
+		o = *opts
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout})
+	timeout := time.Second
+	if o.LockTimeout > 0 {
+		timeout = o.LockTimeout
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout, ReadOnly: o.ReadOnly})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s (probably a running agent holds it; waited %v)", store.ErrLocked, path, timeout)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store/bolt: open %s: %w", path, err)
 	}
-	if err := db.Update(func(tx *bbolt.Tx) error {
-		if err := initSchema(tx); err != nil {
-			return err
-		}
-		return recoverReserved(tx)
-	}); err != nil {
+	if o.ReadOnly {
+		err = db.View(checkSchema)
+	} else {
+		err = db.Update(func(tx *bbolt.Tx) error {
+			if err := initSchema(tx); err != nil {
+				return err
+			}
+			return recoverReserved(tx)
+		})
+	}
+	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store/bolt: open %s: %w", path, err)
 	}
 	s := &Store{
-		db:    db,
-		path:  path,
-		queue: make(chan *op, queueSize),
-		done:  make(chan struct{}),
+		db:       db,
+		path:     path,
+		readOnly: o.ReadOnly,
+		now:      o.Now,
+		queue:    make(chan *op, queueSize),
+		done:     make(chan struct{}),
 	}
-	go s.run()
+	if o.ReadOnly {
+		close(s.done) // no writer
+	} else {
+		go s.run()
+	}
 	return s, nil
 }
 
+// checkSchema checks, without writing, that tx holds a Keybrake store of
+// the current schema: what a read-only Open needs.
+func checkSchema(tx *bbolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		return fmt.Errorf("%w: no meta bucket: not a Keybrake store", ErrSchema)
+	}
+	version, err := schemaVersion(meta)
+	if err != nil {
+		return err
+	}
+	if version == 1 {
+		return fmt.Errorf("%w: schema version 1 predates the audit chain; open the file read-write once (any Keybrake process does) to add it", ErrSchema)
+	}
+	return checkBuckets(tx)
+}
+
+func schemaVersion(meta *bbolt.Bucket) (uint64, error) {
+	v := meta.Get(keySchema)
+	if len(v) != 8 {
+		return 0, fmt.Errorf("%w: schema version is %d bytes, want 8", ErrSchema, len(v))
+	}
+	switch version := binary.BigEndian.Uint64(v); {
+	case version > SchemaVersion:
+		return 0, fmt.Errorf("%w: the file has schema version %d, newer than %d; use the Keybrake that wrote it", ErrSchema, version, SchemaVersion)
+	case version < 1:
+		return 0, fmt.Errorf("%w: schema version %d is unknown", ErrSchema, version)
+	default:
+		return version, nil
+	}
+}
+
+func checkBuckets(tx *bbolt.Tx) error {
+	for _, name := range allBuckets {
+		if tx.Bucket(name) == nil {
+			return corrupt("bucket %q is missing", name)
+		}
+	}
+	return nil
+}
+
 // initSchema creates the buckets of a new file, or checks the schema of an
-// existing one.
+// existing one and upgrades it from version 1.
 func initSchema(tx *bbolt.Tx) error {
 	meta := tx.Bucket(bucketMeta)
 	if meta == nil {
@@ -137,22 +217,44 @@ func initSchema(tx *bbolt.Tx) error {
 		}
 		return tx.Bucket(bucketMeta).Put(keySchema, u64(SchemaVersion))
 	}
-	v := meta.Get(keySchema)
-	if len(v) != 8 {
-		return fmt.Errorf("%w: schema version is %d bytes, want 8", ErrSchema, len(v))
+	version, err := schemaVersion(meta)
+	if err != nil {
+		return err
 	}
-	switch version := binary.BigEndian.Uint64(v); {
-	case version > SchemaVersion:
-		return fmt.Errorf("%w: the file has schema version %d, newer than %d; use the Keybrake that wrote it", ErrSchema, version, SchemaVersion)
-	case version < SchemaVersion:
-		return fmt.Errorf("%w: schema version %d is unknown", ErrSchema, version)
-	}
-	for _, name := range allBuckets {
-		if tx.Bucket(name) == nil {
-			return corrupt("bucket %q is missing", name)
+	if version == 1 {
+		if err := upgradeFrom1(tx); err != nil {
+			return fmt.Errorf("upgrading from schema version 1: %w", err)
 		}
 	}
-	return nil
+	return checkBuckets(tx)
+}
+
+// upgradeFrom1 starts the audit chain of a file written before it: every
+// record, in ID order, becomes the first entries of the journal.
+func upgradeFrom1(tx *bbolt.Tx) error {
+	if _, err := tx.CreateBucket(bucketJournal); err != nil {
+		return err
+	}
+	var ids []uint64
+	if err := tx.Bucket(bucketRecords).ForEach(func(k, _ []byte) error {
+		if len(k) != 8 {
+			return corrupt("record key is %d bytes", len(k))
+		}
+		ids = append(ids, binary.BigEndian.Uint64(k))
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, id := range ids {
+		r, err := getRecord(tx, id)
+		if err != nil {
+			return err
+		}
+		if err := putRecord(tx, r); err != nil {
+			return err
+		}
+	}
+	return tx.Bucket(bucketMeta).Put(keySchema, u64(SchemaVersion))
 }
 
 // recoverReserved turns every record left Reserved by a process that
@@ -261,6 +363,10 @@ func (s *Store) write(ctx context.Context, apply func(tx *bbolt.Tx) error) error
 	if s.closed {
 		s.mu.RUnlock()
 		return store.ErrClosed
+	}
+	if s.readOnly {
+		s.mu.RUnlock()
+		return fmt.Errorf("%w: %s", store.ErrReadOnly, s.path)
 	}
 	select {
 	case s.queue <- o:

@@ -41,6 +41,8 @@ func TestMain(m *testing.M) {
 		childCrash(os.Getenv(childPath))
 	case "lock":
 		childLock(os.Getenv(childPath))
+	case "verify":
+		childVerify(os.Getenv(childPath))
 	default:
 		fmt.Fprintf(os.Stderr, "unknown %s=%q\n", childEnv, os.Getenv(childEnv))
 		os.Exit(3)
@@ -86,6 +88,24 @@ func childLock(path string) {
 	os.Exit(0)
 }
 
+// childVerify opens the file read-only and verifies it, as `keybrake audit
+// verify` does, printing the report; exit 1 when the chain is broken.
+func childVerify(path string) {
+	s, err := bolt.Open(path, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	rep, err := s.Verify(context.Background())
+	s.Close()
+	fmt.Printf("%d %d %s\n", rep.Entries, rep.Records, rep.HeadHash)
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
 func child(t *testing.T, what, path string) (stdout string, err error) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -125,6 +145,13 @@ func open(t testing.TB, path string) *bolt.Store {
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
 		return open(t, filepath.Join(t.TempDir(), "keybrake.db"))
+	})
+}
+
+func TestConformanceRestart(t *testing.T) {
+	storetest.RunRestart(t, func(t *testing.T) (store.Store, storetest.Reopen) {
+		path := filepath.Join(t.TempDir(), "keybrake.db")
+		return open(t, path), func(t *testing.T) store.Store { return open(t, path) }
 	})
 }
 
@@ -456,7 +483,13 @@ func TestRecordRoundTrip(t *testing.T) {
 	}
 	var got *audit.Record
 	s.Query(ctx, audit.Query{}, func(r *audit.Record) error { got = r; return nil })
+	// PrevHash is the store's: the caller's is replaced by the record's
+	// link in the audit chain.
+	if len(got.PrevHash) != 64 || strings.Trim(got.PrevHash, "0123456789abcdef") != "" {
+		t.Fatalf("PrevHash = %q, want the 64 hex digits of a SHA-256 hash", got.PrevHash)
+	}
 	want := rec
+	want.PrevHash = got.PrevHash
 	want.ID, want.Outcome, want.Status, want.RequestID, want.Duration = a.ID, audit.Settled, 201, "RQ1", 1234567*time.Microsecond
 	want.Settled = money.Amount{Micros: 7_900, Currency: "USD"}
 	want.Holds = []audit.Hold{holds[0], holds[1]}

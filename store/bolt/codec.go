@@ -23,12 +23,14 @@ var (
 	bucketCounters = []byte("counters")
 	bucketIdem     = []byte("idempotency")
 	bucketFacts    = []byte("facts")
+	bucketJournal  = []byte("journal")
 
-	keySchema = []byte("schema")
+	keySchema     = []byte("schema")
+	keyCheckpoint = []byte("checkpoint")
 )
 
 // allBuckets is every bucket a store of the current schema holds.
-var allBuckets = [][]byte{bucketMeta, bucketRecords, bucketTime, bucketPending, bucketCounters, bucketIdem, bucketFacts}
+var allBuckets = [][]byte{bucketMeta, bucketRecords, bucketTime, bucketPending, bucketCounters, bucketIdem, bucketFacts, bucketJournal}
 
 // Kinds of reservation kept in the pending bucket: Complete must know a
 // replay from a reservation that holds money.

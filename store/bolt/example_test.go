@@ -1,12 +1,16 @@
 package bolt_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"log"
 	"os"
 	"path/filepath"
 	"time"
+
+	"go.etcd.io/bbolt"
 
 	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/money"
@@ -66,4 +70,64 @@ func ExampleOpen() {
 	// first refund admitted: true
 	// settled today: 250.00 USD
 	// second refund over the cap: true used: 250.00 USD
+}
+
+// Verify, as `keybrake audit verify` runs it: on a file no agent holds,
+// opened read-only. An edit made to the file behind the store's back is
+// reported at the first broken link.
+func ExampleStore_Verify() {
+	dir, err := os.MkdirTemp("", "keybrake")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "keybrake.db")
+	ctx := context.Background()
+
+	s, err := bolt.Open(path, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	refund, _ := money.Parse("25.00 USD")
+	a, err := s.Reserve(ctx, &store.Reservation{
+		Record: audit.Record{Time: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC), Agent: "refund-bot", Vendor: "stripe",
+			Method: "POST", Path: "/v1/refunds", Decision: policy.Allowed, Amount: refund, Reserved: refund},
+		Holds: []audit.Hold{{Key: "agent/refund-bot/stripe/2025-06-01/USD", Unit: "USD", Limit: -1, Amount: refund.Micros}},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := s.Complete(ctx, &store.Completion{ID: a.ID, Outcome: audit.Settled, Settled: []int64{refund.Micros}, Moved: refund, Status: 200}); err != nil {
+		log.Fatal(err)
+	}
+	s.Close()
+
+	verify := func() {
+		s, err := bolt.Open(path, &bolt.Options{ReadOnly: true})
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer s.Close()
+		rep, err := s.Verify(ctx)
+		fmt.Printf("%d entries, %d records: %v\n", rep.Entries, rep.Records, err)
+	}
+	verify()
+
+	// Someone lowers what the refund moved, editing the file directly.
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	db.Update(func(tx *bbolt.Tx) error {
+		records := tx.Bucket([]byte("records"))
+		k := make([]byte, 8)
+		binary.BigEndian.PutUint64(k, a.ID)
+		v := bytes.Replace(bytes.Clone(records.Get(k)), []byte(`"settled":2500,`), []byte(`"settled":250,`), 1)
+		return records.Put(k, v)
+	})
+	db.Close()
+	verify()
+	// Output:
+	// 2 entries, 1 records: <nil>
+	// 2 entries, 0 records: store: audit chain broken: record 1 was altered: it differs from its latest journal entry 2 in settled
 }

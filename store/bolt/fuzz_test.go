@@ -6,21 +6,28 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/store"
 )
 
-// FuzzOperations runs a sequence of Reserve, Complete, Append and reopen
-// (crash recovery) operations decoded from the input against the store and
-// against a plain sequential model of store.Store's contract, and after
-// every step checks that both agree on every result, every counter and
-// every record's outcome and holds, and that the counters equal what the
-// records say (settled holds, reserved holds, unknown holds).
+// FuzzOperations runs a sequence of Reserve, Complete, Append, reopen
+// (crash recovery) and Prune operations decoded from the input against the
+// store and against a plain sequential model of store.Store's contract, and
+// after every step checks that both agree on every result, every counter
+// and every record's outcome and holds, that the counters equal what the
+// records say (settled holds, reserved holds, unknown holds, and what
+// pruned records had settled), and that the audit chain verifies.
 func FuzzOperations(f *testing.F) {
 	f.Add([]byte{0, 1, 0, 5, 9, 1, 0, 2, 0, 0, 3})
 	f.Add([]byte{0, 1, 0, 7, 10, 1, 0, 2, 1, 2, 0, 0, 1, 0, 7, 10, 1, 0})
 	f.Add([]byte{0, 2, 0, 3, 5, 1, 4, 5, 2, 1, 4, 0, 1, 0, 3, 5, 2, 0})
+	// Settled with a key, Unknown with a key, a refusal; prune (the
+	// Unknown call stays); its retry takes over, the pruned key's retry
+	// is a new call; prune the takeover; crash with a call in flight;
+	// prune keeps it.
+	f.Add([]byte{0x00, 0x01, 0x05, 0x00, 0x03, 0x01, 0x00, 0x02, 0x01, 0x00, 0x03, 0x00, 0x01, 0x17, 0x01, 0x04, 0x02, 0x00, 0x02, 0x02, 0x02, 0x00, 0x03, 0xf0, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x01, 0x00, 0x02, 0x04, 0x00, 0x04, 0xf0, 0x04, 0xf0})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		if len(in) > 400 {
 			return
@@ -40,7 +47,19 @@ func FuzzOperations(f *testing.F) {
 			return int(b)
 		}
 		for step := 0; len(in) > 0; step++ {
-			switch next() % 5 {
+			op := next()
+			if op >= 0xf0 {
+				// Every record has the zero Time: a Prune removes every
+				// finished one and its keys, and keeps the rest.
+				got, err := s.Prune(ctx, time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC))
+				records, keys := m.prune()
+				if err != nil || got.Records != records || got.IdempotencyKeys != keys || got.Counters != 0 {
+					t.Fatalf("step %d: Prune = %+v, %v; model removes %d records and %d keys", step, got, err, records, keys)
+				}
+				m.check(t, s, step)
+				continue
+			}
+			switch op % 5 {
 			case 0, 1:
 				r := &store.Reservation{Record: audit.Record{Agent: fmt.Sprint("step", step)}}
 				for n := next() % 3; n > 0; n-- {
@@ -112,6 +131,7 @@ type modelRecord struct {
 type model struct {
 	recs     map[uint64]*modelRecord
 	counters map[string]store.Counter
+	gone     map[string]int64 // settled by records since pruned
 	index    map[string]struct {
 		fp string
 		id uint64
@@ -119,7 +139,7 @@ type model struct {
 }
 
 func newModel() *model {
-	return &model{recs: map[uint64]*modelRecord{}, counters: map[string]store.Counter{}, index: map[string]struct {
+	return &model{recs: map[uint64]*modelRecord{}, counters: map[string]store.Counter{}, gone: map[string]int64{}, index: map[string]struct {
 		fp string
 		id uint64
 	}{}}
@@ -230,9 +250,35 @@ func (m *model) recover() {
 	}
 }
 
+// prune removes every finished record, and the keys pointing at them.
+func (m *model) prune() (records, keys int) {
+	for id, r := range m.recs {
+		if r.outcome == audit.Reserved || r.outcome == audit.Unknown {
+			continue
+		}
+		if r.outcome == audit.Settled || r.outcome == audit.Replayed {
+			for _, h := range r.holds {
+				m.gone[h.Key] += h.Settled
+			}
+		}
+		delete(m.recs, id)
+		records++
+	}
+	for k, e := range m.index {
+		if m.recs[e.id] == nil {
+			delete(m.index, k)
+			keys++
+		}
+	}
+	return records, keys
+}
+
 func (m *model) check(t *testing.T, s *Store, step int) {
 	t.Helper()
 	ctx := context.Background()
+	if rep, err := s.Verify(ctx); err != nil || rep.Records != len(m.recs) {
+		t.Fatalf("step %d: Verify = %+v, %v; model has %d records", step, rep, err, len(m.recs))
+	}
 	fromRecords := map[string]store.Counter{}
 	n := 0
 	err := s.Query(ctx, audit.Query{}, func(r *audit.Record) error {
@@ -269,8 +315,10 @@ func (m *model) check(t *testing.T, s *Store, step int) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c != m.counters[k] || c != fromRecords[k] {
-			t.Fatalf("step %d: counter %q = %+v, model %+v, records say %+v", step, k, c, m.counters[k], fromRecords[k])
+		want := fromRecords[k]
+		want.Settled += m.gone[k]
+		if c != m.counters[k] || c != want {
+			t.Fatalf("step %d: counter %q = %+v, model %+v, records (and pruned records) say %+v", step, k, c, m.counters[k], want)
 		}
 	}
 }

@@ -283,6 +283,10 @@ func complete(tx *bbolt.Tx, c *store.Completion) (result, err error) {
 	if c.Reason != "" {
 		r.Reason = c.Reason
 	}
+	prev, err := stamp(tx, r)
+	if err != nil {
+		return nil, err
+	}
 	encoded, err := checkEncodable(r)
 	if err != nil {
 		return fmt.Errorf("%w: completion of record %d: %w", ErrInvalid, c.ID, err), nil
@@ -306,7 +310,7 @@ func complete(tx *bbolt.Tx, c *store.Completion) (result, err error) {
 	if err := pending.Delete(u64(c.ID)); err != nil {
 		return nil, err
 	}
-	return nil, tx.Bucket(bucketRecords).Put(u64(r.ID), encoded)
+	return nil, appendEntry(tx, r.ID, prev, encoded)
 }
 
 // Resettle implements store.Store.
@@ -352,6 +356,10 @@ func resettle(tx *bbolt.Tx, id uint64, settled []int64, moved money.Amount) (res
 	}
 	r.Settled = moved
 	r.Estimated = false
+	prev, err := stamp(tx, r)
+	if err != nil {
+		return nil, err
+	}
 	encoded, err := checkEncodable(r)
 	if err != nil {
 		return fmt.Errorf("%w: resettling record %d: %w", ErrInvalid, id, err), nil
@@ -369,7 +377,7 @@ func resettle(tx *bbolt.Tx, id uint64, settled []int64, moved money.Amount) (res
 			return nil, fmt.Errorf("resettling record %d: %w", id, err)
 		}
 	}
-	return nil, tx.Bucket(bucketRecords).Put(u64(r.ID), encoded)
+	return nil, appendEntry(tx, r.ID, prev, encoded)
 }
 
 // Append implements store.Store. It does not modify *r.
@@ -445,14 +453,19 @@ func getRecord(tx *bbolt.Tx, id uint64) (*audit.Record, error) {
 	return decodeRecord(id, v)
 }
 
-// putRecord rewrites an existing record. Its Time must not have changed:
-// the time index keeps pointing at it.
+// putRecord writes a record's new state and appends it to the journal; it
+// sets r.PrevHash. An existing record's Time must not have changed: the
+// time index keeps pointing at it.
 func putRecord(tx *bbolt.Tx, r *audit.Record) error {
+	prev, err := stamp(tx, r)
+	if err != nil {
+		return err
+	}
 	b, err := encodeRecord(r)
 	if err != nil {
 		return fmt.Errorf("store/bolt: record %d: %w", r.ID, err)
 	}
-	return tx.Bucket(bucketRecords).Put(u64(r.ID), b)
+	return appendEntry(tx, r.ID, prev, b)
 }
 
 // putNewRecord writes a record and its time index entry.

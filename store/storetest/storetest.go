@@ -30,7 +30,24 @@
 //     Unknown one, or replays a Settled one has RetryOf set to that call;
 //     a replayed record is completed as audit.Replayed;
 //   - Query returns records oldest first by Time, then by ID;
-//   - Close a second time returns store.ErrClosed.
+//   - Close a second time returns store.ErrClosed;
+//   - the audit chain grows by exactly one journal entry per record a
+//     write creates or changes (two for a takeover) and not at all for a
+//     refusal, and a record written alone has PrevHash equal to the
+//     VerifyReport.HeadHash from just before;
+//   - Verify and Prune honour a cancelled context, and return
+//     store.ErrClosed after Close;
+//   - Prune with nothing to remove changes nothing.
+//
+// A backend whose data outlives the store (a file, a database) also runs
+// RunRestart, with a function that opens the same data again:
+//
+//	func TestConformanceRestart(t *testing.T) {
+//		storetest.RunRestart(t, func(t *testing.T) (store.Store, storetest.Reopen) {
+//			path := filepath.Join(t.TempDir(), "keybrake.db")
+//			return open(t, path), func(t *testing.T) store.Store { return open(t, path) }
+//		})
+//	}
 package storetest
 
 import (
@@ -95,6 +112,14 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Facts", h(testFacts))
 	t.Run("CancelledContext", h(testCancelledContext))
 	t.Run("AfterClose", h(testAfterClose))
+	t.Run("ChainEmpty", h(testChainEmpty))
+	t.Run("ChainAfterEveryOperation", h(testChainAfterEveryOperation))
+	t.Run("ChainUnderConcurrency", h(testChainUnderConcurrency))
+	t.Run("PruneNothing", h(testPruneNothing))
+	t.Run("Prune", h(testPrune))
+	t.Run("PruneKeepsYoungKeys", h(testPruneKeepsYoungKeys))
+	t.Run("PruneCancelled", h(testPruneCancelled))
+	t.Run("ChainAfterClose", h(testChainAfterClose))
 }
 
 var (
@@ -295,10 +320,15 @@ func testReserveAdmits(t *testing.T, s store.Store) {
 	wantCounter(t, s, "day:USD", store.Counter{Pending: 10_000_000})
 }
 
-// checkRecord compares every field the store must keep.
+// checkRecord compares every field the store must keep. PrevHash is the
+// store's own: it must be set.
 func checkRecord(t *testing.T, got, want *audit.Record) {
 	t.Helper()
 	g, w := *got, *want
+	if g.PrevHash == "" {
+		t.Errorf("record %d read back without PrevHash", g.ID)
+	}
+	g.PrevHash, w.PrevHash = "", ""
 	if !g.Time.Equal(w.Time) {
 		t.Errorf("Time = %v, want %v", g.Time, w.Time)
 	}
