@@ -30,6 +30,7 @@ import (
 
 	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/internal/watch"
+	"github.com/keybrake/keybrake/notify"
 	"github.com/keybrake/keybrake/policy"
 	"github.com/keybrake/keybrake/store"
 	"github.com/keybrake/keybrake/store/bolt"
@@ -127,7 +128,28 @@ type Options struct {
 	// NoFileEvents turns inotify (fsnotify) off; the poll alone then
 	// notices changes.
 	NoFileEvents bool
+
+	// Notifier receives alerts for refused calls (capped, revoked,
+	// blocked, scoped, error) and failed policy reloads, grouped per
+	// agent and rule so a stuck loop pages once and then sends running
+	// counts (package notify; notify/slack posts to a Slack webhook).
+	// Alerting never blocks or slows a call: a bounded queue, drops
+	// counted. nil: no alerts.
+	Notifier notify.Notifier
+	// NotifyOptions tunes the grouping (window, queue); zero fields mean
+	// notify's defaults. Its Report defaults to ErrorLog.
+	NotifyOptions notify.Options
+
+	// Retention is how long audit records and closed days' counters are
+	// kept; older ones are pruned in the background, every hour. Records
+	// whose money is still counted (reserved, unknown) are never pruned.
+	// Zero means 90 days; negative keeps everything.
+	Retention time.Duration
 }
+
+// DefaultRetention is how long the audit log is kept when
+// Options.Retention is zero.
+const DefaultRetention = 90 * 24 * time.Hour
 
 // Brake holds the policy, the store and the state the chains share. It is
 // safe for concurrent use. Close it when the agent is done.
@@ -139,6 +161,9 @@ type Brake struct {
 	policies  *policyState
 	watcher   *watch.Watcher
 	base      *http.Transport
+	alerts    *notify.Dispatcher // nil without a Notifier
+	stopPrune chan struct{}
+	pruned    chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error
@@ -186,12 +211,20 @@ func Open(opts Options) (*Brake, error) {
 		st.Close()
 		return nil, fmt.Errorf("keybrake: reading the store: %w", err)
 	}
+	if opts.Notifier != nil {
+		no := opts.NotifyOptions
+		if no.Report == nil {
+			no.Report = b.report
+		}
+		b.alerts = notify.NewDispatcher(opts.Notifier, no)
+	}
 	b.env = transport.NewEnv(transport.Config{
 		Store:   st,
 		Policy:  policies.inForce,
 		Now:     opts.Clock,
 		Report:  b.report,
 		LastDay: lastDay,
+		Observe: b.alerts.Offer, // a nil Dispatcher ignores
 	})
 	policies.event = b.recordEvent
 	b.watcher, err = watch.Start(watch.Config{
@@ -203,10 +236,42 @@ func Open(opts Options) (*Brake, error) {
 	})
 	if err != nil {
 		b.env.Close()
+		b.alerts.Close(context.Background())
 		st.Close()
 		return nil, fmt.Errorf("keybrake: watching the policy: %w", err)
 	}
+	b.startPruning()
 	return b, nil
+}
+
+// startPruning keeps the audit log bounded: a Prune now and every hour.
+func (b *Brake) startPruning() {
+	b.stopPrune, b.pruned = make(chan struct{}), make(chan struct{})
+	keep := b.opts.Retention
+	if keep == 0 {
+		keep = DefaultRetention
+	}
+	if keep < 0 {
+		close(b.pruned)
+		return
+	}
+	go func() {
+		defer close(b.pruned)
+		t := time.NewTicker(time.Hour)
+		defer t.Stop()
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			if _, err := b.store.Prune(ctx, b.opts.Clock().Add(-keep)); err != nil {
+				b.report(fmt.Errorf("keybrake: pruning the audit log: %w", err))
+			}
+			cancel()
+			select {
+			case <-b.stopPrune:
+				return
+			case <-t.C:
+			}
+		}
+	}()
 }
 
 func (b *Brake) report(err error) {
@@ -220,9 +285,12 @@ func (b *Brake) report(err error) {
 func (b *Brake) recordEvent(rec audit.Record) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := b.store.Append(ctx, &rec); err != nil {
+	id, err := b.store.Append(ctx, &rec)
+	if err != nil {
 		b.report(fmt.Errorf("keybrake: audit event %s could not be written: %w", rec.Event, err))
 	}
+	rec.ID = id
+	b.alerts.Offer(&rec)
 }
 
 // Revoke revokes agent in this process until Restore, whatever the policy
@@ -350,14 +418,19 @@ func (b *Brake) Dump(w io.Writer, q audit.Query) error {
 func (b *Brake) Close() error {
 	b.closeOnce.Do(func() {
 		b.watcher.Close()
+		close(b.stopPrune)
+		<-b.pruned
 		errEnv := b.env.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		errAlerts := b.alerts.Close(ctx)
+		cancel()
 		var errDay error
 		if day := b.env.LastDay(); day != "" {
 			errDay = b.store.SetFact(context.Background(), lastDayFact, day)
 		}
 		errStore := b.store.Close()
 		b.base.CloseIdleConnections()
-		b.closeErr = errors.Join(errEnv, errDay, errStore)
+		b.closeErr = errors.Join(errEnv, errAlerts, errDay, errStore)
 	})
 	return b.closeErr
 }

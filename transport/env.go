@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/policy"
 	"github.com/keybrake/keybrake/store"
 )
@@ -31,6 +32,9 @@ type Config struct {
 	// LastDay is the latest UTC day ("2006-01-02") already used, so a
 	// clock that jumps backwards never reopens a closed day's budget.
 	LastDay string
+	// Observe sees the audit record of every refused call once it is
+	// written (alerts). It must not block. nil: nothing observes.
+	Observe func(*audit.Record)
 }
 
 // Env is the state shared by the chains of one Brake. It is safe for
@@ -41,6 +45,7 @@ type Env struct {
 	now       func() time.Time
 	bodyLimit int64
 	report    func(error)
+	observe   func(*audit.Record)
 	days      *dayClock
 	completer *completer
 	metadata  metadataCache
@@ -54,6 +59,7 @@ func NewEnv(cfg Config) *Env {
 		now:       cfg.Now,
 		bodyLimit: cfg.BodyLimit,
 		report:    cfg.Report,
+		observe:   cfg.Observe,
 		days:      &dayClock{last: cfg.LastDay},
 	}
 	if e.now == nil {
@@ -64,6 +70,9 @@ func NewEnv(cfg Config) *Env {
 	}
 	if e.report == nil {
 		e.report = func(error) {}
+	}
+	if e.observe == nil {
+		e.observe = func(*audit.Record) {}
 	}
 	e.completer = newCompleter(cfg.Store, e.report)
 	return e

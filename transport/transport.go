@@ -373,6 +373,8 @@ func (t *RoundTripper) refuse(c *call, v policy.Verdict) (*http.Response, error)
 	if err != nil {
 		t.env.report(fmt.Errorf("keybrake: audit record of a refused call could not be written: %w", err))
 	}
+	rec.ID = id
+	t.env.observe(&rec)
 	d := &Denial{
 		Decision: v.Decision, Code: v.Code, Rule: v.Rule, Reason: v.Reason,
 		Agent: t.agent, Vendor: t.vendor.Name(), Method: rec.Method, Path: rec.Path,
