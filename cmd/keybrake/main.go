@@ -1,11 +1,20 @@
-// Command keybrake is the operator's tool for a running Keybrake: revoke
-// or restore an agent, halt every agent, check a policy file.
+// Command keybrake is the operator's tool for a running Keybrake: see what
+// the agents did and how much money moved, revoke or restore an agent, halt
+// every agent, check a policy file.
 //
-//	keybrake revoke refund-bot            # its next call answers 401
-//	keybrake halt                         # every agent stops, no parse needed
+//	keybrake audit --agent refund-bot --since 90s   # what it just did
+//	keybrake audit summary --since 15m              # the incident on one screen
+//	keybrake status                                 # caps used today; who is stopped
+//	keybrake revoke refund-bot                      # its next call answers 401
+//	keybrake halt                                   # every agent stops, no parse needed
+//	keybrake audit verify                           # was the log edited?
 //	keybrake policy check keybrake.yaml
 //
-// The policy file is --policy, else $KEYBRAKE_POLICY, else ./keybrake.yaml.
+// The policy file is --policy, else $KEYBRAKE_POLICY, else ./keybrake.yaml;
+// the database --db, else $KEYBRAKE_DB, else ./keybrake.db. While the agent
+// runs it holds the database's lock, and its Brake answers the audit and
+// status commands on a socket beside it (<db>.sock); otherwise they read
+// the file.
 package main
 
 import (

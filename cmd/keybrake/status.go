@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"math/big"
+	"os"
+	"strings"
+
+	"github.com/keybrake/keybrake/internal/admin"
+	"github.com/keybrake/keybrake/money"
+	"github.com/keybrake/keybrake/policy"
+)
+
+func init() {
+	register("status", "is any agent stopped, and how much moved today against each cap", status)
+}
+
+func status(e *env, args []string) int {
+	fs := flags(e, "status", "[--db FILE] [--policy FILE]", `
+Prints today's (UTC) totals per agent and vendor against their daily caps
+and counts, the reservations still open (in flight, or sent with their
+outcome never learnt: both still counted), who is revoked or halted, and
+the policy in force. From a running agent's Brake (FILE.sock) these are the
+Brake's own; otherwise they come from the database file, the policy file
+and its kill switch (the policy file + ".halt").`)
+	db := dbFlag(e, fs)
+	policyPath := policyFlag(e, fs)
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() != 0 {
+		return misuse(e, fs, "unexpected argument %q", fs.Arg(0))
+	}
+	var (
+		st    *admin.Status
+		where string
+		live  bool
+	)
+	offline := offlineState(*policyPath)
+	err := withSource(*db, func() admin.State { return offline.State }, func(src source) error {
+		where, live = src.where, src.live
+		var err error
+		st, err = src.Status(context.Background())
+		return err
+	})
+	if err != nil {
+		return fail(e, "%v", err)
+	}
+	kill := ""
+	if !live {
+		kill = fmt.Sprintf("kill switch %s: %s", offline.haltFile, offline.kill)
+	}
+	printStatus(e.stdout, st, where, kill, terminalWidth(e))
+	if !live {
+		if offline.PolicyErr != nil {
+			return fail(e, "no caps shown: %v\n  (set --policy or $KEYBRAKE_POLICY to the agent's policy file)", offline.PolicyErr)
+		}
+	}
+	return 0
+}
+
+// offline is what a Brake would have in force, read from the files.
+type offline struct {
+	admin.State
+	haltFile string
+	kill     string // the kill switch, described
+}
+
+// offlineState reads the policy file and its kill switch as a Brake does:
+// the kill switch's mere presence stops every agent it names, or every
+// agent when it names none or cannot be read.
+func offlineState(path string) offline {
+	o := offline{haltFile: path + ".halt"}
+	o.PolicyFile = path
+	pol, err := policy.Load(path)
+	if err != nil {
+		o.PolicyErr = err
+	} else {
+		o.Policy = pol
+	}
+	data, err := os.ReadFile(o.haltFile)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		o.kill = "absent"
+	case err != nil:
+		o.Halted, o.kill = true, "present but unreadable: every agent halted ("+err.Error()+")"
+	default:
+		names := agentsIn(data)
+		if len(names) == 0 {
+			o.Halted, o.kill = true, "present: every agent halted"
+		} else {
+			o.Revoked, o.kill = names, "present: halts "+strings.Join(names, ", ")
+		}
+	}
+	return o
+}
+
+// printStatus prints s; kill describes the kill switch file when it was
+// read here ("" from a Brake, which applies it itself).
+func printStatus(w io.Writer, s *admin.Status, where, kill string, width int) {
+	fmt.Fprintf(w, "keybrake status at %s (UTC day %s)\n", s.Time.UTC().Format("2006-01-02 15:04:05 UTC"), s.Day)
+	fmt.Fprintf(w, "from %s\n", where)
+	switch {
+	case s.PolicyHash != "" && s.PolicyError != "":
+		fmt.Fprintf(w, "policy %s in force (%s), but: %s\n", s.PolicyHash, s.PolicyFile, printable(s.PolicyError))
+	case s.PolicyHash != "":
+		fmt.Fprintf(w, "policy %s in force (%s)\n", s.PolicyHash, s.PolicyFile)
+	default:
+		fmt.Fprintf(w, "NO POLICY in force (%s): every call is refused: %s\n", s.PolicyFile, printable(s.PolicyError))
+	}
+	if s.Halted {
+		fmt.Fprintln(w, "HALTED: every call of every agent is refused (halt: true in the policy, the kill switch file, or the agent runner's Halt)")
+	} else {
+		fmt.Fprintln(w, "halted: no")
+	}
+	if len(s.Revoked) > 0 {
+		fmt.Fprintf(w, "REVOKED: %s (their calls answer 401)\n", strings.Join(s.Revoked, ", "))
+	} else {
+		fmt.Fprintln(w, "revoked: none")
+	}
+	if kill != "" {
+		fmt.Fprintln(w, kill)
+	}
+
+	fmt.Fprintln(w)
+	if len(s.Limits) == 0 {
+		fmt.Fprintln(w, "daily limits: none known (no policy)")
+	} else {
+		t := newTable(w, width, false, []column{
+			{name: "AGENT", max: 24}, {name: "VENDOR", max: 10}, {name: "LIMIT", max: 11},
+			{name: "USED", max: 20, right: true}, {name: "MAX", max: 20, right: true}, {name: "%", max: 5, right: true},
+			{name: "", max: 22}, {name: "OF WHICH"},
+		})
+		for _, l := range s.Limits {
+			agent := l.Agent
+			if agent == "" {
+				agent = "(all agents)"
+			}
+			kind := "daily_cap"
+			if l.Unit == "units" {
+				kind = "daily_count"
+			}
+			pct, bar := gauge(l.Used(), l.Max)
+			t.row([]string{agent, l.Vendor, kind, quantity(l.Used(), l.Unit), quantity(l.Max, l.Unit), pct, bar,
+				fmt.Sprintf("settled %s, pending %s, unknown %s", bare(l.Settled, l.Unit), bare(l.Pending, l.Unit), bare(l.Unknown, l.Unit))})
+		}
+		t.flush()
+	}
+
+	fmt.Fprintln(w)
+	o := s.Open
+	fmt.Fprintf(w, "open reservations (calls since %s): %d reserved (in flight), %d unknown (sent, outcome never learnt)",
+		o.Since.UTC().Format("2006-01-02 15:04 UTC"), o.Reserved, o.Unknown)
+	if len(o.Amounts) > 0 {
+		var parts []string
+		for _, c := range sortedKeys(o.Amounts) {
+			parts = append(parts, o.Amounts[c]+" "+c)
+		}
+		fmt.Fprintf(w, ", holding %s", strings.Join(parts, " + "))
+	}
+	fmt.Fprintln(w)
+}
+
+// quantity is an amount in a limit's unit: "95.00 USD", "12 units".
+func quantity(n int64, unit string) string {
+	if unit == "units" {
+		return fmt.Sprintf("%d units", n)
+	}
+	return money.Amount{Micros: n, Currency: money.Currency(unit)}.String()
+}
+
+// bare is quantity without its unit.
+func bare(n int64, unit string) string {
+	if unit == "units" {
+		return fmt.Sprint(n)
+	}
+	return major(money.Amount{Micros: n, Currency: money.Currency(unit)})
+}
+
+// gauge is the share of max used, rounded down, and a bar of 20.
+func gauge(used, max int64) (string, string) {
+	if max <= 0 {
+		if used > 0 {
+			return "over", "[" + strings.Repeat("#", 20) + "]"
+		}
+		return "-", ""
+	}
+	share := func(of int64) int64 {
+		q := new(big.Int).Mul(big.NewInt(used), big.NewInt(of))
+		if q.Quo(q, big.NewInt(max)); !q.IsInt64() {
+			return math.MaxInt64
+		}
+		return q.Int64()
+	}
+	pct := share(100)
+	fill := min(share(20), 20)
+	return fmt.Sprintf("%d%%", pct), "[" + strings.Repeat("#", int(fill)) + strings.Repeat(".", int(20-fill)) + "]"
+}

@@ -1,0 +1,97 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/keybrake/keybrake/audit"
+	"github.com/keybrake/keybrake/policy"
+	"github.com/keybrake/keybrake/store"
+)
+
+// Source is what a running Brake serves. Implementations are safe for
+// concurrent use and honour ctx.
+type Source interface {
+	// Query calls fn for each record q selects, as the store holds it
+	// now, oldest first, and returns the first error fn returns.
+	Query(ctx context.Context, q audit.Query, fn func(*audit.Record) error) error
+	// Status is where the day's limits stand and who is stopped.
+	Status(ctx context.Context) (*Status, error)
+	// Verify checks the audit chain: store.Store.Verify.
+	Verify(ctx context.Context) (store.VerifyReport, error)
+}
+
+// State is what a Local says is in force besides the store.
+type State struct {
+	// PolicyFile names the policy file when Policy is nil; otherwise
+	// Policy.File is used when PolicyFile is empty.
+	PolicyFile string
+	Policy     *policy.Policy // the policy in force; nil when none is
+	PolicyErr  error          // why none is, or why the file is not the one in force
+	Halted     bool           // every agent stopped beyond the policy's own halt
+	Revoked    []string       // agents revoked beyond the policy's own
+	Day        string         // the UTC day counted; "" means Now's
+}
+
+// Local is a Source over a store in this process: what a Brake serves, and
+// what `keybrake` reads a database file through when no Brake answers. The
+// zero Local has no store: its methods return an error. It is safe for
+// concurrent use when Store and State are.
+type Local struct {
+	Store store.Store
+	// State says what is in force, read once per Status; nil means no
+	// policy.
+	State func() State
+	// Now is the clock for Status.Time and the day; nil means time.Now.
+	Now func() time.Time
+}
+
+var _ Source = (*Local)(nil)
+
+var errNoStore = errors.New("admin: Local has no Store")
+
+// Query implements Source.
+func (l *Local) Query(ctx context.Context, q audit.Query, fn func(*audit.Record) error) error {
+	if l.Store == nil {
+		return errNoStore
+	}
+	return l.Store.Query(ctx, q, fn)
+}
+
+// Status implements Source with ComputeStatus.
+func (l *Local) Status(ctx context.Context) (*Status, error) {
+	if l.Store == nil {
+		return nil, errNoStore
+	}
+	now := time.Now
+	if l.Now != nil {
+		now = l.Now
+	}
+	var st State
+	if l.State != nil {
+		st = l.State()
+	}
+	t := now().UTC()
+	day := st.Day
+	if day == "" {
+		day = t.Format("2006-01-02")
+	}
+	s, err := ComputeStatus(ctx, l.Store, st.Policy, st.PolicyErr, day, st.Halted, st.Revoked)
+	if err != nil {
+		return nil, err
+	}
+	s.Time = t
+	if st.PolicyFile != "" {
+		s.PolicyFile = st.PolicyFile
+	}
+	return s, nil
+}
+
+// Verify implements Source.
+func (l *Local) Verify(ctx context.Context) (store.VerifyReport, error) {
+	if l.Store == nil {
+		return store.VerifyReport{}, errNoStore
+	}
+	return l.Store.Verify(ctx)
+}

@@ -1,0 +1,217 @@
+package admin
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/keybrake/keybrake/audit"
+	"github.com/keybrake/keybrake/money"
+	"github.com/keybrake/keybrake/policy"
+	"github.com/keybrake/keybrake/store"
+)
+
+// Status is "is it stopped, and how much moved today": what `keybrake
+// status` prints. The zero Status says nothing is known; ComputeStatus and
+// Source.Status build real ones.
+type Status struct {
+	Time        time.Time     `json:"time"`
+	Day         string        `json:"day"` // the UTC day counted, "2006-01-02"
+	PolicyFile  string        `json:"policy_file,omitempty"`
+	PolicyHash  string        `json:"policy_hash"`            // in force; "" when none is
+	PolicyError string        `json:"policy_error,omitempty"` // why no policy is in force, or why the file is not the one in force
+	Halted      bool          `json:"halted"`                 // every agent stopped: halt: true, the kill switch for all, or Halt()
+	Revoked     []string      `json:"revoked"`                // agents revoked by the file, the kill switch or Revoke(), sorted
+	Limits      []LimitStatus `json:"limits"`                 // every daily money cap and count of the policy, today
+	Open        OpenStatus    `json:"open"`                   // reservations still reserved or unknown: still counted
+}
+
+// LimitStatus is one daily limit of the policy and where its counter
+// stands. Amounts are in Unit: micros of a currency, or units ("units").
+type LimitStatus struct {
+	Agent   string `json:"agent,omitempty"` // "" for a limit shared by every agent of the vendor
+	Vendor  string `json:"vendor"`
+	Rule    string `json:"rule"` // "agents.refund-bot.stripe.daily_cap"
+	Key     string `json:"key"`  // the store's counter key
+	Unit    string `json:"unit"` // a currency code, or "units"
+	Max     int64  `json:"max"`
+	Settled int64  `json:"settled"` // moved, as the vendor confirmed
+	Pending int64  `json:"pending"` // held by calls in flight
+	Unknown int64  `json:"unknown"` // held by calls whose outcome is unknown
+}
+
+// Used is what counts against the limit: settled, pending and unknown.
+func (l LimitStatus) Used() int64 {
+	return store.Counter{Settled: l.Settled, Pending: l.Pending, Unknown: l.Unknown}.Total()
+}
+
+// OpenStatus counts the records whose money is still counted without
+// being settled: Reserved (in flight) and Unknown (the outcome was never
+// learnt; counted until someone reconciles it), among the calls made since
+// Since: the start of the UTC day before the day counted (see OpenDays).
+type OpenStatus struct {
+	Since    time.Time `json:"since"`
+	Reserved int       `json:"reserved"`
+	Unknown  int       `json:"unknown"`
+	// Amounts is what they hold, per currency code, as exact decimals in
+	// major units ("12.50"). nil when they hold no money.
+	Amounts map[string]string `json:"amounts,omitempty"`
+}
+
+// ComputeStatus builds a Status from a store and the policy in force, for
+// day (UTC, "2006-01-02"). halted and revoked are what the caller knows
+// beyond the policy (a Brake knows its kill switch, Halt and Revoke; the
+// CLI reads the kill switch file); agents the policy revokes and its halt
+// are added. pol may be nil, with polErr saying why no policy is in force;
+// both may be set when a last valid policy is kept while the file is
+// invalid. Without a policy Limits is empty: only the policy names them.
+//
+// It reads one counter per limit and then every record of the last
+// OpenDays UTC days, to find those still open: the store has no index of
+// them, and decoding a record costs some 10 to 30 microseconds, so reading
+// a whole 90-day log could take minutes. Older open records are not in
+// Open; their money counts against their own day's limits, not today's.
+// Per-customer limits are not listed; their keys cannot be enumerated. Any
+// store error is returned; a Status is never partial.
+func ComputeStatus(ctx context.Context, st store.Store, pol *policy.Policy, polErr error, day string, halted bool, revoked []string) (*Status, error) {
+	start, err := time.Parse("2006-01-02", day)
+	if err != nil || start.Format("2006-01-02") != day {
+		return nil, fmt.Errorf("admin: day %q is not a date like 2006-01-02", day)
+	}
+	s := &Status{Time: time.Now().UTC(), Day: day, Halted: halted, Revoked: []string{}, Limits: []LimitStatus{}}
+	names := map[string]bool{}
+	for _, a := range revoked {
+		names[a] = true
+	}
+	switch {
+	case polErr != nil:
+		s.PolicyError = polErr.Error()
+	case pol == nil:
+		s.PolicyError = "no policy is in force"
+	}
+	if pol != nil {
+		s.PolicyFile, s.PolicyHash = pol.File, pol.Hash
+		s.Halted = s.Halted || pol.Halt
+		for name, a := range pol.Agents {
+			if a.Revoked {
+				names[name] = true
+			}
+		}
+		s.Limits = limitsOf(pol, day)
+	}
+	for a := range names {
+		s.Revoked = append(s.Revoked, a)
+	}
+	sort.Strings(s.Revoked)
+
+	for i := range s.Limits {
+		l := &s.Limits[i]
+		c, err := st.Counter(ctx, l.Key)
+		if err != nil {
+			return nil, fmt.Errorf("admin: reading counter %s: %w", l.Key, err)
+		}
+		l.Settled, l.Pending, l.Unknown = c.Settled, c.Pending, c.Unknown
+	}
+	open, err := openReservations(ctx, st, start.AddDate(0, 0, 1-OpenDays))
+	if err != nil {
+		return nil, err
+	}
+	s.Open = open
+	return s, nil
+}
+
+// limitsOf lists the policy's daily limits with the counter keys
+// policy.Limits gives them: each agent's grants in name order, then the
+// vendors' shared limits.
+func limitsOf(pol *policy.Policy, day string) []LimitStatus {
+	out := []LimitStatus{}
+	capOf := func(agent, vendor, rule, key string, at *money.Amount) {
+		if at != nil {
+			cur := string(at.Currency)
+			out = append(out, LimitStatus{Agent: agent, Vendor: vendor, Rule: rule, Key: key + cur, Unit: cur, Max: at.Micros})
+		}
+	}
+	countOf := func(agent, vendor, rule, key string, n int64) {
+		if n > 0 {
+			out = append(out, LimitStatus{Agent: agent, Vendor: vendor, Rule: rule, Key: key + "units", Unit: "units", Max: n})
+		}
+	}
+	for _, name := range sortedKeys(pol.Agents) {
+		a := pol.Agents[name]
+		for _, v := range sortedKeys(a.Grants) {
+			g := a.Grants[v]
+			base, key := "agents."+name+"."+v, "agent/"+name+"/"+v+"/"+day+"/"
+			capOf(name, v, base+".daily_cap", key, g.DailyCap)
+			countOf(name, v, base+".daily_count", key, g.DailyCount)
+		}
+	}
+	for _, v := range sortedKeys(pol.Vendors) {
+		l := pol.Vendors[v]
+		base, key := "vendors."+v, "vendor/"+v+"/"+day+"/"
+		capOf("", v, base+".daily_cap", key, l.DailyCap)
+		countOf("", v, base+".daily_count", key, l.DailyCount)
+	}
+	return out
+}
+
+// OpenDays is how many UTC days, ending with the day counted, Status reads
+// for open reservations: today and yesterday.
+const OpenDays = 2
+
+// openReservations reads the records since since for those still
+// Reserved or Unknown. A reservation that holds nothing (a replay) is
+// counted but adds no money.
+func openReservations(ctx context.Context, st store.Store, since time.Time) (OpenStatus, error) {
+	o := OpenStatus{Since: since}
+	sums := map[money.Currency]money.Amount{}
+	err := st.Query(ctx, audit.Query{Since: since}, func(r *audit.Record) error {
+		switch r.Outcome {
+		case audit.Reserved:
+			o.Reserved++
+		case audit.Unknown:
+			o.Unknown++
+		default:
+			return nil
+		}
+		if len(r.Holds) == 0 || r.Reserved.Currency == "" {
+			return nil
+		}
+		sum, ok := sums[r.Reserved.Currency]
+		if !ok {
+			sum.Currency = r.Reserved.Currency
+		}
+		sum, err := sum.Add(r.Reserved)
+		if err != nil {
+			return fmt.Errorf("admin: summing open reservations in %s: %w", r.Reserved.Currency, err)
+		}
+		sums[r.Reserved.Currency] = sum
+		return nil
+	})
+	if err != nil {
+		return OpenStatus{}, fmt.Errorf("admin: reading open reservations: %w", err)
+	}
+	for c, a := range sums {
+		if o.Amounts == nil {
+			o.Amounts = map[string]string{}
+		}
+		o.Amounts[string(c)] = Major(a)
+	}
+	return o, nil
+}
+
+// Major is a in its currency's major units, exact, without the code:
+// "12.50" for 12.50 USD, "0.0079" for 0.0079 USD, "100000" for 100000 JPY.
+func Major(a money.Amount) string {
+	return strings.TrimSuffix(a.String(), " "+string(a.Currency))
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

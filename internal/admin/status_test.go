@@ -1,0 +1,183 @@
+package admin_test
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keybrake/keybrake/audit"
+	"github.com/keybrake/keybrake/internal/admin"
+	"github.com/keybrake/keybrake/money"
+	"github.com/keybrake/keybrake/policy"
+	"github.com/keybrake/keybrake/store"
+)
+
+// writeDay writes a day of refund-bot's calls: 20.00 settled, 30.00
+// reserved of which 25.00 settled, 40.00 unknown, 10.00 still in flight,
+// 5.00 released, and a refusal.
+func writeDay(f *fixture) {
+	f.reserve(0, usd("20.00"), usd("20.00"), audit.Settled)
+	f.reserve(1, usd("30.00"), usd("25.00"), audit.Settled)
+	f.reserve(2, usd("40.00"), money.Amount{}, audit.Unknown)
+	f.reserve(3, usd("10.00"), money.Amount{}, audit.Reserved)
+	f.reserve(4, usd("5.00"), money.Amount{}, audit.Released)
+	f.refuse(5, "refund-bot", policy.Capped)
+}
+
+func TestComputeStatus(t *testing.T) {
+	f := newFixture(t)
+	writeDay(f)
+	pol := parsePolicy(t)
+	day := f.day
+	// What the counters hold after writeDay, and the limits of testPolicy
+	// in the order ComputeStatus lists them.
+	wantLimits := []admin.LimitStatus{
+		{Agent: "refund-bot", Vendor: "stripe", Rule: "agents.refund-bot.stripe.daily_cap", Key: "agent/refund-bot/stripe/" + day + "/USD",
+			Unit: "USD", Max: usd("500.00").Micros, Settled: usd("45.00").Micros, Pending: usd("10.00").Micros, Unknown: usd("40.00").Micros},
+		{Agent: "refund-bot", Vendor: "stripe", Rule: "agents.refund-bot.stripe.daily_count", Key: "agent/refund-bot/stripe/" + day + "/units",
+			Unit: "units", Max: 100, Settled: 2, Pending: 1, Unknown: 1},
+		{Agent: "texter", Vendor: "twilio", Rule: "agents.texter.twilio.daily_cap", Key: "agent/texter/twilio/" + day + "/USD",
+			Unit: "USD", Max: usd("10.00").Micros},
+		{Vendor: "stripe", Rule: "vendors.stripe.daily_cap", Key: "vendor/stripe/" + day + "/USD",
+			Unit: "USD", Max: usd("2000.00").Micros, Settled: usd("45.00").Micros, Pending: usd("10.00").Micros, Unknown: usd("40.00").Micros},
+		{Vendor: "twilio", Rule: "vendors.twilio.daily_count", Key: "vendor/twilio/" + day + "/units", Unit: "units", Max: 1000},
+	}
+	dayStart, _ := time.Parse("2006-01-02", day)
+	wantOpen := admin.OpenStatus{Since: dayStart.Add(-24 * time.Hour), Reserved: 1, Unknown: 1, Amounts: map[string]string{"USD": "50.00"}}
+
+	tests := []struct {
+		name        string
+		pol         *policy.Policy
+		polErr      error
+		halted      bool
+		revoked     []string
+		wantHalted  bool
+		wantRevoked []string
+		wantHash    string
+		wantErr     string
+		wantLimits  []admin.LimitStatus
+	}{
+		{name: "policy only", pol: pol, wantRevoked: []string{"texter"}, wantHash: pol.Hash, wantLimits: wantLimits},
+		{name: "kill switch names an agent", pol: pol, revoked: []string{"refund-bot", "texter"},
+			wantRevoked: []string{"refund-bot", "texter"}, wantHash: pol.Hash, wantLimits: wantLimits},
+		{name: "halted", pol: pol, halted: true, wantHalted: true, wantRevoked: []string{"texter"}, wantHash: pol.Hash, wantLimits: wantLimits},
+		{name: "policy halts", pol: pol.WithRevocations(true, nil), wantHalted: true, wantRevoked: []string{"texter"},
+			wantHash: pol.Hash + "+halt", wantLimits: wantLimits},
+		{name: "invalid policy", polErr: errors.New("keybrake.yaml:3: daily_cap: bad"), revoked: []string{"x"},
+			wantRevoked: []string{"x"}, wantErr: "keybrake.yaml:3: daily_cap: bad", wantLimits: []admin.LimitStatus{}},
+		{name: "no policy at all", wantRevoked: []string{}, wantErr: "no policy is in force", wantLimits: []admin.LimitStatus{}},
+		{name: "last valid policy kept", pol: pol, polErr: errors.New("file invalid"), wantRevoked: []string{"texter"},
+			wantHash: pol.Hash, wantErr: "file invalid", wantLimits: wantLimits},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := admin.ComputeStatus(context.Background(), f.s, tt.pol, tt.polErr, day, tt.halted, tt.revoked)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Day != day || s.Halted != tt.wantHalted || s.PolicyHash != tt.wantHash || s.PolicyError != tt.wantErr ||
+				!reflect.DeepEqual(s.Revoked, tt.wantRevoked) {
+				t.Errorf("status = day %s halted %v hash %q error %q revoked %q\nwant day %s halted %v hash %q error %q revoked %q",
+					s.Day, s.Halted, s.PolicyHash, s.PolicyError, s.Revoked, day, tt.wantHalted, tt.wantHash, tt.wantErr, tt.wantRevoked)
+			}
+			if !reflect.DeepEqual(s.Limits, tt.wantLimits) {
+				t.Errorf("limits:\n got %+v\nwant %+v", s.Limits, tt.wantLimits)
+			}
+			if !reflect.DeepEqual(s.Open, wantOpen) {
+				t.Errorf("open = %+v, want %+v", s.Open, wantOpen)
+			}
+			if tt.pol != nil && s.PolicyFile != "/etc/keybrake.yaml" {
+				t.Errorf("policy file %q", s.PolicyFile)
+			}
+		})
+	}
+	if got := wantLimits[0].Used(); got != usd("95.00").Micros {
+		t.Errorf("Used = %d", got)
+	}
+}
+
+func TestComputeStatusOtherDay(t *testing.T) {
+	f := newFixture(t)
+	writeDay(f)
+	tomorrow := f.now.AddDate(0, 0, 1).Format("2006-01-02")
+	later := f.now.AddDate(0, 0, 2).Format("2006-01-02")
+	// Another day's counters are empty; open reservations of the day
+	// before are still shown, older ones not.
+	for _, tt := range []struct {
+		day, since string
+		open       int
+	}{{tomorrow, f.day, 1}, {later, tomorrow, 0}} {
+		s, err := admin.ComputeStatus(context.Background(), f.s, parsePolicy(t), nil, tt.day, false, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range s.Limits {
+			if l.Used() != 0 || !strings.Contains(l.Key, "/"+tt.day+"/") {
+				t.Errorf("limit %+v on another day", l)
+			}
+		}
+		if s.Open.Reserved != tt.open || s.Open.Unknown != tt.open || s.Open.Since.Format("2006-01-02") != tt.since {
+			t.Errorf("day %s: open = %+v, want %d reserved and unknown", tt.day, s.Open, tt.open)
+		}
+	}
+}
+
+func TestComputeStatusRefuses(t *testing.T) {
+	f := newFixture(t)
+	for _, day := range []string{"", "today", "2025-13-01", "2025-1-01", "2025-02-30"} {
+		if _, err := admin.ComputeStatus(context.Background(), f.s, nil, nil, day, false, nil); err == nil {
+			t.Errorf("day %q accepted", day)
+		}
+	}
+	f.s.Close()
+	_, err := admin.ComputeStatus(context.Background(), f.s, parsePolicy(t), nil, f.day, false, nil)
+	if !errors.Is(err, store.ErrClosed) {
+		t.Errorf("closed store: %v", err)
+	}
+	var zero admin.Local
+	if _, err := zero.Status(context.Background()); err == nil {
+		t.Error("a Local without a store gave a status")
+	}
+}
+
+func TestOpenAmountsPerCurrency(t *testing.T) {
+	f := newFixture(t)
+	eur, _ := money.Parse("12.34 EUR")
+	jpy, _ := money.Parse("1000 JPY")
+	price, _ := money.ParsePrice("0.0079 USD")
+	for _, a := range []money.Amount{eur, jpy, jpy, price} {
+		r := f.call(0, a)
+		_, err := f.s.Reserve(context.Background(), &store.Reservation{Record: r,
+			Holds: []audit.Hold{{Key: "k/" + string(a.Currency), Unit: string(a.Currency), Limit: -1, Amount: a.Micros}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := admin.ComputeStatus(context.Background(), f.s, nil, nil, f.day, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"EUR": "12.34", "JPY": "2000", "USD": "0.0079"}
+	if s.Open.Reserved != 4 || !reflect.DeepEqual(s.Open.Amounts, want) {
+		t.Errorf("open = %+v, want 4 reserved holding %v", s.Open, want)
+	}
+}
+
+func TestLocalStatus(t *testing.T) {
+	f := newFixture(t)
+	writeDay(f)
+	clock := f.now.Add(-72 * time.Hour)
+	l := &admin.Local{Store: f.s, Now: func() time.Time { return clock }, State: func() admin.State {
+		return admin.State{PolicyFile: "/srv/policy.yaml", PolicyErr: errors.New("gone")}
+	}}
+	s, err := l.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Day != clock.UTC().Format("2006-01-02") || !s.Time.Equal(clock) || s.PolicyFile != "/srv/policy.yaml" || s.PolicyError != "gone" {
+		t.Errorf("status %+v", s)
+	}
+}
