@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/keybrake/keybrake/audit"
+	"github.com/keybrake/keybrake/internal/admin"
 	"github.com/keybrake/keybrake/internal/watch"
 	"github.com/keybrake/keybrake/notify"
 	"github.com/keybrake/keybrake/policy"
@@ -140,6 +141,13 @@ type Options struct {
 	// notify's defaults. Its Report defaults to ErrorLog.
 	NotifyOptions notify.Options
 
+	// AdminSocket is the unix socket (mode 0600) where the Brake serves
+	// its audit log, status and chain check, read-only, to the keybrake
+	// command: bbolt's lock keeps other processes out of the database
+	// while the agent runs. Zero means DBPath + ".sock" (none without a
+	// DBPath); "-" turns it off.
+	AdminSocket string
+
 	// Retention is how long audit records and closed days' counters are
 	// kept; older ones are pruned in the background, every hour. Records
 	// whose money is still counted (reserved, unknown) are never pruned.
@@ -162,6 +170,7 @@ type Brake struct {
 	watcher   *watch.Watcher
 	base      *http.Transport
 	alerts    *notify.Dispatcher // nil without a Notifier
+	admin     *admin.Server      // nil without an admin socket
 	stopPrune chan struct{}
 	pruned    chan struct{}
 
@@ -240,8 +249,58 @@ func Open(opts Options) (*Brake, error) {
 		st.Close()
 		return nil, fmt.Errorf("keybrake: watching the policy: %w", err)
 	}
+	if err := b.serveAdmin(); err != nil {
+		b.Close()
+		return nil, err
+	}
 	b.startPruning()
 	return b, nil
+}
+
+// serveAdmin serves the admin socket, when there is one.
+func (b *Brake) serveAdmin() error {
+	path := b.opts.AdminSocket
+	if path == "" && b.opts.DBPath != "" && b.opts.Store == nil {
+		path = b.opts.DBPath + ".sock"
+	}
+	if path == "" || path == "-" {
+		return nil
+	}
+	src := &admin.Local{Store: b.store, Now: b.opts.Clock, State: b.adminState}
+	srv, err := admin.Serve(path, admin.Handler(&flushing{Local: src, env: b.env}))
+	if err != nil {
+		err = fmt.Errorf("keybrake: admin socket %s: %w", path, err)
+		if b.opts.AdminSocket == "" {
+			// The default socket is a convenience: the agent runs on
+			// without it, and the operator is told why the command
+			// cannot read the live database.
+			b.report(err)
+			return nil
+		}
+		return err
+	}
+	b.admin = srv
+	return nil
+}
+
+// flushing lets queries see the settlements of calls that have answered.
+type flushing struct {
+	*admin.Local
+	env *transport.Env
+}
+
+func (f *flushing) Query(ctx context.Context, q audit.Query, fn func(*audit.Record) error) error {
+	if err := f.env.Flush(ctx); err != nil {
+		return err
+	}
+	return f.Local.Query(ctx, q, fn)
+}
+
+func (b *Brake) adminState() admin.State {
+	pol, err := b.policies.inForce()
+	halted, revoked := b.policies.overrides()
+	return admin.State{PolicyFile: b.opts.PolicyFile, Policy: pol, PolicyErr: err,
+		Halted: halted, Revoked: revoked, Day: b.env.LastDay()}
 }
 
 // startPruning keeps the audit log bounded: a Prune now and every hour.
@@ -417,9 +476,16 @@ func (b *Brake) Dump(w io.Writer, q audit.Query) error {
 // goroutines. Calls made after Close are refused.
 func (b *Brake) Close() error {
 	b.closeOnce.Do(func() {
-		b.watcher.Close()
-		close(b.stopPrune)
-		<-b.pruned
+		if b.admin != nil {
+			b.admin.Close()
+		}
+		if b.watcher != nil {
+			b.watcher.Close()
+		}
+		if b.stopPrune != nil {
+			close(b.stopPrune)
+			<-b.pruned
+		}
 		errEnv := b.env.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		errAlerts := b.alerts.Close(ctx)

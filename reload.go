@@ -124,6 +124,22 @@ func (s *policyState) publish() {
 	s.current.Store(&inForce{pol: s.file.WithRevocations(halt, revoked)})
 }
 
+// overrides reports the revocations beyond the policy file's own: Halt,
+// the kill switch, Revoke. They hold even while the file is invalid.
+func (s *policyState) overrides() (halted bool, revoked []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	halted = s.halted || (s.kill.present && s.kill.agents == nil)
+	for a := range s.revoked {
+		revoked = append(revoked, a)
+	}
+	if s.kill.present {
+		revoked = append(revoked, s.kill.agents...)
+	}
+	sort.Strings(revoked)
+	return halted, revoked
+}
+
 func (s *policyState) inForce() (*policy.Policy, error) {
 	f := s.current.Load()
 	return f.pol, f.err
