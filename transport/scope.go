@@ -10,6 +10,13 @@ import (
 	"github.com/keybrake/keybrake/vendors"
 )
 
+// account refuses a connected account the agent may not act for before
+// anything is fetched from it.
+func (t *RoundTripper) account(c *call) (policy.Verdict, bool) {
+	v := c.pol.ScopeAccount(t.policyRequest(c), c.vc.Account)
+	return v, v.Decision == policy.Allowed
+}
+
 // scope decides whether the call acts only on whom the agent may touch:
 // the customer and account (Stripe), the destinations and senders
 // (Twilio, Resend). What the policy needs and the request does not say

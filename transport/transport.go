@@ -64,11 +64,12 @@ type call struct {
 }
 
 // RoundTrip is the story of one call: check and classify it, decide it by
-// the policy, resolve what the request does not say, reserve its money
-// durably, send it, and settle the reservation from the response. Every
-// path writes one audit record. A refusal is a response in the vendor's own
-// error format, never an error, so the SDK surfaces it as its usual error
-// and does not retry it.
+// the policy, resolve what the request does not say (its amount, currency
+// or customer), check whom it touches, price it, reserve its money durably
+// against every limit, send it, and settle the reservation from the
+// response. Every path writes one audit record. A refusal is a response in
+// the vendor's own error format, never an error, so the SDK surfaces it as
+// its usual error and does not retry it.
 func (t *RoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	c := t.begin(req)
 	body, err := readBody(req, t.env.bodyLimit)
@@ -86,8 +87,8 @@ func (t *RoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if v, ok := t.authorize(c); !ok {
 		return t.refuse(c, v)
 	}
-	if v := c.pol.ScopeAccount(t.policyRequest(c), c.vc.Account); v.Decision != policy.Allowed {
-		return t.refuse(c, v) // before anything is fetched from that account
+	if v, ok := t.account(c); !ok {
+		return t.refuse(c, v)
 	}
 	if v, ok := t.resolve(c); !ok {
 		return t.refuse(c, v)
