@@ -244,37 +244,23 @@ func isJSONType(v string) bool {
 	return err == nil && mt == jsonType && len(ps) == 1 && strings.EqualFold(ps["charset"], "utf-8")
 }
 
-// parseQuery decodes a query string strictly: no empty pairs, no pair
-// without "=", no ";", no bad escapes, names as resend-go writes them, no
-// repeated name.
+// parseQuery decodes a query string strictly: vendors.FormPairs refuses
+// empty pairs, pairs without "=", ";" and bad escapes; parseQuery, names
+// resend-go would not write and repeated names.
 func parseQuery(raw string) (url.Values, error) {
 	params := url.Values{}
-	if raw == "" {
-		return params, nil
-	}
-	if _, err := url.ParseQuery(raw); err != nil {
-		return nil, invalid(codeBadParams, "the query does not parse: %v", err)
-	}
-	for _, pair := range strings.Split(raw, "&") {
-		k, v, ok := strings.Cut(pair, "=")
-		if pair == "" || !ok {
-			return nil, invalid(codeBadParams, "query pair %q is not name=value", truncate(pair))
-		}
-		key, err := url.QueryUnescape(k)
-		if err != nil {
-			return nil, invalid(codeBadParams, "query name %q: %v", truncate(k), err)
-		}
-		val, err := url.QueryUnescape(v)
-		if err != nil {
-			return nil, invalid(codeBadParams, "query parameter %q: %v", truncate(key), err)
-		}
+	err := vendors.FormPairs(raw, func(key, val string) error {
 		if !queryKeyRE.MatchString(key) {
-			return nil, invalid(codeBadParamName, "query name %q is not a lower-case name", truncate(key))
+			return invalid(codeBadParamName, "query name %q is not a lower-case name", truncate(key))
 		}
 		if _, dup := params[key]; dup {
-			return nil, invalid(codeDuplicateParam, "query parameter %q appears more than once", key)
+			return invalid(codeDuplicateParam, "query parameter %q appears more than once", key)
 		}
 		params[key] = []string{val}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return params, nil
 }

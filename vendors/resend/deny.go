@@ -1,9 +1,7 @@
 package resend
 
 import (
-	"bytes"
 	"encoding/json"
-	"io"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -103,20 +101,7 @@ func (Vendor) Deny(req *http.Request, r vendors.Refusal) *http.Response {
 		// Only a bug could get here; resend-go still needs a message.
 		body, _ = json.Marshal(errorBody{StatusCode: status, Name: f.Code, Message: msg})
 	}
-	h := http.Header{}
-	h.Set("Content-Type", jsonType)
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	return &http.Response{
-		Status:        strconv.Itoa(status) + " " + http.StatusText(status),
-		StatusCode:    status,
-		Proto:         "HTTP/1.1",
-		ProtoMajor:    1,
-		ProtoMinor:    1,
-		Header:        h,
-		Body:          io.NopCloser(bytes.NewReader(body)),
-		ContentLength: int64(len(body)),
-		Request:       req,
-	}
+	return vendors.JSONResponse(req, status, nil, body)
 }
 
 func decisionFor(status int) string {

@@ -189,44 +189,26 @@ func checkContentType(values []string) error {
 	return nil
 }
 
-// parseParams decodes an encoded form strictly: no empty pairs, no pair
-// without "=", no ";", no bad escapes, valid names, no repeated name.
+// parseParams decodes an encoded form strictly: vendors.FormPairs refuses
+// empty pairs, pairs without "=", ";" and bad escapes; parseParams, invalid
+// names and repeated names.
 func parseParams(raw string) (url.Values, error) {
 	params := url.Values{}
-	if raw == "" {
-		return params, nil
-	}
-	// url.ParseQuery is what policy code and net/http would use; whatever
-	// it cannot read, Keybrake does not send.
-	if _, err := url.ParseQuery(raw); err != nil {
-		return nil, invalid(codeBadParams, "parameters do not parse: %v", err)
-	}
-	for _, pair := range strings.Split(raw, "&") {
-		if pair == "" {
-			return nil, invalid(codeBadParams, "parameters hold an empty pair (&&, or & at an end)")
-		}
-		k, v, ok := strings.Cut(pair, "=")
-		if !ok {
-			return nil, invalid(codeBadParams, "parameter %q has no '='", truncate(pair))
-		}
-		key, err := url.QueryUnescape(k)
-		if err != nil {
-			return nil, invalid(codeBadParams, "parameter name %q: %v", truncate(k), err)
-		}
-		val, err := url.QueryUnescape(v)
-		if err != nil {
-			return nil, invalid(codeBadParams, "parameter %q: %v", truncate(key), err)
-		}
+	err := vendors.FormPairs(raw, func(key, val string) error {
 		if key == "" {
-			return nil, invalid(codeBadParamName, "a parameter has an empty name")
+			return invalid(codeBadParamName, "a parameter has an empty name")
 		}
 		if !keyRE.MatchString(key) {
-			return nil, invalid(codeBadParamName, "parameter name %q is not name[sub]... in lower case", truncate(key))
+			return invalid(codeBadParamName, "parameter name %q is not name[sub]... in lower case", truncate(key))
 		}
 		if _, dup := params[key]; dup {
-			return nil, invalid(codeDuplicateParam, "parameter %q appears more than once; Stripe would keep the last", key)
+			return invalid(codeDuplicateParam, "parameter %q appears more than once; Stripe would keep the last", key)
 		}
 		params[key] = []string{val}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return params, nil
 }

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
-	"strconv"
 	"strings"
 
 	stripego "github.com/stripe/stripe-go/v76"
@@ -77,23 +75,11 @@ func (Vendor) Deny(req *http.Request, r vendors.Refusal) *http.Response {
 		body = []byte(`{"error":{"type":"invalid_request_error","code":"keybrake_error","message":"Keybrake refused the call"}}`)
 	}
 	h := http.Header{}
-	h.Set("Content-Type", "application/json")
 	h.Set("Stripe-Should-Retry", "false")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
 	if r.RequestID != "" {
 		h.Set("Request-Id", r.RequestID)
 	}
-	return &http.Response{
-		Status:        strconv.Itoa(status) + " " + http.StatusText(status),
-		StatusCode:    status,
-		Proto:         "HTTP/1.1",
-		ProtoMajor:    1,
-		ProtoMinor:    1,
-		Header:        h,
-		Body:          io.NopCloser(bytes.NewReader(body)),
-		ContentLength: int64(len(body)),
-		Request:       req,
-	}
+	return vendors.JSONResponse(req, status, h, body)
 }
 
 // RefusalDetails finds the Details of a refusal Deny rendered in an error

@@ -215,54 +215,35 @@ func checkContentType(values []string) error {
 	return nil
 }
 
-// parseParams decodes an encoded form strictly: no empty pairs, no pair
-// without "=", no ";", no bad escapes, no invalid UTF-8, valid names, no
-// name given twice unless Twilio defines it as a list, and no two names
-// that differ only in case.
+// parseParams decodes an encoded form strictly: vendors.FormPairs refuses
+// empty pairs, pairs without "=", ";" and bad escapes; parseParams,
+// invalid UTF-8, invalid names, a name given twice unless Twilio defines
+// it as a list, and two names that differ only in case.
 func parseParams(raw string) (url.Values, error) {
 	params := url.Values{}
-	if raw == "" {
-		return params, nil
-	}
-	// url.ParseQuery is what policy code and net/http would use; whatever
-	// it cannot read, Keybrake does not send.
-	if _, err := url.ParseQuery(raw); err != nil {
-		return nil, invalid(codeBadParams, "parameters do not parse: %v", err)
-	}
 	folded := map[string]string{}
-	for _, pair := range strings.Split(raw, "&") {
-		if pair == "" {
-			return nil, invalid(codeBadParams, "parameters hold an empty pair (&&, or & at an end)")
-		}
-		k, v, ok := strings.Cut(pair, "=")
-		if !ok {
-			return nil, invalid(codeBadParams, "parameter %q has no '='", truncate(pair))
-		}
-		key, err := url.QueryUnescape(k)
-		if err != nil {
-			return nil, invalid(codeBadParams, "parameter name %q: %v", truncate(k), err)
-		}
-		val, err := url.QueryUnescape(v)
-		if err != nil {
-			return nil, invalid(codeBadParams, "parameter %q: %v", truncate(key), err)
-		}
+	err := vendors.FormPairs(raw, func(key, val string) error {
 		if !keyRE.MatchString(key) {
-			return nil, invalid(codeBadParamName, "parameter name %q is not one twilio-go sends (letters and digits, dotted parts, a final < or >)", truncate(key))
+			return invalid(codeBadParamName, "parameter name %q is not one twilio-go sends (letters and digits, dotted parts, a final < or >)", truncate(key))
 		}
 		if !utf8.ValidString(val) {
-			return nil, invalid(codeBadParams, "parameter %q is not valid UTF-8", key)
+			return invalid(codeBadParams, "parameter %q is not valid UTF-8", key)
 		}
 		lower := strings.ToLower(key)
 		if prev, dup := folded[lower]; dup {
 			if prev != key {
-				return nil, invalid(codeDuplicateParam, "parameters %q and %q differ only in case; Twilio might read either", prev, key)
+				return invalid(codeDuplicateParam, "parameters %q and %q differ only in case; Twilio might read either", prev, key)
 			}
 			if !listParams[key] {
-				return nil, invalid(codeDuplicateParam, "parameter %q appears more than once; only Twilio's list parameters may", key)
+				return invalid(codeDuplicateParam, "parameter %q appears more than once; only Twilio's list parameters may", key)
 			}
 		}
 		folded[lower] = key
 		params[key] = append(params[key], val)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return params, nil
 }

@@ -1,12 +1,9 @@
 package twilio
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
-	"strconv"
 
 	"github.com/twilio/twilio-go/client"
 
@@ -97,22 +94,10 @@ func (Vendor) Deny(req *http.Request, r vendors.Refusal) *http.Response {
 		body = []byte(`{"code":900503,"message":"Keybrake refused the call","status":503,"httpStatusCode":503}`)
 	}
 	h := http.Header{}
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
 	if r.RequestID != "" {
 		h.Set("Twilio-Request-Id", r.RequestID)
 	}
-	return &http.Response{
-		Status:        strconv.Itoa(status) + " " + http.StatusText(status),
-		StatusCode:    status,
-		Proto:         "HTTP/1.1",
-		ProtoMajor:    1,
-		ProtoMinor:    1,
-		Header:        h,
-		Body:          io.NopCloser(bytes.NewReader(body)),
-		ContentLength: int64(len(body)),
-		Request:       req,
-	}
+	return vendors.JSONResponse(req, status, h, body)
 }
 
 // RefusalDetails finds the Details of a refusal Deny rendered in an error

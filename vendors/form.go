@@ -1,0 +1,70 @@
+package vendors
+
+import (
+	"net/url"
+	"strings"
+	"unicode/utf8"
+)
+
+// codeBadParams is the refusal code of an encoded form or query that does
+// not parse strictly. The vendor packages use the same code for it.
+const codeBadParams = "keybrake_bad_params"
+
+// FormPairs decodes raw, an encoded form body or query string, strictly,
+// and calls each with every name and value, unescaped, in the order they
+// were sent. An empty raw has no pairs. It refuses, with an *Invalid of
+// code keybrake_bad_params whose reason names the parameter, what
+// url.ParseQuery refuses (";" as a separator, a bad escape), an empty pair
+// ("&&", or "&" at an end) and a pair without "=": what Go's parser and a
+// vendor's might read differently, Keybrake does not send.
+//
+// The name and value rules of each vendor (name syntax, repeated names,
+// case, UTF-8) belong in each. FormPairs stops at the first error each
+// returns and returns it unchanged. It calls each for a pair only when
+// every pair before it was read, so a form with two faults is refused for
+// the first, as a loop over the pairs would refuse it. Safe for concurrent
+// use.
+func FormPairs(raw string, each func(name, value string) error) error {
+	if raw == "" {
+		return nil
+	}
+	// url.ParseQuery is what policy code and net/http would use; whatever
+	// it cannot read, Keybrake does not send.
+	if _, err := url.ParseQuery(raw); err != nil {
+		return Invalidf(codeBadParams, "parameters do not parse: %v", err)
+	}
+	for _, pair := range strings.Split(raw, "&") {
+		if pair == "" {
+			return Invalidf(codeBadParams, "parameters hold an empty pair (&&, or & at an end)")
+		}
+		k, v, ok := strings.Cut(pair, "=")
+		if !ok {
+			return Invalidf(codeBadParams, "parameter %q has no '='", truncate(pair))
+		}
+		name, err := url.QueryUnescape(k)
+		if err != nil {
+			return Invalidf(codeBadParams, "parameter name %q: %v", truncate(k), err)
+		}
+		value, err := url.QueryUnescape(v)
+		if err != nil {
+			return Invalidf(codeBadParams, "parameter %q: %v", truncate(name), err)
+		}
+		if err := each(name, value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// truncate shortens what a refusal quotes of a request to 64 bytes and
+// "...", cutting before a rune rather than through it.
+func truncate(s string) string {
+	if len(s) <= 64 {
+		return s
+	}
+	cut := 64
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
