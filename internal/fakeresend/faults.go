@@ -1,10 +1,10 @@
 package fakeresend
 
 import (
-	"fmt"
 	"net/http"
-	"strings"
 	"time"
+
+	"github.com/keybrake/keybrake/internal/fakefault"
 )
 
 // Fault is a failure the server injects into the requests it matches.
@@ -45,24 +45,11 @@ type Fault struct {
 	// Body, when set, is sent as is with Content-Type text/html instead
 	// of a Resend error: what a proxy in front of Resend sends.
 	Body string
-
-	used int
 }
 
 // Inject adds a fault. It panics if f is not a usable fault (a status
 // outside 400-599, no effect at all), as a broken test setup should.
-func (s *Server) Inject(f Fault) {
-	if f.Status != 0 && (f.Status < 400 || f.Status > 599) {
-		panic(fmt.Sprintf("fakeresend: fault status %d is not an error status", f.Status))
-	}
-	if f.Status == 0 && f.Delay <= 0 && !f.Hang {
-		panic("fakeresend: a fault needs a Status, a Delay or Hang")
-	}
-	f.used = 0
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = append(s.faults, &f)
-}
+func (s *Server) Inject(f Fault) { s.faults.Add(f.rule(), f.response) }
 
 // FailNext answers the next n requests with status and Resend's error
 // body, doing nothing. FailNext(n, 429) is Resend's rate limit. It panics
@@ -84,97 +71,48 @@ func (s *Server) Delay(d time.Duration) { s.Inject(Fault{Delay: d}) }
 func (s *Server) Hang() { s.Inject(Fault{Hang: true}) }
 
 // ClearFaults removes every fault. Requests already waiting keep waiting.
-func (s *Server) ClearFaults() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = nil
-}
+func (s *Server) ClearFaults() { s.faults.Clear() }
 
 // On returns a scope whose faults strike only requests with this method
 // ("" for any) and a path starting with pathPrefix ("" for any).
 func (s *Server) On(method, pathPrefix string) Scope {
-	return Scope{s: s, method: method, prefix: pathPrefix}
+	return Scope{s.faults.On(method, pathPrefix)}
 }
 
 // Scope adds faults limited to some requests; get one from On (the zero
 // Scope is not usable). It is a value, safe to copy and share.
-type Scope struct {
-	s              *Server
-	method, prefix string
-}
-
-func (sc Scope) fault(n int, f Fault) {
-	if n < 1 {
-		panic(fmt.Sprintf("fakeresend: fault for %d requests", n))
-	}
-	f.Method, f.PathPrefix, f.Times = sc.method, sc.prefix, n
-	sc.s.Inject(f)
-}
+type Scope struct{ sc fakefault.Scope }
 
 // FailNext answers the next n matching requests with status, doing nothing.
-func (sc Scope) FailNext(n, status int) { sc.fault(n, Fault{Status: status}) }
+func (sc Scope) FailNext(n, status int) { sc.sc.FailNext(n, status) }
 
 // ExecuteThenFail does the work of the next n matching requests, then
 // answers status instead of the result.
-func (sc Scope) ExecuteThenFail(n, status int) {
-	sc.fault(n, Fault{Status: status, Execute: true})
-}
+func (sc Scope) ExecuteThenFail(n, status int) { sc.sc.ExecuteThenFail(n, status) }
 
 // DelayNext makes the next n matching requests wait d before they are
 // handled.
-func (sc Scope) DelayNext(n int, d time.Duration) { sc.fault(n, Fault{Delay: d}) }
+func (sc Scope) DelayNext(n int, d time.Duration) { sc.sc.DelayNext(n, d) }
 
 // HangNext leaves the next n matching requests unanswered, with nothing
 // done, until their clients give up or Close.
-func (sc Scope) HangNext(n int) { sc.fault(n, Fault{Hang: true}) }
+func (sc Scope) HangNext(n int) { sc.sc.HangNext(n) }
 
 // ExecuteThenHang does the work of the next n matching requests, then
 // never answers: the client times out on emails that were sent.
-func (sc Scope) ExecuteThenHang(n int) { sc.fault(n, Fault{Execute: true, Hang: true}) }
+func (sc Scope) ExecuteThenHang(n int) { sc.sc.ExecuteThenHang(n) }
 
-// takeFault returns the fault for r, using it up. s.mu is held.
-func (s *Server) takeFault(r *http.Request) *Fault {
-	path := r.URL.EscapedPath()
-	for i, f := range s.faults {
-		if f.Method != "" && f.Method != r.Method {
-			continue
-		}
-		if !strings.HasPrefix(path, f.PathPrefix) {
-			continue
-		}
-		f.used++
-		if f.Times > 0 && f.used >= f.Times {
-			s.faults = append(s.faults[:i:i], s.faults[i+1:]...)
-		}
-		cp := *f
-		return &cp
+// rule is the part of f the shared machinery matches and acts on.
+func (f Fault) rule() fakefault.Rule {
+	return fakefault.Rule{
+		Method: f.Method, PathPrefix: f.PathPrefix, Times: f.Times,
+		Execute: f.Execute, Delay: f.Delay, Hang: f.Hang, Status: f.Status,
 	}
-	return nil
 }
 
-// wait holds the request for the fault's Delay or Hang. It returns false
-// when the client gave up or Close released it: the request must then be
-// dropped unanswered.
-func (s *Server) wait(r *http.Request, f *Fault) bool {
-	var timeout <-chan time.Time
-	switch {
-	case f.Hang:
-	case f.Delay > 0:
-		t := time.NewTimer(f.Delay)
-		defer t.Stop()
-		timeout = t.C
-	default:
-		return true
-	}
-	select {
-	case <-timeout:
-		return true
-	case <-r.Context().Done():
-		return false
-	case <-s.closed:
-		return false
-	}
-}
+// statusAnswer is the answer of a fault with only a Status, as On's
+// scopes add.
+func statusAnswer(status int) fakefault.Response { return Fault{Status: status}.response() }
 
 // The rate limit Resend documents by default: 2 requests a second. The
 // headers follow the IETF draft Resend cites.
@@ -184,11 +122,11 @@ const (
 )
 
 // response renders the fault's answer.
-func (f *Fault) response() response {
+func (f Fault) response() fakefault.Response {
 	h := http.Header{}
 	if f.Body != "" {
 		h.Set("Content-Type", "text/html")
-		return response{status: f.Status, body: []byte(f.Body), header: h}
+		return fakefault.Response{Status: f.Status, Body: []byte(f.Body), Header: h}
 	}
 	e := &apiError{status: f.Status, name: nameValidation, message: "fakeresend: injected fault"}
 	switch {
@@ -219,6 +157,6 @@ func (f *Fault) response() response {
 		e.name = f.Name
 	}
 	res := errorResponse(e)
-	res.header = h
+	res.Header = h
 	return res
 }

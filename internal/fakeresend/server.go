@@ -3,7 +3,6 @@ package fakeresend
 import (
 	"bytes"
 	"crypto/sha256"
-	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/keybrake/keybrake/internal/fakefault"
 	"github.com/keybrake/keybrake/internal/pattern"
 )
 
@@ -38,21 +38,20 @@ type Server struct {
 	broadcasts []*broadcastObj
 	idem       map[idemKey]*saved
 
-	faults []*Fault
-	log    []Request
+	faults *fakefault.Faults
+	log    *fakefault.Log[Request]
 	now    func() time.Time
-
-	closed    chan struct{}
-	closeOnce sync.Once
 }
 
 // New returns an empty fake Resend that accepts any well-formed API key.
 func New() *Server {
-	return &Server{
+	s := &Server{
 		idem:   map[idemKey]*saved{},
+		faults: fakefault.New("fakeresend", statusAnswer),
 		now:    time.Now,
-		closed: make(chan struct{}),
 	}
+	s.log = fakefault.NewLog(&s.mu, (*Request).route, (Request).clone)
+	return s
 }
 
 // Close releases every request held by Delay or Hang: each is dropped
@@ -60,7 +59,7 @@ func New() *Server {
 // after Close are answered as usual. Call it before closing the
 // httptest.Server, whose Close waits for running handlers. It is
 // idempotent.
-func (s *Server) Close() { s.closeOnce.Do(func() { close(s.closed) }) }
+func (s *Server) Close() { s.faults.Close() }
 
 var apiKeyPattern = regexp.MustCompile(`^re_[A-Za-z0-9_]+$`)
 
@@ -102,39 +101,24 @@ type Request struct {
 	Fault           bool   // a fault matched it
 }
 
+func (r *Request) route() (method, path string) { return r.Method, r.Path }
+
+// clone copies r with its own Body.
+func (r Request) clone() Request {
+	r.Body = bytes.Clone(r.Body)
+	return r
+}
+
 // Requests returns how many requests the server has received, whatever it
 // answered (faults, 401s and replays included).
-func (s *Server) Requests() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.log)
-}
+func (s *Server) Requests() int { return s.log.Len() }
 
 // RequestsTo returns how many requests had exactly this method and path
 // (the escaped path, without the query string).
-func (s *Server) RequestsTo(method, path string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, r := range s.log {
-		if r.Method == method && r.Path == path {
-			n++
-		}
-	}
-	return n
-}
+func (s *Server) RequestsTo(method, path string) int { return s.log.Count(method, path) }
 
 // Log returns a copy of every request seen so far, oldest first.
-func (s *Server) Log() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]Request, len(s.log))
-	for i, r := range s.log {
-		out[i] = r
-		out[i].Body = bytes.Clone(r.Body)
-	}
-	return out
-}
+func (s *Server) Log() []Request { return s.log.Snapshot() }
 
 // idemKey scopes an idempotency key to the endpoint it was used on.
 type idemKey struct{ path, key string }
@@ -161,15 +145,8 @@ type call struct {
 	now  time.Time
 }
 
-// response is an answer not yet written.
-type response struct {
-	status int
-	body   []byte
-	header http.Header
-}
-
-func errorResponse(e *apiError) response {
-	return response{status: e.status, body: e.body(), header: http.Header{}}
+func errorResponse(e *apiError) fakefault.Response {
+	return fakefault.Response{Status: e.status, Body: e.body(), Header: http.Header{}}
 }
 
 // endpoint is one route: a handler reads and changes state with s.mu held
@@ -212,64 +189,21 @@ func route(method, escapedPath string) (rt *endpoint, vars map[string]string, kn
 // authentication, routing, idempotency and the endpoint's work.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
-	idx := len(s.log)
-	s.log = append(s.log, Request{
+	idx := s.log.Append(Request{
 		Method:          r.Method,
 		Path:            r.URL.EscapedPath(),
 		IdempotencyKey:  r.Header.Get("Idempotency-Key"),
 		BatchValidation: r.Header.Get("X-Batch-Validation"),
 	})
-	f := s.takeFault(r)
-	s.log[idx].Fault = f != nil
+	hit := s.faults.Take(r)
+	s.log.At(idx).Fault = hit != nil
 	s.mu.Unlock()
 
-	if f != nil && !f.Execute {
-		if !s.wait(r, f) {
-			s.drop(idx)
-		}
-		if f.Status != 0 {
-			s.write(w, idx, f.response())
-			return
-		}
-	}
-
-	res := s.handle(r, idx)
-
-	if f != nil && f.Execute {
-		if !s.wait(r, f) {
-			s.drop(idx)
-		}
-		if f.Status != 0 {
-			res = f.response()
-		}
-	}
-	s.write(w, idx, res)
-}
-
-// drop ends the request without an answer: the client has gone, or Close
-// released it. http.ErrAbortHandler makes net/http close the connection
-// quietly.
-func (s *Server) drop(idx int) {
+	res := s.faults.Serve(r, hit, func() fakefault.Response { return s.handle(r, idx) })
 	s.mu.Lock()
-	s.log[idx].Status = 0
+	s.log.At(idx).Status = res.Status
 	s.mu.Unlock()
-	panic(http.ErrAbortHandler)
-}
-
-func (s *Server) write(w http.ResponseWriter, idx int, res response) {
-	s.mu.Lock()
-	s.log[idx].Status = res.status
-	s.mu.Unlock()
-	h := w.Header()
-	for k, vs := range res.header {
-		h[k] = vs
-	}
-	if h.Get("Content-Type") == "" {
-		h.Set("Content-Type", "application/json; charset=utf-8")
-	}
-	h.Set("Content-Length", fmt.Sprint(len(res.body)))
-	w.WriteHeader(res.status)
-	w.Write(res.body)
+	res.Write(w, "application/json; charset=utf-8")
 }
 
 // authenticate checks "Authorization: Bearer re_...". The key is never
@@ -290,7 +224,7 @@ func (s *Server) authenticate(h string) *apiError {
 
 // handle does everything after faults, holding the lock while it reads
 // and changes state, so that each request is atomic.
-func (s *Server) handle(r *http.Request, idx int) response {
+func (s *Server) handle(r *http.Request, idx int) fakefault.Response {
 	body, readErr := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 
 	s.mu.Lock()
@@ -307,7 +241,7 @@ func (s *Server) handle(r *http.Request, idx int) response {
 		e.status = http.StatusRequestEntityTooLarge
 		return errorResponse(e)
 	}
-	s.log[idx].Body = body
+	s.log.At(idx).Body = body
 
 	path := r.URL.EscapedPath()
 	rt, vars, known := route(r.Method, path)
@@ -348,8 +282,8 @@ func (s *Server) handle(r *http.Request, idx int) response {
 			if sv.fingerprint != fingerprint {
 				return errorResponse(&apiError{status: http.StatusConflict, name: nameInvalidIdemRequest, message: "Same idempotency key used with a different request payload."})
 			}
-			s.log[idx].Replayed = true
-			return response{status: sv.status, body: sv.body, header: http.Header{}}
+			s.log.At(idx).Replayed = true
+			return fakefault.Response{Status: sv.status, Body: sv.body, Header: http.Header{}}
 		}
 	}
 
@@ -359,9 +293,9 @@ func (s *Server) handle(r *http.Request, idx int) response {
 		// corrected and sent again under the same key.
 		return errorResponse(apiErr)
 	}
-	res := response{status: http.StatusOK, body: mustJSON(obj), header: http.Header{}}
+	res := fakefault.Response{Status: http.StatusOK, Body: mustJSON(obj), Header: http.Header{}}
 	if useIdem {
-		s.idem[ik] = &saved{fingerprint: fingerprint, status: res.status, body: res.body, at: c.now}
+		s.idem[ik] = &saved{fingerprint: fingerprint, status: res.Status, body: res.Body, at: c.now}
 	}
 	return res
 }

@@ -1,8 +1,9 @@
 package fakeresend
 
 import (
-	"net/http/httptest"
 	"testing"
+
+	"github.com/keybrake/keybrake/internal/fakefault"
 )
 
 // Start serves a new fake Resend on a loopback httptest.Server for the
@@ -13,10 +14,5 @@ import (
 func Start(t testing.TB) (*Server, string) {
 	t.Helper()
 	s := New()
-	ts := httptest.NewServer(s)
-	t.Cleanup(func() {
-		s.Close()
-		ts.Close()
-	})
-	return s, ts.URL
+	return s, fakefault.Start(t, s)
 }

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"sync"
 	"time"
+
+	"github.com/keybrake/keybrake/internal/fakefault"
 )
 
 // Server is a fake Stripe API. It is an http.Handler, meant for
@@ -29,14 +31,11 @@ type Server struct {
 	fees      map[key]*applicationFeeObj
 
 	idem      map[idemKey]*saved
-	faults    []*Fault
-	log       []Request
+	faults    *fakefault.Faults
+	log       *fakefault.Log[Request]
 	movements []Movement
 
 	now func() time.Time
-
-	closed    chan struct{}
-	closeOnce sync.Once
 }
 
 // key scopes an object to the account it lives in ("" for the platform,
@@ -45,7 +44,7 @@ type key struct{ account, id string }
 
 // New returns an empty fake Stripe.
 func New() *Server {
-	return &Server{
+	s := &Server{
 		customers: map[key]*customerObj{},
 		charges:   map[key]*chargeObj{},
 		intents:   map[key]*paymentIntentObj{},
@@ -55,9 +54,11 @@ func New() *Server {
 		invoices:  map[key]*invoiceObj{},
 		fees:      map[key]*applicationFeeObj{},
 		idem:      map[idemKey]*saved{},
+		faults:    fakefault.New("fakestripe", statusAnswer),
 		now:       time.Now,
-		closed:    make(chan struct{}),
 	}
+	s.log = fakefault.NewLog(&s.mu, (*Request).route, nil)
+	return s
 }
 
 // Close releases every request held by Delay or Hang: each is dropped
@@ -65,7 +66,7 @@ func New() *Server {
 // after Close are answered as usual. Call it before closing the
 // httptest.Server, whose Close waits for running handlers. It is
 // idempotent.
-func (s *Server) Close() { s.closeOnce.Do(func() { close(s.closed) }) }
+func (s *Server) Close() { s.faults.Close() }
 
 // Request is what the fake saw of one request.
 type Request struct {
@@ -80,6 +81,8 @@ type Request struct {
 	Replayed       bool       // answered from a saved idempotent result
 	Fault          bool       // a fault matched it
 }
+
+func (r *Request) route() (method, path string) { return r.Method, r.Path }
 
 // Movement is one movement of money the fake made: a captured charge, a
 // capture, a refund, a transfer or its reversal, a payout, a top-up, a
@@ -97,34 +100,14 @@ type Movement struct {
 
 // Requests returns how many requests the server has received, whatever
 // it answered (faults, 401s and replays included).
-func (s *Server) Requests() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.log)
-}
+func (s *Server) Requests() int { return s.log.Len() }
 
 // RequestsTo returns how many requests had exactly this method and path
 // (the escaped path, without the query string).
-func (s *Server) RequestsTo(method, path string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, r := range s.log {
-		if r.Method == method && r.Path == path {
-			n++
-		}
-	}
-	return n
-}
+func (s *Server) RequestsTo(method, path string) int { return s.log.Count(method, path) }
 
 // Log returns a copy of every request seen so far, oldest first.
-func (s *Server) Log() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]Request, len(s.log))
-	copy(out, s.log)
-	return out
-}
+func (s *Server) Log() []Request { return s.log.Snapshot() }
 
 // Movements returns every movement of money made through the API so far,
 // oldest first. Seeded state is not a movement.
@@ -193,20 +176,12 @@ type call struct {
 	fingerprint string
 }
 
-// response is an answer not yet written.
-type response struct {
-	status int
-	body   []byte
-	header http.Header
-}
-
 // ServeHTTP answers one request as Stripe would: faults first, then
 // authentication, idempotency, routing, and the endpoint's work.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	reqID := s.newRequestID()
-	idx := len(s.log)
-	s.log = append(s.log, Request{
+	idx := s.log.Append(Request{
 		ID:             reqID,
 		Method:         r.Method,
 		Path:           r.URL.EscapedPath(),
@@ -214,32 +189,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		StripeAccount:  r.Header.Get("Stripe-Account"),
 		StripeVersion:  r.Header.Get("Stripe-Version"),
 	})
-	f := s.takeFault(r)
-	s.log[idx].Fault = f != nil
+	hit := s.faults.Take(r)
+	s.log.At(idx).Fault = hit != nil
 	s.mu.Unlock()
 
 	w.Header().Set("Request-Id", reqID)
-	if f != nil && !f.Execute {
-		if !s.wait(r, f) {
-			s.drop(idx)
-		}
-		if f.Status != 0 {
-			s.write(w, idx, f.response())
-			return
-		}
-	}
-
-	res := s.handle(r, reqID, idx)
-
-	if f != nil && f.Execute {
-		if !s.wait(r, f) {
-			s.drop(idx)
-		}
-		if f.Status != 0 {
-			res = f.response()
-		}
-	}
-	s.write(w, idx, res)
+	res := s.faults.Serve(r, hit, func() fakefault.Response { return s.handle(r, reqID, idx) })
+	s.mu.Lock()
+	s.log.At(idx).Status = res.Status
+	s.mu.Unlock()
+	res.Write(w, "application/json")
 }
 
 func (s *Server) newRequestID() string {
@@ -247,44 +206,18 @@ func (s *Server) newRequestID() string {
 	return fmt.Sprintf("req_fs%010d", s.seq)
 }
 
-// drop ends the request without an answer: the client has gone, or Close
-// released it. http.ErrAbortHandler makes net/http close the connection
-// quietly.
-func (s *Server) drop(idx int) {
-	s.mu.Lock()
-	s.log[idx].Status = 0
-	s.mu.Unlock()
-	panic(http.ErrAbortHandler)
-}
-
-func (s *Server) write(w http.ResponseWriter, idx int, res response) {
-	s.mu.Lock()
-	s.log[idx].Status = res.status
-	s.mu.Unlock()
-	h := w.Header()
-	for k, vs := range res.header {
-		h[k] = vs
-	}
-	if h.Get("Content-Type") == "" {
-		h.Set("Content-Type", "application/json")
-	}
-	h.Set("Content-Length", fmt.Sprint(len(res.body)))
-	w.WriteHeader(res.status)
-	w.Write(res.body)
-}
-
-func errorResponse(e *apiError) response {
-	return response{status: e.status, body: e.body(), header: http.Header{}}
+func errorResponse(e *apiError) fakefault.Response {
+	return fakefault.Response{Status: e.status, Body: e.body(), Header: http.Header{}}
 }
 
 // handle does everything after faults. It holds the lock while it reads
 // and changes state, so each request is atomic.
-func (s *Server) handle(r *http.Request, reqID string, idx int) response {
+func (s *Server) handle(r *http.Request, reqID string, idx int) fakefault.Response {
 	res := s.handleLocked(r, reqID, idx)
 	if v := r.Header.Get("Stripe-Version"); v != "" {
-		res.header.Set("Stripe-Version", v)
+		res.Header.Set("Stripe-Version", v)
 	} else {
-		res.header.Set("Stripe-Version", APIVersion)
+		res.Header.Set("Stripe-Version", APIVersion)
 	}
 	return res
 }
@@ -293,7 +226,7 @@ func (s *Server) handle(r *http.Request, reqID string, idx int) response {
 // with, the one stripe-go v76 sends.
 const APIVersion = "2023-10-16"
 
-func (s *Server) handleLocked(r *http.Request, reqID string, idx int) response {
+func (s *Server) handleLocked(r *http.Request, reqID string, idx int) fakefault.Response {
 	body, readErr := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 
 	s.mu.Lock()
@@ -322,7 +255,7 @@ func (s *Server) handleLocked(r *http.Request, reqID string, idx int) response {
 	if perr != nil {
 		return errorResponse(perr)
 	}
-	s.log[idx].Params = p.urlValues()
+	s.log.At(idx).Params = p.urlValues()
 
 	rt, vars := route(r.Method, r.URL.EscapedPath())
 	if rt == nil {
@@ -349,32 +282,32 @@ func (s *Server) handleLocked(r *http.Request, reqID string, idx int) response {
 					message: fmt.Sprintf("Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '%s' if you meant to execute a different request.", idemKeyValue),
 				})
 			}
-			s.log[idx].Replayed = true
+			s.log.At(idx).Replayed = true
 			h := http.Header{}
 			h.Set("Idempotency-Key", idemKeyValue)
 			h.Set("Idempotent-Replayed", "true")
 			h.Set("Original-Request", sv.requestID)
-			return response{status: sv.status, body: sv.body, header: h}
+			return fakefault.Response{Status: sv.status, Body: sv.body, Header: h}
 		}
 		c.fingerprint = fp
 	}
 
 	obj, apiErr := rt.handler(s, c)
-	var res response
+	var res fakefault.Response
 	executed := true
 	if apiErr != nil {
 		res = errorResponse(apiErr)
 		executed = apiErr.executed
 	} else {
-		res = response{status: http.StatusOK, body: mustJSON(obj), header: http.Header{}}
+		res = fakefault.Response{Status: http.StatusOK, Body: mustJSON(obj), Header: http.Header{}}
 	}
 	if useIdem {
-		res.header.Set("Idempotency-Key", idemKeyValue)
+		res.Header.Set("Idempotency-Key", idemKeyValue)
 		// Stripe saves a result only once the endpoint started executing:
 		// a request refused by its parameters can be corrected and sent
 		// again with the same key.
 		if executed {
-			s.idem[ik] = &saved{fingerprint: c.fingerprint, status: res.status, body: res.body, requestID: reqID}
+			s.idem[ik] = &saved{fingerprint: c.fingerprint, status: res.Status, body: res.Body, requestID: reqID}
 		}
 	}
 	return res

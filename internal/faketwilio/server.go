@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keybrake/keybrake/internal/fakefault"
 	"github.com/keybrake/keybrake/internal/pattern"
 	"github.com/keybrake/keybrake/money"
 )
@@ -45,12 +46,9 @@ type Server struct {
 	callPrices priceTable
 	priceDelay time.Duration
 
-	faults []*Fault
-	log    []Request
+	faults *fakefault.Faults
+	log    *fakefault.Log[Request]
 	now    func() time.Time
-
-	closed    chan struct{}
-	closeOnce sync.Once
 }
 
 // New returns a fake Twilio with no messages or calls, the default
@@ -63,9 +61,10 @@ func New() *Server {
 		smsPrices:  priceTable{},
 		mmsPrices:  priceTable{},
 		callPrices: priceTable{},
+		faults:     fakefault.New("faketwilio", statusAnswer),
 		now:        time.Now,
-		closed:     make(chan struct{}),
 	}
+	s.log = fakefault.NewLog(&s.mu, (*Request).route, (Request).clone)
 	s.smsPrices.set("SMS", "", DefaultSMSPrice)
 	s.mmsPrices.set("MMS", "", DefaultMMSPrice)
 	s.callPrices.set("call", "", DefaultCallPrice)
@@ -77,7 +76,7 @@ func New() *Server {
 // after Close are answered as usual. Call it before closing the
 // httptest.Server, whose Close waits for running handlers. It is
 // idempotent.
-func (s *Server) Close() { s.closeOnce.Do(func() { close(s.closed) }) }
+func (s *Server) Close() { s.faults.Close() }
 
 var (
 	accountSIDPattern = regexp.MustCompile(`^AC[0-9a-f]{32}$`)
@@ -166,41 +165,26 @@ type Request struct {
 	Fault  bool       // a fault matched it
 }
 
+func (r *Request) route() (method, path string) { return r.Method, r.Path }
+
+// clone copies r with its own Params.
+func (r Request) clone() Request {
+	if r.Params != nil {
+		r.Params = params{r.Params}.clone()
+	}
+	return r
+}
+
 // Requests returns how many requests the server has received, whatever it
 // answered (faults and 401s included).
-func (s *Server) Requests() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.log)
-}
+func (s *Server) Requests() int { return s.log.Len() }
 
 // RequestsTo returns how many requests had exactly this method and path
 // (the escaped path, without the query string).
-func (s *Server) RequestsTo(method, path string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, r := range s.log {
-		if r.Method == method && r.Path == path {
-			n++
-		}
-	}
-	return n
-}
+func (s *Server) RequestsTo(method, path string) int { return s.log.Count(method, path) }
 
 // Log returns a copy of every request seen so far, oldest first.
-func (s *Server) Log() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]Request, len(s.log))
-	for i, r := range s.log {
-		out[i] = r
-		if r.Params != nil {
-			out[i].Params = params{r.Params}.clone()
-		}
-	}
-	return out
-}
+func (s *Server) Log() []Request { return s.log.Snapshot() }
 
 // Spent returns, per currency, what Twilio would bill for everything done
 // through the API so far: every message created, at the price it was sent
@@ -274,19 +258,12 @@ type call struct {
 	now    time.Time
 }
 
-// response is an answer not yet written.
-type response struct {
-	status int
-	body   []byte
-	header http.Header
-}
-
-func errorResponse(e *apiError) response {
+func errorResponse(e *apiError) fakefault.Response {
 	h := http.Header{}
 	if e.status == http.StatusUnauthorized {
 		h.Set("WWW-Authenticate", `Basic realm="Twilio API"`)
 	}
-	return response{status: e.status, body: e.body(), header: h}
+	return fakefault.Response{Status: e.status, Body: e.body(), Header: h}
 }
 
 // endpoint is one route: a handler reads and changes state with s.mu held
@@ -329,65 +306,22 @@ func route(method, escapedPath string) (*endpoint, map[string]string) {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	id := s.newSID("RQ")
-	idx := len(s.log)
-	s.log = append(s.log, Request{ID: id, Method: r.Method, Path: r.URL.EscapedPath()})
-	f := s.takeFault(r)
-	s.log[idx].Fault = f != nil
+	idx := s.log.Append(Request{ID: id, Method: r.Method, Path: r.URL.EscapedPath()})
+	hit := s.faults.Take(r)
+	s.log.At(idx).Fault = hit != nil
 	s.mu.Unlock()
 
 	w.Header().Set("Twilio-Request-Id", id)
-	if f != nil && !f.Execute {
-		if !s.wait(r, f) {
-			s.drop(idx)
-		}
-		if f.Status != 0 {
-			s.write(w, idx, f.response())
-			return
-		}
-	}
-
-	res := s.handle(r, idx)
-
-	if f != nil && f.Execute {
-		if !s.wait(r, f) {
-			s.drop(idx)
-		}
-		if f.Status != 0 {
-			res = f.response()
-		}
-	}
-	s.write(w, idx, res)
-}
-
-// drop ends the request without an answer: the client has gone, or Close
-// released it. http.ErrAbortHandler makes net/http close the connection
-// quietly.
-func (s *Server) drop(idx int) {
+	res := s.faults.Serve(r, hit, func() fakefault.Response { return s.handle(r, idx) })
 	s.mu.Lock()
-	s.log[idx].Status = 0
+	s.log.At(idx).Status = res.Status
 	s.mu.Unlock()
-	panic(http.ErrAbortHandler)
-}
-
-func (s *Server) write(w http.ResponseWriter, idx int, res response) {
-	s.mu.Lock()
-	s.log[idx].Status = res.status
-	s.mu.Unlock()
-	h := w.Header()
-	for k, vs := range res.header {
-		h[k] = vs
-	}
-	if h.Get("Content-Type") == "" {
-		h.Set("Content-Type", "application/json; charset=utf-8")
-	}
-	h.Set("Content-Length", fmt.Sprint(len(res.body)))
-	w.WriteHeader(res.status)
-	w.Write(res.body)
+	res.Write(w, "application/json; charset=utf-8")
 }
 
 // handle does everything after faults, holding the lock while it reads
 // and changes state, so that each request is atomic.
-func (s *Server) handle(r *http.Request, idx int) response {
+func (s *Server) handle(r *http.Request, idx int) fakefault.Response {
 	body, readErr := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 
 	s.mu.Lock()
@@ -428,7 +362,7 @@ func (s *Server) handle(r *http.Request, idx int) response {
 			return errorResponse(badRequest(codeBadRequest, "Invalid request body: %v", err))
 		}
 		c.params = params{form}
-		s.log[idx].Params = c.params.clone()
+		s.log.At(idx).Params = c.params.clone()
 		if err := c.params.check(rt.params, rt.lists); err != nil {
 			return errorResponse(err)
 		}
@@ -440,7 +374,7 @@ func (s *Server) handle(r *http.Request, idx int) response {
 	if apiErr != nil {
 		return errorResponse(apiErr)
 	}
-	return response{status: status, body: mustJSON(obj), header: http.Header{}}
+	return fakefault.Response{Status: status, Body: mustJSON(obj), Header: http.Header{}}
 }
 
 // rfc2822 is how Twilio writes dates: "Thu, 24 Aug 2023 05:01:45 +0000".

@@ -3,9 +3,10 @@ package faketwilio
 import (
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"testing"
+
+	"github.com/keybrake/keybrake/internal/fakefault"
 )
 
 // Start serves a new fake Twilio on a loopback httptest.Server for the
@@ -15,12 +16,7 @@ import (
 func Start(t testing.TB) (*Server, string) {
 	t.Helper()
 	s := New()
-	ts := httptest.NewServer(s)
-	t.Cleanup(func() {
-		s.Close()
-		ts.Close()
-	})
-	return s, ts.URL
+	return s, fakefault.Start(t, s)
 }
 
 // Transport returns a RoundTripper that sends every request to baseURL's
