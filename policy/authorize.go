@@ -16,10 +16,14 @@ import (
 //  3. a revoked agent is Revoked (rule "agents.<a>.revoked");
 //  4. an agent without a grant for the vendor is Blocked (rule "agents.<a>");
 //  5. the first allow rule whose method, path and every parameter condition
-//     hold allows the call: Allowed, with that rule;
-//  6. else, when a rule matched method and path but a parameter condition
+//     hold allows the call: Allowed, with that rule; a call that can move
+//     money Keybrake does not count (Request.Uncapped) needs a rule with
+//     uncapped: true, and rules without it are passed over;
+//  6. else, when a rule matched the call but lacked uncapped: true, the
+//     first such rule blocks it (code keybrake_uncapped_money);
+//  7. else, when a rule matched method and path but a parameter condition
 //     failed, the first such rule blocks it with the parameter at fault;
-//  7. else it is Blocked by the grant's allow list.
+//  8. else it is Blocked by the grant's allow list.
 //
 // The *Rule is returned only with Allowed, for Limits. A nil *Policy
 // refuses every call with Decision Error.
@@ -45,7 +49,10 @@ func (p *Policy) Authorize(r Request) (Verdict, *Rule) {
 		return Verdict{Decision: Blocked, Rule: "agents." + a.Name, Code: "keybrake_vendor_not_granted",
 			Reason: "agent " + a.Name + " has no grant for " + quote(r.Vendor)}, nil
 	}
-	var near *Rule // the first rule that matched method and path but not parameters
+	var (
+		near     *Rule // the first rule that matched method and path but not parameters
+		uncapped *Rule // the first rule that matched an uncapped call without admitting it
+	)
 	for _, rule := range g.Allow {
 		if rule.Method != r.Method {
 			continue
@@ -53,12 +60,23 @@ func (p *Policy) Authorize(r Request) (Verdict, *Rule) {
 		if _, ok := rule.Path.Match(r.Path); !ok {
 			continue
 		}
-		if rule.paramsHold(r) {
+		switch {
+		case !rule.paramsHold(r):
+			if near == nil {
+				near = rule
+			}
+		case r.Uncapped != "" && !rule.Uncapped:
+			if uncapped == nil {
+				uncapped = rule
+			}
+		default:
 			return Verdict{Decision: Allowed, Rule: rule.ID}, rule
 		}
-		if near == nil {
-			near = rule
-		}
+	}
+	if uncapped != nil {
+		return Verdict{Decision: Blocked, Rule: uncapped.ID, Code: "keybrake_uncapped_money",
+			Reason: show(r.Method) + " " + show(r.Path) + " can move money Keybrake does not count (" + r.Uncapped +
+				"); a rule allows it only with uncapped: true"}, nil
 	}
 	if near != nil {
 		return Verdict{Decision: Blocked, Rule: near.ID, Code: "keybrake_param_not_allowed",

@@ -173,3 +173,51 @@ func TestAuthorizeConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestAuthorizeUncapped checks that a call the vendor says can move money
+// Keybrake does not count passes only a rule that says uncapped: true.
+func TestAuthorizeUncapped(t *testing.T) {
+	p := mustParse(t, "keybrake.yaml", []byte(`version: 1
+agents:
+  sub-bot:
+    stripe:
+      daily_cap: 100.00 USD
+      allow:
+        - POST /v1/subscriptions
+        - method: POST
+          path: /v1/subscriptions/{id}
+          params: {proration_behavior: none}
+          uncapped: true
+        - POST /v1/invoices
+        - method: POST
+          path: /v1/invoices
+          uncapped: true
+`))
+	uncapped := func(r Request) Request { r.Uncapped = "Stripe charges a subscription's invoices itself"; return r }
+	const sb, stripe = "sub-bot", "stripe"
+	tests := []struct {
+		name string
+		r    Request
+		want Verdict
+	}{
+		{"a rule without uncapped refuses", uncapped(req(sb, stripe, "POST", "/v1/subscriptions", "customer", "cus_1")),
+			Verdict{Blocked, "agents.sub-bot.stripe.allow[0]", "keybrake_uncapped_money",
+				"POST /v1/subscriptions can move money Keybrake does not count (Stripe charges a subscription's invoices itself); a rule allows it only with uncapped: true"}},
+		{"the same rule allows a call the vendor counts", req(sb, stripe, "POST", "/v1/subscriptions", "customer", "cus_1"),
+			Verdict{Decision: Allowed, Rule: "agents.sub-bot.stripe.allow[0]"}},
+		{"uncapped: true allows", uncapped(req(sb, stripe, "POST", "/v1/subscriptions/sub_1", "proration_behavior", "none")),
+			Verdict{Decision: Allowed, Rule: "agents.sub-bot.stripe.allow[1]"}},
+		{"uncapped: true keeps its parameter conditions", uncapped(req(sb, stripe, "POST", "/v1/subscriptions/sub_1", "proration_behavior", "always_invoice")),
+			Verdict{Blocked, "agents.sub-bot.stripe.allow[1]", "keybrake_param_not_allowed",
+				`parameter proration_behavior must be "none"; the call sent "always_invoice"`}},
+		{"a later rule with uncapped: true allows", uncapped(req(sb, stripe, "POST", "/v1/invoices", "customer", "cus_1")),
+			Verdict{Decision: Allowed, Rule: "agents.sub-bot.stripe.allow[3]"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got, _ := p.Authorize(tt.r); got != tt.want {
+				t.Errorf("Authorize =\n %+v\nwant\n %+v", got, tt.want)
+			}
+		})
+	}
+}

@@ -104,7 +104,12 @@
 // {"metadata[tier]": gold}, ["GET /v1/charges/{id}"].
 //
 // Rules are tried in file order; the first whose method, path and every
-// parameter condition hold allows the call. Each rule's ID, used in verdicts
+// parameter condition hold allows the call. A call the vendor layer says
+// can move money Keybrake cannot count (a Stripe subscription, which Stripe
+// charges itself; Request.Uncapped) is allowed only by a rule with
+// uncapped: true, written by an operator who accepts that the rule's calls
+// move money outside every cap; rules without it pass such calls over.
+// Each rule's ID, used in verdicts
 // and the audit log, is its dotted path: agents.refund-bot.stripe.allow[3].
 //
 // # Currencies and fx
@@ -143,6 +148,7 @@
 //	agent revoked                       revoked  agents.<a>.revoked            keybrake_revoked
 //	no grant for the vendor             blocked  agents.<a>                    keybrake_vendor_not_granted
 //	a rule matches                      allowed  agents.<a>.<v>.allow[<i>]
+//	uncapped money, no uncapped: true   blocked  agents.<a>.<v>.allow[<i>]     keybrake_uncapped_money
 //	method and path match, params don't blocked  agents.<a>.<v>.allow[<i>]     keybrake_param_not_allowed
 //	no rule matches                     blocked  agents.<a>.<v>.allow          keybrake_not_allowed
 //

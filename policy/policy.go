@@ -137,7 +137,12 @@ type Rule struct {
 	Path       pattern.Pattern
 	Params     map[string][]string // each named parameter must be present once and equal one of these values
 	PerCallMax *money.Amount       // a stricter maximum for calls this rule allows
-	Line       int                 // where the rule starts
+	// Uncapped admits calls the vendor says can move money Keybrake does
+	// not count (Request.Uncapped): the operator accepts that this rule's
+	// calls move money outside every cap. Without it such calls are
+	// refused even when the rule matches.
+	Uncapped bool
+	Line     int // where the rule starts
 }
 
 // Request is what Authorize and Limits see of a call.
@@ -147,6 +152,10 @@ type Request struct {
 	Method string
 	Path   string     // escaped, already checked
 	Params url.Values // decoded parameters
+
+	// Uncapped, when not empty, says the call can move money Keybrake
+	// does not count, and why: only a rule with uncapped: true allows it.
+	Uncapped string
 
 	// For per-customer and per-charge limits, once known.
 	Customer string

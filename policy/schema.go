@@ -170,6 +170,7 @@ var ruleSchema = &schema[*Rule]{keys: map[string]key[*Rule]{
 	"path":         {decode: decodePath, required: true},
 	"params":       {decode: decodeParams},
 	"per_call_max": {decode: amountKey(func(r *Rule) **money.Amount { return &r.PerCallMax })},
+	"uncapped":     {decode: boolKey(func(r *Rule) *bool { return &r.Uncapped })},
 }}
 
 // withVendors adds one key per vendor name to keys.

@@ -185,6 +185,7 @@ func (t *RoundTripper) policyRequest(c *call) policy.Request {
 		Method:   c.req.Method,
 		Path:     c.target.path,
 		Params:   c.vc.Params,
+		Uncapped: c.vc.Uncapped,
 		Customer: c.vc.Customer,
 		Account:  c.vc.Account,
 		RefundOf: c.vc.RefundOf,

@@ -82,6 +82,10 @@ type Call struct {
 	// nothing in this form, such as a manual-capture payment intent).
 	MovesMoney bool
 	Amount     money.Amount
+	// Uncapped, when not empty, says the call can move money Keybrake
+	// does not count, and why ("Stripe charges a subscription's invoices
+	// itself"): the policy allows it only by a rule that accepts that.
+	Uncapped string
 	// Count is how many billable units the call uses (emails sent,
 	// messages, money-moving calls), for count limits.
 	Count int64

@@ -143,9 +143,10 @@ func TestHaltAndResume(t *testing.T) {
 }
 
 func TestPolicyCheck(t *testing.T) {
-	p := writePolicy(t, cliPolicy)
+	p := writePolicy(t, cliPolicy+"        - method: POST\n          path: /v1/subscriptions\n          uncapped: true\n")
 	out, _, code := keybrake(t, nil, "policy", "check", p)
-	want := []string{"valid (policy ", "agent refund-bot", "daily cap 500.00 USD, per call 50.00 USD", "allow POST /v1/payment_intents  (capture_method=manual)"}
+	want := []string{"valid (policy ", "agent refund-bot", "daily cap 500.00 USD, per call 50.00 USD",
+		"allow POST /v1/payment_intents  (capture_method=manual)", "allow POST /v1/subscriptions  (UNCAPPED: money it moves is not counted)"}
 	for _, w := range want {
 		if !strings.Contains(out, w) || code != 0 {
 			t.Fatalf("policy check (%d) lacks %q:\n%s", code, w, out)

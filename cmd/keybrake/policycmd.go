@@ -93,6 +93,9 @@ func ruleExtras(r *policy.Rule) string {
 	if r.PerCallMax != nil {
 		parts = append(parts, "per call "+r.PerCallMax.String())
 	}
+	if r.Uncapped {
+		parts = append(parts, "UNCAPPED: money it moves is not counted")
+	}
 	if len(parts) == 0 {
 		return ""
 	}

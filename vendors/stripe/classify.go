@@ -97,6 +97,7 @@ func (Vendor) Classify(r *vendors.Request) (*vendors.Call, error) {
 		Customer:       params.Get("customer"),
 		Account:        account,
 		IdempotencyKey: idem,
+		Uncapped:       uncapped(r.Method, r.Path),
 	}
 	// Anything under /v1/customers/{id}, listed or not, touches that
 	// customer.

@@ -213,22 +213,27 @@
 //
 // # What Keybrake does NOT protect on Stripe
 //
-// Keybrake caps only the operations in the money table. An operator who
-// allows any other write gives the agent that power uncapped. In
-// particular:
+// Keybrake caps only the operations in the money table. Calls that can move
+// money by an amount Keybrake cannot know carry Call.Uncapped, the reason
+// (uncapped.go), and the policy refuses them unless the allow rule says
+// uncapped: true, the operator's acceptance that they move money outside
+// every cap:
 //
-//   - Subscriptions (POST /v1/subscriptions, subscription items and
-//     schedules) create invoices that Stripe charges on its own schedule,
-//     the first one often at once; none of that is counted.
-//   - Invoices created, finalized or sent (POST /v1/invoices,
-//     .../finalize, .../send) with automatic collection are charged by
-//     Stripe later; only invoices.pay is counted. Invoice items and quotes
-//     (.../accept) feed such invoices.
+//   - Subscriptions (create, update, cancel, resume; subscription items
+//     and schedules) create invoices that Stripe charges on its own
+//     schedule, the first one often at once.
+//   - Invoices created, updated or finalized, and invoice items, with
+//     automatic collection are charged by Stripe later; only invoices.pay
+//     is counted. Accepted quotes (.../accept) create such invoices.
 //   - Customer balance and cash balance moves
 //     (/v1/customers/{id}/balance_transactions,
 //     /v1/payment_intents/{id}/apply_customer_balance), payout reversals,
-//     Terminal (refund_payment, process_payment_intent), Issuing, Treasury
-//     (outbound payments and transfers), and test helpers.
+//     Terminal (refund_payment, process_payment_intent), every write under
+//     Issuing and Treasury.
+//
+// Writes Keybrake does not know at all (test helpers, and any endpoint
+// newer than this table) pass on the allowlist alone. Also:
+//
 //   - Money that moves after the call by the customer's action: a
 //     checkout session or payment link paid, a payment intent confirmed
 //     with 3-D Secure, a manual-capture intent captured by someone else.
