@@ -228,12 +228,13 @@ func Open(opts Options) (*Brake, error) {
 		b.alerts = notify.NewDispatcher(opts.Notifier, no)
 	}
 	b.env = transport.NewEnv(transport.Config{
-		Store:   st,
-		Policy:  policies.inForce,
-		Now:     opts.Clock,
-		Report:  b.report,
-		LastDay: lastDay,
-		Observe: b.alerts.Offer, // a nil Dispatcher ignores
+		Store:         st,
+		Policy:        policies.inForce,
+		PolicyChanged: policies.changed,
+		Now:           opts.Clock,
+		Report:        b.report,
+		LastDay:       lastDay,
+		Observe:       b.alerts.Offer, // a nil Dispatcher ignores
 	})
 	policies.event = b.recordEvent
 	b.watcher, err = watch.Start(watch.Config{

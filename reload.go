@@ -34,8 +34,9 @@ var ErrPolicyInvalid = errors.New("keybrake: the policy file is invalid")
 // inForce is what calls are decided by: the effective policy, or why no
 // policy is in force.
 type inForce struct {
-	pol *policy.Policy
-	err error
+	pol      *policy.Policy
+	err      error
+	replaced chan struct{} // closed when a newer state is published
 }
 
 // settleInvalid is how long a policy file that does not parse is given to
@@ -110,7 +111,7 @@ func (s *policyState) load() error {
 // held (or before anyone else can see s).
 func (s *policyState) publish() {
 	if s.invalid != nil && !s.keepLast {
-		s.current.Store(&inForce{err: s.invalid})
+		s.swap(&inForce{err: s.invalid})
 		return
 	}
 	halt := s.halted || (s.kill.present && s.kill.agents == nil)
@@ -121,7 +122,21 @@ func (s *policyState) publish() {
 	if s.kill.present {
 		revoked = append(revoked, s.kill.agents...)
 	}
-	s.current.Store(&inForce{pol: s.file.WithRevocations(halt, revoked)})
+	s.swap(&inForce{pol: s.file.WithRevocations(halt, revoked)})
+}
+
+// swap puts f in force and wakes whoever waits on the state it replaces.
+func (s *policyState) swap(f *inForce) {
+	f.replaced = make(chan struct{})
+	if old := s.current.Swap(f); old != nil {
+		close(old.replaced)
+	}
+}
+
+// changed returns a channel closed when the policy in force is next
+// replaced, so that calls waiting inside Keybrake can be decided again.
+func (s *policyState) changed() <-chan struct{} {
+	return s.current.Load().replaced
 }
 
 // overrides reports the revocations beyond the policy file's own: Halt,

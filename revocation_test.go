@@ -24,7 +24,7 @@ import (
 
 // liveness bounds how long a test waits for a change to take effect, so a
 // broken watcher fails the test instead of hanging it. It is not a
-// latency target: cmd/keybrake-bench measures that.
+// latency target: bench/revocation measures that.
 const liveness = 5 * time.Second
 
 func revocablePolicy(revoked bool, comment string) string {

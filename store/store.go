@@ -49,6 +49,7 @@ import (
 
 	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/money"
+	"github.com/keybrake/keybrake/policy"
 )
 
 // Sentinel errors. Implementations wrap them with %w and detail.
@@ -226,6 +227,19 @@ type Completion struct {
 	RequestID string
 	Duration  time.Duration
 	Reason    string // replaces the record's Reason when not empty
+	// Refused, when set, makes the record a refusal: Decision, Code and
+	// Rule replace the record's. It is for a call refused after its
+	// reservation was written (the policy changed while it waited), which
+	// is never sent; Outcome must be Released.
+	Refused *Refusal
+}
+
+// Refusal is the decision that refused a call after its reservation.
+type Refusal struct {
+	Decision policy.Decision // not Allowed
+	Code     string
+	Rule     string
+	Policy   string // the hash of the policy that refused; "" keeps the record's
 }
 
 // Counter is the running total of one limit's key.

@@ -21,6 +21,11 @@ type Config struct {
 	// Policy returns the policy in force, or why none is. Called at least
 	// once a call; it must be cheap (an atomic load).
 	Policy func() (*policy.Policy, error) // required
+	// PolicyChanged returns a channel that is closed when the policy
+	// Policy returns is next replaced. With it, a call waiting on a lookup
+	// is stopped as soon as a new policy refuses it (a revocation); nil:
+	// such a call is decided again only once its lookup answers.
+	PolicyChanged func() <-chan struct{}
 	// Now is the clock; nil means time.Now. UTC days come from it.
 	Now func() time.Time
 	// BodyLimit bounds request bodies; zero means DefaultBodyLimit.
@@ -42,6 +47,7 @@ type Config struct {
 type Env struct {
 	store     store.Store
 	policy    func() (*policy.Policy, error)
+	changed   func() <-chan struct{}
 	now       func() time.Time
 	bodyLimit int64
 	report    func(error)
@@ -56,6 +62,7 @@ func NewEnv(cfg Config) *Env {
 	e := &Env{
 		store:     cfg.Store,
 		policy:    cfg.Policy,
+		changed:   cfg.PolicyChanged,
 		now:       cfg.Now,
 		bodyLimit: cfg.BodyLimit,
 		report:    cfg.Report,

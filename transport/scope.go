@@ -51,7 +51,11 @@ func (t *RoundTripper) scope(c *call) (policy.Verdict, bool) {
 		s.CreatedByAgent = created
 	}
 	if s.Customer != "" && !s.CreatedByAgent && c.pol.NeedsMetadata(t.agent, vendor) {
-		md, err := t.metadata(ctx, c, s.Customer)
+		lctx, stop := t.untilRefused(c)
+		md, err := t.metadata(lctx, c, s.Customer)
+		if v, ok := stop(); !ok {
+			return v, false
+		}
 		if err != nil {
 			return policy.Verdict{Decision: policy.Error, Rule: c.rule.ID, Code: "keybrake_lookup_failed",
 				Reason: fmt.Sprintf("the metadata of customer %s could not be read: %v", s.Customer, err)}, false

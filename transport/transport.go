@@ -107,8 +107,7 @@ func (t *RoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.refuse(c, v)
 	}
 	if v, ok := t.recheck(c); !ok {
-		t.release(c, adm, "refused after reserving: "+v.Reason)
-		return t.refuse(c, v)
+		return t.refuseReserved(c, adm, v)
 	}
 	return t.send(c, adm)
 }
@@ -198,9 +197,12 @@ func (t *RoundTripper) policyRequest(c *call) policy.Request {
 func (t *RoundTripper) resolve(c *call) (policy.Verdict, bool) {
 	c.vc.NeedSubject = c.pol.NeedsCustomer(t.agent, t.vendor.Name())
 	if c.vc.Lookup != "" || (c.vc.NeedSubject && c.vc.SubjectLookup != "") {
-		get := t.getter(c)
-		err := t.vendor.Resolve(c.req.Context(), c.vc, get, t.env.store)
+		ctx, stop := t.untilRefused(c)
+		err := t.vendor.Resolve(ctx, c.vc, t.getter(c), t.env.store)
 		c.rec.Lookup = strings.TrimSpace(c.vc.Lookup + " " + c.vc.SubjectLookup)
+		if v, ok := stop(); !ok {
+			return v, false
+		}
 		if err != nil {
 			if ctxErr := c.req.Context().Err(); ctxErr != nil {
 				return cancelled(ctxErr), false
@@ -334,17 +336,11 @@ func overLimit(c *call, adm store.Admission) policy.Verdict {
 // for a lookup or the store, so that a revocation stops calls already inside
 // Keybrake.
 func (t *RoundTripper) recheck(c *call) (policy.Verdict, bool) {
-	pol, err := t.env.policy()
-	if err != nil {
-		return policy.Verdict{Decision: policy.Error, Rule: "policy", Code: "keybrake_policy_invalid",
-			Reason: "no valid policy is in force: " + err.Error()}, false
-	}
-	if pol == c.pol {
-		return policy.Verdict{}, true
-	}
-	v, _ := pol.Authorize(t.policyRequest(c))
-	if v.Decision != policy.Allowed {
-		c.rec.PolicyHash = pol.Hash
+	v, hash, refused := t.refusedNow(c.pol, t.policyRequest(c))
+	if refused {
+		if hash != "" {
+			c.rec.PolicyHash = hash
+		}
 		return v, false
 	}
 	return v, true
@@ -376,11 +372,37 @@ func (t *RoundTripper) refuse(c *call, v policy.Verdict) (*http.Response, error)
 		t.env.report(fmt.Errorf("keybrake: audit record of a refused call could not be written: %w", err))
 	}
 	rec.ID = id
-	t.env.observe(&rec)
+	return t.deny(c, &rec, v)
+}
+
+// refuseReserved refuses a call whose reservation is written: its record
+// becomes the refusal and its money is released, still one record a call.
+func (t *RoundTripper) refuseReserved(c *call, adm store.Admission, v policy.Verdict) (*http.Response, error) {
+	rec := c.rec
+	rec.Decision, rec.Rule, rec.Code, rec.Reason = v.Decision, v.Rule, v.Code, v.Reason
+	rec.Status = v.Decision.Status()
+	rec.Outcome = audit.Released
+	rec.Duration = t.env.now().Sub(c.start)
+	ctx, cancel := t.env.writeContext(c.req.Context())
+	defer cancel()
+	err := t.env.store.Complete(ctx, &store.Completion{
+		ID: adm.ID, Outcome: audit.Released, Status: rec.Status, Duration: rec.Duration, Reason: v.Reason,
+		Refused: &store.Refusal{Decision: v.Decision, Code: v.Code, Rule: v.Rule, Policy: rec.PolicyHash},
+	})
+	if err != nil {
+		t.env.report(fmt.Errorf("keybrake: reservation %d of a call refused before sending could not be released (it stays counted): %w", adm.ID, err))
+	}
+	return t.deny(c, &rec, v)
+}
+
+// deny tells the alerts of a refusal whose record is written, and answers
+// it in the vendor's own format.
+func (t *RoundTripper) deny(c *call, rec *audit.Record, v policy.Verdict) (*http.Response, error) {
+	t.env.observe(rec)
 	d := &Denial{
 		Decision: v.Decision, Code: v.Code, Rule: v.Rule, Reason: v.Reason,
 		Agent: t.agent, Vendor: t.vendor.Name(), Method: rec.Method, Path: rec.Path,
-		Status: rec.Status, CallID: id, Policy: rec.PolicyHash,
+		Status: rec.Status, CallID: rec.ID, Policy: rec.PolicyHash,
 	}
 	resp := t.vendor.Deny(c.req, vendors.Refusal{
 		Status:    d.Status,
@@ -390,18 +412,6 @@ func (t *RoundTripper) refuse(c *call, v policy.Verdict) (*http.Response, error)
 		Details:   d.details(),
 	})
 	return resp, nil
-}
-
-// release gives back a reservation for a call that will not be sent.
-func (t *RoundTripper) release(c *call, adm store.Admission, reason string) {
-	ctx, cancel := t.env.writeContext(c.req.Context())
-	defer cancel()
-	err := t.env.store.Complete(ctx, &store.Completion{
-		ID: adm.ID, Outcome: audit.Released, Duration: t.env.now().Sub(c.start), Reason: reason,
-	})
-	if err != nil {
-		t.env.report(fmt.Errorf("keybrake: reservation %d of an unsent call could not be released (it stays counted): %w", adm.ID, err))
-	}
 }
 
 func holds(limits []policy.Limit) []audit.Hold {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/money"
+	"github.com/keybrake/keybrake/policy"
 	"github.com/keybrake/keybrake/store"
 )
 
@@ -259,6 +260,9 @@ func complete(tx *bbolt.Tx, c *store.Completion) (result, err error) {
 	if len(c.Settled) > len(r.Holds) {
 		return invalid("completion of record %d: %d settled amounts for %d holds", c.ID, len(c.Settled), len(r.Holds)), nil
 	}
+	if f := c.Refused; f != nil && (c.Outcome != audit.Released || !f.Decision.Valid() || f.Decision == policy.Allowed) {
+		return invalid("completion of record %d: a refusal (%q) must be released, and not allowed", c.ID, f.Decision), nil
+	}
 	outcome := c.Outcome
 	switch {
 	case kind[0] == kindReplay && outcome == audit.Settled:
@@ -282,6 +286,12 @@ func complete(tx *bbolt.Tx, c *store.Completion) (result, err error) {
 	r.Duration = c.Duration
 	if c.Reason != "" {
 		r.Reason = c.Reason
+	}
+	if f := c.Refused; f != nil {
+		r.Decision, r.Code, r.Rule = f.Decision, f.Code, f.Rule
+		if f.Policy != "" {
+			r.PolicyHash = f.Policy
+		}
 	}
 	prev, err := stamp(tx, r)
 	if err != nil {

@@ -92,6 +92,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("RaceOneLimit", h(testRaceOneLimit))
 	t.Run("CompleteSettled", h(testCompleteSettled))
 	t.Run("CompleteReleased", h(testCompleteReleased))
+	t.Run("CompleteRefused", h(testCompleteRefused))
 	t.Run("CompleteUnknown", h(testCompleteUnknown))
 	t.Run("CompleteInvalid", h(testCompleteInvalid))
 	t.Run("CompleteNotFound", h(testCompleteNotFound))
@@ -626,6 +627,20 @@ func testCompleteReleased(t *testing.T, s store.Store) {
 	}
 }
 
+// testCompleteRefused: a call refused after its reservation (revoked while
+// it waited) is one record, the refusal, and its money is released.
+func testCompleteRefused(t *testing.T, s store.Store) {
+	a := admit(t, s, &store.Reservation{Record: call(0), Holds: []audit.Hold{hold("usd", 100, 60)}})
+	complete(t, s, &store.Completion{ID: a.ID, Outcome: audit.Released, Status: 401, Reason: "agent a is revoked",
+		Refused: &store.Refusal{Decision: policy.Revoked, Code: "keybrake_revoked", Rule: "agents.a.revoked", Policy: "0123456789abcdef"}})
+	wantCounter(t, s, "usd", store.Counter{})
+	r := record(t, s, a.ID)
+	if r.Outcome != audit.Released || r.Decision != policy.Revoked || r.Code != "keybrake_revoked" ||
+		r.Rule != "agents.a.revoked" || r.Status != 401 || r.Reason != "agent a is revoked" || r.PolicyHash != "0123456789abcdef" {
+		t.Errorf("record = %+v", r)
+	}
+}
+
 func testCompleteUnknown(t *testing.T, s store.Store) {
 	a := admit(t, s, &store.Reservation{Record: call(0), Holds: []audit.Hold{hold("usd", 100, 60)}})
 	complete(t, s, &store.Completion{ID: a.ID, Outcome: audit.Unknown, Status: 502, Duration: time.Second, Reason: "timeout after sending"})
@@ -645,13 +660,16 @@ func testCompleteInvalid(t *testing.T, s store.Store) {
 	a := admit(t, s, &store.Reservation{Record: call(0), Holds: []audit.Hold{hold("usd", 100, 60)}})
 	before := snap(t, s, "usd")
 	for name, c := range map[string]*store.Completion{
-		"outcome reserved":    {ID: a.ID, Outcome: audit.Reserved},
-		"outcome none":        {ID: a.ID, Outcome: audit.None},
-		"outcome retried":     {ID: a.ID, Outcome: audit.Retried},
-		"outcome empty":       {ID: a.ID},
-		"replayed with holds": {ID: a.ID, Outcome: audit.Replayed},
-		"too many settled":    {ID: a.ID, Outcome: audit.Settled, Settled: []int64{1, 2}},
-		"negative settled":    {ID: a.ID, Outcome: audit.Settled, Settled: []int64{-1}},
+		"outcome reserved":     {ID: a.ID, Outcome: audit.Reserved},
+		"outcome none":         {ID: a.ID, Outcome: audit.None},
+		"outcome retried":      {ID: a.ID, Outcome: audit.Retried},
+		"outcome empty":        {ID: a.ID},
+		"replayed with holds":  {ID: a.ID, Outcome: audit.Replayed},
+		"too many settled":     {ID: a.ID, Outcome: audit.Settled, Settled: []int64{1, 2}},
+		"negative settled":     {ID: a.ID, Outcome: audit.Settled, Settled: []int64{-1}},
+		"refused but settled":  {ID: a.ID, Outcome: audit.Settled, Refused: &store.Refusal{Decision: policy.Revoked}},
+		"refused as allowed":   {ID: a.ID, Outcome: audit.Released, Refused: &store.Refusal{Decision: policy.Allowed}},
+		"refused, no decision": {ID: a.ID, Outcome: audit.Released, Refused: &store.Refusal{}},
 	} {
 		if err := s.Complete(ctx, c); err == nil {
 			t.Errorf("%s: Complete succeeded, want an error", name)
