@@ -1,5 +1,7 @@
 package fakestripe
 
+import "fmt"
+
 // --- refunds
 
 func (s *Server) createRefund(c *call) (any, *apiError) {
@@ -157,18 +159,11 @@ func (s *Server) reverseTransfer(c *call) (any, *apiError) {
 	if err != nil {
 		return nil, err
 	}
-	amount, given, err := p.amount("amount")
+	amount, err := takeBack(p, tr.Amount-tr.AmountReversed,
+		fmt.Sprintf("Transfer %s has already been fully reversed.", tr.ID),
+		"Reversal amount (%d) is greater than the amount left to reverse on transfer (%d).")
 	if err != nil {
 		return nil, err
-	}
-	left := tr.Amount - tr.AmountReversed
-	switch {
-	case left == 0:
-		return nil, invalid("", "", "Transfer %s has already been fully reversed.", tr.ID)
-	case !given:
-		amount = left
-	case amount > left:
-		return nil, invalid("amount", "", "Reversal amount (%d) is greater than the amount left to reverse on transfer (%d).", amount, left)
 	}
 	rv := &reversalObj{
 		ID: s.newID("trr"), Object: "transfer_reversal", Amount: amount,
@@ -380,18 +375,11 @@ func (s *Server) refundApplicationFee(c *call) (any, *apiError) {
 	if err != nil {
 		return nil, err
 	}
-	amount, given, err := p.amount("amount")
+	amount, err := takeBack(p, fee.Amount-fee.AmountRefunded,
+		fmt.Sprintf("Application fee %s has already been refunded.", fee.ID),
+		"Refund amount (%d) is greater than the amount left to refund on the application fee (%d).")
 	if err != nil {
 		return nil, err
-	}
-	left := fee.Amount - fee.AmountRefunded
-	switch {
-	case left == 0:
-		return nil, invalid("", "", "Application fee %s has already been refunded.", fee.ID)
-	case !given:
-		amount = left
-	case amount > left:
-		return nil, invalid("amount", "", "Refund amount (%d) is greater than the amount left to refund on the application fee (%d).", amount, left)
 	}
 	fr := &feeRefundObj{
 		ID: s.newID("fr"), Object: "fee_refund", Amount: amount,
@@ -404,4 +392,23 @@ func (s *Server) refundApplicationFee(c *call) (any, *apiError) {
 	fee.render()
 	s.move(c, "application_fee_refund", fr.ID, amount, fee.Currency)
 	return fr, nil
+}
+
+// takeBack reads the optional amount of a reversal or refund of what is
+// left: all of it when no amount is given. done is Stripe's message when
+// nothing is left; tooMuch its message, formatted with the amount asked
+// and what is left, when the amount is more.
+func takeBack(p params, left int64, done, tooMuch string) (int64, *apiError) {
+	amount, given, err := p.amount("amount")
+	switch {
+	case err != nil:
+		return 0, err
+	case left == 0:
+		return 0, invalid("", "", "%s", done)
+	case !given:
+		return left, nil
+	case amount > left:
+		return 0, invalid("amount", "", tooMuch, amount, left)
+	}
+	return amount, nil
 }
