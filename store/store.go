@@ -227,8 +227,8 @@ type Completion struct {
 	RequestID string
 	Duration  time.Duration
 	Reason    string // replaces the record's Reason when not empty
-	// Refused, when set, makes the record a refusal: Decision, Code and
-	// Rule replace the record's. It is for a call refused after its
+	// Refused, when set, makes the record a refusal: its Decision, Code,
+	// Rule and policy hash replace the record's. It is for a call refused after its
 	// reservation was written (the policy changed while it waited), which
 	// is never sent; Outcome must be Released.
 	Refused *Refusal

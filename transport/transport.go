@@ -348,18 +348,12 @@ func (t *RoundTripper) recheck(c *call) (policy.Verdict, bool) {
 
 // refuse records a refused call and answers it in the vendor's own format.
 func (t *RoundTripper) refuse(c *call, v policy.Verdict) (*http.Response, error) {
-	rec := c.rec
+	rec := t.refusal(c, v)
 	rec.ID = 0
-	rec.Decision = v.Decision
-	rec.Rule = v.Rule
-	rec.Code = v.Code
-	rec.Reason = v.Reason
-	rec.Status = v.Decision.Status()
 	rec.Outcome = audit.None
 	rec.Reserved = money.Amount{}
 	rec.Settled = money.Amount{}
 	rec.Holds = nil
-	rec.Duration = t.env.now().Sub(c.start)
 	if rec.PolicyHash == "" {
 		if pol, err := t.env.policy(); err == nil {
 			rec.PolicyHash = pol.Hash
@@ -378,11 +372,8 @@ func (t *RoundTripper) refuse(c *call, v policy.Verdict) (*http.Response, error)
 // refuseReserved refuses a call whose reservation is written: its record
 // becomes the refusal and its money is released, still one record a call.
 func (t *RoundTripper) refuseReserved(c *call, adm store.Admission, v policy.Verdict) (*http.Response, error) {
-	rec := c.rec
-	rec.Decision, rec.Rule, rec.Code, rec.Reason = v.Decision, v.Rule, v.Code, v.Reason
-	rec.Status = v.Decision.Status()
+	rec := t.refusal(c, v)
 	rec.Outcome = audit.Released
-	rec.Duration = t.env.now().Sub(c.start)
 	ctx, cancel := t.env.writeContext(c.req.Context())
 	defer cancel()
 	err := t.env.store.Complete(ctx, &store.Completion{
@@ -393,6 +384,15 @@ func (t *RoundTripper) refuseReserved(c *call, adm store.Admission, v policy.Ver
 		t.env.report(fmt.Errorf("keybrake: reservation %d of a call refused before sending could not be released (it stays counted): %w", adm.ID, err))
 	}
 	return t.deny(c, &rec, v)
+}
+
+// refusal is the call's record as refused by v.
+func (t *RoundTripper) refusal(c *call, v policy.Verdict) audit.Record {
+	rec := c.rec
+	rec.Decision, rec.Rule, rec.Code, rec.Reason = v.Decision, v.Rule, v.Code, v.Reason
+	rec.Status = v.Decision.Status()
+	rec.Duration = t.env.now().Sub(c.start)
+	return rec
 }
 
 // deny tells the alerts of a refusal whose record is written, and answers
