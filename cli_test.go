@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/keybrake/keybrake"
-	"github.com/keybrake/keybrake/internal/fakestripe"
+	"github.com/keybrake/keybrake/fakes/fakestripe"
 )
 
 // TestCommandReadsARunningAgent: while an agent runs (its Brake holds the

@@ -35,7 +35,7 @@ import (
 	"github.com/keybrake/keybrake/policy"
 	"github.com/keybrake/keybrake/store"
 	"github.com/keybrake/keybrake/store/bolt"
-	"github.com/keybrake/keybrake/transport"
+	"github.com/keybrake/keybrake/internal/transport"
 	"github.com/keybrake/keybrake/vendors"
 	resendvendor "github.com/keybrake/keybrake/vendors/resend"
 	stripevendor "github.com/keybrake/keybrake/vendors/stripe"

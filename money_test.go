@@ -17,11 +17,11 @@ import (
 
 	"github.com/keybrake/keybrake"
 	"github.com/keybrake/keybrake/audit"
-	"github.com/keybrake/keybrake/internal/fakestripe"
+	"github.com/keybrake/keybrake/fakes/fakestripe"
 	"github.com/keybrake/keybrake/internal/testenv"
 )
 
-// The tests in this file run stripe-go against internal/fakestripe, a fake
+// The tests in this file run stripe-go against fakes/fakestripe, a fake
 // Stripe that keeps state, because stripe-mock answers fixed amounts and
 // cannot show what moved, nor fail after moving money.
 

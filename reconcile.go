@@ -11,7 +11,7 @@ import (
 
 	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/money"
-	"github.com/keybrake/keybrake/transport"
+	"github.com/keybrake/keybrake/internal/transport"
 	"github.com/keybrake/keybrake/vendors"
 )
 

@@ -7,7 +7,7 @@ import (
 
 	"github.com/keybrake/keybrake"
 	"github.com/keybrake/keybrake/audit"
-	"github.com/keybrake/keybrake/internal/fakestripe"
+	"github.com/keybrake/keybrake/fakes/fakestripe"
 	"github.com/keybrake/keybrake/internal/testenv"
 )
 

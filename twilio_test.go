@@ -12,7 +12,7 @@ import (
 
 	"github.com/keybrake/keybrake"
 	"github.com/keybrake/keybrake/audit"
-	"github.com/keybrake/keybrake/internal/faketwilio"
+	"github.com/keybrake/keybrake/fakes/faketwilio"
 	"github.com/keybrake/keybrake/internal/testenv"
 )
 

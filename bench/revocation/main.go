@@ -32,7 +32,7 @@ import (
 	"github.com/stripe/stripe-go/v76/client"
 
 	"github.com/keybrake/keybrake"
-	"github.com/keybrake/keybrake/internal/fakestripe"
+	"github.com/keybrake/keybrake/fakes/fakestripe"
 	stripevendor "github.com/keybrake/keybrake/vendors/stripe"
 )
 

@@ -7,7 +7,7 @@
 // error, which keeps only a message.
 //
 // With no setup it runs offline against an embedded fake Resend (see
-// internal/fakeresend). With RESEND_API_KEY set it runs against
+// fakes/fakeresend). With RESEND_API_KEY set it runs against
 // api.resend.com, sending to Resend's test addresses.
 //
 //	go run ./examples/email-blast
@@ -30,7 +30,7 @@ import (
 
 	"github.com/keybrake/keybrake"
 	"github.com/keybrake/keybrake/audit"
-	"github.com/keybrake/keybrake/internal/fakeresend"
+	"github.com/keybrake/keybrake/fakes/fakeresend"
 	"github.com/keybrake/keybrake/money"
 )
 

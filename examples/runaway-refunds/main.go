@@ -4,7 +4,7 @@
 // every further call is answered 402 before it leaves the process.
 //
 // With no setup it runs offline against an embedded fake Stripe (see
-// internal/fakestripe). With STRIPE_KEY set to a test-mode key it runs
+// fakes/fakestripe). With STRIPE_KEY set to a test-mode key it runs
 // against Stripe's test mode, or against STRIPE_BASE_URL (stripe-mock, for
 // instance) when that is set too:
 //
@@ -33,7 +33,7 @@ import (
 
 	"github.com/keybrake/keybrake"
 	"github.com/keybrake/keybrake/audit"
-	"github.com/keybrake/keybrake/internal/fakestripe"
+	"github.com/keybrake/keybrake/fakes/fakestripe"
 	"github.com/keybrake/keybrake/money"
 	stripevendor "github.com/keybrake/keybrake/vendors/stripe"
 )

@@ -6,7 +6,7 @@
 // own error before it leaves the process.
 //
 // With no setup it runs offline against an embedded fake Twilio (see
-// internal/faketwilio), which prices messages after sending them, as
+// fakes/faketwilio), which prices messages after sending them, as
 // Twilio does; the demo then reconciles the estimates to the real prices.
 // With TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN set (Twilio's test
 // credentials, which send nothing) it runs against api.twilio.com.
@@ -33,7 +33,7 @@ import (
 
 	"github.com/keybrake/keybrake"
 	"github.com/keybrake/keybrake/audit"
-	"github.com/keybrake/keybrake/internal/faketwilio"
+	"github.com/keybrake/keybrake/fakes/faketwilio"
 	"github.com/keybrake/keybrake/money"
 )
 

@@ -18,7 +18,7 @@ import (
 	"github.com/keybrake/keybrake/policy"
 	"github.com/keybrake/keybrake/store"
 	"github.com/keybrake/keybrake/store/bolt"
-	"github.com/keybrake/keybrake/transport"
+	"github.com/keybrake/keybrake/internal/transport"
 	stripevendor "github.com/keybrake/keybrake/vendors/stripe"
 )
 
@@ -40,7 +40,7 @@ agents:
 
 // vendorStub stands in for Stripe where these tests need an answer: it
 // answers a charge lookup, a refund and a charge, and records what reached
-// it. It is not a Stripe model; internal/fakestripe is.
+// it. It is not a Stripe model; fakes/fakestripe is.
 type vendorStub struct {
 	mu       sync.Mutex
 	received []string

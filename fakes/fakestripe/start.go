@@ -3,7 +3,7 @@ package fakestripe
 import (
 	"testing"
 
-	"github.com/keybrake/keybrake/internal/fakefault"
+	"github.com/keybrake/keybrake/fakes/fakefault"
 )
 
 // Start serves a new fake Stripe on a loopback httptest.Server for the

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keybrake/keybrake/internal/fakeresend"
+	"github.com/keybrake/keybrake/fakes/fakeresend"
 )
 
 func serve(fr *fakeresend.Server, method string, u *url.URL, body, idem, mode string) *httptest.ResponseRecorder {

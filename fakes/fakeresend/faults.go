@@ -1,10 +1,10 @@
-package faketwilio
+package fakeresend
 
 import (
 	"net/http"
 	"time"
 
-	"github.com/keybrake/keybrake/internal/fakefault"
+	"github.com/keybrake/keybrake/fakes/fakefault"
 )
 
 // Fault is a failure the server injects into the requests it matches.
@@ -14,15 +14,16 @@ import (
 // Status, a Delay or Hang.
 //
 // Without Execute, the fault strikes before anything else (as a load
-// balancer or an overloaded front end would): Delay or Hang first, then,
-// when Status is set, the fault's answer, and nothing is done; without
-// Status the request then proceeds.
+// balancer, a rate limiter or an overloaded front end would): Delay or
+// Hang first, then, when Status is set, the fault's answer, and nothing is
+// done or saved under the idempotency key; without Status the request
+// then proceeds.
 //
-// With Execute, the request is handled in full first (the message is
-// created and will be billed), then Delay or Hang, then, when Status is
-// set, the fault's answer replaces the real one: the client cannot know
-// whether the message went out. Twilio has no idempotency key for
-// messages or calls, so a retry sends again.
+// With Execute, the request is handled in full first (emails are sent,
+// the result is saved under its Idempotency-Key), then Delay or Hang,
+// then, when Status is set, the fault's answer replaces the real one: the
+// client cannot know whether the emails went out, and a retry with the
+// same Idempotency-Key replays the real result.
 type Fault struct {
 	Method     string // match this method only; "" matches any
 	PathPrefix string // match paths starting with this; "" matches any
@@ -34,15 +35,15 @@ type Fault struct {
 	Delay   time.Duration // wait this long before answering; the client may give up first
 	Hang    bool          // never answer: wait until the client gives up or Close
 
-	// Status, when not 0, is the answer: Twilio's error body for the
-	// status (20003 for 401, 20404 for 404, 20429 for 429, 20500 for
-	// 500, 20503 for 503, 20001 otherwise), unless Body is set.
+	// Status, when not 0, is the answer: Resend's error body for the
+	// status (rate_limit_exceeded with the ratelimit-* and retry-after
+	// headers for 429, concurrent_idempotent_requests for 409,
+	// internal_server_error for 500, application_error for other 5xx...),
+	// unless Body is set.
 	Status int
-	Code   int // overrides the Twilio error code in the body
+	Name   string // overrides the error name in the body, as "daily_quota_exceeded"
 	// Body, when set, is sent as is with Content-Type text/html instead
-	// of a Twilio error: what a proxy in front of Twilio sends, which
-	// twilio-go reports as a decoding error rather than a
-	// *client.TwilioRestError.
+	// of a Resend error: what a proxy in front of Resend sends.
 	Body string
 }
 
@@ -50,13 +51,14 @@ type Fault struct {
 // outside 400-599, no effect at all), as a broken test setup should.
 func (s *Server) Inject(f Fault) { s.faults.Add(f.rule(), f.response) }
 
-// FailNext answers the next n requests with status and Twilio's error
-// body, doing nothing. It panics if n < 1.
+// FailNext answers the next n requests with status and Resend's error
+// body, doing nothing. FailNext(n, 429) is Resend's rate limit. It panics
+// if n < 1.
 func (s *Server) FailNext(n, status int) { s.On("", "").FailNext(n, status) }
 
-// ExecuteThenFail lets the next n requests do their work (messages are
-// created and billed), then answers status instead of the result. It
-// panics if n < 1.
+// ExecuteThenFail lets the next n requests do their work (emails are
+// sent, the result is saved under the idempotency key), then answers
+// status instead of the result. It panics if n < 1.
 func (s *Server) ExecuteThenFail(n, status int) { s.On("", "").ExecuteThenFail(n, status) }
 
 // Delay makes every following request wait d before it is handled, until
@@ -97,7 +99,7 @@ func (sc Scope) DelayNext(n int, d time.Duration) { sc.sc.DelayNext(n, d) }
 func (sc Scope) HangNext(n int) { sc.sc.HangNext(n) }
 
 // ExecuteThenHang does the work of the next n matching requests, then
-// never answers: the client times out on a message that was sent.
+// never answers: the client times out on emails that were sent.
 func (sc Scope) ExecuteThenHang(n int) { sc.sc.ExecuteThenHang(n) }
 
 // rule is the part of f the shared machinery matches and acts on.
@@ -112,28 +114,49 @@ func (f Fault) rule() fakefault.Rule {
 // scopes add.
 func statusAnswer(status int) fakefault.Response { return Fault{Status: status}.response() }
 
+// The rate limit Resend documents by default: 2 requests a second. The
+// headers follow the IETF draft Resend cites.
+const (
+	rateLimit      = "2"
+	rateLimitReset = "1"
+)
+
 // response renders the fault's answer.
 func (f Fault) response() fakefault.Response {
+	h := http.Header{}
 	if f.Body != "" {
-		h := http.Header{}
 		h.Set("Content-Type", "text/html")
 		return fakefault.Response{Status: f.Status, Body: []byte(f.Body), Header: h}
 	}
-	e := &apiError{status: f.Status, code: codeBadRequest, message: "faketwilio: injected fault"}
+	e := &apiError{status: f.Status, name: nameValidation, message: "fakeresend: injected fault"}
 	switch {
 	case f.Status == http.StatusUnauthorized:
-		e.code, e.message = codeAuthenticate, "Authenticate"
+		e.name, e.message = nameMissingAPIKey, "Missing API key in the authorization header."
+	case f.Status == http.StatusForbidden:
+		e.name, e.message = nameInvalidAPIKey, "API key is invalid."
 	case f.Status == http.StatusNotFound:
-		e.code = codeNotFound
+		e.name, e.message = nameNotFound, "The requested endpoint does not exist."
+	case f.Status == http.StatusMethodNotAllowed:
+		e.name, e.message = nameMethodNotAllowed, "Method is not allowed for the requested path."
+	case f.Status == http.StatusConflict:
+		e.name, e.message = nameConcurrentIdem, "Same idempotency key used while original request is still in progress."
 	case f.Status == http.StatusTooManyRequests:
-		e.code, e.message = codeTooManyRequests, "Too Many Requests"
-	case f.Status == http.StatusServiceUnavailable:
-		e.code, e.message = codeUnavailable, "Service Unavailable (faketwilio: injected fault)"
-	case f.Status >= 500:
-		e.code, e.message = codeInternal, "Internal Server Error (faketwilio: injected fault)"
+		e.name, e.message = nameRateLimitExceeded, "Too many requests. You can only make "+rateLimit+" requests per second. See rate limit response headers for more information."
+		h.Set("Ratelimit-Limit", rateLimit)
+		h.Set("Ratelimit-Remaining", "0")
+		h.Set("Ratelimit-Reset", rateLimitReset)
+		h.Set("Retry-After", rateLimitReset)
+	case f.Status == http.StatusUnavailableForLegalReasons:
+		e.name, e.message = nameSecurityError, "We may have found a security issue with the request."
+	case f.Status == http.StatusInternalServerError:
+		e.name, e.message = nameInternalServerError, "An unexpected error occurred (fakeresend: injected fault)."
+	case f.Status > 500:
+		e.name, e.message = nameApplicationError, "An unexpected error occurred (fakeresend: injected fault)."
 	}
-	if f.Code != 0 {
-		e.code = f.Code
+	if f.Name != "" {
+		e.name = f.Name
 	}
-	return errorResponse(e)
+	res := errorResponse(e)
+	res.Header = h
+	return res
 }

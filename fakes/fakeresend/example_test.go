@@ -8,7 +8,7 @@ import (
 
 	"github.com/resend/resend-go/v2"
 
-	"github.com/keybrake/keybrake/internal/fakeresend"
+	"github.com/keybrake/keybrake/fakes/fakeresend"
 )
 
 // A permissive batch sends the valid emails and reports the others: what

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keybrake/keybrake/internal/fakestripe"
+	"github.com/keybrake/keybrake/fakes/fakestripe"
 )
 
 func seeded() *fakestripe.Server {

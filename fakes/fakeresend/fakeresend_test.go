@@ -14,7 +14,7 @@ import (
 
 	"github.com/resend/resend-go/v2"
 
-	"github.com/keybrake/keybrake/internal/fakeresend"
+	"github.com/keybrake/keybrake/fakes/fakeresend"
 )
 
 // newFake starts a fake and a resend-go client on it.

@@ -6,7 +6,7 @@ import (
 	"net/url"
 	"testing"
 
-	"github.com/keybrake/keybrake/internal/fakefault"
+	"github.com/keybrake/keybrake/fakes/fakefault"
 )
 
 // Start serves a new fake Twilio on a loopback httptest.Server for the

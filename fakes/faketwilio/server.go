@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keybrake/keybrake/internal/fakefault"
+	"github.com/keybrake/keybrake/fakes/fakefault"
 	"github.com/keybrake/keybrake/internal/pattern"
 	"github.com/keybrake/keybrake/money"
 )

@@ -3,7 +3,7 @@ package fakeresend
 import (
 	"testing"
 
-	"github.com/keybrake/keybrake/internal/fakefault"
+	"github.com/keybrake/keybrake/fakes/fakefault"
 )
 
 // Start serves a new fake Resend on a loopback httptest.Server for the

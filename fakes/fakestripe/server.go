@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keybrake/keybrake/internal/fakefault"
+	"github.com/keybrake/keybrake/fakes/fakefault"
 )
 
 // Server is a fake Stripe API. It is an http.Handler, meant for

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keybrake/keybrake/internal/faketwilio"
+	"github.com/keybrake/keybrake/fakes/faketwilio"
 	"github.com/keybrake/keybrake/money"
 )
 

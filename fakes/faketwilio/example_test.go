@@ -9,7 +9,7 @@ import (
 	"github.com/twilio/twilio-go/client"
 	api "github.com/twilio/twilio-go/rest/api/v2010"
 
-	"github.com/keybrake/keybrake/internal/faketwilio"
+	"github.com/keybrake/keybrake/fakes/faketwilio"
 )
 
 // A message is billed by its segments, but Twilio reports the price only

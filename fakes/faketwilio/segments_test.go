@@ -6,7 +6,7 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 
-	"github.com/keybrake/keybrake/internal/faketwilio"
+	"github.com/keybrake/keybrake/fakes/faketwilio"
 )
 
 func TestSegments(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keybrake/keybrake/internal/fakefault"
+	"github.com/keybrake/keybrake/fakes/fakefault"
 )
 
 // answer is a fake's answer for a status: the status in the body, so a

@@ -1,5 +1,5 @@
 // Package fakefault is the fault injection the fake vendor APIs share
-// (internal/fakestripe, internal/faketwilio, internal/fakeresend), with
+// (fakes/fakestripe, fakes/faketwilio, fakes/fakeresend), with
 // the plumbing of their servers that is the same in each: the request
 // log, the writing of an answer, and starting a fake for a test.
 //

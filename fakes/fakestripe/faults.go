@@ -1,29 +1,29 @@
-package fakeresend
+package fakestripe
 
 import (
+	"fmt"
 	"net/http"
 	"time"
 
-	"github.com/keybrake/keybrake/internal/fakefault"
+	"github.com/keybrake/keybrake/fakes/fakefault"
 )
 
 // Fault is a failure the server injects into the requests it matches.
 // Faults are tried in the order they were added; a request takes the
 // first that matches and has uses left, and at most one.
-// The zero Fault does nothing and Inject refuses it: a fault needs a
-// Status, a Delay or Hang.
 //
 // Without Execute, the fault strikes before anything else (as a load
-// balancer, a rate limiter or an overloaded front end would): Delay or
-// Hang first, then, when Status is set, the fault's answer, and nothing is
-// done or saved under the idempotency key; without Status the request
-// then proceeds.
+// balancer or an overloaded front end would): Delay or Hang first, then,
+// when Status is set, the fault's answer, and nothing is done or saved
+// under the idempotency key; without Status the request then proceeds.
 //
-// With Execute, the request is handled in full first (emails are sent,
-// the result is saved under its Idempotency-Key), then Delay or Hang,
-// then, when Status is set, the fault's answer replaces the real one: the
-// client cannot know whether the emails went out, and a retry with the
-// same Idempotency-Key replays the real result.
+// With Execute, the request is handled in full first (money moves, the
+// result is saved under its idempotency key), then Delay or Hang, then,
+// when Status is set, the fault's answer replaces the real one: the client
+// cannot know what happened, and a retry with the same Idempotency-Key
+// replays the real result. This models a response lost on its way back
+// (a gateway error, a dropped connection), not a Stripe-side 500, whose
+// body Stripe itself would save and replay.
 type Fault struct {
 	Method     string // match this method only; "" matches any
 	PathPrefix string // match paths starting with this; "" matches any
@@ -35,30 +35,38 @@ type Fault struct {
 	Delay   time.Duration // wait this long before answering; the client may give up first
 	Hang    bool          // never answer: wait until the client gives up or Close
 
-	// Status, when not 0, is the answer: Resend's error body for the
-	// status (rate_limit_exceeded with the ratelimit-* and retry-after
-	// headers for 429, concurrent_idempotent_requests for 409,
-	// internal_server_error for 500, application_error for other 5xx...),
-	// unless Body is set.
+	// Status, when not 0, is the answer: Stripe's error body for the
+	// status (api_error for 5xx, rate_limit for 429, card_declined for
+	// 402, idempotency_key_in_use for 409...), unless Body is set.
 	Status int
-	Name   string // overrides the error name in the body, as "daily_quota_exceeded"
+	Type   string // overrides the error type in the body
+	Code   string // overrides the error code in the body
 	// Body, when set, is sent as is with Content-Type text/html instead
-	// of a Resend error: what a proxy in front of Resend sends.
+	// of a Stripe error: what a proxy in front of Stripe sends, which
+	// stripe-go does not recognise as a Stripe error and retries.
 	Body string
+	// ShouldRetry, when set ("true" or "false"), is sent as the
+	// Stripe-Should-Retry header, which stripe-go obeys.
+	ShouldRetry string
 }
 
 // Inject adds a fault. It panics if f is not a usable fault (a status
 // outside 400-599, no effect at all), as a broken test setup should.
-func (s *Server) Inject(f Fault) { s.faults.Add(f.rule(), f.response) }
+func (s *Server) Inject(f Fault) {
+	s.faults.Check(f.rule())
+	if f.ShouldRetry != "" && f.ShouldRetry != "true" && f.ShouldRetry != "false" {
+		panic(fmt.Sprintf("fakestripe: ShouldRetry %q is neither true nor false", f.ShouldRetry))
+	}
+	s.faults.Add(f.rule(), f.response)
+}
 
-// FailNext answers the next n requests with status and Resend's error
-// body, doing nothing. FailNext(n, 429) is Resend's rate limit. It panics
-// if n < 1.
+// FailNext answers the next n requests with status and Stripe's error
+// body, doing nothing. It panics if n < 1.
 func (s *Server) FailNext(n, status int) { s.On("", "").FailNext(n, status) }
 
-// ExecuteThenFail lets the next n requests do their work (emails are
-// sent, the result is saved under the idempotency key), then answers
-// status instead of the result. It panics if n < 1.
+// ExecuteThenFail lets the next n requests do their work (money moves,
+// the result is saved under the idempotency key), then answers status
+// instead of the result. It panics if n < 1.
 func (s *Server) ExecuteThenFail(n, status int) { s.On("", "").ExecuteThenFail(n, status) }
 
 // Delay makes every following request wait d before it is handled, until
@@ -79,8 +87,7 @@ func (s *Server) On(method, pathPrefix string) Scope {
 	return Scope{s.faults.On(method, pathPrefix)}
 }
 
-// Scope adds faults limited to some requests; get one from On (the zero
-// Scope is not usable). It is a value, safe to copy and share.
+// Scope adds faults limited to some requests; see On.
 type Scope struct{ sc fakefault.Scope }
 
 // FailNext answers the next n matching requests with status, doing nothing.
@@ -99,7 +106,7 @@ func (sc Scope) DelayNext(n int, d time.Duration) { sc.sc.DelayNext(n, d) }
 func (sc Scope) HangNext(n int) { sc.sc.HangNext(n) }
 
 // ExecuteThenHang does the work of the next n matching requests, then
-// never answers: the client times out on emails that were sent.
+// never answers: the client times out on a call whose money moved.
 func (sc Scope) ExecuteThenHang(n int) { sc.sc.ExecuteThenHang(n) }
 
 // rule is the part of f the shared machinery matches and acts on.
@@ -114,49 +121,48 @@ func (f Fault) rule() fakefault.Rule {
 // scopes add.
 func statusAnswer(status int) fakefault.Response { return Fault{Status: status}.response() }
 
-// The rate limit Resend documents by default: 2 requests a second. The
-// headers follow the IETF draft Resend cites.
-const (
-	rateLimit      = "2"
-	rateLimitReset = "1"
-)
-
 // response renders the fault's answer.
 func (f Fault) response() fakefault.Response {
 	h := http.Header{}
+	if f.ShouldRetry != "" {
+		h.Set("Stripe-Should-Retry", f.ShouldRetry)
+	}
 	if f.Body != "" {
 		h.Set("Content-Type", "text/html")
 		return fakefault.Response{Status: f.Status, Body: []byte(f.Body), Header: h}
 	}
-	e := &apiError{status: f.Status, name: nameValidation, message: "fakeresend: injected fault"}
+	e := &apiError{status: f.Status, typ: "invalid_request_error", message: "fakestripe: injected fault"}
 	switch {
 	case f.Status == http.StatusUnauthorized:
-		e.name, e.message = nameMissingAPIKey, "Missing API key in the authorization header."
-	case f.Status == http.StatusForbidden:
-		e.name, e.message = nameInvalidAPIKey, "API key is invalid."
+		e.message = "Invalid API Key provided."
+	case f.Status == http.StatusPaymentRequired:
+		e.typ, e.code, e.declineCode, e.message = "card_error", "card_declined", "generic_decline", "Your card was declined."
 	case f.Status == http.StatusNotFound:
-		e.name, e.message = nameNotFound, "The requested endpoint does not exist."
-	case f.Status == http.StatusMethodNotAllowed:
-		e.name, e.message = nameMethodNotAllowed, "Method is not allowed for the requested path."
+		e.code = "resource_missing"
 	case f.Status == http.StatusConflict:
-		e.name, e.message = nameConcurrentIdem, "Same idempotency key used while original request is still in progress."
+		e.code, e.message = "idempotency_key_in_use", "There is currently another in-progress request using this Idempotent Key (that probably means you submitted twice, and the other request is still going through)."
 	case f.Status == http.StatusTooManyRequests:
-		e.name, e.message = nameRateLimitExceeded, "Too many requests. You can only make "+rateLimit+" requests per second. See rate limit response headers for more information."
-		h.Set("Ratelimit-Limit", rateLimit)
-		h.Set("Ratelimit-Remaining", "0")
-		h.Set("Ratelimit-Reset", rateLimitReset)
-		h.Set("Retry-After", rateLimitReset)
-	case f.Status == http.StatusUnavailableForLegalReasons:
-		e.name, e.message = nameSecurityError, "We may have found a security issue with the request."
-	case f.Status == http.StatusInternalServerError:
-		e.name, e.message = nameInternalServerError, "An unexpected error occurred (fakeresend: injected fault)."
-	case f.Status > 500:
-		e.name, e.message = nameApplicationError, "An unexpected error occurred (fakeresend: injected fault)."
+		e.code, e.message = "rate_limit", "Too many requests hit the API too quickly. We recommend an exponential backoff of your requests."
+	case f.Status >= 500:
+		e.typ, e.message = "api_error", "An unknown error occurred (fakestripe: injected fault)."
 	}
-	if f.Name != "" {
-		e.name = f.Name
+	if f.Type != "" {
+		e.typ = f.Type
 	}
-	res := errorResponse(e)
-	res.Header = h
-	return res
+	if f.Code != "" {
+		e.code = f.Code
+	}
+	return fakefault.Response{Status: f.Status, Body: e.body(), Header: h}
+}
+
+// idemKey scopes an idempotency key to the account acting, as Stripe
+// scopes keys to an account.
+type idemKey struct{ account, key string }
+
+// saved is the result kept for an idempotency key.
+type saved struct {
+	fingerprint string // method, path and parameters of the first request
+	status      int
+	body        []byte
+	requestID   string
 }

@@ -17,7 +17,7 @@ import (
 	"github.com/twilio/twilio-go/client"
 	api "github.com/twilio/twilio-go/rest/api/v2010"
 
-	"github.com/keybrake/keybrake/internal/faketwilio"
+	"github.com/keybrake/keybrake/fakes/faketwilio"
 	"github.com/keybrake/keybrake/money"
 )
 

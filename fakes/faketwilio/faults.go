@@ -1,29 +1,28 @@
-package fakestripe
+package faketwilio
 
 import (
-	"fmt"
 	"net/http"
 	"time"
 
-	"github.com/keybrake/keybrake/internal/fakefault"
+	"github.com/keybrake/keybrake/fakes/fakefault"
 )
 
 // Fault is a failure the server injects into the requests it matches.
 // Faults are tried in the order they were added; a request takes the
 // first that matches and has uses left, and at most one.
+// The zero Fault does nothing and Inject refuses it: a fault needs a
+// Status, a Delay or Hang.
 //
 // Without Execute, the fault strikes before anything else (as a load
 // balancer or an overloaded front end would): Delay or Hang first, then,
-// when Status is set, the fault's answer, and nothing is done or saved
-// under the idempotency key; without Status the request then proceeds.
+// when Status is set, the fault's answer, and nothing is done; without
+// Status the request then proceeds.
 //
-// With Execute, the request is handled in full first (money moves, the
-// result is saved under its idempotency key), then Delay or Hang, then,
-// when Status is set, the fault's answer replaces the real one: the client
-// cannot know what happened, and a retry with the same Idempotency-Key
-// replays the real result. This models a response lost on its way back
-// (a gateway error, a dropped connection), not a Stripe-side 500, whose
-// body Stripe itself would save and replay.
+// With Execute, the request is handled in full first (the message is
+// created and will be billed), then Delay or Hang, then, when Status is
+// set, the fault's answer replaces the real one: the client cannot know
+// whether the message went out. Twilio has no idempotency key for
+// messages or calls, so a retry sends again.
 type Fault struct {
 	Method     string // match this method only; "" matches any
 	PathPrefix string // match paths starting with this; "" matches any
@@ -35,38 +34,29 @@ type Fault struct {
 	Delay   time.Duration // wait this long before answering; the client may give up first
 	Hang    bool          // never answer: wait until the client gives up or Close
 
-	// Status, when not 0, is the answer: Stripe's error body for the
-	// status (api_error for 5xx, rate_limit for 429, card_declined for
-	// 402, idempotency_key_in_use for 409...), unless Body is set.
+	// Status, when not 0, is the answer: Twilio's error body for the
+	// status (20003 for 401, 20404 for 404, 20429 for 429, 20500 for
+	// 500, 20503 for 503, 20001 otherwise), unless Body is set.
 	Status int
-	Type   string // overrides the error type in the body
-	Code   string // overrides the error code in the body
+	Code   int // overrides the Twilio error code in the body
 	// Body, when set, is sent as is with Content-Type text/html instead
-	// of a Stripe error: what a proxy in front of Stripe sends, which
-	// stripe-go does not recognise as a Stripe error and retries.
+	// of a Twilio error: what a proxy in front of Twilio sends, which
+	// twilio-go reports as a decoding error rather than a
+	// *client.TwilioRestError.
 	Body string
-	// ShouldRetry, when set ("true" or "false"), is sent as the
-	// Stripe-Should-Retry header, which stripe-go obeys.
-	ShouldRetry string
 }
 
 // Inject adds a fault. It panics if f is not a usable fault (a status
 // outside 400-599, no effect at all), as a broken test setup should.
-func (s *Server) Inject(f Fault) {
-	s.faults.Check(f.rule())
-	if f.ShouldRetry != "" && f.ShouldRetry != "true" && f.ShouldRetry != "false" {
-		panic(fmt.Sprintf("fakestripe: ShouldRetry %q is neither true nor false", f.ShouldRetry))
-	}
-	s.faults.Add(f.rule(), f.response)
-}
+func (s *Server) Inject(f Fault) { s.faults.Add(f.rule(), f.response) }
 
-// FailNext answers the next n requests with status and Stripe's error
+// FailNext answers the next n requests with status and Twilio's error
 // body, doing nothing. It panics if n < 1.
 func (s *Server) FailNext(n, status int) { s.On("", "").FailNext(n, status) }
 
-// ExecuteThenFail lets the next n requests do their work (money moves,
-// the result is saved under the idempotency key), then answers status
-// instead of the result. It panics if n < 1.
+// ExecuteThenFail lets the next n requests do their work (messages are
+// created and billed), then answers status instead of the result. It
+// panics if n < 1.
 func (s *Server) ExecuteThenFail(n, status int) { s.On("", "").ExecuteThenFail(n, status) }
 
 // Delay makes every following request wait d before it is handled, until
@@ -87,7 +77,8 @@ func (s *Server) On(method, pathPrefix string) Scope {
 	return Scope{s.faults.On(method, pathPrefix)}
 }
 
-// Scope adds faults limited to some requests; see On.
+// Scope adds faults limited to some requests; get one from On (the zero
+// Scope is not usable). It is a value, safe to copy and share.
 type Scope struct{ sc fakefault.Scope }
 
 // FailNext answers the next n matching requests with status, doing nothing.
@@ -106,7 +97,7 @@ func (sc Scope) DelayNext(n int, d time.Duration) { sc.sc.DelayNext(n, d) }
 func (sc Scope) HangNext(n int) { sc.sc.HangNext(n) }
 
 // ExecuteThenHang does the work of the next n matching requests, then
-// never answers: the client times out on a call whose money moved.
+// never answers: the client times out on a message that was sent.
 func (sc Scope) ExecuteThenHang(n int) { sc.sc.ExecuteThenHang(n) }
 
 // rule is the part of f the shared machinery matches and acts on.
@@ -123,46 +114,26 @@ func statusAnswer(status int) fakefault.Response { return Fault{Status: status}.
 
 // response renders the fault's answer.
 func (f Fault) response() fakefault.Response {
-	h := http.Header{}
-	if f.ShouldRetry != "" {
-		h.Set("Stripe-Should-Retry", f.ShouldRetry)
-	}
 	if f.Body != "" {
+		h := http.Header{}
 		h.Set("Content-Type", "text/html")
 		return fakefault.Response{Status: f.Status, Body: []byte(f.Body), Header: h}
 	}
-	e := &apiError{status: f.Status, typ: "invalid_request_error", message: "fakestripe: injected fault"}
+	e := &apiError{status: f.Status, code: codeBadRequest, message: "faketwilio: injected fault"}
 	switch {
 	case f.Status == http.StatusUnauthorized:
-		e.message = "Invalid API Key provided."
-	case f.Status == http.StatusPaymentRequired:
-		e.typ, e.code, e.declineCode, e.message = "card_error", "card_declined", "generic_decline", "Your card was declined."
+		e.code, e.message = codeAuthenticate, "Authenticate"
 	case f.Status == http.StatusNotFound:
-		e.code = "resource_missing"
-	case f.Status == http.StatusConflict:
-		e.code, e.message = "idempotency_key_in_use", "There is currently another in-progress request using this Idempotent Key (that probably means you submitted twice, and the other request is still going through)."
+		e.code = codeNotFound
 	case f.Status == http.StatusTooManyRequests:
-		e.code, e.message = "rate_limit", "Too many requests hit the API too quickly. We recommend an exponential backoff of your requests."
+		e.code, e.message = codeTooManyRequests, "Too Many Requests"
+	case f.Status == http.StatusServiceUnavailable:
+		e.code, e.message = codeUnavailable, "Service Unavailable (faketwilio: injected fault)"
 	case f.Status >= 500:
-		e.typ, e.message = "api_error", "An unknown error occurred (fakestripe: injected fault)."
+		e.code, e.message = codeInternal, "Internal Server Error (faketwilio: injected fault)"
 	}
-	if f.Type != "" {
-		e.typ = f.Type
-	}
-	if f.Code != "" {
+	if f.Code != 0 {
 		e.code = f.Code
 	}
-	return fakefault.Response{Status: f.Status, Body: e.body(), Header: h}
-}
-
-// idemKey scopes an idempotency key to the account acting, as Stripe
-// scopes keys to an account.
-type idemKey struct{ account, key string }
-
-// saved is the result kept for an idempotency key.
-type saved struct {
-	fingerprint string // method, path and parameters of the first request
-	status      int
-	body        []byte
-	requestID   string
+	return errorResponse(e)
 }
