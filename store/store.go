@@ -57,7 +57,10 @@ var (
 	ErrClosed      = errors.New("store: closed")
 	ErrNotFound    = errors.New("store: no such record")
 	ErrNotReserved = errors.New("store: record is not reserved")
-	ErrLocked      = errors.New("store: database is locked by another process")
+	// ErrLocked is wrapped when the database is held elsewhere: by
+	// another process, or by another open of it in this one. The
+	// wrapping error says which.
+	ErrLocked      = errors.New("store: database is locked")
 	ErrNotEstimate = errors.New("store: record is not a settled estimate")
 	// ErrReadOnly is wrapped by every write to a store opened read-only
 	// (to verify or read the log of a database no agent is using).

@@ -43,7 +43,9 @@ type Options struct {
 	// LockTimeout bounds the wait for the file lock when another process
 	// holds it; zero (or negative) means 1 second. On timeout Open returns
 	// an error wrapping store.ErrLocked that names the path and says
-	// another process (probably a running agent) holds it.
+	// another process (probably a running agent) holds it. A file this
+	// process already holds read-write is refused at once, without a
+	// wait, and the error says so.
 	LockTimeout time.Duration
 
 	// ReadOnly opens the file for reading only, as `keybrake audit
@@ -52,7 +54,9 @@ type Options struct {
 	// store.ErrReadOnly, and Open neither creates the file nor recovers
 	// records left Reserved. bbolt takes a shared lock, so a process
 	// holding the file read-write makes Open wait LockTimeout and return
-	// store.ErrLocked. A file of schema version 1 cannot be opened
+	// store.ErrLocked (at once when that process is this one), and a
+	// read-write Open waits for the readers, this process's included.
+	// A file of schema version 1 cannot be opened
 	// read-only: it has no chain until a read-write Open adds it.
 	ReadOnly bool
 
@@ -71,6 +75,7 @@ type Options struct {
 // useful zero value.
 type Store struct {
 	db       *bbolt.DB
+	held     *holder // this process's claim on the file, released by Close
 	path     string
 	readOnly bool
 	now      func() time.Time
@@ -100,7 +105,11 @@ var _ store.Store = (*Store)(nil)
 // umask; an existing file keeps its mode). nil opts means defaults.
 //
 // Open waits at most Options.LockTimeout for the file lock and then returns
-// an error wrapping store.ErrLocked. It returns an error wrapping ErrSchema
+// an error wrapping store.ErrLocked. bbolt's lock belongs to an open file,
+// not to the process, so a second Open in one process locks itself out:
+// Open refuses a file this process already has open read-write (under any
+// name: a relative path, a symlink) at once, with an error wrapping
+// store.ErrLocked that says so. It returns an error wrapping ErrSchema
 // for a file of a newer schema or one that is not a Keybrake store. Any
 // record still Reserved in the file (the process stopped between Reserve and
 // Complete) is turned Unknown, with its money still counted, before Open
@@ -117,13 +126,21 @@ func Open(path string, opts *Options) (*Store, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	h, err := claim(path, o.ReadOnly)
+	if err != nil {
+		return nil, err
+	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout, ReadOnly: o.ReadOnly})
 	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("%w: %s (probably a running agent holds it; waited %v)", store.ErrLocked, path, timeout)
+		err = lockedError(path, h, timeout)
+		h.release()
+		return nil, err
 	}
 	if err != nil {
+		h.release()
 		return nil, fmt.Errorf("store/bolt: open %s: %w", path, err)
 	}
+	h.opened()
 	if o.ReadOnly {
 		err = db.View(checkSchema)
 	} else {
@@ -136,10 +153,12 @@ func Open(path string, opts *Options) (*Store, error) {
 	}
 	if err != nil {
 		db.Close()
+		h.release()
 		return nil, fmt.Errorf("store/bolt: open %s: %w", path, err)
 	}
 	s := &Store{
 		db:       db,
+		held:     h,
 		path:     path,
 		readOnly: o.ReadOnly,
 		now:      o.Now,
@@ -322,7 +341,9 @@ func (s *Store) Close() error {
 	close(s.queue)
 	s.mu.Unlock()
 	<-s.done
-	if err := s.db.Close(); err != nil {
+	err := s.db.Close()
+	s.held.release() // bbolt let go of the file, even on error
+	if err != nil {
 		return fmt.Errorf("store/bolt: close %s: %w", s.path, err)
 	}
 	return nil

@@ -309,25 +309,6 @@ func TestLockedByAnotherProcess(t *testing.T) {
 	t.Logf("child: %s", out)
 }
 
-func TestLockedInProcess(t *testing.T) {
-	// bbolt's flock is per open file description on Linux, so a second
-	// Open from the same process fails the same way as another process.
-	path := filepath.Join(t.TempDir(), "keybrake.db")
-	open(t, path)
-	start := time.Now()
-	s2, err := bolt.Open(path, &bolt.Options{LockTimeout: 200 * time.Millisecond})
-	if err == nil {
-		s2.Close()
-		t.Fatal("second Open of a held file succeeded")
-	}
-	if !errors.Is(err, store.ErrLocked) {
-		t.Fatalf("second Open = %v, want ErrLocked", err)
-	}
-	if d := time.Since(start); d < 100*time.Millisecond || d > 2*time.Second {
-		t.Fatalf("second Open took %v with a 200ms LockTimeout", d)
-	}
-}
-
 func TestFileMode(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "keybrake.db")
 	open(t, path)

@@ -5,7 +5,8 @@
 //
 //	s, err := bolt.Open("/var/lib/keybrake/keybrake.db", nil)
 //	if errors.Is(err, store.ErrLocked) {
-//		// another process (probably a running agent) holds the file
+//		// another process (probably a running agent), or another Open
+//		// in this one, holds the file
 //	}
 //	defer s.Close()
 //
@@ -183,9 +184,13 @@
 // # Files and processes
 //
 // The file is created with mode 0600. bbolt takes an exclusive flock on it:
-// a second Open, from another process or from this one, waits
-// Options.LockTimeout (one second by default) and returns an error wrapping
-// store.ErrLocked that names the path.
+// a second Open from another process waits Options.LockTimeout (one second
+// by default) and returns an error wrapping store.ErrLocked that names the
+// path. The flock belongs to the open file, not the process, so a second
+// Open from this process would wait on its own lock; Open remembers the
+// files this process holds (by name and by device and inode) and refuses
+// one held read-write at once, with an error wrapping store.ErrLocked that
+// says it is already open in this process.
 //
 // With Options.ReadOnly, Open takes a shared lock instead, so any number of
 // readers (`keybrake audit verify`, a dump) may open a file no agent holds;
