@@ -29,6 +29,10 @@ const IdempotencyWindow = 24 * time.Hour
 // time under one lock, except for the waits of Delay and Hang, which hold
 // nothing.
 type Server struct {
+	// FailNext, ExecuteThenFail, Delay, Hang, ClearFaults and On, the
+	// same in every fake; Inject, with this package's Fault, is Server's.
+	fakefault.Injector
+
 	mu sync.Mutex
 
 	keys map[[sha256.Size]byte]bool // nil: any well-formed key
@@ -50,6 +54,7 @@ func New() *Server {
 		faults: fakefault.New("fakeresend", statusAnswer),
 		now:    time.Now,
 	}
+	s.Injector = s.faults.Injector()
 	s.log = fakefault.NewLog(&s.mu, (*Request).route, (Request).clone)
 	return s
 }

@@ -18,6 +18,10 @@ import (
 // time under one lock, except for the waits of Delay and Hang, which hold
 // nothing.
 type Server struct {
+	// FailNext, ExecuteThenFail, Delay, Hang, ClearFaults and On, the
+	// same in every fake; Inject, with this package's Fault, is Server's.
+	fakefault.Injector
+
 	mu  sync.Mutex
 	seq int // for IDs and creation order
 
@@ -57,6 +61,7 @@ func New() *Server {
 		faults:    fakefault.New("fakestripe", statusAnswer),
 		now:       time.Now,
 	}
+	s.Injector = s.faults.Injector()
 	s.log = fakefault.NewLog(&s.mu, (*Request).route, nil)
 	return s
 }

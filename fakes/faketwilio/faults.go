@@ -50,55 +50,9 @@ type Fault struct {
 // outside 400-599, no effect at all), as a broken test setup should.
 func (s *Server) Inject(f Fault) { s.faults.Add(f.rule(), f.response) }
 
-// FailNext answers the next n requests with status and Twilio's error
-// body, doing nothing. It panics if n < 1.
-func (s *Server) FailNext(n, status int) { s.On("", "").FailNext(n, status) }
-
-// ExecuteThenFail lets the next n requests do their work (messages are
-// created and billed), then answers status instead of the result. It
-// panics if n < 1.
-func (s *Server) ExecuteThenFail(n, status int) { s.On("", "").ExecuteThenFail(n, status) }
-
-// Delay makes every following request wait d before it is handled, until
-// ClearFaults. A client that gives up first gets no answer and nothing is
-// done.
-func (s *Server) Delay(d time.Duration) { s.Inject(Fault{Delay: d}) }
-
-// Hang makes every following request wait, unanswered and with nothing
-// done, until the client gives up or Close; until ClearFaults.
-func (s *Server) Hang() { s.Inject(Fault{Hang: true}) }
-
-// ClearFaults removes every fault. Requests already waiting keep waiting.
-func (s *Server) ClearFaults() { s.faults.Clear() }
-
-// On returns a scope whose faults strike only requests with this method
-// ("" for any) and a path starting with pathPrefix ("" for any).
-func (s *Server) On(method, pathPrefix string) Scope {
-	return Scope{s.faults.On(method, pathPrefix)}
-}
-
-// Scope adds faults limited to some requests; get one from On (the zero
-// Scope is not usable). It is a value, safe to copy and share.
-type Scope struct{ sc fakefault.Scope }
-
-// FailNext answers the next n matching requests with status, doing nothing.
-func (sc Scope) FailNext(n, status int) { sc.sc.FailNext(n, status) }
-
-// ExecuteThenFail does the work of the next n matching requests, then
-// answers status instead of the result.
-func (sc Scope) ExecuteThenFail(n, status int) { sc.sc.ExecuteThenFail(n, status) }
-
-// DelayNext makes the next n matching requests wait d before they are
-// handled.
-func (sc Scope) DelayNext(n int, d time.Duration) { sc.sc.DelayNext(n, d) }
-
-// HangNext leaves the next n matching requests unanswered, with nothing
-// done, until their clients give up or Close.
-func (sc Scope) HangNext(n int) { sc.sc.HangNext(n) }
-
-// ExecuteThenHang does the work of the next n matching requests, then
-// never answers: the client times out on a message that was sent.
-func (sc Scope) ExecuteThenHang(n int) { sc.sc.ExecuteThenHang(n) }
+// Scope adds faults limited to some requests; get one from On. It is
+// fakefault's, shared by every fake.
+type Scope = fakefault.Scope
 
 // rule is the part of f the shared machinery matches and acts on.
 func (f Fault) rule() fakefault.Rule {

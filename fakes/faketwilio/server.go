@@ -32,6 +32,10 @@ const APIVersion = "2010-04-01"
 // time under one lock, except for the waits of Delay and Hang, which hold
 // nothing.
 type Server struct {
+	// FailNext, ExecuteThenFail, Delay, Hang, ClearFaults and On, the
+	// same in every fake; Inject, with this package's Fault, is Server's.
+	fakefault.Injector
+
 	mu sync.Mutex
 
 	accountSID string
@@ -64,6 +68,7 @@ func New() *Server {
 		faults:     fakefault.New("faketwilio", statusAnswer),
 		now:        time.Now,
 	}
+	s.Injector = s.faults.Injector()
 	s.log = fakefault.NewLog(&s.mu, (*Request).route, (Request).clone)
 	s.smsPrices.set("SMS", "", DefaultSMSPrice)
 	s.mmsPrices.set("MMS", "", DefaultMMSPrice)
