@@ -495,8 +495,6 @@ func TestStatusOffline(t *testing.T) {
 type agent struct {
 	s   *bolt.Store
 	srv *admin.Server
-	now time.Time
-	ids map[string]uint64
 }
 
 func startAgent(t *testing.T, path string, state admin.State) *agent {

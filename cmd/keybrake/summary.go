@@ -122,7 +122,6 @@ type summary struct {
 	inFlight map[who]sums
 	capped   *audit.Record
 	events   []*audit.Record
-	overflow bool
 }
 
 func newSummary(q audit.Query, first time.Time, by time.Duration, n int) *summary {

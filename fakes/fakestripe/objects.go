@@ -207,7 +207,6 @@ type applicationFeeObj struct {
 	Refunded           bool     `json:"refunded"`
 	Refunds            list     `json:"refunds"`
 
-	account string
 	refunds []*feeRefundObj
 }
 

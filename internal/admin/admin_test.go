@@ -145,11 +145,3 @@ func (f *fixture) local(halted bool, revoked ...string) *admin.Local {
 		return admin.State{Policy: pol, Halted: halted, Revoked: revoked, Day: f.day}
 	}}
 }
-
-func ids(recs []*audit.Record) []uint64 {
-	out := []uint64{}
-	for _, r := range recs {
-		out = append(out, r.ID)
-	}
-	return out
-}
