@@ -2,6 +2,7 @@ package vendors
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -24,7 +25,21 @@ func TestRefusalMemory(t *testing.T) {
 	if _, ok := RecallRefusal(fmt.Sprintf("t%d", refusalMemory-1)); !ok {
 		t.Fatal("the newest refusal was forgotten")
 	}
-	if NewRefusalToken() == NewRefusalToken() {
-		t.Fatal("tokens repeat")
+}
+
+// TestRefusalToken: every token has the documented form, and none repeats
+// in a thousand (64 random bits each: a repeat means they are not random).
+func TestRefusalToken(t *testing.T) {
+	form := regexp.MustCompile(`^kbr_[0-9a-f]{16}$`)
+	seen := map[string]bool{}
+	for i := 0; i < 1000; i++ {
+		tok := NewRefusalToken()
+		if !form.MatchString(tok) {
+			t.Fatalf("token %q is not kbr_ and 16 hex digits", tok)
+		}
+		if seen[tok] {
+			t.Fatalf("token %q repeats after %d tokens", tok, i)
+		}
+		seen[tok] = true
 	}
 }
