@@ -279,6 +279,9 @@ func TestResolveRemembersCurrencyAndCustomer(t *testing.T) {
 	if len(f.fetched) != 1 || facts["stripe//charge/ch_y"] != "jpy cus_A" {
 		t.Fatalf("fetched %v, facts %v", f.fetched, facts)
 	}
+	if want := (money.Amount{Micros: 100_000_000, Currency: "JPY"}); c.Amount != want || c.Customer != "cus_A" {
+		t.Fatalf("from the lookup: %v %q, want %v cus_A", c.Amount, c.Customer, want)
+	}
 	// The second refund with an amount needs nothing from Stripe: the
 	// charge's currency and customer never change.
 	c, err = resolveRefund("charge=ch_y&amount=200")
