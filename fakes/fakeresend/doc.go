@@ -1,21 +1,76 @@
-// Package fakeresend is a small stateful fake of Resend's API for tests and
-// offline examples: an http.Handler that answers resend-go v2.28 the way
-// api.resend.com would for sending emails, batches and broadcasts, and
-// remembers what it sent, so that tests can count emails and recipients,
-// check idempotent retries, and inject the failures that leave the outcome
-// of a send unknown.
+// Package fakeresend is a fake Resend API to run in the tests of your own
+// agent. Like stripe-mock is for Stripe, it is a local server that
+// resend-go v2.28 talks to as it would to api.resend.com for sending
+// emails, batches and broadcasts; unlike Prism serving Resend's OpenAPI
+// description, which checks requests against the spec but keeps no state
+// (/emails answers {"id":"string"}, /emails/batch one data entry whatever
+// the batch size), it remembers what it sent and keeps a ledger of the
+// emails and recipients it actually sent. One ID per email sent, a
+// permissive batch sends the valid emails and reports the others, a retry
+// under the same Idempotency-Key sends nothing twice, and a test can
+// inject the failures that leave the outcome of a send unknown.
 //
-// Prism, serving Resend's OpenAPI description (see internal/testenv),
-// checks requests against the spec but keeps no state: /emails answers
-// {"id":"string"} and /emails/batch one data entry whatever the batch
-// size. Tests of money need the other half: one ID per email sent, a
-// permissive batch that sends the valid emails and reports the others, a
-// retry under the same Idempotency-Key that sends nothing twice. That is
-// what this package is for.
+// # Starting one
+//
+// Start serves a new fake on a loopback httptest.Server for the duration
+// of a test and returns it with its base URL, without a trailing slash:
 //
 //	fr, url := fakeresend.Start(t)
-//	rc := resend.NewCustomClient(hc, fakeresend.DefaultAPIKey)
-//	rc.BaseURL, _ = neturl.Parse(url + "/") // resend-go needs the trailing slash
+//
+// Outside a test, serve New yourself, and Close the fake before the
+// httptest.Server, whose Close waits for the requests a Hang holds.
+//
+// # Pointing resend-go at it
+//
+// Set the client's BaseURL to the fake's (resend-go needs the trailing
+// slash). The fake accepts any well-formed key, DefaultAPIKey for one,
+// until SetAPIKeys names the ones it takes:
+//
+//	rc := resend.NewCustomClient(nil, fakeresend.DefaultAPIKey)
+//	rc.BaseURL, _ = neturl.Parse(url + "/")
+//
+// # Pointing a Keybrake Brake at it
+//
+// To test the agent as it runs, braked, leave resend-go addressing
+// api.resend.com and let the Brake send its traffic to the fake through
+// Options.Endpoints (plain http is accepted for loopback hosts only):
+//
+//	kb, err := keybrake.Open(keybrake.Options{
+//		PolicyFile: policyFile,
+//		DBPath:     filepath.Join(t.TempDir(), "keybrake.db"),
+//		Endpoints:  map[keybrake.Vendor]string{keybrake.Resend: url},
+//	})
+//	rc := resend.NewCustomClient(kb.HTTPClient("mail-bot", keybrake.Resend), fakeresend.DefaultAPIKey)
+//
+// An email the policy refuses never reaches the fake; keybrake.AsDenial
+// recovers the decision from resend-go's error, which keeps only a
+// message. The ledger then says what the sends the policy allowed actually
+// sent, to compare with the Brake's audit log (Brake.Dump): see
+// Example_emailsToTheCap. Resend answers with no price; the fake does
+// not invent one: what an email costs is the policy's.
+//
+// # The ledger
+//
+// Sent and Recipients count the transactional emails sent and their To,
+// Cc and Bcc recipients; Emails lists each; Broadcasts and
+// BroadcastRecipients count broadcasts apart, as Resend bills them apart.
+// Log, Requests and RequestsTo say what the fake was asked, whatever it
+// answered.
+//
+// # Injecting faults
+//
+// A Server embeds a fakefault.Injector, the same in every fake:
+//
+//	fr.FailNext(1, 429)                        // Resend's rate limit, with its headers; nothing sent
+//	fr.ExecuteThenFail(1, 500)                 // sends, then answers 500: the answer lost
+//	fr.On("POST", "/emails/batch").HangNext(1) // no answer and nothing sent, until the client gives up
+//	fr.Hang()                                  // every request from now on hangs...
+//	fr.ClearFaults()                           // ...until this
+//
+// Inject takes a Fault with Resend's own fields besides: the error name in
+// the body, or a non-Resend body as a proxy would send. A fault strikes
+// before the work, or with Execute after it, and Close releases every
+// request a fault holds.
 //
 // # What it stands in for
 //
@@ -61,12 +116,11 @@
 //     refused request can be corrected and sent again under its key.
 //     Resend's 409 concurrent_idempotent_requests cannot happen here, as
 //     requests are handled one at a time; inject it as a fault.
-//   - Faults (Fault, FailNext, ExecuteThenFail, Delay, Hang, On): an error
-//     before anything happened (FailNext(n, 429) is the rate limit, with
-//     Resend's ratelimit-limit, ratelimit-remaining, ratelimit-reset and
-//     retry-after headers, which resend-go reads into
-//     *resend.RateLimitError), an error after the emails went out, a slow
-//     answer, no answer at all.
+//   - Faults (see above): an error before anything happened
+//     (FailNext(n, 429) is the rate limit, with Resend's ratelimit-limit,
+//     ratelimit-remaining, ratelimit-reset and retry-after headers, which
+//     resend-go reads into *resend.RateLimitError), an error after the
+//     emails went out, a slow answer, no answer at all.
 //
 // # What it does not model
 //

@@ -1,22 +1,83 @@
-// Package fakestripe is a small stateful fake of Stripe's API for tests:
-// an http.Handler that answers stripe-go v76 the way api.stripe.com would,
-// and remembers what it did, so that tests can check how much money moved,
-// and inject the failures that make the outcome of a payment call unknown.
+// Package fakestripe is a fake Stripe API to run in the tests of your own
+// agent. Like stripe-mock, it is a local server that stripe-go v76 talks to
+// as it would to api.stripe.com; unlike stripe-mock, which checks every
+// parameter against Stripe's OpenAPI spec but keeps no state (every refund
+// answers amount 100, whatever was asked), it remembers what it did and
+// keeps a ledger of the money actually moved. A refund refunds what was
+// asked and no more, a second refund fails once the first emptied the
+// charge, a retry under the same Idempotency-Key is replayed rather than
+// executed twice, and a test can inject the failures that leave the
+// outcome of a payment unknown. The wire format follows stripe-go v76 and
+// API version 2023-10-16, with the field names of stripe-go's types.
 //
-// stripe-mock, Stripe's own mock (see internal/testenv), validates every
-// parameter against the real OpenAPI spec but keeps no state: every refund
-// answers amount 100, whatever was asked. Tests of settlement, retries,
-// timeouts and crashes need the other half: a refund that refunds what was
-// asked and no more, a second refund that fails because the first one
-// emptied the charge, a retry that is replayed rather than executed twice.
-// That is what this package is for; its wire format follows stripe-go v76
-// and API version 2023-10-16, with the field names of stripe-go's types.
+// # Starting one
+//
+// Start serves a new fake on a loopback httptest.Server for the duration
+// of a test and returns it with its base URL; seed the objects the agent
+// will act on:
+//
+//	fs, url := fakestripe.Start(t)
+//	fs.AddCharge(fakestripe.Charge{ID: "ch_1", Amount: 5000, Currency: "usd", Captured: true})
+//
+// Outside a test (an example, a demo), serve New yourself, and Close the
+// fake before the httptest.Server, whose Close waits for the requests a
+// Hang holds:
 //
 //	fs := fakestripe.New()
-//	fs.AddCharge(fakestripe.Charge{ID: "ch_1", Amount: 5000, Currency: "usd", Captured: true})
 //	ts := httptest.NewServer(fs)
 //	defer ts.Close()
-//	defer fs.Close() // runs first: releases requests held by Hang
+//	defer fs.Close() // runs first
+//
+// # Pointing stripe-go at it
+//
+// Give stripe-go a backend whose URL is the fake's, with a test-mode key
+// (sk_test_ or rk_test_; live keys are refused):
+//
+//	b := stripe.GetBackendWithConfig(stripe.APIBackend, &stripe.BackendConfig{URL: stripe.String(url)})
+//	sc := client.New("sk_test_123", &stripe.Backends{API: b, Connect: b, Uploads: b})
+//
+// # Pointing a Keybrake Brake at it
+//
+// To test the agent as it runs, braked, leave stripe-go addressing
+// api.stripe.com and let the Brake send its traffic to the fake through
+// Options.Endpoints (plain http is accepted for loopback hosts only):
+//
+//	kb, err := keybrake.Open(keybrake.Options{
+//		PolicyFile: policyFile,
+//		DBPath:     filepath.Join(t.TempDir(), "keybrake.db"),
+//		Endpoints:  map[keybrake.Vendor]string{keybrake.Stripe: url},
+//	})
+//	sc := client.New("sk_test_123", stripevendor.Backends(kb.HTTPClient("refund-bot", keybrake.Stripe)))
+//
+// where stripevendor is github.com/keybrake/keybrake/vendors/stripe. A
+// refund the policy refuses never reaches the fake; keybrake.AsDenial
+// recovers the decision from stripe-go's error. The ledger then says what
+// the refunds the policy allowed actually moved, to compare with the
+// Brake's audit log (Brake.Dump): see Example_refundsToTheCap.
+//
+// # The ledger
+//
+// Moved is the money moved through the API per currency, in minor units;
+// Movements lists each movement (its kind, object, amount, account and
+// request); Refunded is a charge's amount_refunded. Seeded objects are not
+// movements. Log, Requests and RequestsTo say what the fake was asked,
+// whatever it answered.
+//
+// # Injecting faults
+//
+// A Server embeds a fakefault.Injector, the same in every fake:
+//
+//	fs.FailNext(1, 503)                      // the next request: 503, nothing done
+//	fs.ExecuteThenFail(1, 500)               // refunds, then answers 500: the answer lost
+//	fs.On("POST", "/v1/refunds").HangNext(1) // no answer and nothing done, until the client gives up
+//	fs.On("GET", "/v1/charges/").DelayNext(1, 2*time.Second)
+//	fs.Hang()                                // every request from now on hangs...
+//	fs.ClearFaults()                         // ...until this
+//
+// Inject takes a Fault with Stripe's own fields besides: the error type and
+// code in the body, Stripe-Should-Retry, or a non-Stripe body as a proxy
+// would send. A fault strikes before the work, or with Execute after it,
+// and Close releases every request a fault holds.
 //
 // # What it stands in for
 //
@@ -52,9 +113,9 @@
 //     pm_card_chargeDeclinedInsufficientFunds, tok_chargeDeclined and
 //     tok_chargeDeclinedInsufficientFunds are declined with Stripe's 402
 //     card_error; any other payment method succeeds.
-//   - Faults (Fault, FailNext, ExecuteThenFail, Delay, Hang, On): an error
-//     before anything happened, an error after the money moved (the answer
-//     lost on its way back), a slow answer, no answer at all.
+//   - Faults (see above): an error before anything happened, an error
+//     after the money moved (the answer lost on its way back), a slow
+//     answer, no answer at all.
 //
 // # What it does not model
 //

@@ -1,24 +1,83 @@
-// Package faketwilio is a small stateful fake of Twilio's REST API
-// (2010-04-01) for tests and offline examples: an http.Handler that answers
-// twilio-go v1.31 the way api.twilio.com would for messages and calls, and
-// remembers what it sent and what that will cost, so that tests can check
-// settlement against the price Twilio reports, and inject the failures that
-// leave the outcome of a send unknown.
+// Package faketwilio is a fake Twilio REST API (2010-04-01) to run in the
+// tests of your own agent. Like stripe-mock is for Stripe, it is a local
+// server that twilio-go v1.31 talks to as it would to api.twilio.com for
+// messages and calls; unlike Prism serving Twilio's OpenAPI description,
+// which checks requests against the spec but answers fixed examples
+// ("price": null forever, one segment whatever the body), it remembers
+// what it sent and keeps a ledger of what that will cost. A message's
+// num_segments follows its body, its price appears later as Twilio fills
+// it in, the bill adds up, and a test can inject the failures that leave
+// the outcome of a send unknown.
 //
-// Prism, serving Twilio's own OpenAPI description (see internal/testenv),
-// checks requests against the spec but answers fixed examples: every
-// message has "price": null forever and one segment whatever its body.
-// Tests of money need the other half: a message whose num_segments follows
-// its body, whose price appears later as Twilio fills it in, and a bill
-// that adds up. That is what this package is for.
+// # Starting one
+//
+// Start serves a new fake on a loopback httptest.Server for the duration
+// of a test and returns it with its base URL; set the prices the test
+// expects (the defaults are Twilio's US list prices):
 //
 //	ft, url := faketwilio.Start(t)
+//	ft.SetPrice("+44", "0.0400")
+//
+// Outside a test, serve New yourself, and Close the fake before the
+// httptest.Server, whose Close waits for the requests a Hang holds.
+//
+// # Pointing twilio-go at it
+//
+// twilio-go hard-codes https://api.twilio.com, so give it an HTTP client
+// that sends every request to the fake instead (HTTPClient, or Transport
+// below a RoundTripper of your own), with the credentials the fake
+// accepts (DefaultAccountSID and DefaultAuthToken, or SetCredentials):
+//
 //	c := &client.Client{
 //		Credentials: client.NewCredentials(faketwilio.DefaultAccountSID, faketwilio.DefaultAuthToken),
-//		HTTPClient:  faketwilio.HTTPClient(url), // twilio-go hard-codes api.twilio.com
+//		HTTPClient:  faketwilio.HTTPClient(url),
 //	}
 //	c.SetAccountSid(faketwilio.DefaultAccountSID)
 //	tw := twilio.NewRestClientWithParams(twilio.ClientParams{Client: c})
+//
+// # Pointing a Keybrake Brake at it
+//
+// To test the agent as it runs, braked, give twilio-go the Brake's client
+// instead and let the Brake send the traffic to the fake through
+// Options.Endpoints (plain http is accepted for loopback hosts only):
+//
+//	kb, err := keybrake.Open(keybrake.Options{
+//		PolicyFile: policyFile,
+//		DBPath:     filepath.Join(t.TempDir(), "keybrake.db"),
+//		Endpoints:  map[keybrake.Vendor]string{keybrake.Twilio: url},
+//	})
+//	c.HTTPClient = kb.HTTPClient("sms-bot", keybrake.Twilio)
+//
+// A message the policy refuses never reaches the fake; keybrake.AsDenial
+// recovers the decision from twilio-go's error. Twilio answers a new
+// message with "price": null, so the Brake counts it at the policy's
+// estimate until PriceMessages (or SetPriceDelay) has priced it and
+// Brake.Reconcile has read the price; then the ledger and the Brake's
+// audit log (Brake.Dump) agree: see Example_smsToTheCap.
+//
+// # The ledger
+//
+// Spent is what Twilio will bill for everything done so far, Billed what
+// the API already shows; Messages and Calls list each with its segments,
+// price and status. Log, Requests and RequestsTo say what the fake was
+// asked, whatever it answered.
+//
+// # Injecting faults
+//
+// A Server embeds a fakefault.Injector, the same in every fake:
+//
+//	ft.FailNext(1, 503)         // the next request: 503, nothing sent
+//	ft.ExecuteThenFail(1, 500)  // sends, then answers 500: the answer lost
+//	ft.On("POST", "/2010-04-01/Accounts/"+faketwilio.DefaultAccountSID+"/Calls.json").FailNext(1, 429)
+//	ft.Hang()                   // every request from now on hangs...
+//	ft.ClearFaults()            // ...until this
+//
+// Inject takes a Fault with Twilio's own fields besides: the error code in
+// the body, or a non-Twilio body as a proxy would send. A fault strikes
+// before the work, or with Execute after it, and Close releases every
+// request a fault holds. Twilio has no idempotency key for messages or
+// calls, so a retry after ExecuteThenFail sends again: the test sees what
+// the agent's retries cost.
 //
 // # What it stands in for
 //
@@ -58,9 +117,9 @@
 //   - Money: Spent is what Twilio will bill for everything done so far,
 //     Billed what the API shows already; Messages and Calls list each with
 //     its cost.
-//   - Faults (Fault, FailNext, ExecuteThenFail, Delay, Hang, On): an error
-//     before anything happened, an error after the message was sent (the
-//     answer lost on its way back), a slow answer, no answer at all.
+//   - Faults (see above): an error before anything happened, an error
+//     after the message was sent (the answer lost on its way back), a slow
+//     answer, no answer at all.
 //
 // # What it does not model
 //
