@@ -3,7 +3,6 @@ package vendors
 import (
 	"net/url"
 	"strings"
-	"unicode/utf8"
 )
 
 // codeBadParams is the refusal code of an encoded form or query that does
@@ -39,32 +38,19 @@ func FormPairs(raw string, each func(name, value string) error) error {
 		}
 		k, v, ok := strings.Cut(pair, "=")
 		if !ok {
-			return Invalidf(codeBadParams, "parameter %q has no '='", truncate(pair))
+			return Invalidf(codeBadParams, "parameter %q has no '='", Truncate(pair, QuoteLimit))
 		}
 		name, err := url.QueryUnescape(k)
 		if err != nil {
-			return Invalidf(codeBadParams, "parameter name %q: %v", truncate(k), err)
+			return Invalidf(codeBadParams, "parameter name %q: %v", Truncate(k, QuoteLimit), err)
 		}
 		value, err := url.QueryUnescape(v)
 		if err != nil {
-			return Invalidf(codeBadParams, "parameter %q: %v", truncate(name), err)
+			return Invalidf(codeBadParams, "parameter %q: %v", Truncate(name, QuoteLimit), err)
 		}
 		if err := each(name, value); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// truncate shortens what a refusal quotes of a request to 64 bytes and
-// "...", cutting before a rune rather than through it.
-func truncate(s string) string {
-	if len(s) <= 64 {
-		return s
-	}
-	cut := 64
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "..."
 }

@@ -102,22 +102,6 @@ func TestFormPairsOrder(t *testing.T) {
 	}
 }
 
-func TestTruncate(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"", ""},
-		{strings.Repeat("a", 64), strings.Repeat("a", 64)},
-		{strings.Repeat("a", 65), strings.Repeat("a", 64) + "..."},
-		// é is two bytes; the 64th byte starts one, which is dropped whole.
-		{strings.Repeat("a", 63) + "éé", strings.Repeat("a", 63) + "..."},
-		{strings.Repeat("é", 40), strings.Repeat("é", 32) + "..."},
-	}
-	for _, tt := range tests {
-		if got := truncate(tt.in); got != tt.want {
-			t.Errorf("truncate(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
 // FuzzFormPairs checks that FormPairs refuses only with keybrake_bad_params,
 // and that what it accepts reads the same to url.ParseQuery: the same
 // values under each name, in the same order, one pair per "&".

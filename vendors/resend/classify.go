@@ -134,18 +134,18 @@ func checkPath(method, path string) error {
 	switch method {
 	case "GET", "POST", "PATCH", "DELETE":
 	default:
-		return invalid(codeBadMethod, "Resend's API uses GET, POST, PATCH and DELETE, not %s", truncate(method))
+		return invalid(codeBadMethod, "Resend's API uses GET, POST, PATCH and DELETE, not %s", vendors.Truncate(method, vendors.QuoteLimit))
 	}
 	if !strings.HasPrefix(path, "/") {
-		return invalid(codeBadPath, "path %q does not start with /", truncate(path))
+		return invalid(codeBadPath, "path %q does not start with /", vendors.Truncate(path, vendors.QuoteLimit))
 	}
 	for i := 0; i < len(path); i++ {
 		c := path[i]
 		if c >= 'A' && c <= 'Z' {
-			return invalid(codeBadPath, "path %q has upper case; Resend's paths and IDs are lower case", truncate(path))
+			return invalid(codeBadPath, "path %q has upper case; Resend's paths and IDs are lower case", vendors.Truncate(path, vendors.QuoteLimit))
 		}
 		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == '/') {
-			return invalid(codeBadPath, "path %q holds %q; Resend's paths hold only lower-case letters, digits, '-', '_', '.' and '/'", truncate(path), c)
+			return invalid(codeBadPath, "path %q holds %q; Resend's paths hold only lower-case letters, digits, '-', '_', '.' and '/'", vendors.Truncate(path, vendors.QuoteLimit), c)
 		}
 	}
 	return nil
@@ -192,7 +192,7 @@ func batchValidation(h map[string][]string, k kind) (string, error) {
 	case k != kindEmailBatch:
 		return "", invalid(codeBadHeader, "x-batch-validation applies only to POST /emails/batch")
 	case vs[0] != batchStrict && vs[0] != batchPermissive:
-		return "", invalid(codeBadHeader, "x-batch-validation %q is neither strict nor permissive", truncate(vs[0]))
+		return "", invalid(codeBadHeader, "x-batch-validation %q is neither strict nor permissive", vendors.Truncate(vs[0], vendors.QuoteLimit))
 	}
 	return vs[0], nil
 }
@@ -220,12 +220,12 @@ func readRequest(r *vendors.Request, k kind) (url.Values, *jsonValue, error) {
 		// resend-go sends bodiless POSTs (cancel, verify) without a
 		// Content-Type; one that names JSON is harmless.
 		if len(ct) > 1 || len(ct) == 1 && !isJSONType(ct[0]) {
-			return nil, nil, invalid(codeBadContentType, "Content-Type %q on an empty body; Keybrake reads only %s", truncate(strings.Join(ct, ", ")), jsonType)
+			return nil, nil, invalid(codeBadContentType, "Content-Type %q on an empty body; Keybrake reads only %s", vendors.Truncate(strings.Join(ct, ", "), vendors.QuoteLimit), jsonType)
 		}
 		return url.Values{}, nil, nil
 	}
 	if len(ct) != 1 || !isJSONType(ct[0]) {
-		return nil, nil, invalid(codeBadContentType, "want one Content-Type %s, got %q", jsonType, truncate(strings.Join(ct, ", ")))
+		return nil, nil, invalid(codeBadContentType, "want one Content-Type %s, got %q", jsonType, vendors.Truncate(strings.Join(ct, ", "), vendors.QuoteLimit))
 	}
 	v, err := parseJSON(r.Body)
 	if err != nil {
@@ -251,7 +251,7 @@ func parseQuery(raw string) (url.Values, error) {
 	params := url.Values{}
 	err := vendors.FormPairs(raw, func(key, val string) error {
 		if !queryKeyRE.MatchString(key) {
-			return invalid(codeBadParamName, "query name %q is not a lower-case name", truncate(key))
+			return invalid(codeBadParamName, "query name %q is not a lower-case name", vendors.Truncate(key, vendors.QuoteLimit))
 		}
 		if _, dup := params[key]; dup {
 			return invalid(codeDuplicateParam, "query parameter %q appears more than once", key)
@@ -304,17 +304,17 @@ func classifyBroadcastSend(c *vendors.Call, body *jsonValue, id string) error {
 					return invalid(codeBadParam, "broadcast_id is %s, not a string", m.value.kind)
 				}
 				if m.value.text != "" && m.value.text != id {
-					return invalid(codeBadParam, "broadcast_id %q is not the broadcast in the path, %s", truncate(m.value.text), id)
+					return invalid(codeBadParam, "broadcast_id %q is not the broadcast in the path, %s", vendors.Truncate(m.value.text, vendors.QuoteLimit), id)
 				}
 			case "scheduled_at":
 				if m.value.kind != jsonString {
 					return invalid(codeBadParam, "scheduled_at is %s, not a string", m.value.kind)
 				}
 				if m.value.text != "" {
-					c.Audit["scheduled_at"] = audit.RedactText(truncate(m.value.text))
+					c.Audit["scheduled_at"] = audit.RedactText(vendors.Truncate(m.value.text, vendors.QuoteLimit))
 				}
 			default:
-				return invalid(codeUnknownParam, "field %q is not one Keybrake knows in a broadcast send", truncate(m.key))
+				return invalid(codeUnknownParam, "field %q is not one Keybrake knows in a broadcast send", vendors.Truncate(m.key, vendors.QuoteLimit))
 			}
 		}
 		if err := flatten(c.Params, "", body); err != nil {
@@ -368,7 +368,7 @@ func flatten(params map[string][]string, key string, v *jsonValue) error {
 	case jsonObject:
 		for _, m := range v.members {
 			if m.key == "" || strings.ContainsAny(m.key, "[]") {
-				return invalid(codeBadParamName, "JSON key %q is empty or holds a bracket", truncate(m.key))
+				return invalid(codeBadParamName, "JSON key %q is empty or holds a bracket", vendors.Truncate(m.key, vendors.QuoteLimit))
 			}
 			if err := flatten(params, sub(key, m.key), m.value); err != nil {
 				return err
@@ -414,7 +414,7 @@ func auditQuery(q url.Values, body *jsonValue) map[string]string {
 func fieldNames(v *jsonValue) string {
 	names := make([]string, 0, len(v.members))
 	for _, m := range v.members {
-		names = append(names, audit.RedactText(truncate(m.key)))
+		names = append(names, audit.RedactText(vendors.Truncate(m.key, vendors.QuoteLimit)))
 	}
 	slices.Sort(names)
 	return strings.Join(names, ",")
@@ -429,16 +429,4 @@ func headerValues(h map[string][]string, name string) []string {
 		}
 	}
 	return out
-}
-
-// truncate shortens what a refusal quotes of the request.
-func truncate(s string) string {
-	if len(s) > 64 {
-		cut := 64
-		for cut > 0 && s[cut]&0xC0 == 0x80 {
-			cut--
-		}
-		return s[:cut] + "..."
-	}
-	return s
 }

@@ -90,7 +90,7 @@ func decodeEmail(v *jsonValue, where string) (*email, error) {
 		case "template":
 			m.template, err = template(f.value, where)
 		default:
-			err = invalid(codeUnknownParam, "%sfield %q is not one Keybrake knows in an email; it may change whom or how much Resend sends", where, truncate(f.key))
+			err = invalid(codeUnknownParam, "%sfield %q is not one Keybrake knows in an email; it may change whom or how much Resend sends", where, vendors.Truncate(f.key, vendors.QuoteLimit))
 		}
 		if err != nil {
 			return nil, err
@@ -156,7 +156,7 @@ func addresses(f jsonMember, where string, least int) ([]string, error) {
 // place, control and invisible formatting characters.
 func checkAddress(s, field, where string) (string, error) {
 	bad := func(why string) (string, error) {
-		return "", invalid(codeBadAddress, "%s%s %q: %s", where, field, truncate(s), why)
+		return "", invalid(codeBadAddress, "%s%s %q: %s", where, field, vendors.Truncate(s, vendors.QuoteLimit), why)
 	}
 	if s == "" {
 		return bad("empty")
@@ -264,7 +264,7 @@ func checkHeaders(v *jsonValue, where string) error {
 	}
 	for _, h := range v.members {
 		if !headerNameRE.MatchString(h.key) {
-			return invalid(codeBadParam, "%sheader name %q is not a field name", where, truncate(h.key))
+			return invalid(codeBadParam, "%sheader name %q is not a field name", where, vendors.Truncate(h.key, vendors.QuoteLimit))
 		}
 		lower := strings.ToLower(h.key)
 		if slices.Contains(reservedHeaders, lower) || strings.HasPrefix(lower, "resent-") {
@@ -303,10 +303,10 @@ func tags(v *jsonValue, where string) ([][2]string, error) {
 			case "value":
 				tag[1] = s
 			default:
-				return nil, invalid(codeUnknownParam, "%stags[%d] has field %q; a tag has name and value", where, i, truncate(f.key))
+				return nil, invalid(codeUnknownParam, "%stags[%d] has field %q; a tag has name and value", where, i, vendors.Truncate(f.key, vendors.QuoteLimit))
 			}
 			if !tagRE.MatchString(s) {
-				return nil, invalid(codeBadParam, "%stags[%d].%s %q: ASCII letters, digits, _ and - only, at most 256", where, i, f.key, truncate(s))
+				return nil, invalid(codeBadParam, "%stags[%d].%s %q: ASCII letters, digits, _ and - only, at most 256", where, i, f.key, vendors.Truncate(s, vendors.QuoteLimit))
 			}
 		}
 		if !named {
@@ -348,7 +348,7 @@ func attachments(v *jsonValue, where string) (int, error) {
 					return 0, err
 				}
 			default:
-				return 0, invalid(codeUnknownParam, "%sfield %q is not one Keybrake knows in an attachment", at, truncate(f.key))
+				return 0, invalid(codeUnknownParam, "%sfield %q is not one Keybrake knows in an attachment", at, vendors.Truncate(f.key, vendors.QuoteLimit))
 			}
 		}
 	}
@@ -376,11 +376,11 @@ func template(v *jsonValue, where string) (string, error) {
 			}
 			for _, tv := range f.value.members {
 				if tv.value.kind != jsonString && tv.value.kind != jsonNumber {
-					return "", invalid(codeBadParam, "%stemplate.variables.%s is %s, not a string or number", where, truncate(tv.key), tv.value.kind)
+					return "", invalid(codeBadParam, "%stemplate.variables.%s is %s, not a string or number", where, vendors.Truncate(tv.key, vendors.QuoteLimit), tv.value.kind)
 				}
 			}
 		default:
-			return "", invalid(codeUnknownParam, "%sfield %q is not one Keybrake knows in a template", where, truncate(f.key))
+			return "", invalid(codeUnknownParam, "%sfield %q is not one Keybrake knows in a template", where, vendors.Truncate(f.key, vendors.QuoteLimit))
 		}
 	}
 	if id == "" {
@@ -452,16 +452,7 @@ func parties(ms []*email) (recipients, senders []string) {
 			}
 		}
 	}
-	return sortedSet(rcpt), sortedSet(from)
-}
-
-func sortedSet(set map[string]bool) []string {
-	out := make([]string, 0, len(set))
-	for k := range set {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
+	return vendors.SortedKeys(rcpt), vendors.SortedKeys(from)
 }
 
 // classifyBatch reads POST /emails/batch: an array of 1 to 100 emails,
@@ -573,7 +564,7 @@ func auditEmails(ms []*email) map[string]string {
 		out["subject_length"] = strconv.Itoa(utf8.RuneCountInString(m.subject))
 		for k, v := range map[string]string{"scheduled_at": m.scheduledAt, "template": m.template, "topic_id": m.topicID} {
 			if v != "" {
-				out[k] = audit.RedactText(truncate(v))
+				out[k] = audit.RedactText(vendors.Truncate(v, vendors.QuoteLimit))
 			}
 		}
 	} else {

@@ -3,6 +3,8 @@ package resend
 import (
 	"regexp"
 	"strings"
+
+	"github.com/keybrake/keybrake/vendors"
 )
 
 // kind is what an operation costs; kindNone moves no money.
@@ -196,7 +198,7 @@ func match(method, path string) (*endpoint, []string, error) {
 	}
 	if bad != nil {
 		// A literal route of the same shape would have matched above.
-		return nil, nil, invalid(codeBadID, "%s %s: %q is not a Resend ID (a lower-case UUID) in %s", method, truncate(path), truncate(badID), bad.template)
+		return nil, nil, invalid(codeBadID, "%s %s: %q is not a Resend ID (a lower-case UUID) in %s", method, vendors.Truncate(path, vendors.QuoteLimit), vendors.Truncate(badID, vendors.QuoteLimit), bad.template)
 	}
 	return nil, nil, nil
 }

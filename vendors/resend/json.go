@@ -6,6 +6,8 @@ import (
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/keybrake/keybrake/vendors"
 )
 
 // maxDepth bounds how deeply arrays and objects may nest. The deepest body
@@ -212,9 +214,9 @@ func (p *parser) object(depth int) (*jsonValue, error) {
 		}
 		if dup {
 			if prev == key {
-				return nil, invalid(codeDuplicateKey, "JSON key %q appears twice in one object; Resend and Go may keep different ones", truncate(key))
+				return nil, invalid(codeDuplicateKey, "JSON key %q appears twice in one object; Resend and Go may keep different ones", vendors.Truncate(key, vendors.QuoteLimit))
 			}
-			return nil, invalid(codeDuplicateKey, "JSON keys %q and %q differ only in case; Go's encoding/json would read them as one", truncate(prev), truncate(key))
+			return nil, invalid(codeDuplicateKey, "JSON keys %q and %q differ only in case; Go's encoding/json would read them as one", vendors.Truncate(prev, vendors.QuoteLimit), vendors.Truncate(key, vendors.QuoteLimit))
 		}
 		p.space()
 		if p.i >= len(p.b) || p.b[p.i] != ':' {

@@ -92,7 +92,7 @@ func price(c *vendors.Call, k kind, vars map[string]string) error {
 				return err
 			}
 			if ok && !idPatterns["account"].MatchString(dest) {
-				return invalid(codeBadID, "destination=%q is not an account ID (acct_...)", truncate(dest))
+				return invalid(codeBadID, "destination=%q is not an account ID (acct_...)", vendors.Truncate(dest, vendors.QuoteLimit))
 			}
 		}
 		return setAmount(c, amt, cur)
@@ -247,7 +247,7 @@ func optionalAmount(p url.Values, name string) (int64, bool, error) {
 		return 0, false, err
 	}
 	if !amountRE.MatchString(v) {
-		return 0, false, invalid(codeBadAmount, "%s=%q is not a whole number of minor units of at most 8 digits", name, truncate(v))
+		return 0, false, invalid(codeBadAmount, "%s=%q is not a whole number of minor units of at most 8 digits", name, vendors.Truncate(v, vendors.QuoteLimit))
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil {
@@ -275,7 +275,7 @@ func amountAndCurrency(p url.Values) (int64, money.Currency, error) {
 	}
 	cur, err := money.ParseCurrency(v)
 	if err != nil {
-		return 0, "", invalid(codeBadCurrency, "currency=%q is not a currency Keybrake knows", truncate(v))
+		return 0, "", invalid(codeBadCurrency, "currency=%q is not a currency Keybrake knows", vendors.Truncate(v, vendors.QuoteLimit))
 	}
 	return amt, cur, nil
 }
@@ -293,7 +293,7 @@ func boolParam(p url.Values, name string, def bool) (bool, error) {
 	case "false":
 		return false, nil
 	}
-	return false, invalid(codeBadParam, "%s=%q: want true or false", name, truncate(v))
+	return false, invalid(codeBadParam, "%s=%q: want true or false", name, vendors.Truncate(v, vendors.QuoteLimit))
 }
 
 // captureMethod returns a payment intent's capture method, "automatic" when
@@ -312,7 +312,7 @@ func optionalCaptureMethod(p url.Values) (string, error) {
 		return "", err
 	}
 	if !validCaptureMethod(v) {
-		return "", invalid(codeBadParam, "capture_method=%q: want automatic, automatic_async or manual", truncate(v))
+		return "", invalid(codeBadParam, "capture_method=%q: want automatic, automatic_async or manual", vendors.Truncate(v, vendors.QuoteLimit))
 	}
 	return v, nil
 }

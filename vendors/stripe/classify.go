@@ -4,7 +4,6 @@ import (
 	"mime"
 	"net/url"
 	"regexp"
-	"slices"
 	"strings"
 
 	"github.com/keybrake/keybrake/audit"
@@ -200,7 +199,7 @@ func parseParams(raw string) (url.Values, error) {
 			return invalid(codeBadParamName, "a parameter has an empty name")
 		}
 		if !keyRE.MatchString(key) {
-			return invalid(codeBadParamName, "parameter name %q is not name[sub]... in lower case", truncate(key))
+			return invalid(codeBadParamName, "parameter name %q is not name[sub]... in lower case", vendors.Truncate(key, vendors.QuoteLimit))
 		}
 		if _, dup := params[key]; dup {
 			return invalid(codeDuplicateParam, "parameter %q appears more than once; Stripe would keep the last", key)
@@ -259,7 +258,7 @@ func sibling(key, name string) string {
 func checkParams(params url.Values) error {
 	// In key order, so a request with two faults always gets the same
 	// refusal.
-	for _, key := range sortedKeys(params) {
+	for _, key := range vendors.SortedKeys(params) {
 		v := params[key][0]
 		ns := names(key)
 		if inMetadata(ns) {
@@ -269,7 +268,7 @@ func checkParams(params url.Values) error {
 		switch {
 		case isIntegerAmount(name):
 			if !amountRE.MatchString(v) {
-				return invalid(codeBadAmount, "%s=%q is not a whole number of minor units of at most 8 digits", key, truncate(v))
+				return invalid(codeBadAmount, "%s=%q is not a whole number of minor units of at most 8 digits", key, vendors.Truncate(v, vendors.QuoteLimit))
 			}
 			if name == "quantity" {
 				continue
@@ -283,11 +282,11 @@ func checkParams(params url.Values) error {
 			}
 		case isDecimalAmount(name):
 			if !decimalRE.MatchString(v) {
-				return invalid(codeBadAmount, "%s=%q is not a plain decimal amount", key, truncate(v))
+				return invalid(codeBadAmount, "%s=%q is not a plain decimal amount", key, vendors.Truncate(v, vendors.QuoteLimit))
 			}
 		case name == "currency":
 			if _, err := money.ParseCurrency(v); err != nil {
-				return invalid(codeBadCurrency, "%s=%q is not a currency Keybrake knows", key, truncate(v))
+				return invalid(codeBadCurrency, "%s=%q is not a currency Keybrake knows", key, vendors.Truncate(v, vendors.QuoteLimit))
 			}
 		}
 		if re := subjectIDs[ns[0]]; re != nil {
@@ -295,7 +294,7 @@ func checkParams(params url.Values) error {
 				return invalid(codeBadParam, "%s must be an ID, not a hash (%s)", ns[0], key)
 			}
 			if !re.MatchString(v) {
-				return invalid(codeBadID, "%s=%q is not a %s ID (%s)", key, truncate(v), key, re)
+				return invalid(codeBadID, "%s=%q is not a %s ID (%s)", key, vendors.Truncate(v, vendors.QuoteLimit), key, re)
 			}
 		}
 	}
@@ -358,21 +357,4 @@ func auditParams(params url.Values) map[string]string {
 		}
 	}
 	return out
-}
-
-func sortedKeys(p url.Values) []string {
-	keys := make([]string, 0, len(p))
-	for k := range p {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
-// truncate shortens what a refusal quotes of the request.
-func truncate(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
 }

@@ -295,7 +295,7 @@ func resolve(c *vendors.Call, st *state, o object) error {
 			return err
 		}
 		if ok && !idPatterns["charge"].MatchString(ch) {
-			return fmt.Errorf("latest_charge %q is not a charge ID", truncate(ch))
+			return fmt.Errorf("latest_charge %q is not a charge ID", vendors.Truncate(ch, vendors.QuoteLimit))
 		}
 		c.RefundOf = ch
 	}
@@ -334,7 +334,7 @@ func resolveCustomer(c *vendors.Call, st *state, o object) error {
 // checkLookedUpCurrency applies the three-decimal rule to the amounts of a
 // request whose currency only the lookup told.
 func checkLookedUpCurrency(p url.Values, cur money.Currency) error {
-	for _, key := range sortedKeys(p) {
+	for _, key := range vendors.SortedKeys(p) {
 		ns := names(key)
 		if inMetadata(ns) {
 			continue

@@ -65,7 +65,7 @@ func settleCreate(c *vendors.Call, body []byte) (vendors.Settlement, error) {
 		return vendors.Settlement{}, fmt.Errorf("%w: %s: %w", ErrSettle, c.Operation, err)
 	}
 	if !idPatterns["customer"].MatchString(id) {
-		return vendors.Settlement{}, fmt.Errorf("%w: %s: id %q is not a customer ID", ErrSettle, c.Operation, truncate(id))
+		return vendors.Settlement{}, fmt.Errorf("%w: %s: id %q is not a customer ID", ErrSettle, c.Operation, vendors.Truncate(id, vendors.QuoteLimit))
 	}
 	return vendors.Settlement{Object: id, Units: -1}, nil
 }
@@ -204,7 +204,7 @@ func (o object) str(name string) (string, error) {
 	}
 	var s string
 	if len(v) == 0 || v[0] != '"' || json.Unmarshal(v, &s) != nil {
-		return "", fmt.Errorf("field %s is not a string: %s", name, truncate(string(v)))
+		return "", fmt.Errorf("field %s is not a string: %s", name, vendors.Truncate(string(v), vendors.QuoteLimit))
 	}
 	return s, nil
 }
@@ -244,7 +244,7 @@ func (o object) integer(name string) (int64, error) {
 		return 0, err
 	}
 	if !naturalRE.Match(v) {
-		return 0, fmt.Errorf("field %s is not a non-negative integer: %s", name, truncate(string(v)))
+		return 0, fmt.Errorf("field %s is not a non-negative integer: %s", name, vendors.Truncate(string(v), vendors.QuoteLimit))
 	}
 	return strconv.ParseInt(string(v), 10, 64)
 }
@@ -260,7 +260,7 @@ func (o object) boolean(name string) (bool, error) {
 	case "false":
 		return false, nil
 	}
-	return false, fmt.Errorf("field %s is not a boolean: %s", name, truncate(string(v)))
+	return false, fmt.Errorf("field %s is not a boolean: %s", name, vendors.Truncate(string(v), vendors.QuoteLimit))
 }
 
 // diff reads total - done, which must not be negative.

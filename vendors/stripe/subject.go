@@ -300,7 +300,7 @@ func (o object) customer() (cus string, present bool, err error) {
 		return "", true, err
 	}
 	if ok && !idPatterns["customer"].MatchString(cus) {
-		return "", true, fmt.Errorf("customer %q is not a customer ID", truncate(cus))
+		return "", true, fmt.Errorf("customer %q is not a customer ID", vendors.Truncate(cus, vendors.QuoteLimit))
 	}
 	return cus, true, nil
 }
@@ -317,7 +317,7 @@ func (o object) parent(k owner) (subject, error) {
 			continue
 		}
 		if !idPatterns[v.kind].MatchString(id) {
-			return subject{}, fmt.Errorf("%s %q is not a %s ID", v.field, truncate(id), v.kind)
+			return subject{}, fmt.Errorf("%s %q is not a %s ID", v.field, vendors.Truncate(id, vendors.QuoteLimit), v.kind)
 		}
 		return subject{kind: v.kind, id: id}, nil
 	}
@@ -336,7 +336,7 @@ func (o object) parent(k owner) (subject, error) {
 // CustomerMetadata is safe for concurrent use.
 func (Vendor) CustomerMetadata(ctx context.Context, customer string, get vendors.Getter) (map[string]string, error) {
 	if !idPatterns["customer"].MatchString(customer) {
-		return nil, fmt.Errorf("%w: %q is not a customer ID", ErrLookup, truncate(customer))
+		return nil, fmt.Errorf("%w: %q is not a customer ID", ErrLookup, vendors.Truncate(customer, vendors.QuoteLimit))
 	}
 	path := "/v1/customers/" + customer
 	status, body, err := get(ctx, path)
@@ -363,7 +363,7 @@ func customerMetadata(body []byte, id string) (map[string]string, error) {
 	if got, err := o.str("id"); err != nil {
 		return nil, err
 	} else if got != id {
-		return nil, fmt.Errorf("answered customer %q, not %q", truncate(got), id)
+		return nil, fmt.Errorf("answered customer %q, not %q", vendors.Truncate(got, vendors.QuoteLimit), id)
 	}
 	if _, ok := o["deleted"]; ok {
 		// A deleted customer answers {"id", "object": "customer",
@@ -381,7 +381,7 @@ func customerMetadata(body []byte, id string) (map[string]string, error) {
 		return nil, fmt.Errorf("customer %s has no metadata field", id)
 	}
 	if len(raw) == 0 || raw[0] != '{' {
-		return nil, fmt.Errorf("metadata is not an object: %s", truncate(string(raw)))
+		return nil, fmt.Errorf("metadata is not an object: %s", vendors.Truncate(string(raw), vendors.QuoteLimit))
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &fields); err != nil {
@@ -391,7 +391,7 @@ func customerMetadata(body []byte, id string) (map[string]string, error) {
 	for k, v := range fields {
 		var s string
 		if len(v) == 0 || v[0] != '"' || json.Unmarshal(v, &s) != nil {
-			return nil, fmt.Errorf("metadata[%s] is not a string: %s", truncate(k), truncate(string(v)))
+			return nil, fmt.Errorf("metadata[%s] is not a string: %s", vendors.Truncate(k, vendors.QuoteLimit), vendors.Truncate(string(v), vendors.QuoteLimit))
 		}
 		md[k] = s
 	}

@@ -4,7 +4,6 @@ import (
 	"mime"
 	"net/url"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -224,7 +223,7 @@ func parseParams(raw string) (url.Values, error) {
 	folded := map[string]string{}
 	err := vendors.FormPairs(raw, func(key, val string) error {
 		if !keyRE.MatchString(key) {
-			return invalid(codeBadParamName, "parameter name %q is not one twilio-go sends (letters and digits, dotted parts, a final < or >)", truncate(key))
+			return invalid(codeBadParamName, "parameter name %q is not one twilio-go sends (letters and digits, dotted parts, a final < or >)", vendors.Truncate(key, vendors.QuoteLimit))
 		}
 		if !utf8.ValidString(val) {
 			return invalid(codeBadParams, "parameter %q is not valid UTF-8", key)
@@ -251,9 +250,9 @@ func parseParams(raw string) (url.Values, error) {
 // checkKnown refuses a parameter the priced endpoint does not define.
 func checkKnown(k kind, params url.Values) error {
 	known := createParams[k]
-	for _, key := range sortedKeys(params) {
+	for _, key := range vendors.SortedKeys(params) {
 		if !known[key] {
-			return invalid(codeUnknownParam, "parameter %q is not one twilio-go sends to this endpoint; it might change what the call costs", truncate(key))
+			return invalid(codeUnknownParam, "parameter %q is not one twilio-go sends to this endpoint; it might change what the call costs", vendors.Truncate(key, vendors.QuoteLimit))
 		}
 	}
 	return nil
@@ -278,7 +277,7 @@ func priceMessage(c *vendors.Call, p url.Values) (*bodyFacts, error) {
 		return nil, err
 	}
 	if from := p.Get("From"); channelRE.MatchString(from) {
-		return nil, invalid(codeUnsupported, "From %q is a channel address; Keybrake prices SMS and MMS only", truncate(from))
+		return nil, invalid(codeUnsupported, "From %q is a channel address; Keybrake prices SMS and MMS only", vendors.Truncate(from, vendors.QuoteLimit))
 	}
 	subjects(c, to, p)
 	if _, ok := p["ContentSid"]; ok {
@@ -338,7 +337,7 @@ func priceCall(c *vendors.Call, p url.Values) error {
 	minutes := int64(-1)
 	if v, ok := p["TimeLimit"]; ok {
 		if !timeLimitRE.MatchString(v[0]) {
-			return invalid(codeBadParam, "TimeLimit=%q is not a positive whole number of seconds", truncate(v[0]))
+			return invalid(codeBadParam, "TimeLimit=%q is not a positive whole number of seconds", vendors.Truncate(v[0], vendors.QuoteLimit))
 		}
 		secs, _ := strconv.ParseInt(v[0], 10, 64)
 		minutes = (secs + 59) / 60
@@ -371,9 +370,9 @@ func destination(p url.Values) (string, error) {
 		return to, nil
 	}
 	if channelRE.MatchString(to) {
-		return "", invalid(codeUnsupported, "To %q is a channel, SIP or client address; Keybrake prices E.164 phone numbers only", truncate(to))
+		return "", invalid(codeUnsupported, "To %q is a channel, SIP or client address; Keybrake prices E.164 phone numbers only", vendors.Truncate(to, vendors.QuoteLimit))
 	}
-	return "", invalid(codeBadDestination, "To %q is not an E.164 phone number (+ and 7 to 15 digits)", truncate(to))
+	return "", invalid(codeBadDestination, "To %q is not an E.164 phone number (+ and 7 to 15 digits)", vendors.Truncate(to, vendors.QuoteLimit))
 }
 
 // countryHint shows the first digits of a number, enough to say where it
@@ -397,7 +396,7 @@ func boolParam(p url.Values, name string) (bool, error) {
 	case "false":
 		return false, nil
 	}
-	return false, invalid(codeBadParam, "%s=%q: want true or false", name, truncate(v[0]))
+	return false, invalid(codeBadParam, "%s=%q: want true or false", name, vendors.Truncate(v[0], vendors.QuoteLimit))
 }
 
 func headerValues(h map[string][]string, name string) []string {
@@ -465,21 +464,4 @@ func snake(name string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
-}
-
-func sortedKeys(p url.Values) []string {
-	keys := make([]string, 0, len(p))
-	for k := range p {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
-// truncate shortens what a refusal quotes of the request.
-func truncate(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
 }

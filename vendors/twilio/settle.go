@@ -73,7 +73,7 @@ func (Vendor) Reconcile(ctx context.Context, operation, object string, currency 
 		return money.Amount{}, false, fmt.Errorf("%w: operation %q is not priced later", ErrReconcile, operation)
 	}
 	if !re.MatchString(object) {
-		return money.Amount{}, false, fmt.Errorf("%w: %q is not the uri of a %s", ErrReconcile, truncate(object), operation)
+		return money.Amount{}, false, fmt.Errorf("%w: %q is not the uri of a %s", ErrReconcile, vendors.Truncate(object, vendors.QuoteLimit), operation)
 	}
 	status, body, err := get(ctx, object)
 	if err != nil {
@@ -123,10 +123,10 @@ func parseResource(body []byte, k kind) (resource, error) {
 	}
 	m := objectRE[k].FindStringSubmatch(o.URI)
 	if m == nil {
-		return resource{}, fmt.Errorf("uri %q is not a canonical %s path", truncate(o.URI), kindName(k))
+		return resource{}, fmt.Errorf("uri %q is not a canonical %s path", vendors.Truncate(o.URI, vendors.QuoteLimit), kindName(k))
 	}
 	if m[1] != o.AccountSid || m[2] != o.Sid {
-		return resource{}, fmt.Errorf("uri %s disagrees with sid %q and account_sid %q", o.URI, truncate(o.Sid), truncate(o.AccountSid))
+		return resource{}, fmt.Errorf("uri %s disagrees with sid %q and account_sid %q", o.URI, vendors.Truncate(o.Sid, vendors.QuoteLimit), vendors.Truncate(o.AccountSid, vendors.QuoteLimit))
 	}
 	r := resource{sid: o.Sid, account: o.AccountSid, uri: o.URI, segments: -1}
 	if n, ok := naturalField(o.NumSegments); ok {
@@ -181,7 +181,7 @@ func decimalField(v json.RawMessage) (string, error) {
 		}
 	}
 	if !decimalRE.MatchString(s) {
-		return "", fmt.Errorf("%s is not a plain decimal", truncate(string(v)))
+		return "", fmt.Errorf("%s is not a plain decimal", vendors.Truncate(string(v), vendors.QuoteLimit))
 	}
 	s = strings.TrimPrefix(s, "-")
 	if whole, frac, ok := strings.Cut(s, "."); ok && len(frac) > 6 {
