@@ -220,10 +220,7 @@ func names(key string) []string {
 	if rest == "" {
 		return out
 	}
-	for _, n := range strings.Split(strings.TrimSuffix(rest, "]"), "][") {
-		out = append(out, n)
-	}
-	return out
+	return append(out, strings.Split(strings.TrimSuffix(rest, "]"), "][")...)
 }
 
 // inMetadata reports whether a key lies under a metadata hash, whose
