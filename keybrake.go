@@ -86,8 +86,10 @@ type Options struct {
 	// process opening a file in use gets an error within a second.
 	DBPath string
 
-	// Store, when set, is used instead of opening DBPath (for example a
-	// PostgreSQL store shared by a fleet). The Brake closes it.
+	// Store, when set, is used instead of opening DBPath: any
+	// store.Store, such as one of your own that passes the conformance
+	// suite in store/storetest, or a store/bolt Store opened with options
+	// of your choosing. The Brake closes it. Nil means open DBPath.
 	Store store.Store
 
 	// Endpoints sends a vendor's traffic to another base URL (stripe-mock,

@@ -37,9 +37,12 @@
 // idempotency keys are not in the chain: they are the store's working
 // state, not the log.
 //
-// Implementations: store/bolt (embedded bbolt file, the default) and
-// store/postgres (fleets of agent processes). store/storetest holds the
-// conformance suite every implementation runs.
+// store/bolt (one embedded bbolt file, held by one process) is the
+// implementation Keybrake ships and opens by default. Any other type that
+// implements Store can be passed in keybrake.Options.Store, your own
+// included; store/storetest holds the conformance suite (Run, and
+// RunRestart for data that outlives a Store) every implementation must
+// pass before it keeps anyone's money.
 package store
 
 import (
