@@ -460,13 +460,21 @@ func (u unknownVendor) RoundTrip(req *http.Request) (*http.Response, error) {
 	return nil, fmt.Errorf("keybrake: vendor %q is not one Keybrake knows (%s); nothing was sent", string(u), strings.Join(names, ", "))
 }
 
-// Dump writes the audit records q selects as JSON Lines, oldest first. It
-// first waits for the completions of calls that have answered, so their
-// settlements show.
+// Dump is DumpContext with context.Background(): it waits as long as the
+// store takes.
 func (b *Brake) Dump(w io.Writer, q audit.Query) error {
-	ctx := context.Background()
+	return b.DumpContext(context.Background(), w, q)
+}
+
+// DumpContext writes the audit records q selects to w as JSON Lines,
+// oldest first. It first waits for the completions of calls that have
+// answered, so their settlements show. ctx bounds that wait and the
+// store's reads: when it ends, DumpContext returns an error wrapping
+// ctx.Err(), and w may hold the records written until then. It is safe to
+// call concurrently with calls through the Brake.
+func (b *Brake) DumpContext(ctx context.Context, w io.Writer, q audit.Query) error {
 	if err := b.env.Flush(ctx); err != nil {
-		return err
+		return fmt.Errorf("keybrake: dump: waiting for completions: %w", err)
 	}
 	out := audit.NewJSONLines(w)
 	if err := b.store.Query(ctx, q, out.Write); err != nil {
