@@ -421,6 +421,11 @@ func TestClassifyBroadcasts(t *testing.T) {
 			if !tt.moves && (c.Priced != nil || c.Count != 0) {
 				t.Fatalf("a draft is priced: %+v Count %d", c.Priced, c.Count)
 			}
+			// The audience of a broadcast is saved at Resend: a scope
+			// on recipients or senders cannot admit what it sends to.
+			if c.AudienceUnknown != tt.moves {
+				t.Errorf("AudienceUnknown %v for MovesMoney %v", c.AudienceUnknown, tt.moves)
+			}
 			for k, v := range tt.params {
 				if !reflect.DeepEqual(c.Params[k], v) {
 					t.Errorf("Params[%q] = %q, want %q", k, c.Params[k], v)
@@ -523,11 +528,11 @@ func TestResolve(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := (Vendor{}).Resolve(context.Background(), c, nil, nil); err != nil {
-		t.Fatalf("Resolve: %v", err)
+	if learned, err := (Vendor{}).Resolve(context.Background(), c, vendors.Need{}, nil, nil); err != nil || len(learned) != 0 {
+		t.Fatalf("Resolve = %v, learned %v", err, learned)
 	}
 	c.Lookup = "GET /emails/" + uuid1
-	if err := (Vendor{}).Resolve(context.Background(), c, nil, nil); err == nil {
+	if _, err := (Vendor{}).Resolve(context.Background(), c, vendors.Need{}, nil, nil); err == nil {
 		t.Fatal("Resolve accepted a lookup")
 	}
 }

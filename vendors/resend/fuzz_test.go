@@ -187,6 +187,11 @@ func FuzzClassify(f *testing.F) {
 				t.Fatalf("Priced %+v", c.Priced)
 			}
 		}
+		// Only a broadcast that sends does so to an audience the request
+		// does not show; every email names its own.
+		if sends := c.MovesMoney && strings.HasPrefix(c.Operation, "broadcasts."); c.AudienceUnknown != sends {
+			t.Fatalf("%q (MovesMoney %v) has AudienceUnknown %v", c.Operation, c.MovesMoney, c.AudienceUnknown)
+		}
 		if c.Operation != "emails.send" && c.Operation != "emails.batch" && (c.Recipients != nil || c.Senders != nil || c.MostRecipients != 0) {
 			t.Fatalf("%q has Recipients %q, Senders %q, MostRecipients %d", c.Operation, c.Recipients, c.Senders, c.MostRecipients)
 		}

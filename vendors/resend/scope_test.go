@@ -70,22 +70,30 @@ func TestRecipientsCountUnchanged(t *testing.T) {
 }
 
 // TestNoPartiesOutsideEmails checks that calls whose recipients Keybrake
-// cannot see, broadcasts above all, carry no Recipients and no Senders: a
-// scope then refuses them rather than passing an empty list.
+// cannot see, broadcasts above all, carry no Recipients and no Senders,
+// and that those which send say AudienceUnknown: a scope then refuses
+// them rather than passing an empty list.
 func TestNoPartiesOutsideEmails(t *testing.T) {
-	for _, r := range []*vendors.Request{
-		req("POST", "/broadcasts/"+uuid1+"/send", `{"scheduled_at":""}`),
-		req("POST", "/broadcasts", `{"segment_id":"`+uuid1+`","from":"a@x.example","subject":"s","send":true}`),
-		req("PATCH", "/broadcasts/"+uuid1, `{"from":"a@x.example"}`),
-		req("GET", "/emails/"+uuid1, ""),
-		req("POST", "/contacts", `{"email":"ann@x.example"}`),
+	for _, tt := range []struct {
+		r     *vendors.Request
+		sends bool
+	}{
+		{req("POST", "/broadcasts/"+uuid1+"/send", `{"scheduled_at":""}`), true},
+		{req("POST", "/broadcasts", `{"segment_id":"`+uuid1+`","from":"a@x.example","subject":"s","send":true}`), true},
+		{req("PATCH", "/broadcasts/"+uuid1, `{"from":"a@x.example"}`), false},
+		{req("GET", "/emails/"+uuid1, ""), false},
+		{req("POST", "/contacts", `{"email":"ann@x.example"}`), false},
 	} {
+		r := tt.r
 		c, err := Vendor{}.Classify(r)
 		if err != nil {
 			t.Fatalf("%s %s: %v", r.Method, r.Path, err)
 		}
 		if c.Recipients != nil || c.Senders != nil || c.MostRecipients != 0 {
 			t.Errorf("%s %s: Recipients %q, Senders %q, MostRecipients %d; want none", r.Method, r.Path, c.Recipients, c.Senders, c.MostRecipients)
+		}
+		if c.AudienceUnknown != tt.sends {
+			t.Errorf("%s %s: AudienceUnknown %v, want %v", r.Method, r.Path, c.AudienceUnknown, tt.sends)
 		}
 	}
 }
@@ -95,12 +103,12 @@ func TestResolveRefusesSubjectLookup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.NeedSubject = true
-	if err := (Vendor{}).Resolve(context.Background(), c, nil, nil); err != nil {
-		t.Fatalf("NeedSubject alone: %v", err)
+	scope := vendors.Need{Customer: true}
+	if _, err := (Vendor{}).Resolve(context.Background(), c, scope, nil, nil); err != nil {
+		t.Fatalf("Need.Customer alone: %v", err)
 	}
 	c.SubjectLookup = "GET /contacts/" + uuid1
-	if err := (Vendor{}).Resolve(context.Background(), c, nil, nil); err == nil {
+	if _, err := (Vendor{}).Resolve(context.Background(), c, scope, nil, nil); err == nil {
 		t.Fatal("Resolve accepted a subject lookup")
 	}
 }

@@ -31,14 +31,20 @@ func ExampleVendor_Resolve() {
 	get := func(ctx context.Context, path string) (int, []byte, error) {
 		return 200, []byte(`{"id":"ch_1","object":"charge","amount":5000,"amount_refunded":0,"currency":"jpy","customer":"cus_7"}`), nil
 	}
-	if err := v.Resolve(context.Background(), c, get, nil); err != nil {
+	// No facts are known yet; what never changes about the charge is
+	// returned for the transport to keep, and spares the next refund of
+	// it with an amount the lookup.
+	learned, err := v.Resolve(context.Background(), c, vendors.Need{}, get, nil)
+	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	fmt.Println(c.Amount, "|", c.Customer)
+	fmt.Println(learned)
 	// Output:
 	// refunds.create | GET /v1/charges/ch_1
 	// 100 JPY | cus_7
+	// [{stripe//charge/ch_1 jpy cus_7}]
 }
 
 // Under a customer scope, a call on an object by ID learns whose object it
@@ -55,7 +61,6 @@ func ExampleVendor_Resolve_scope() {
 	}
 	fmt.Println(c.Operation, "|", c.SubjectLookup)
 
-	c.NeedSubject = true // the transport sets it when a customer scope is in force
 	objects := map[string]string{
 		"/v1/refunds/re_1": `{"id":"re_1","object":"refund","charge":"ch_1","currency":"usd"}`,
 		"/v1/charges/ch_1": `{"id":"ch_1","object":"charge","currency":"usd","customer":"cus_7"}`,
@@ -64,7 +69,8 @@ func ExampleVendor_Resolve_scope() {
 		fmt.Println("GET", path)
 		return 200, []byte(objects[path]), nil
 	}
-	if err := v.Resolve(context.Background(), c, get, nil); err != nil {
+	need := vendors.Need{Customer: true} // the transport's, when a customer scope is in force
+	if _, err := v.Resolve(context.Background(), c, need, get, nil); err != nil {
 		fmt.Println(err)
 		return
 	}

@@ -144,26 +144,30 @@ func subjectOf(lookup string) (subject, bool) {
 
 // FuzzResolveSubject feeds Resolve arbitrary answers for a refund by ID
 // and the object it names: it never panics, and either refuses with
-// ErrLookup or says exactly one of a valid customer and no customer.
+// ErrLookup or says exactly one of a valid customer and no customer. What
+// it learns names that customer, and once kept spares the next call every
+// lookup and says the same customer.
 func FuzzResolveSubject(f *testing.F) {
 	f.Add([]byte(`{"id":"re_1","object":"refund","charge":"ch_1","currency":"usd"}`), []byte(`{"id":"ch_1","object":"charge","customer":"cus_1"}`))
 	f.Add([]byte(`{"id":"re_1","object":"refund","charge":null,"payment_intent":"pi_1"}`), []byte(`{"id":"pi_1","object":"payment_intent","customer":null}`))
 	f.Add([]byte(`{"id":"re_1","object":"refund","charge":{"id":"ch_1","customer":"cus_2"}}`), []byte(`{"id":"ch_1","object":"charge","customer":{"id":"cus_1","object":"customer","deleted":true}}`))
 	f.Add([]byte(`{"id":"re_1","object":"refund","charge":"ch_1"}`), []byte(`{"id":"ch_1","object":"charge"}`))
 	f.Fuzz(func(t *testing.T, refund, parent []byte) {
-		c, err := Vendor{}.Classify(req("POST", "/v1/refunds/re_1", "metadata[k]=v"))
+		r := req("POST", "/v1/refunds/re_1", "metadata[k]=v")
+		c, err := Vendor{}.Classify(r)
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.NeedSubject = true
+		fetches := 0
 		get := func(_ context.Context, path string) (int, []byte, error) {
+			fetches++
 			if path == "/v1/refunds/re_1" {
 				return 200, refund, nil
 			}
 			return 200, parent, nil
 		}
 		facts := memFacts{}
-		err = Vendor{}.Resolve(context.Background(), c, get, facts)
+		learned, err := Vendor{}.Resolve(context.Background(), c, vendors.Need{Customer: true}, get, facts)
 		if err != nil {
 			if !errors.Is(err, ErrLookup) {
 				t.Fatalf("Resolve = %v, want ErrLookup", err)
@@ -176,10 +180,25 @@ func FuzzResolveSubject(f *testing.F) {
 		if c.Customer != "" && !idPatterns["customer"].MatchString(c.Customer) {
 			t.Fatalf("Customer %q", c.Customer)
 		}
-		for k, v := range facts {
-			if f, err := parseObjectFact(v); err != nil || f.customer != c.Customer {
-				t.Fatalf("fact %s = %q for Customer %q", k, v, c.Customer)
+		for _, l := range learned {
+			if f, err := parseObjectFact(l.Value); err != nil || f.customer != c.Customer {
+				t.Fatalf("fact %s = %q for Customer %q", l.Key, l.Value, c.Customer)
 			}
+		}
+		facts.keep(learned)
+		if _, ok := facts["stripe//refund/re_1"]; !ok {
+			return
+		}
+		again, err := Vendor{}.Classify(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fetches = 0
+		if _, err := (Vendor{}).Resolve(context.Background(), again, vendors.Need{Customer: true}, get, facts); err != nil {
+			t.Fatalf("from facts %v: %v", facts, err)
+		}
+		if fetches != 0 || again.Customer != c.Customer || again.NoCustomer {
+			t.Fatalf("from facts %v: %d fetches, Customer %q NoCustomer %v; first Customer %q", facts, fetches, again.Customer, again.NoCustomer, c.Customer)
 		}
 	})
 }

@@ -105,7 +105,7 @@ func TestResolve(t *testing.T) {
 				t.Fatalf("Classify: %v", err)
 			}
 			f := &fakeStripe{answers: objects}
-			if err := (Vendor{}).Resolve(context.Background(), c, f.get, nil); err != nil {
+			if _, err := (Vendor{}).Resolve(context.Background(), c, vendors.Need{}, f.get, nil); err != nil {
 				t.Fatalf("Resolve: %v", err)
 			}
 			if len(f.fetched) != 1 || "GET "+f.fetched[0] != c.Lookup {
@@ -130,11 +130,12 @@ func TestResolveWithoutLookup(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := &fakeStripe{}
-	if err := (Vendor{}).Resolve(context.Background(), c, f.get, nil); err != nil {
+	learned, err := Vendor{}.Resolve(context.Background(), c, vendors.Need{}, f.get, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if len(f.fetched) != 0 {
-		t.Errorf("fetched %v for a call without Lookup", f.fetched)
+	if len(f.fetched) != 0 || len(learned) != 0 {
+		t.Errorf("fetched %v, learned %v for a call without Lookup", f.fetched, learned)
 	}
 	if c.Amount != usd(t, 100) {
 		t.Errorf("Amount changed to %v", c.Amount)
@@ -181,7 +182,7 @@ func TestResolveFailures(t *testing.T) {
 				t.Fatalf("Classify: %v", err)
 			}
 			f := &fakeStripe{answers: map[string]answer{"/v1/charges/ch_1": tt.answer}}
-			err = Vendor{}.Resolve(context.Background(), c, f.get, nil)
+			_, err = Vendor{}.Resolve(context.Background(), c, vendors.Need{}, f.get, nil)
 			if err == nil {
 				t.Fatalf("Resolve succeeded with Amount %v", c.Amount)
 			}
@@ -217,7 +218,7 @@ func TestResolveIntentFailures(t *testing.T) {
 				t.Fatal(err)
 			}
 			f := &fakeStripe{answers: map[string]answer{"/v1/payment_intents/pi_1": ok200(tt.body)}}
-			if err := (Vendor{}).Resolve(context.Background(), c, f.get, nil); !errors.Is(err, ErrLookup) {
+			if _, err := (Vendor{}).Resolve(context.Background(), c, vendors.Need{}, f.get, nil); !errors.Is(err, ErrLookup) {
 				t.Fatalf("Resolve = %v, want ErrLookup", err)
 			}
 		})
@@ -229,7 +230,7 @@ func TestResolveRefusesForeignLookup(t *testing.T) {
 	// never fetched: Resolve would otherwise GET whatever it is told.
 	f := &fakeStripe{}
 	c := &vendors.Call{Operation: "refunds.create", MovesMoney: true, Lookup: "GET /v1/charges/ch_1"}
-	if err := (Vendor{}).Resolve(context.Background(), c, f.get, nil); !errors.Is(err, ErrLookup) {
+	if _, err := (Vendor{}).Resolve(context.Background(), c, vendors.Need{}, f.get, nil); !errors.Is(err, ErrLookup) {
 		t.Errorf("no State: %v, want ErrLookup", err)
 	}
 	c, err := Vendor{}.Classify(req("POST", "/v1/refunds", "charge=ch_1"))
@@ -237,7 +238,7 @@ func TestResolveRefusesForeignLookup(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Lookup = "GET /v1/charges/ch_2"
-	if err := (Vendor{}).Resolve(context.Background(), c, f.get, nil); !errors.Is(err, ErrLookup) {
+	if _, err := (Vendor{}).Resolve(context.Background(), c, vendors.Need{}, f.get, nil); !errors.Is(err, ErrLookup) {
 		t.Errorf("changed Lookup: %v, want ErrLookup", err)
 	}
 	if len(f.fetched) != 0 {
@@ -245,8 +246,7 @@ func TestResolveRefusesForeignLookup(t *testing.T) {
 	}
 }
 
-// memFacts is an in-memory vendors.Facts that, like the store, refuses to
-// change a fact.
+// memFacts is an in-memory vendors.Facts.
 type memFacts map[string]string
 
 func (m memFacts) Fact(_ context.Context, k string) (string, bool, error) {
@@ -254,12 +254,15 @@ func (m memFacts) Fact(_ context.Context, k string) (string, bool, error) {
 	return v, ok, nil
 }
 
-func (m memFacts) SetFact(_ context.Context, k, v string) error {
-	if old, ok := m[k]; ok && old != v {
-		return fmt.Errorf("fact %s is %q, not %q", k, old, v)
+// keep writes what Resolve learned as the transport writes it into the
+// store: a fact once known keeps its first value, since the store refuses
+// to change one.
+func (m memFacts) keep(learned []vendors.Fact) {
+	for _, f := range learned {
+		if _, ok := m[f.Key]; !ok {
+			m[f.Key] = f.Value
+		}
 	}
-	m[k] = v
-	return nil
 }
 
 func TestResolveRemembersCurrencyAndCustomer(t *testing.T) {
@@ -270,7 +273,9 @@ func TestResolveRemembersCurrencyAndCustomer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return c, Vendor{}.Resolve(context.Background(), c, f.get, facts)
+		learned, err := Vendor{}.Resolve(context.Background(), c, vendors.Need{}, f.get, facts)
+		facts.keep(learned)
+		return c, err
 	}
 	c, err := resolveRefund("charge=ch_y&amount=100")
 	if err != nil {
@@ -305,7 +310,7 @@ func TestResolveRemembersCurrencyAndCustomer(t *testing.T) {
 	// A remembered customer still refuses a request naming another one.
 	c, _ = Vendor{}.Classify(req("POST", "/v1/refunds", "charge=ch_y&amount=1"))
 	c.Customer = "cus_B"
-	if err := (Vendor{}).Resolve(context.Background(), c, f.get, facts); !errors.Is(err, ErrLookup) {
+	if _, err := (Vendor{}).Resolve(context.Background(), c, vendors.Need{}, f.get, facts); !errors.Is(err, ErrLookup) {
 		t.Fatalf("customer mismatch from facts: %v", err)
 	}
 }

@@ -137,7 +137,7 @@ func TestClassifyResolveSettle(t *testing.T) {
 	f := &fakeStripe{answers: map[string]answer{
 		"/v1/invoices/in_1": ok200(`{"id":"in_1","object":"invoice","amount_remaining":900,"amount_paid":100,"currency":"usd"}`),
 	}}
-	if err := v.Resolve(context.Background(), c, f.get, nil); err != nil {
+	if _, err := v.Resolve(context.Background(), c, vendors.Need{}, f.get, nil); err != nil {
 		t.Fatal(err)
 	}
 	got, err := v.Settle(c, []byte(`{"id":"in_1","object":"invoice","amount_remaining":0,"amount_paid":1000,"currency":"usd"}`))

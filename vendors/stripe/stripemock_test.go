@@ -45,8 +45,7 @@ func TestSubjectsAgainstStripeMock(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c.NeedSubject = true
-			if err := (Vendor{}).Resolve(context.Background(), c, get, memFacts{}); err != nil {
+			if _, err := (Vendor{}).Resolve(context.Background(), c, vendors.Need{Customer: true}, get, memFacts{}); err != nil {
 				t.Fatalf("Resolve: %v", err)
 			}
 			none := map[string]bool{"charge": true, "payment_intent": true, "setup_intent": true, "payment_method": true,
@@ -61,8 +60,7 @@ func TestSubjectsAgainstStripeMock(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.NeedSubject = true
-		if err := (Vendor{}).Resolve(context.Background(), c, get, nil); err != nil {
+		if _, err := (Vendor{}).Resolve(context.Background(), c, vendors.Need{Customer: true}, get, nil); err != nil {
 			t.Fatalf("Resolve: %v", err)
 		}
 		// stripe-mock's intent has latest_charge null and no customer.

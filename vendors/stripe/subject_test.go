@@ -241,14 +241,17 @@ func objectJSON(object, id, customer string, extra ...string) answer {
 	return ok200("{" + strings.Join(append(fields, extra...), ",") + "}")
 }
 
-// scoped classifies r and marks it as a call under a customer scope.
+// underScope is what Resolve is told of a call under a customer scope.
+var underScope = vendors.Need{Customer: true}
+
+// scoped classifies r, for a call to resolve under a customer scope
+// (underScope).
 func scoped(t *testing.T, r *vendors.Request) *vendors.Call {
 	t.Helper()
 	c, err := Vendor{}.Classify(r)
 	if err != nil {
 		t.Fatalf("Classify: %v", err)
 	}
-	c.NeedSubject = true
 	return c
 }
 
@@ -314,7 +317,7 @@ func TestResolveSubjects(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := scoped(t, tt.req)
 			f := &fakeStripe{answers: objects}
-			if err := (Vendor{}).Resolve(context.Background(), c, f.get, nil); err != nil {
+			if _, err := (Vendor{}).Resolve(context.Background(), c, underScope, f.get, nil); err != nil {
 				t.Fatalf("Resolve: %v", err)
 			}
 			if c.Customer != tt.customer || c.NoCustomer != tt.noCustomer {
@@ -333,11 +336,11 @@ func TestResolveSubjectOnlyWhenNeeded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := (Vendor{}).Resolve(context.Background(), c, f.get, nil); err != nil {
+	if _, err := (Vendor{}).Resolve(context.Background(), c, vendors.Need{}, f.get, nil); err != nil {
 		t.Fatal(err)
 	}
 	if len(f.fetched) != 0 || c.Customer != "" || c.NoCustomer {
-		t.Fatalf("without NeedSubject: fetched %v, Customer %q, NoCustomer %v", f.fetched, c.Customer, c.NoCustomer)
+		t.Fatalf("without Need.Customer: fetched %v, Customer %q, NoCustomer %v", f.fetched, c.Customer, c.NoCustomer)
 	}
 }
 
@@ -379,7 +382,7 @@ func TestResolveSubjectFailures(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := scoped(t, tt.req)
 			f := &fakeStripe{answers: tt.answer}
-			err := Vendor{}.Resolve(context.Background(), c, f.get, nil)
+			_, err := Vendor{}.Resolve(context.Background(), c, underScope, f.get, nil)
 			if !errors.Is(err, ErrLookup) {
 				t.Fatalf("Resolve = %v (Customer %q NoCustomer %v), want ErrLookup", err, c.Customer, c.NoCustomer)
 			}
@@ -396,23 +399,30 @@ func TestResolveSubjectFailures(t *testing.T) {
 
 func TestResolveRefusesForeignSubjectLookup(t *testing.T) {
 	f := &fakeStripe{}
-	c := &vendors.Call{Operation: "charges.retrieve", SubjectLookup: "GET /v1/charges/ch_1", NeedSubject: true}
-	if err := (Vendor{}).Resolve(context.Background(), c, f.get, nil); !errors.Is(err, ErrLookup) {
+	c := &vendors.Call{Operation: "charges.retrieve", SubjectLookup: "GET /v1/charges/ch_1"}
+	if _, err := (Vendor{}).Resolve(context.Background(), c, underScope, f.get, nil); !errors.Is(err, ErrLookup) {
 		t.Errorf("no State: %v, want ErrLookup", err)
 	}
 	c = scoped(t, req("GET", "/v1/charges/ch_1", ""))
 	c.SubjectLookup = "GET /v1/customers/cus_1"
-	if err := (Vendor{}).Resolve(context.Background(), c, f.get, nil); !errors.Is(err, ErrLookup) {
+	if _, err := (Vendor{}).Resolve(context.Background(), c, underScope, f.get, nil); !errors.Is(err, ErrLookup) {
 		t.Errorf("changed SubjectLookup: %v, want ErrLookup", err)
 	}
 	c = scoped(t, req("GET", "/v1/charges", ""))
 	c.SubjectLookup = "GET /v1/charges/ch_1"
-	if err := (Vendor{}).Resolve(context.Background(), c, f.get, nil); !errors.Is(err, ErrLookup) {
+	if _, err := (Vendor{}).Resolve(context.Background(), c, underScope, f.get, nil); !errors.Is(err, ErrLookup) {
 		t.Errorf("SubjectLookup on a list: %v, want ErrLookup", err)
 	}
 	if len(f.fetched) != 0 {
 		t.Errorf("fetched %v", f.fetched)
 	}
+}
+
+// factStore is what the tests of facts resolve with: facts to read, and
+// a place to keep what Resolve learned.
+type factStore interface {
+	vendors.Facts
+	keep(learned []vendors.Fact)
 }
 
 // countingFacts is a memFacts that counts reads and can fail them.
@@ -439,11 +449,15 @@ func TestResolveSubjectFacts(t *testing.T) {
 		"/v1/refunds/re_pi":        objectJSON("refund", "re_pi", "absent", `"charge":null,"payment_intent":"pi_a"`),
 		"/v1/quotes/qt_0":          objectJSON("quote", "qt_0", ""),
 	}
-	resolve := func(t *testing.T, facts vendors.Facts, r *vendors.Request) (*vendors.Call, []string) {
+	// resolve resolves r under a scope and keeps what it learned in
+	// facts, as the transport does.
+	resolve := func(t *testing.T, facts factStore, r *vendors.Request) (*vendors.Call, []string) {
 		t.Helper()
 		c := scoped(t, r)
 		f := &fakeStripe{answers: answers}
-		if err := (Vendor{}).Resolve(context.Background(), c, f.get, facts); err != nil {
+		learned, err := Vendor{}.Resolve(context.Background(), c, underScope, f.get, facts)
+		facts.keep(learned)
+		if err != nil {
 			t.Fatalf("Resolve: %v", err)
 		}
 		return c, f.fetched
@@ -499,9 +513,11 @@ func TestResolveSubjectFacts(t *testing.T) {
 			t.Fatal(err)
 		}
 		f := &fakeStripe{answers: answers}
-		if err := (Vendor{}).Resolve(context.Background(), c, f.get, facts); err != nil || len(f.fetched) != 0 {
+		learned, err := Vendor{}.Resolve(context.Background(), c, vendors.Need{}, f.get, facts)
+		if err != nil || len(f.fetched) != 0 {
 			t.Fatalf("refund without a scope: %v, fetched %v", err, f.fetched)
 		}
+		facts.keep(learned)
 		if _, fetched := resolve(t, facts, req("GET", "/v1/quotes/qt_0", "")); len(fetched) != 1 {
 			t.Fatalf("quote: fetched %v", fetched)
 		}
@@ -519,6 +535,12 @@ func TestResolveSubjectFacts(t *testing.T) {
 		}
 		if facts["stripe//payment_intent/pi_a"] != "usd cus_Z" {
 			t.Fatalf("facts %v", facts)
+		}
+		// The fact above would hide one learned: from nothing known,
+		// nothing is kept either.
+		facts = memFacts{}
+		if _, fetched := resolve(t, facts, req("POST", "/v1/payment_intents/pi_a/cancel", "")); len(fetched) != 1 || len(facts) != 0 {
+			t.Fatalf("from no facts: fetched %v, facts %v", fetched, facts)
 		}
 	})
 	t.Run("a refund keeps its charge's customer", func(t *testing.T) {
@@ -564,7 +586,7 @@ func TestResolveSubjectFacts(t *testing.T) {
 		facts := memFacts{"stripe//charge/ch_a": "eur cus_A"}
 		c := scoped(t, req("POST", "/v1/charges/ch_a", "customer=cus_B"))
 		f := &fakeStripe{answers: answers}
-		if err := (Vendor{}).Resolve(context.Background(), c, f.get, facts); !errors.Is(err, ErrLookup) || len(f.fetched) != 0 {
+		if _, err := (Vendor{}).Resolve(context.Background(), c, underScope, f.get, facts); !errors.Is(err, ErrLookup) || len(f.fetched) != 0 {
 			t.Fatalf("Resolve = %v, fetched %v; want ErrLookup from facts", err, f.fetched)
 		}
 	})
@@ -612,16 +634,15 @@ func TestResolveRefundOf(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				c.NeedSubject = need
 				f := &fakeStripe{answers: map[string]answer{"/v1/payment_intents/pi_1": tt.answer}}
 				// Facts never spare the lookup: the intent's latest
 				// charge is not one.
 				facts := memFacts{"stripe//payment_intent/pi_1": "usd cus_A"}
-				if err := (Vendor{}).Resolve(context.Background(), c, f.get, facts); err != nil {
+				if _, err := (Vendor{}).Resolve(context.Background(), c, vendors.Need{Customer: need}, f.get, facts); err != nil {
 					t.Fatal(err)
 				}
 				if c.RefundOf != tt.want || len(f.fetched) != 1 || c.Customer != "cus_A" {
-					t.Errorf("NeedSubject %v: RefundOf %q (want %q), fetched %v, Customer %q", need, c.RefundOf, tt.want, f.fetched, c.Customer)
+					t.Errorf("Need.Customer %v: RefundOf %q (want %q), fetched %v, Customer %q", need, c.RefundOf, tt.want, f.fetched, c.Customer)
 				}
 			}
 		})
@@ -634,11 +655,10 @@ func TestResolveRefundOf(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.NeedSubject = need
 		f := &fakeStripe{answers: map[string]answer{"/v1/payment_intents/pi_1": intentWith(``)}}
-		err = Vendor{}.Resolve(context.Background(), c, f.get, nil)
+		_, err = Vendor{}.Resolve(context.Background(), c, vendors.Need{Customer: need}, f.get, nil)
 		if need && !errors.Is(err, ErrLookup) || !need && (err != nil || c.RefundOf != "") {
-			t.Errorf("no latest_charge, NeedSubject %v: %v, RefundOf %q", need, err, c.RefundOf)
+			t.Errorf("no latest_charge, Need.Customer %v: %v, RefundOf %q", need, err, c.RefundOf)
 		}
 	}
 	for _, bad := range []string{`,"latest_charge":"pi_2"`, `,"latest_charge":5`, `,"latest_charge":{"object":"charge"}`} {
@@ -647,7 +667,7 @@ func TestResolveRefundOf(t *testing.T) {
 			t.Fatal(err)
 		}
 		f := &fakeStripe{answers: map[string]answer{"/v1/payment_intents/pi_1": intentWith(bad)}}
-		if err := (Vendor{}).Resolve(context.Background(), c, f.get, nil); !errors.Is(err, ErrLookup) {
+		if _, err := (Vendor{}).Resolve(context.Background(), c, vendors.Need{}, f.get, nil); !errors.Is(err, ErrLookup) {
 			t.Errorf("latest_charge %s: %v, want ErrLookup", bad, err)
 		}
 	}

@@ -335,14 +335,15 @@ func TestResolveNeedsNoLookup(t *testing.T) {
 		t.Fatal(err)
 	}
 	called := false
-	if err := (Vendor{}).Resolve(context.Background(), c, func(_ context.Context, path string) (int, []byte, error) {
+	learned, err := Vendor{}.Resolve(context.Background(), c, vendors.Need{Customer: true}, func(_ context.Context, path string) (int, []byte, error) {
 		called = true
 		return 200, nil, nil
-	}, nil); err != nil || called {
-		t.Fatalf("Resolve = %v, fetched %v", err, called)
+	}, nil)
+	if err != nil || called || len(learned) != 0 {
+		t.Fatalf("Resolve = %v, fetched %v, learned %v", err, called, learned)
 	}
 	c.Lookup = "GET /x"
-	if err := (Vendor{}).Resolve(context.Background(), c, nil, nil); err == nil {
+	if _, err := (Vendor{}).Resolve(context.Background(), c, vendors.Need{}, nil, nil); err == nil {
 		t.Fatal("Resolve accepted a lookup")
 	}
 }
