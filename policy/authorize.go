@@ -16,7 +16,9 @@ import (
 //  3. a revoked agent is Revoked (rule "agents.<a>.revoked");
 //  4. an agent without a grant for the vendor is Blocked (rule "agents.<a>");
 //  5. the first allow rule whose method, path and every parameter condition
-//     hold allows the call: Allowed, with that rule; a call that can move
+//     hold allows the call: Allowed, with that rule, when the call's
+//     account is one the grant's account scope admits (else Scoped, rule
+//     "agents.<a>.<vendor>.accounts"); a call that can move
 //     money Keybrake does not count (Request.Uncapped) needs a rule with
 //     uncapped: true, and rules without it are passed over;
 //  6. else, when a rule matched the call but lacked uncapped: true, the
@@ -70,6 +72,9 @@ func (p *Policy) Authorize(r Request) (Verdict, *Rule) {
 				uncapped = rule
 			}
 		default:
+			if v, ok := accountInScope(g, a.Name, r.Account); !ok {
+				return v, nil
+			}
 			return Verdict{Decision: Allowed, Rule: rule.ID}, rule
 		}
 	}

@@ -1,45 +1,38 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/keybrake/keybrake/money"
+	"github.com/keybrake/keybrake/vendors"
 )
 
 // PriceQuery is what a call uses of a vendor's priced items, as the vendor
-// classified it: Quantity units of Item to Destination.
-type PriceQuery struct {
-	Item        string // "sms", "mms", "call_minute", "email", "broadcast"
-	Destination string // E.164 number for prices by prefix; "" for none
-	Quantity    int64  // segments, minutes, emails; negative: unbounded
-	Recipients  int64  // addresses across to, cc and bcc (email)
-}
+// classified it (vendors.Priced): Quantity units of Item to Destination.
+type PriceQuery = vendors.Priced
 
 // Cost prices a call from the vendors section of the policy: the item's
 // price for the destination (longest prefix, else the default) times the
-// quantity. It also returns the quantity it counted, which differs from
-// q.Quantity for an unbounded call (AssumeCallMinutes), a broadcast
-// (BroadcastEmails) or an email billed per recipient. A call the policy
-// cannot price is refused (Blocked), with the rule to add. Cost is pure.
+// quantity. The vendor's Units first turns the call into the item and
+// quantity its price counts, by the vendor's shared settings (a call
+// without TimeLimit counts assume_call_minutes minutes); Cost returns that
+// quantity too. A call the policy cannot price is refused (Blocked), with
+// the rule to add. Cost is pure.
 func (p *Policy) Cost(vendor string, q PriceQuery) (amount money.Amount, quantity int64, v Verdict) {
 	l := p.Vendors[vendor]
 	at := "vendors." + vendor
 	item, quantity := q.Item, q.Quantity
-	switch {
-	case item == "call_minute" && quantity < 0:
-		if l == nil || l.AssumeCallMinutes == 0 {
-			return money.Amount{}, 0, Verdict{Decision: Blocked, Rule: at + ".assume_call_minutes", Code: "keybrake_call_unbounded",
-				Reason: "a call without TimeLimit could run for hours; set TimeLimit, or assume_call_minutes under " + at}
+	if units := p.infos[vendor].Units; units != nil {
+		var err error
+		item, quantity, err = units(q, l)
+		var up *vendors.Unpriced
+		switch {
+		case errors.As(err, &up):
+			return money.Amount{}, 0, Verdict{Decision: Blocked, Rule: at + "." + up.Key, Code: up.Code, Reason: up.Reason}
+		case err != nil:
+			return money.Amount{}, 0, Verdict{Decision: Blocked, Rule: at, Code: "keybrake_amount_unknown", Reason: err.Error()}
 		}
-		quantity = l.AssumeCallMinutes
-	case item == "broadcast":
-		if l == nil || l.BroadcastEmails == 0 {
-			return money.Amount{}, 0, Verdict{Decision: Blocked, Rule: at + ".broadcast_emails", Code: "keybrake_broadcast_unbounded",
-				Reason: "Keybrake cannot know how many emails a broadcast sends; set broadcast_emails under " + at}
-		}
-		item, quantity = "email", l.BroadcastEmails
-	case item == "email" && l != nil && l.BillPerRecipient:
-		quantity = q.Recipients
 	}
 	if quantity < 0 {
 		return money.Amount{}, 0, Verdict{Decision: Blocked, Rule: at, Code: "keybrake_amount_unknown",

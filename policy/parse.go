@@ -12,11 +12,14 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/keybrake/keybrake/money"
+	"github.com/keybrake/keybrake/vendors"
+	"github.com/keybrake/keybrake/vendors/builtin"
 )
 
 // ParseError is a problem in a policy file at a line. Every error Parse returns
@@ -42,14 +45,43 @@ func (e *ParseError) Error() string {
 // characters: each is a *ParseError naming the file and the line. Parse stops at
 // the first problem, in document order where it can. It is safe for
 // concurrent use and keeps no reference to data.
+//
+// Parse knows the built-in vendors (vendors/builtin); ParseFor takes the
+// vendors a policy may name.
 func Parse(file string, data []byte) (*Policy, error) {
-	d := &decoder{file: file, lines: make(map[*money.Amount]int)}
+	return parse(file, data, builtinSchemas())
+}
+
+// ParseFor is Parse for a policy that may name the vendors vs: each
+// vendor's name is a key of agents' sections and of the vendors section,
+// and its Info declares the keys its grants and shared section take. An
+// Info the parser cannot follow (a key declared twice or where it means
+// nothing) is an error that is not a *ParseError.
+func ParseFor(file string, data []byte, vs []vendors.Vendor) (*Policy, error) {
+	s, err := newVendorSchemas(vs)
+	if err != nil {
+		return nil, err
+	}
+	return parse(file, data, s)
+}
+
+// builtinSchemas are the schemas for the built-in vendors, built once.
+var builtinSchemas = sync.OnceValue(func() *vendorSchemas {
+	s, err := newVendorSchemas(builtin.Vendors())
+	if err != nil {
+		panic(err) // a built-in vendor's Info is checked by the tests
+	}
+	return s
+})
+
+func parse(file string, data []byte, s *vendorSchemas) (*Policy, error) {
+	d := &decoder{file: file, lines: make(map[*money.Amount]int), schemas: s}
 	root, err := d.document(data)
 	if err != nil {
 		return nil, err
 	}
 	sum := sha256.Sum256(data)
-	p := &Policy{File: file, Hash: hex.EncodeToString(sum[:])[:16]}
+	p := &Policy{File: file, Hash: hex.EncodeToString(sum[:])[:16], infos: s.infos}
 	if err := decodeMapping(d, "", nil, root, policySchema, p); err != nil {
 		return nil, err
 	}
@@ -74,6 +106,8 @@ type decoder struct {
 	// after a whole mapping is read (per_call_max above daily_cap) point at
 	// the amount at fault rather than at its mapping.
 	lines map[*money.Amount]int
+	// schemas are the keys the vendors add.
+	schemas *vendorSchemas
 }
 
 func (d *decoder) errAt(line int, format string, args ...any) *ParseError {

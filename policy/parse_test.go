@@ -18,6 +18,9 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata")
 
+// vendorNames are the built-in vendors in the order the goldens list them.
+var vendorNames = []string{"stripe", "twilio", "resend"}
+
 func readFile(t testing.TB, path string) []byte {
 	t.Helper()
 	data, err := os.ReadFile(path)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/keybrake/keybrake/internal/pattern"
 	"github.com/keybrake/keybrake/money"
+	"github.com/keybrake/keybrake/vendors"
 )
 
 // Policy is a parsed, validated policy file. It is immutable once returned
@@ -21,6 +22,10 @@ type Policy struct {
 	Agents  map[string]*Agent
 	Vendors map[string]*VendorLimits        // limits shared by every agent of a vendor account
 	FX      map[money.Currency][]money.Rate // conversions from a currency, in file order
+
+	// infos are the descriptions of the vendors the policy was parsed
+	// for, by name: how a priced call counts (Cost).
+	infos map[string]vendors.Info
 }
 
 // Agent is one agent's section. Grants is never nil in a parsed policy.
@@ -41,16 +46,43 @@ type Grant struct {
 	Allow      []*Rule
 	Line       int // where the vendor's name is written under the agent
 
-	// Scope: against whom the agent may act. nil or empty: no limit
-	// beyond the allow rules.
-	Customers *CustomerScope // Stripe: the customers it may touch
-	Accounts  *AccountScope  // Stripe Connect: the accounts it may act for
-	To        []string       // Twilio: destinations, "+1555..." exactly or "+44*" as a prefix
-	From      []string       // Twilio numbers or messaging services; Resend sender addresses or "@domain"
-	// Recipients are the Resend addresses ("ops@example.com") and
-	// domains ("@example.com") every to, cc and bcc must be in.
-	Recipients    []string
-	MaxRecipients int64 // Resend: most to+cc+bcc addresses in one email; 0: no limit
+	// Scope: against whom the agent may act, by the keys its vendor
+	// declares (vendors.Info.Grant). nil or empty: no limit beyond the
+	// allow rules.
+	Customers *CustomerScope // a CustomersKey ("customers"): the customers it may touch
+	Accounts  *AccountScope  // an AccountsKey ("accounts"): the accounts it may act for
+	// Lists are the vendor's list and maximum keys set in the grant
+	// ("to", "from", "recipients", "max_recipients"), in the order the
+	// vendor declares them, which is the order Scope checks them in.
+	Lists []*ListScope
+}
+
+// Needs says what deciding a call of this grant needs beyond its request:
+// the customer it touches, that customer's metadata, whether this agent
+// created it. The transport makes only the lookups a grant needs.
+type Needs struct {
+	Customer bool // a customer scope is in force
+	Metadata bool // it selects customers by metadata
+	Created  bool // it admits the customers the agent created
+}
+
+// Needs returns what deciding the grant's calls needs; see Needs.
+func (g *Grant) Needs() Needs {
+	c := g.Customers
+	if c == nil {
+		return Needs{}
+	}
+	return Needs{Customer: true, Metadata: len(c.Metadata) > 0, Created: c.CreatedByAgent}
+}
+
+// ListScope is one of a vendor's list or maximum keys, as a grant sets it.
+type ListScope struct {
+	Key     string           // "to"
+	Subject vendors.Subject  // what of a call it checks
+	Match   *vendors.Matcher // for a list
+	Entries []string         // a list's entries, in file order
+	Max     int64            // a maximum's value
+	order   int              // where the vendor declares the key
 }
 
 // CustomerScope limits an agent to some customers of the account.
@@ -89,20 +121,27 @@ type VendorLimits struct {
 	DailyCount int64
 	Line       int // where the vendor's name is written under vendors
 
-	// Prices are what the vendor charges per unit of each item ("sms",
-	// "mms", "call_minute" for Twilio; "email" for Resend), by
-	// destination prefix. nil: calls that need a price are refused.
+	// Prices are what the vendor charges per unit of each item it
+	// declares (vendors.Info.Prices: "sms", "email"), by destination
+	// prefix. nil: calls that need a price are refused.
 	Prices map[string]*PriceTable
-	// AssumeCallMinutes is how many minutes a Twilio call without a
-	// TimeLimit counts; zero refuses such calls.
-	AssumeCallMinutes int64
-	// BillPerRecipient counts every address of to, cc and bcc as one
-	// email, for Resend plans billed that way.
-	BillPerRecipient bool
-	// BroadcastEmails is how many emails a Resend broadcast counts; zero
-	// refuses broadcasts.
-	BroadcastEmails int64
+	// Settings are the vendor's own shared keys (vendors.Info.Shared:
+	// Twilio's assume_call_minutes, Resend's broadcast_emails), a count
+	// or 1 for a flag set true; the vendor's Units reads them.
+	Settings map[string]int64
 }
+
+// Count returns the shared setting key, 0 when it is not set. A nil
+// VendorLimits has no settings.
+func (l *VendorLimits) Count(key string) int64 {
+	if l == nil {
+		return 0
+	}
+	return l.Settings[key]
+}
+
+// Flag reports whether the shared flag key is set true.
+func (l *VendorLimits) Flag(key string) bool { return l.Count(key) != 0 }
 
 // PriceTable is one item's price, by destination: an E.164 prefix such as
 // "+44" (the longest matching prefix wins) or the default.
@@ -143,7 +182,13 @@ type Rule struct {
 	// refused even when the rule matches.
 	Uncapped bool
 	Line     int // where the rule starts
+
+	grant *Grant // the grant the rule is in
 }
+
+// Grant returns the grant the rule is in; nil for a Rule not made by
+// Parse.
+func (r *Rule) Grant() *Grant { return r.grant }
 
 // Request is what Authorize and Limits see of a call.
 type Request struct {

@@ -3,20 +3,18 @@ package policy
 import (
 	"fmt"
 	"regexp"
+	"sort"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/keybrake/keybrake/internal/pattern"
 	"github.com/keybrake/keybrake/money"
+	"github.com/keybrake/keybrake/vendors"
 )
 
 // The schema of a policy file. Each key a mapping may hold is one line of
 // its table; adding a key is adding a line (and a field to fill).
-
-// vendorNames are the vendors a policy can grant and limit: the keys of an
-// agent's section and of the vendors section.
-var vendorNames = []string{"stripe", "twilio", "resend"}
 
 var policySchema = &schema[*Policy]{keys: map[string]key[*Policy]{
 	"version": {decode: decodeVersion, required: true},
@@ -26,32 +24,136 @@ var policySchema = &schema[*Policy]{keys: map[string]key[*Policy]{
 	"agents":  {decode: decodeAgents, required: true},
 }}
 
-var vendorsSchema = &schema[*Policy]{keys: withVendors(map[string]key[*Policy]{}, vendorLimitsKey)}
-
-// vendorLimitsSchemas are the vendors section's keys, per vendor: the
-// limits every vendor has, and the prices of those Keybrake prices itself.
-var vendorLimitsSchemas = map[string]*schema[*VendorLimits]{
-	"stripe": vendorLimitsSchema(nil),
-	"twilio": vendorLimitsSchema(map[string]key[*VendorLimits]{
-		"prices":              {decode: pricesKey("sms", "mms", "call_minute")},
-		"assume_call_minutes": {decode: countKey(func(l *VendorLimits) *int64 { return &l.AssumeCallMinutes })},
-	}),
-	"resend": vendorLimitsSchema(map[string]key[*VendorLimits]{
-		"prices":             {decode: pricesKey("email")},
-		"bill_per_recipient": {decode: boolKey(func(l *VendorLimits) *bool { return &l.BillPerRecipient })},
-		"broadcast_emails":   {decode: countKey(func(l *VendorLimits) *int64 { return &l.BroadcastEmails })},
-	}),
+// vendorSchemas are the schemas that depend on the vendors a policy is
+// parsed for: each vendor's name is a key of the vendors section and of an
+// agent's section, and its Info adds keys to its grants and to its shared
+// section. Nothing here names a vendor.
+type vendorSchemas struct {
+	infos   map[string]vendors.Info
+	vendors *schema[*Policy]                  // the vendors section
+	agent   *schema[*Agent]                   // an agent's section
+	grant   map[string]*schema[*Grant]        // a grant, per vendor
+	shared  map[string]*schema[*VendorLimits] // a vendor's shared section
 }
 
-func vendorLimitsSchema(extra map[string]key[*VendorLimits]) *schema[*VendorLimits] {
+// newVendorSchemas builds the schemas for vs, refusing a description the
+// parser cannot follow (a key declared twice, or where it has no meaning).
+func newVendorSchemas(vs []vendors.Vendor) (*vendorSchemas, error) {
+	s := &vendorSchemas{
+		infos:  make(map[string]vendors.Info, len(vs)),
+		grant:  make(map[string]*schema[*Grant], len(vs)),
+		shared: make(map[string]*schema[*VendorLimits], len(vs)),
+	}
+	sections := map[string]key[*Policy]{}
+	agent := map[string]key[*Agent]{
+		"revoked": {decode: boolKey(func(a *Agent) *bool { return &a.Revoked })},
+	}
+	for _, v := range vs {
+		name, info := v.Name(), v.Info()
+		if !agentName.MatchString(name) || name == "revoked" {
+			return nil, fmt.Errorf("policy: vendor name %q cannot be a policy key", name)
+		}
+		if _, dup := s.infos[name]; dup {
+			return nil, fmt.Errorf("policy: vendor %q is given twice", name)
+		}
+		s.infos[name] = info
+		g, err := grantSchemaFor(name, info)
+		if err != nil {
+			return nil, err
+		}
+		l, err := sharedSchemaFor(name, info)
+		if err != nil {
+			return nil, err
+		}
+		s.grant[name], s.shared[name] = g, l
+		sections[name] = vendorLimitsKey(name)
+		agent[name] = grantKey(name)
+	}
+	s.vendors = &schema[*Policy]{keys: sections}
+	s.agent = &schema[*Agent]{keys: agent}
+	return s, nil
+}
+
+// grantSchemaFor is the common grant keys and those the vendor declares.
+func grantSchemaFor(vendor string, info vendors.Info) (*schema[*Grant], error) {
+	keys := make(map[string]key[*Grant], len(grantSchema.keys)+len(info.Grant))
+	for k, v := range grantSchema.keys {
+		keys[k] = v
+	}
+	for i, k := range info.Grant {
+		if _, dup := keys[k.Name]; dup || !paramName.MatchString(k.Name) {
+			return nil, fmt.Errorf("policy: vendor %s declares grant key %q twice, over a common key, or not as a plain name", vendor, k.Name)
+		}
+		switch k.Kind {
+		case vendors.CustomersKey:
+			keys[k.Name] = key[*Grant]{decode: decodeCustomers}
+		case vendors.AccountsKey:
+			keys[k.Name] = key[*Grant]{decode: decodeAccounts}
+		case vendors.ListKey:
+			if k.Match == nil || k.Match.Check == nil || k.Match.Match == nil || k.Subject != vendors.Recipients && k.Subject != vendors.Senders {
+				return nil, fmt.Errorf("policy: vendor %s: list key %q needs a Matcher and a subject of recipients or senders", vendor, k.Name)
+			}
+			keys[k.Name] = key[*Grant]{decode: listKey(k, i)}
+		case vendors.MaxKey:
+			if k.Subject != vendors.RecipientsPerEmail {
+				return nil, fmt.Errorf("policy: vendor %s: maximum key %q needs a count subject", vendor, k.Name)
+			}
+			keys[k.Name] = key[*Grant]{decode: maxKey(k, i)}
+		default:
+			return nil, fmt.Errorf("policy: vendor %s: grant key %q has a kind a grant cannot hold", vendor, k.Name)
+		}
+	}
+	return &schema[*Grant]{keys: keys, check: grantSchema.check}, nil
+}
+
+// sharedSchemaFor is a vendor's shared section: the limits every vendor
+// has, its prices, and its own settings.
+func sharedSchemaFor(vendor string, info vendors.Info) (*schema[*VendorLimits], error) {
 	keys := map[string]key[*VendorLimits]{
 		"daily_cap":   {decode: amountKey(func(l *VendorLimits) **money.Amount { return &l.DailyCap })},
 		"daily_count": {decode: countKey(func(l *VendorLimits) *int64 { return &l.DailyCount })},
 	}
-	for k, v := range extra {
-		keys[k] = v
+	if len(info.Prices) > 0 {
+		keys["prices"] = key[*VendorLimits]{decode: pricesKey(info.Prices...)}
 	}
-	return &schema[*VendorLimits]{keys: keys}
+	for _, k := range info.Shared {
+		if _, dup := keys[k.Name]; dup || !paramName.MatchString(k.Name) {
+			return nil, fmt.Errorf("policy: vendor %s declares shared key %q twice, over a common key, or not as a plain name", vendor, k.Name)
+		}
+		name := k.Name
+		switch k.Kind {
+		case vendors.CountSetting:
+			keys[name] = key[*VendorLimits]{decode: func(d *decoder, at string, kn, v *yaml.Node, l *VendorLimits) error {
+				var n int64
+				if err := countKey(func(*VendorLimits) *int64 { return &n })(d, at, kn, v, l); err != nil {
+					return err
+				}
+				l.setting(name, n)
+				return nil
+			}}
+		case vendors.FlagSetting:
+			keys[name] = key[*VendorLimits]{decode: func(d *decoder, at string, kn, v *yaml.Node, l *VendorLimits) error {
+				var b bool
+				if err := boolKey(func(*VendorLimits) *bool { return &b })(d, at, kn, v, l); err != nil {
+					return err
+				}
+				if b {
+					l.setting(name, 1)
+				}
+				return nil
+			}}
+		default:
+			return nil, fmt.Errorf("policy: vendor %s: shared key %q has a kind a shared section cannot hold", vendor, k.Name)
+		}
+	}
+	return &schema[*VendorLimits]{keys: keys}, nil
+}
+
+func (l *VendorLimits) setting(name string, n int64) {
+	if l.Settings == nil {
+		l.Settings = make(map[string]int64)
+	}
+	l.Settings[name] = n
 }
 
 // e164Prefix is a destination prefix in a price table: "+", then 1 to 15
@@ -125,39 +227,6 @@ func (d *decoder) price(at string, v *yaml.Node) (money.Amount, error) {
 	return p, nil
 }
 
-var agentSchema = &schema[*Agent]{keys: withVendors(map[string]key[*Agent]{
-	"revoked": {decode: boolKey(func(a *Agent) *bool { return &a.Revoked })},
-}, grantKey)}
-
-// grantSchemas are each vendor's grant keys: the common ones and the
-// vendor's scope.
-var grantSchemas = map[string]*schema[*Grant]{
-	"stripe": grantSchemaWith(map[string]key[*Grant]{
-		"customers": {decode: decodeCustomers},
-		"accounts":  {decode: decodeAccounts},
-	}),
-	"twilio": grantSchemaWith(map[string]key[*Grant]{
-		"to":   {decode: listKey(func(g *Grant) *[]string { return &g.To }, checkPhone(true))},
-		"from": {decode: listKey(func(g *Grant) *[]string { return &g.From }, checkPhoneOrService)},
-	}),
-	"resend": grantSchemaWith(map[string]key[*Grant]{
-		"recipients":     {decode: listKey(func(g *Grant) *[]string { return &g.Recipients }, checkAddress)},
-		"from":           {decode: listKey(func(g *Grant) *[]string { return &g.From }, checkAddress)},
-		"max_recipients": {decode: countKey(func(g *Grant) *int64 { return &g.MaxRecipients })},
-	}),
-}
-
-func grantSchemaWith(extra map[string]key[*Grant]) *schema[*Grant] {
-	keys := make(map[string]key[*Grant], len(grantSchema.keys)+len(extra))
-	for k, v := range grantSchema.keys {
-		keys[k] = v
-	}
-	for k, v := range extra {
-		keys[k] = v
-	}
-	return &schema[*Grant]{keys: keys, check: grantSchema.check}
-}
-
 var grantSchema = &schema[*Grant]{keys: map[string]key[*Grant]{
 	"daily_cap":    {decode: amountKey(func(g *Grant) **money.Amount { return &g.DailyCap })},
 	"per_call_max": {decode: amountKey(func(g *Grant) **money.Amount { return &g.PerCallMax })},
@@ -172,14 +241,6 @@ var ruleSchema = &schema[*Rule]{keys: map[string]key[*Rule]{
 	"per_call_max": {decode: amountKey(func(r *Rule) **money.Amount { return &r.PerCallMax })},
 	"uncapped":     {decode: boolKey(func(r *Rule) *bool { return &r.Uncapped })},
 }}
-
-// withVendors adds one key per vendor name to keys.
-func withVendors[T any](keys map[string]key[T], each func(vendor string) key[T]) map[string]key[T] {
-	for _, v := range vendorNames {
-		keys[v] = each(v)
-	}
-	return keys
-}
 
 func decodeVersion(d *decoder, at string, _, v *yaml.Node, p *Policy) error {
 	if v.Kind != yaml.ScalarNode || v.Tag != "!!int" || v.Value != "1" {
@@ -226,14 +287,14 @@ func decodeFX(d *decoder, at string, _, v *yaml.Node, p *Policy) error {
 
 func decodeVendors(d *decoder, at string, k, v *yaml.Node, p *Policy) error {
 	p.Vendors = make(map[string]*VendorLimits)
-	return decodeMapping(d, at, k, v, vendorsSchema, p)
+	return decodeMapping(d, at, k, v, d.schemas.vendors, p)
 }
 
 func vendorLimitsKey(vendor string) key[*Policy] {
 	return key[*Policy]{decode: func(d *decoder, at string, k, v *yaml.Node, p *Policy) error {
 		l := &VendorLimits{Vendor: vendor, Line: k.Line}
 		p.Vendors[vendor] = l
-		return decodeMapping(d, at, k, v, vendorLimitsSchemas[vendor], l)
+		return decodeMapping(d, at, k, v, d.schemas.shared[vendor], l)
 	}}
 }
 
@@ -247,7 +308,7 @@ func decodeAgents(d *decoder, at string, _, v *yaml.Node, p *Policy) error {
 		}
 		a := &Agent{Name: name, Grants: make(map[string]*Grant), Line: k.Line}
 		p.Agents[name] = a
-		return decodeMapping(d, join(at, name), k, val, agentSchema, a)
+		return decodeMapping(d, join(at, name), k, val, d.schemas.agent, a)
 	})
 	if err == nil && len(p.Agents) == 0 {
 		return d.errorf(v, at, "no agents; a policy names at least one")
@@ -259,7 +320,14 @@ func grantKey(vendor string) key[*Agent] {
 	return key[*Agent]{decode: func(d *decoder, at string, k, v *yaml.Node, a *Agent) error {
 		g := &Grant{Vendor: vendor, Line: k.Line}
 		a.Grants[vendor] = g
-		return decodeMapping(d, at, k, v, grantSchemas[vendor], g)
+		if err := decodeMapping(d, at, k, v, d.schemas.grant[vendor], g); err != nil {
+			return err
+		}
+		sort.SliceStable(g.Lists, func(i, j int) bool { return g.Lists[i].order < g.Lists[j].order })
+		for _, r := range g.Allow {
+			r.grant = g
+		}
+		return nil
 	}}
 }
 

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/keybrake/keybrake/vendors"
 )
 
 // Subject is who a call touches, as its vendor and Keybrake's lookups
@@ -30,27 +32,6 @@ type Subject struct {
 	MostRecipients int64
 }
 
-// NeedsCustomer reports whether deciding the agent's calls on vendor needs
-// to know which customer each touches, and NeedsMetadata whether that
-// customer's metadata too. Callers skip lookups the policy does not need.
-func (p *Policy) NeedsCustomer(agent, vendor string) bool {
-	g := p.grant(agent, vendor)
-	return g != nil && g.Customers != nil
-}
-
-// NeedsMetadata: see NeedsCustomer.
-func (p *Policy) NeedsMetadata(agent, vendor string) bool {
-	g := p.grant(agent, vendor)
-	return g != nil && g.Customers != nil && len(g.Customers.Metadata) > 0
-}
-
-// AdmitsCreated reports whether the agent's customer scope admits the
-// customers it created, so their IDs are worth remembering.
-func (p *Policy) AdmitsCreated(agent, vendor string) bool {
-	g := p.grant(agent, vendor)
-	return g != nil && g.Customers != nil && g.Customers.CreatedByAgent
-}
-
 func (p *Policy) grant(agent, vendor string) *Grant {
 	if p == nil || p.Agents[agent] == nil {
 		return nil
@@ -72,13 +53,8 @@ func (p *Policy) Scope(r Request, s Subject) Verdict {
 		return Verdict{Decision: Scoped, Rule: base + "." + rule, Code: "keybrake_out_of_scope",
 			Reason: fmt.Sprintf(format, args...)}
 	}
-	if a := g.Accounts; a != nil {
-		switch {
-		case s.Account == "" && !a.Platform:
-			return out("accounts", "the call acts on the platform account, and %s may act only for %s", r.Agent, setText(a.IDs))
-		case s.Account != "" && !a.IDs[s.Account]:
-			return out("accounts", "connected account %s is not one %s may act for (%s)", s.Account, r.Agent, setText(a.IDs))
-		}
+	if v, ok := accountInScope(g, r.Agent, s.Account); !ok {
+		return v
 	}
 	if c := g.Customers; c != nil {
 		// A call may name a customer and act on an object that has none
@@ -94,55 +70,73 @@ func (p *Policy) Scope(r Request, s Subject) Verdict {
 			return out("customers", "the object belongs to no customer, and %s may act only on %s", r.Agent, customerScopeText(c))
 		}
 	}
-	if len(g.To) > 0 {
-		for _, to := range s.Recipients {
-			if !phoneAllowed(g.To, to) {
-				return out("to", "destination %s is not in %s's allowed destinations (%s)", to, r.Agent, strings.Join(g.To, ", "))
-			}
-		}
-	}
-	if len(g.Recipients) > 0 {
-		if s.RecipientsUnknown {
-			return out("recipients", "the call sends to an audience Keybrake cannot see; %s may send only to %s", r.Agent, strings.Join(g.Recipients, ", "))
-		}
-		for _, to := range s.Recipients {
-			if !addressAllowed(g.Recipients, to) {
-				return out("recipients", "recipient %s is not in %s's allowed recipients (%s)", to, r.Agent, strings.Join(g.Recipients, ", "))
-			}
-		}
-	}
-	if g.MaxRecipients > 0 && s.MostRecipients > g.MaxRecipients {
-		return out("max_recipients", "an email has %d recipients, more than %s's maximum of %d", s.MostRecipients, r.Agent, g.MaxRecipients)
-	}
-	if len(g.From) > 0 {
-		if s.RecipientsUnknown {
-			return out("from", "the call sends from a sender Keybrake cannot see (a broadcast); %s may send only from %s", r.Agent, strings.Join(g.From, ", "))
-		}
-		for _, from := range s.Senders {
-			ok := false
-			if r.Vendor == "twilio" {
-				ok = contains(g.From, from)
-			} else {
-				ok = addressAllowed(g.From, from)
-			}
-			if !ok {
-				return out("from", "sender %s is not one %s may send from (%s)", from, r.Agent, strings.Join(g.From, ", "))
-			}
+	for _, ls := range g.Lists {
+		if v, ok := ls.admits(r.Agent, s); !ok {
+			v.Rule = base + "." + v.Rule
+			return v
 		}
 	}
 	return Verdict{Decision: Allowed}
 }
 
-// ScopeAccount is the part of Scope that needs no lookup: whether the
-// call's Stripe-Account is one the agent may act for. The transport asks
-// it first, so a foreign account is refused before anything is fetched
-// from it.
-func (p *Policy) ScopeAccount(r Request, account string) Verdict {
-	g := p.grant(r.Agent, r.Vendor)
-	if g == nil || g.Accounts == nil {
-		return Verdict{Decision: Allowed}
+// accountInScope is the part of Scope that needs no lookup: whether the
+// call's account is one the agent may act for. Authorize asks it too, so
+// a foreign account is refused before anything is fetched from it.
+func accountInScope(g *Grant, agent, account string) (Verdict, bool) {
+	a := g.Accounts
+	if a == nil {
+		return Verdict{}, true
 	}
-	return p.Scope(r, Subject{Account: account})
+	out := func(format string, args ...any) (Verdict, bool) {
+		return Verdict{Decision: Scoped, Rule: "agents." + agent + "." + g.Vendor + ".accounts", Code: "keybrake_out_of_scope",
+			Reason: fmt.Sprintf(format, args...)}, false
+	}
+	switch {
+	case account == "" && !a.Platform:
+		return out("the call acts on the platform account, and %s may act only for %s", agent, setText(a.IDs))
+	case account != "" && !a.IDs[account]:
+		return out("connected account %s is not one %s may act for (%s)", account, agent, setText(a.IDs))
+	}
+	return Verdict{}, true
+}
+
+// admits checks one of the vendor's list or maximum keys; the verdict's
+// Rule is the key, for Scope to prefix.
+func (ls *ListScope) admits(agent string, s Subject) (Verdict, bool) {
+	out := func(format string, args ...any) (Verdict, bool) {
+		return Verdict{Decision: Scoped, Rule: ls.Key, Code: "keybrake_out_of_scope", Reason: fmt.Sprintf(format, args...)}, false
+	}
+	var values []string
+	switch ls.Subject {
+	case vendors.RecipientsPerEmail:
+		if ls.Max > 0 && s.MostRecipients > ls.Max {
+			return out("an email has %d recipients, more than %s's maximum of %d", s.MostRecipients, agent, ls.Max)
+		}
+		return Verdict{}, true
+	case vendors.Recipients:
+		values = s.Recipients
+	case vendors.Senders:
+		values = s.Senders
+	}
+	list := strings.Join(ls.Entries, ", ")
+	if s.RecipientsUnknown {
+		return out("the call sends to an audience Keybrake cannot see (a broadcast); %s's %s are only %s", agent, ls.Match.Plural, list)
+	}
+	for _, v := range values {
+		if !ls.matches(v) {
+			return out("%s %s is not one of %s's allowed %s (%s)", ls.Match.Noun, v, agent, ls.Match.Plural, list)
+		}
+	}
+	return Verdict{}, true
+}
+
+func (ls *ListScope) matches(value string) bool {
+	for _, e := range ls.Entries {
+		if ls.Match.Match(e, value) {
+			return true
+		}
+	}
+	return false
 }
 
 func admits(c *CustomerScope, s Subject) bool {
@@ -196,36 +190,4 @@ func setText(set map[string]bool) string {
 		return "none"
 	}
 	return strings.Join(names, ", ")
-}
-
-// phoneAllowed: an entry ending in * is a prefix; any other entry is one
-// number, exactly.
-func phoneAllowed(allowed []string, number string) bool {
-	for _, a := range allowed {
-		if strings.HasSuffix(a, "*") {
-			if strings.HasPrefix(number, strings.TrimSuffix(a, "*")) {
-				return true
-			}
-		} else if a == number {
-			return true
-		}
-	}
-	return false
-}
-
-// addressAllowed: an entry starting with @ is a domain, exactly (not its
-// subdomains); any other entry is one address.
-func addressAllowed(allowed []string, addr string) bool {
-	addr = strings.ToLower(addr)
-	at := strings.LastIndexByte(addr, '@')
-	for _, a := range allowed {
-		if strings.HasPrefix(a, "@") {
-			if at >= 0 && addr[at:] == a {
-				return true
-			}
-		} else if a == addr {
-			return true
-		}
-	}
-	return false
 }

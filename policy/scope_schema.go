@@ -3,11 +3,11 @@ package policy
 import (
 	"fmt"
 	"regexp"
-	"strings"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/keybrake/keybrake/money"
+	"github.com/keybrake/keybrake/vendors"
 )
 
 // The scope keys of a grant: whom an agent may act on.
@@ -119,58 +119,43 @@ func (d *decoder) stringList(at string, v *yaml.Node, check func(string) error) 
 	return out, nil
 }
 
-// listKey decodes a list of checked strings into a slice, in file order.
-func listKey(field func(*Grant) *[]string, check func(string) error) func(*decoder, string, *yaml.Node, *yaml.Node, *Grant) error {
+// listKey decodes a vendor's list key (the k'th it declares) into a
+// ListScope: a non-empty list of distinct entries, each checked by the
+// key's matcher, in file order.
+func listKey(k vendors.Key, order int) func(*decoder, string, *yaml.Node, *yaml.Node, *Grant) error {
 	return func(d *decoder, at string, _, v *yaml.Node, g *Grant) error {
 		if v.Kind != yaml.SequenceNode || len(v.Content) == 0 {
 			return d.wrongKind(at, v, "a non-empty list")
 		}
+		ls := &ListScope{Key: k.Name, Subject: k.Subject, Match: k.Match, order: order}
 		seen := map[string]bool{}
 		for _, item := range v.Content {
 			s, err := d.scalar(at, item, "a string")
 			if err != nil {
 				return err
 			}
-			if err := check(s); err != nil {
+			if err := k.Match.Check(s); err != nil {
 				return d.errorf(item, at, "%v", err)
 			}
 			if seen[s] {
 				return d.errorf(item, at, "%q is listed twice", s)
 			}
 			seen[s] = true
-			*field(g) = append(*field(g), s)
+			ls.Entries = append(ls.Entries, s)
 		}
+		g.Lists = append(g.Lists, ls)
 		return nil
 	}
 }
 
-var (
-	e164Number  = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
-	phonePrefix = regexp.MustCompile(`^\+[0-9]{1,15}\*$`)
-	serviceSID  = regexp.MustCompile(`^MG[0-9a-f]{32}$`)
-	// address is a bare lower-case email address or "@domain".
-	address = regexp.MustCompile(`^([a-z0-9.!#$%&'*+/=?^_{|}~-]+)?@[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$`)
-)
-
-func checkPhone(prefixes bool) func(string) error {
-	return func(s string) error {
-		if e164Number.MatchString(s) || (prefixes && phonePrefix.MatchString(s)) {
-			return nil
+// maxKey decodes a vendor's maximum key into a ListScope with Max set.
+func maxKey(k vendors.Key, order int) func(*decoder, string, *yaml.Node, *yaml.Node, *Grant) error {
+	return func(d *decoder, at string, kn, v *yaml.Node, g *Grant) error {
+		ls := &ListScope{Key: k.Name, Subject: k.Subject, order: order}
+		if err := countKey(func(*Grant) *int64 { return &ls.Max })(d, at, kn, v, g); err != nil {
+			return err
 		}
-		return fmt.Errorf(`%q: want an E.164 number ("+15551234567") or a prefix ending in * ("+1*")`, s)
-	}
-}
-
-func checkPhoneOrService(s string) error {
-	if e164Number.MatchString(s) || serviceSID.MatchString(s) {
+		g.Lists = append(g.Lists, ls)
 		return nil
 	}
-	return fmt.Errorf(`%q: want an E.164 number or a messaging service SID (MG...)`, s)
-}
-
-func checkAddress(s string) error {
-	if s != strings.ToLower(s) || !address.MatchString(s) {
-		return fmt.Errorf(`%q: want a lower-case address ("ops@example.com") or a domain ("@example.com")`, s)
-	}
-	return nil
 }

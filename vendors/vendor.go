@@ -1,9 +1,5 @@
-// Package vendors is the contract between Keybrake's transport and what it
-// knows of each vendor. Everything vendor-specific lives in a subpackage
-// (vendors/stripe, vendors/twilio, vendors/resend): official hosts, the
-// endpoint table, what a call costs, how a response settles, and how a
-// refusal looks in the vendor's own error format. Adding a vendor touches its
-// folder and one registry line in the root package.
+// Package vendors is the contract between Keybrake's shared code and what
+// it knows of each vendor; see doc.go for the whole story.
 package vendors
 
 import (
@@ -25,19 +21,26 @@ type Vendor interface {
 	// to any other host are refused unless the operator configured it.
 	Hosts() []string
 
+	// Info describes the vendor to the shared code: its policy keys,
+	// price items, request-id headers, credential formats and help. It
+	// must return the same description every time.
+	Info() Info
+
 	// Classify reads a request that passed Keybrake's generic checks
 	// (method, host, path, body size) and says what it is. It refuses
 	// what it cannot read with certainty (content type, parameter syntax,
 	// duplicate keys, malformed amounts) by returning an *Invalid error.
 	Classify(r *Request) (*Call, error)
 
-	// Resolve completes a call whose Call.Lookup is set: it fetches what
-	// the request does not carry (the amount of a refund without amount,
-	// the currency of a capture, the customer of a charge) with get, and
-	// fills the call in. What never changes about an object (its currency,
-	// its customer) it may keep in facts, which may be nil, and read
-	// instead of fetching. An error refuses the call.
-	Resolve(ctx context.Context, c *Call, get Getter, facts Facts) error
+	// Resolve completes a call whose Call.Lookup is set, or whose
+	// SubjectLookup is set when need.Customer is: it fetches what the
+	// request does not carry (the amount of a refund without amount, the
+	// currency of a capture, the customer of a charge) with get, and fills
+	// the call in. What never changes about an object (its currency, its
+	// customer) it may read from facts, which may be nil, instead of
+	// fetching, and returns what it learned for the transport to keep.
+	// An error refuses the call.
+	Resolve(ctx context.Context, c *Call, need Need, get Getter, facts Facts) (learned []Fact, err error)
 
 	// Settle reads a 2xx response body of a call that can move money and
 	// says what moved, in the call's currency. An error means the amount
@@ -106,10 +109,9 @@ type Call struct {
 	// SubjectLookup, when not empty, is the GET that tells which customer
 	// the object the call acts on belongs to, when the request does not
 	// name it ("GET /v1/charges/ch_1" for a capture or a retrieve).
-	// Resolve performs it only when NeedSubject is set (the transport
-	// sets it when a customer scope is in force), and fills Customer.
+	// Resolve performs it only when Need.Customer is set (a customer
+	// scope is in force), and fills Customer.
 	SubjectLookup string
-	NeedSubject   bool
 	// NoCustomer is set by Resolve when the object the call acts on
 	// belongs to no customer (a scope refuses it unless allowed).
 	NoCustomer bool
@@ -124,6 +126,10 @@ type Call struct {
 	// Senders are the call's From values: numbers or messaging service
 	// SIDs (Twilio), addresses, lower case, without display names (Resend).
 	Senders []string
+	// AudienceUnknown: the call sends to recipients, from senders, that
+	// the request does not show (a Resend broadcast to a saved audience);
+	// a scope on recipients or senders refuses it.
+	AudienceUnknown bool
 	// RefundOf is the charge a refund draws on (for a payment intent, its
 	// latest charge, found by Resolve), for max_refunds_per_charge.
 	RefundOf string
@@ -193,12 +199,11 @@ type Priced struct {
 // status and body. It refuses bodies over a limit.
 type Getter func(ctx context.Context, path string) (status int, body []byte, err error)
 
-// Facts keeps what never changes once learned, such as the currency of a
-// charge; store.Store satisfies it. A fact, once set, is never changed:
-// setting another value is an error.
+// Facts reads what never changes once learned, such as the currency of a
+// charge; store.Store satisfies it. A vendor returns what it learns from
+// Resolve, and the transport keeps it.
 type Facts interface {
 	Fact(ctx context.Context, key string) (value string, ok bool, err error)
-	SetFact(ctx context.Context, key, value string) error
 }
 
 // Refusal is what a vendor needs to render a refusal.

@@ -1,6 +1,11 @@
-package audit
+package vendors_test
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/keybrake/keybrake/vendors"
+	_ "github.com/keybrake/keybrake/vendors/builtin" // registers the vendors' secret formats
+)
 
 func TestRedactParam(t *testing.T) {
 	tests := []struct {
@@ -23,7 +28,7 @@ func TestRedactParam(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.key+"="+tt.value, func(t *testing.T) {
-			got, keep := RedactParam(tt.key, tt.value)
+			got, keep := vendors.RedactParam(tt.key, tt.value)
 			if keep != tt.keep || got != tt.want {
 				t.Fatalf("RedactParam = %q, %v; want %q, %v", got, keep, tt.want, tt.keep)
 			}

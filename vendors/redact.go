@@ -1,13 +1,58 @@
-package audit
+package vendors
 
 import (
 	"regexp"
+	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
-// secretKey matches credentials vendors issue: Stripe secret and restricted
-// keys, Twilio API keys, Resend keys, and webhook signing secrets.
-var secretKey = regexp.MustCompile(`\b(?:(?:sk|rk)_(?:test|live)_[A-Za-z0-9]+|whsec_[A-Za-z0-9]+|SK[0-9a-fA-F]{32}|re_[A-Za-z0-9]+_[A-Za-z0-9]+)\b`)
+// What the audit log may keep of a request. A vendor's Classify fills
+// Call.Audit with RedactParam and RedactText; the credential formats they
+// mask are those every vendor declares in Info.Secrets, gathered by
+// RedactSecrets, so a Stripe key pasted into a Resend email's subject is
+// masked too.
+
+// secretFormats is the union of the formats registered, as one expression
+// (nil before the first registration).
+var (
+	secretMu      sync.Mutex
+	secretSources = map[string]bool{}
+	secretFormats atomic.Pointer[regexp.Regexp]
+)
+
+// RedactSecrets adds credential formats (regular expressions, matched as
+// whole words) that RedactText replaces with "[redacted]" from now on,
+// process-wide. A vendor package registers its Info.Secrets when it is
+// loaded, and keybrake.Open registers those of the vendors it is given.
+// Registration only ever adds formats: redacting more is never unsafe, so
+// a process-wide set needs no owner. It is safe for concurrent use; adding
+// a format twice changes nothing. It panics on a format that does not
+// compile, as regexp.MustCompile does.
+func RedactSecrets(formats ...string) {
+	secretMu.Lock()
+	defer secretMu.Unlock()
+	added := false
+	for _, f := range formats {
+		regexp.MustCompile(f)
+		if !secretSources[f] {
+			secretSources[f] = true
+			added = true
+		}
+	}
+	if !added {
+		return
+	}
+	all := make([]string, 0, len(secretSources))
+	for f := range secretSources {
+		all = append(all, "(?:"+f+")")
+	}
+	// Longest alternatives first would matter only for overlapping
+	// formats; sorting keeps the expression the same for the same set.
+	sort.Strings(all)
+	secretFormats.Store(regexp.MustCompile(`\b(?:` + strings.Join(all, "|") + `)\b`))
+}
 
 // digitRun finds runs of 13 to 19 digits, spaces or dashes allowed between
 // them, that may be card numbers.
@@ -29,9 +74,12 @@ func RedactParam(key, value string) (redacted string, keep bool) {
 	return RedactText(value), true
 }
 
-// RedactText masks credentials and card numbers in free text.
+// RedactText masks credentials (every format registered with
+// RedactSecrets) and card numbers in free text.
 func RedactText(s string) string {
-	s = secretKey.ReplaceAllString(s, "[redacted]")
+	if re := secretFormats.Load(); re != nil {
+		s = re.ReplaceAllString(s, "[redacted]")
+	}
 	return digitRun.ReplaceAllStringFunc(s, maskPAN)
 }
 
