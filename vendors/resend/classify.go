@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/vendors"
 )
 
@@ -113,16 +112,16 @@ func (Vendor) Classify(r *vendors.Request) (*vendors.Call, error) {
 }
 
 // Resolve has nothing to fetch: a Resend call carries all Keybrake needs,
-// and has no customers (NeedSubject changes nothing). A call that asks for
+// and has no customers (the Need changes nothing). A call that asks for
 // a lookup did not come from Classify and is refused.
-func (Vendor) Resolve(_ context.Context, c *vendors.Call, _ vendors.Getter, _ vendors.Facts) error {
+func (Vendor) Resolve(_ context.Context, c *vendors.Call, _ vendors.Need, _ vendors.Getter, _ vendors.Facts) ([]vendors.Fact, error) {
 	if c.Lookup != "" {
-		return invalid(codeBadParam, "Resend calls need no lookup, got %q", c.Lookup)
+		return nil, invalid(codeBadParam, "Resend calls need no lookup, got %q", c.Lookup)
 	}
 	if c.SubjectLookup != "" {
-		return invalid(codeBadParam, "Resend calls need no lookup, got %q", c.SubjectLookup)
+		return nil, invalid(codeBadParam, "Resend calls need no lookup, got %q", c.SubjectLookup)
 	}
-	return nil
+	return nil, nil
 }
 
 // checkPath refuses methods resend-go does not use, and paths with
@@ -311,7 +310,7 @@ func classifyBroadcastSend(c *vendors.Call, body *jsonValue, id string) error {
 					return invalid(codeBadParam, "scheduled_at is %s, not a string", m.value.kind)
 				}
 				if m.value.text != "" {
-					c.Audit["scheduled_at"] = audit.RedactText(vendors.Truncate(m.value.text, vendors.QuoteLimit))
+					c.Audit["scheduled_at"] = vendors.RedactText(vendors.Truncate(m.value.text, vendors.QuoteLimit))
 				}
 			default:
 				return invalid(codeUnknownParam, "field %q is not one Keybrake knows in a broadcast send", vendors.Truncate(m.key, vendors.QuoteLimit))
@@ -355,6 +354,7 @@ func priceBroadcast(c *vendors.Call) {
 	// says a broadcast sends (broadcast_emails).
 	c.Count = -1
 	c.Priced = &vendors.Priced{Item: "broadcast", Quantity: -1}
+	c.AudienceUnknown = true // the audience is saved at Resend, not in the request
 }
 
 // flatten writes v into params under key: an object's members as
@@ -395,7 +395,7 @@ func sub(key, name string) string {
 	return key + "[" + name + "]"
 }
 
-// auditQuery keeps what audit.RedactParam allows of the query parameters.
+// auditQuery keeps what vendors.RedactParam allows of the query parameters.
 func auditQuery(q url.Values, body *jsonValue) map[string]string {
 	out := make(map[string]string)
 	if body != nil {
@@ -403,7 +403,7 @@ func auditQuery(q url.Values, body *jsonValue) map[string]string {
 		return out
 	}
 	for k, vs := range q {
-		if v, keep := audit.RedactParam(k, vs[0]); keep {
+		if v, keep := vendors.RedactParam(k, vs[0]); keep {
 			out[k] = v
 		}
 	}
@@ -414,7 +414,7 @@ func auditQuery(q url.Values, body *jsonValue) map[string]string {
 func fieldNames(v *jsonValue) string {
 	names := make([]string, 0, len(v.members))
 	for _, m := range v.members {
-		names = append(names, audit.RedactText(vendors.Truncate(m.key, vendors.QuoteLimit)))
+		names = append(names, vendors.RedactText(vendors.Truncate(m.key, vendors.QuoteLimit)))
 	}
 	slices.Sort(names)
 	return strings.Join(names, ",")

@@ -9,7 +9,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/vendors"
 )
 
@@ -550,12 +549,12 @@ func auditEmails(ms []*email) map[string]string {
 			}
 		}
 	}
-	out["from"] = audit.RedactText(joinSorted(from))
+	out["from"] = vendors.RedactText(joinSorted(from))
 	out["recipients"] = strconv.FormatInt(recipients, 10)
 	out["attachments"] = strconv.Itoa(atts)
 	for name, values := range tagValues {
 		slices.Sort(values)
-		if v, keep := audit.RedactParam("tags["+name+"]", strings.Join(values, ", ")); keep {
+		if v, keep := vendors.RedactParam("tags["+name+"]", strings.Join(values, ", ")); keep {
 			out["tags["+name+"]"] = v
 		}
 	}
@@ -564,7 +563,7 @@ func auditEmails(ms []*email) map[string]string {
 		out["subject_length"] = strconv.Itoa(utf8.RuneCountInString(m.subject))
 		for k, v := range map[string]string{"scheduled_at": m.scheduledAt, "template": m.template, "topic_id": m.topicID} {
 			if v != "" {
-				out[k] = audit.RedactText(vendors.Truncate(v, vendors.QuoteLimit))
+				out[k] = vendors.RedactText(vendors.Truncate(v, vendors.QuoteLimit))
 			}
 		}
 	} else {

@@ -18,6 +18,10 @@ import (
 type state struct {
 	kind kind
 
+	// needSubject is Resolve's need.Customer: a customer scope is in
+	// force, so the customer of every object the call acts on is found.
+	needSubject bool
+
 	// What Resolve fetches: "/v1/charges/ch_1", an object of type object
 	// whose id is id.
 	lookup, object, id string

@@ -6,7 +6,6 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/money"
 	"github.com/keybrake/keybrake/vendors"
 )
@@ -341,16 +340,16 @@ func headerValues(h map[string][]string, name string) []string {
 	return out
 }
 
-// auditParams keeps what audit.RedactParam allows of every parameter.
+// auditParams keeps what vendors.RedactParam allows of every parameter.
 func auditParams(params url.Values) map[string]string {
 	if len(params) == 0 {
 		return nil
 	}
 	out := make(map[string]string, len(params))
 	for k, vs := range params {
-		if v, keep := audit.RedactParam(k, vs[0]); keep {
+		if v, keep := vendors.RedactParam(k, vs[0]); keep {
 			// Metadata keys are the caller's free text too.
-			out[audit.RedactText(k)] = v
+			out[vendors.RedactText(k)] = v
 		}
 	}
 	return out

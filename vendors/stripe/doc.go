@@ -63,7 +63,7 @@
 // path (listed in the endpoint table or not), or the customer of the
 // objects a lookup fetched (see Scope). Account is the Stripe-Account
 // header; IdempotencyKey the Idempotency-Key header. Audit keeps every
-// parameter audit.RedactParam keeps, redacted.
+// parameter vendors.RedactParam keeps, redacted.
 //
 // # The money table, as implemented
 //
@@ -107,7 +107,7 @@
 // A policy may bound an agent to some customers (those it created, a
 // listed cohort, those whose metadata matches). The policy decides; the
 // vendor says, exactly and failing closed, whom a call touches. After
-// Classify, and Resolve when the transport sets NeedSubject, a call is in
+// Classify, and Resolve when the policy needs the customer (vendors.Need), a call is in
 // one of four states:
 //
 //	Customer set              the call touches that customer's objects
@@ -144,16 +144,16 @@
 //
 // The money Lookup, when the call has one, fetches the object the call
 // moves money on, and that answer tells its customer too (Resolve fills
-// Customer or NoCustomer from it, whether or not NeedSubject is set).
+// Customer or NoCustomer from it, whether or not the customer is needed).
 // SubjectLookup is the GET of the first other such object, "" when there
 // is none: a capture, a refund of a charge or intent, an invoice payment
-// and a credit note need no GET beyond their Lookup. When NeedSubject is
+// and a credit note need no GET beyond their Lookup. When the customer is needed
 // set, Resolve fetches every object not yet told, and refuses (ErrLookup)
 // unless they all belong to the customer the request names, if any, and
 // to one another. It looks objects up even when the request names a
 // customer, because on an update the parameter names the new owner, not
 // the one the object has: the transport calls Resolve whenever Lookup is
-// set, or NeedSubject and SubjectLookup are. A null customer sets
+// set, or the customer is needed and SubjectLookup is. A null customer sets
 // NoCustomer; a missing customer field, an answer that is not the object
 // asked for, or a refund or dispute naming neither charge nor payment
 // intent is refused.
@@ -184,7 +184,7 @@
 // answer without the field (an API version before 2022-11-15, which the
 // request's own Stripe-Version header can ask for, since lookups carry the
 // call's headers) leaves it empty too without a scope, and is refused
-// (ErrLookup) when NeedSubject is set, so that refunds per charge are
+// (ErrLookup) when the customer is needed, so that refunds per charge are
 // never counted against no charge.
 //
 // customers.create has Creates "customer": Settle returns the new

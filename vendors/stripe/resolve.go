@@ -29,41 +29,70 @@ var ErrLookup = errors.New("stripe: lookup failed")
 // intent's latest_charge), and Customer, or NoCustomer when a charge,
 // intent or invoice has none.
 //
-// When NeedSubject is set, it then finds the customer of every object the
+// When need.Customer is set, it then finds the customer of every object the
 // call acts on or names that the first step has not told (SubjectLookup is
 // the first of them; see "Scope" in the package documentation), from facts
 // when a settled customer is kept there, and fills in Customer, or
 // NoCustomer for an object that has none. Every object must belong to the
 // customer the request names, if it names one.
 //
-// It does nothing else. Every failure wraps ErrLookup, except an amount the
+// What never changes about an object it learns (its currency and
+// customer) it returns, for the transport to keep in the store, and reads
+// from facts next time. It does nothing else. Every failure wraps ErrLookup, except an amount the
 // looked-up currency makes invalid, which is an *vendors.Invalid; a
 // Lookup or SubjectLookup that Classify did not set is refused without
 // fetching. Resolve is safe for concurrent use on distinct calls.
-func (Vendor) Resolve(ctx context.Context, c *vendors.Call, get vendors.Getter, facts vendors.Facts) error {
+func (Vendor) Resolve(ctx context.Context, c *vendors.Call, need vendors.Need, get vendors.Getter, known vendors.Facts) ([]vendors.Fact, error) {
 	st, _ := c.State.(*state)
+	facts := &factBook{known: known}
+	if st != nil {
+		st.needSubject = need.Customer
+	}
 	if c.Lookup != "" {
 		if st == nil || st.lookup == "" || c.Lookup != "GET "+st.lookup {
-			return fmt.Errorf("%w: %q was not set by Classify", ErrLookup, c.Lookup)
+			return nil, fmt.Errorf("%w: %q was not set by Classify", ErrLookup, c.Lookup)
 		}
 		if err := resolveMoney(ctx, c, st, get, facts); err != nil {
-			return err
+			return facts.learned, err
 		}
 	}
 	if c.SubjectLookup != "" && (st == nil || c.SubjectLookup != "GET "+st.subjectPath()) {
-		return fmt.Errorf("%w: %q was not set by Classify", ErrLookup, c.SubjectLookup)
+		return facts.learned, fmt.Errorf("%w: %q was not set by Classify", ErrLookup, c.SubjectLookup)
 	}
-	if !c.NeedSubject || st == nil || len(st.subjects) == 0 {
-		return nil
+	if !need.Customer || st == nil || len(st.subjects) == 0 {
+		return facts.learned, nil
 	}
 	// Every object of a customer the call names, the Lookup's included
 	// when that did not tell its customer (a remembered charge without
 	// one).
-	return resolveSubjects(ctx, c, st, get, facts)
+	err := resolveSubjects(ctx, c, st, get, facts)
+	return facts.learned, err
+}
+
+// factBook reads facts the store knows and notes those Resolve learns, for
+// Resolve to return. known may be nil: nothing is known yet.
+type factBook struct {
+	known   vendors.Facts
+	learned []vendors.Fact
+}
+
+func (b *factBook) fact(ctx context.Context, key string) (string, bool) {
+	if b.known == nil {
+		return "", false
+	}
+	v, ok, err := b.known.Fact(ctx, key)
+	if err != nil {
+		return "", false // look it up instead
+	}
+	return v, ok
+}
+
+func (b *factBook) learn(key, value string) {
+	b.learned = append(b.learned, vendors.Fact{Key: key, Value: value})
 }
 
 // resolveMoney performs a call's Lookup.
-func resolveMoney(ctx context.Context, c *vendors.Call, st *state, get vendors.Getter, facts vendors.Facts) error {
+func resolveMoney(ctx context.Context, c *vendors.Call, st *state, get vendors.Getter, facts *factBook) error {
 	if done, err := resolveFromFacts(ctx, c, st, facts); done || err != nil {
 		return err
 	}
@@ -85,13 +114,11 @@ func resolveMoney(ctx context.Context, c *vendors.Call, st *state, get vendors.G
 		}
 		return fmt.Errorf("%w: %s: %w", ErrLookup, c.Lookup, err)
 	}
-	if ow, owned := owners[st.object]; facts != nil && (!owned || ow.settled) {
+	if ow, owned := owners[st.object]; !owned || ow.settled {
 		// A payment intent's customer can change, so nothing of it is
 		// kept. The customer was read by resolve.
 		cus, _, _ := o.customer()
-		// A fact that cannot be kept costs the next call a lookup,
-		// nothing more.
-		_ = facts.SetFact(ctx, factKey(c, st), objectFact{currency: c.Amount.Currency, customer: cus}.String())
+		facts.learn(factKey(c, st), objectFact{currency: c.Amount.Currency, customer: cus}.String())
 	}
 	return nil
 }
@@ -153,8 +180,8 @@ func objectFactKey(account, object, id string) string {
 // amount and needs only the currency (and customer) of the object it acts
 // on: a refund, reversal or fee refund whose object was looked up before.
 // done is false when the call needs the lookup anyway.
-func resolveFromFacts(ctx context.Context, c *vendors.Call, st *state, facts vendors.Facts) (done bool, err error) {
-	if facts == nil || st.explicit < 0 {
+func resolveFromFacts(ctx context.Context, c *vendors.Call, st *state, facts *factBook) (done bool, err error) {
+	if st.explicit < 0 {
 		return false, nil
 	}
 	switch st.kind {
@@ -168,8 +195,8 @@ func resolveFromFacts(ctx context.Context, c *vendors.Call, st *state, facts ven
 		// it needs its latest charge (RefundOf).
 		return false, nil
 	}
-	v, ok, err := facts.Fact(ctx, factKey(c, st))
-	if err != nil || !ok {
+	v, ok := facts.fact(ctx, factKey(c, st))
+	if !ok {
 		return false, nil // look it up instead
 	}
 	f, err := parseObjectFact(v)
@@ -287,7 +314,7 @@ func resolve(c *vendors.Call, st *state, o object) error {
 		// 2022-11-15, which the request's Stripe-Version can ask for: a
 		// call under a scope, which may count refunds per charge, is
 		// refused rather than counted against no charge.
-		if _, present := o["latest_charge"]; !present && c.NeedSubject {
+		if _, present := o["latest_charge"]; !present && st.needSubject {
 			return errors.New("the payment intent does not say its latest charge (Stripe-Version before 2022-11-15?)")
 		}
 		ch, ok, err := o.optionalID("latest_charge")
@@ -319,7 +346,7 @@ func resolveCustomer(c *vendors.Call, st *state, o object) error {
 		return nil
 	}
 	if !present {
-		if c.NeedSubject {
+		if st.needSubject {
 			return fmt.Errorf("the %s has no customer field", st.object)
 		}
 		return nil

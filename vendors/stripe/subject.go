@@ -199,7 +199,7 @@ func scope(c *vendors.Call, e *endpoint, method, col, id string, vars map[string
 // the one the request names, if any; an object without a customer sets
 // NoCustomer, even when the request names one (it would attach the
 // object to that customer).
-func resolveSubjects(ctx context.Context, c *vendors.Call, st *state, get vendors.Getter, facts vendors.Facts) error {
+func resolveSubjects(ctx context.Context, c *vendors.Call, st *state, get vendors.Getter, facts *factBook) error {
 	for _, s := range st.subjects {
 		if s.path() == st.decided {
 			continue
@@ -232,11 +232,11 @@ func setSubject(c *vendors.Call, what, cus string) error {
 // customerOf returns the customer of s, "" when it has none: from facts
 // when a settled customer is kept there, else by fetching s (and, for a
 // refund, dispute or subscription item, the object it belongs to).
-func customerOf(ctx context.Context, account string, s subject, get vendors.Getter, facts vendors.Facts, depth int) (string, error) {
+func customerOf(ctx context.Context, account string, s subject, get vendors.Getter, facts *factBook, depth int) (string, error) {
 	k := owners[s.kind]
 	key := objectFactKey(account, k.object, s.id)
-	if facts != nil && k.settled {
-		if v, ok, err := facts.Fact(ctx, key); err == nil && ok {
+	if k.settled {
+		if v, ok := facts.fact(ctx, key); ok {
 			// A fact without a customer is not settled: look again.
 			if f, err := parseObjectFact(v); err == nil && f.customer != "" {
 				return f.customer, nil
@@ -281,10 +281,9 @@ func customerOf(ctx context.Context, account string, s subject, get vendors.Gett
 		}
 		settled = settled && owners[parent.kind].settled
 	}
-	if facts != nil && settled && cus != "" {
+	if settled && cus != "" {
 		cur, _ := o.currency() // kept when the object has one; "-" else
-		// A fact that cannot be kept costs the next call a lookup.
-		_ = facts.SetFact(ctx, key, objectFact{currency: cur, customer: cus}.String())
+		facts.learn(key, objectFact{currency: cur, customer: cus}.String())
 	}
 	return cus, nil
 }

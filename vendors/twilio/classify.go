@@ -9,7 +9,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/vendors"
 )
 
@@ -415,7 +414,7 @@ func headerValues(h map[string][]string, name string) []string {
 // verification codes.
 var droppedParams = set("Body", "ContentVariables", "Code", "CustomCode", "CustomMessage")
 
-// auditParams keeps what audit.RedactParam allows of every parameter,
+// auditParams keeps what vendors.RedactParam allows of every parameter,
 // list elements as Name[0], Name[1]. Twilio names are PascalCase, so
 // RedactParam judges them in snake_case ("SipAuthPassword" as
 // "sip_auth_password"). A message body is replaced by Body.chars,
@@ -431,7 +430,7 @@ func auditParams(params url.Values, body *bodyFacts) map[string]string {
 		}
 		last := k[strings.LastIndexByte(k, '.')+1:]
 		for i, v := range vs {
-			red, keep := audit.RedactParam(snake(last), v)
+			red, keep := vendors.RedactParam(snake(last), v)
 			if !keep {
 				break
 			}

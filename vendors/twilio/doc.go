@@ -76,7 +76,7 @@
 //
 // Account is the Account SID of the path; Customer stays empty (a phone
 // number is personal data, not an ID). Twilio takes no idempotency key.
-// Audit keeps every parameter audit.RedactParam keeps, judging Twilio's
+// Audit keeps every parameter vendors.RedactParam keeps, judging Twilio's
 // PascalCase names in snake_case (SipAuthPassword is dropped), list
 // elements as Name[i]; it drops Body, ContentVariables and Verify codes,
 // and keeps a message's Body.chars, Body.segments and Body.encoding

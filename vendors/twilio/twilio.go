@@ -97,9 +97,9 @@ var ErrReconcile = errors.New("twilio: cannot read the price")
 // Resolve does nothing: everything a Twilio call costs is in the request
 // and the policy's price list, so Classify never asks for a lookup. A call
 // that nonetheless carries one is refused with an error.
-func (Vendor) Resolve(ctx context.Context, c *vendors.Call, get vendors.Getter, facts vendors.Facts) error {
+func (Vendor) Resolve(_ context.Context, c *vendors.Call, _ vendors.Need, _ vendors.Getter, _ vendors.Facts) ([]vendors.Fact, error) {
 	if c.Lookup == "" {
-		return nil
+		return nil, nil
 	}
-	return fmt.Errorf("twilio: no lookup is defined, got %q", c.Lookup)
+	return nil, fmt.Errorf("twilio: no lookup is defined, got %q", c.Lookup)
 }
