@@ -11,7 +11,7 @@ import (
 
 var (
 	e164Number  = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
-	phonePrefix = regexp.MustCompile(`^\+[0-9]{1,15}\*$`)
+	phonePrefix = regexp.MustCompile(`^\+[1-9][0-9]{0,14}\*$`)
 	serviceSID  = regexp.MustCompile(`^MG[0-9a-f]{32}$`)
 	// address is a bare lower-case email address or "@domain".
 	address = regexp.MustCompile(`^([a-z0-9.!#$%&'*+/=?^_{|}~-]+)?@[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$`)
@@ -61,6 +61,9 @@ func emailMatcher(noun, plural string) *Matcher {
 	return &Matcher{
 		Noun: noun, Plural: plural,
 		Check: func(s string) error {
+			if strings.Contains(s, "*") {
+				return fmt.Errorf(`%q: no wildcards; write a domain as "@example.com"`, s)
+			}
 			if s != strings.ToLower(s) || !address.MatchString(s) {
 				return fmt.Errorf(`%q: want a lower-case address ("ops@example.com") or a domain ("@example.com")`, s)
 			}

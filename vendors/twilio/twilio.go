@@ -98,8 +98,8 @@ var ErrReconcile = errors.New("twilio: cannot read the price")
 // and the policy's price list, so Classify never asks for a lookup. A call
 // that nonetheless carries one is refused with an error.
 func (Vendor) Resolve(_ context.Context, c *vendors.Call, _ vendors.Need, _ vendors.Getter, _ vendors.Facts) ([]vendors.Fact, error) {
-	if c.Lookup == "" {
+	if c.Lookup == "" && c.SubjectLookup == "" {
 		return nil, nil
 	}
-	return nil, fmt.Errorf("twilio: no lookup is defined, got %q", c.Lookup)
+	return nil, fmt.Errorf("twilio: no lookup is defined, got %q", strings.TrimSpace(c.Lookup+" "+c.SubjectLookup))
 }
