@@ -12,7 +12,17 @@ import (
 
 	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/policy"
+	"github.com/keybrake/keybrake/vendors/builtin"
 )
+
+// vendorNames lists the built-in vendors for help text.
+func vendorNames() string {
+	var names []string
+	for _, v := range builtin.Vendors() {
+		names = append(names, v.Name())
+	}
+	return strings.Join(names, ", ")
+}
 
 func init() {
 	register("audit", "print the audit log: what the agents did, what was refused and why", auditCmd)
@@ -31,7 +41,7 @@ func filterFlags(e *env, fs *flag.FlagSet, defSince string) *filters {
 	f.since = fs.String("since", defSince, "from this time: a duration before now (90s, 5m, 1h30m) or RFC 3339")
 	f.until = fs.String("until", "", "before this time, as --since")
 	f.agent = fs.String("agent", "", "only this agent")
-	f.vendor = fs.String("vendor", "", "only this vendor (stripe, twilio, resend)")
+	f.vendor = fs.String("vendor", "", "only this vendor ("+vendorNames()+")")
 	f.decision = fs.String("decision", "", "only this decision: allowed, blocked, scoped, capped, revoked, error")
 	f.cust = fs.String("customer", "", "only calls that touch this customer")
 	return f
