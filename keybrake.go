@@ -155,6 +155,13 @@ type Options struct {
 	// whose money is still counted (reserved, unknown) are never pruned.
 	// Zero means 90 days; negative keeps everything.
 	Retention time.Duration
+
+	// CloseTimeout bounds how long Close waits for the calls in flight
+	// to finish and write their records (see Shutdown). A call still in
+	// flight at the deadline keeps its money counted, as after a crash,
+	// and Close says how many there were. Zero means 10 s; negative does
+	// not wait.
+	CloseTimeout time.Duration
 }
 
 // DefaultRetention is how long the audit log is kept when
@@ -483,10 +490,39 @@ func (b *Brake) DumpContext(ctx context.Context, w io.Writer, q audit.Query) err
 	return out.Flush()
 }
 
-// Close writes what is queued, closes the store and stops the Brake's
-// goroutines. Calls made after Close are refused.
+// DefaultCloseTimeout is how long Close waits for the calls in flight when
+// Options.CloseTimeout is zero.
+const DefaultCloseTimeout = 10 * time.Second
+
+// Close is Shutdown with a deadline of Options.CloseTimeout.
 func (b *Brake) Close() error {
+	timeout := b.opts.CloseTimeout
+	if timeout == 0 {
+		timeout = DefaultCloseTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return b.Shutdown(ctx)
+}
+
+// Shutdown stops the Brake. From its start a new call is refused with 503
+// (decision Error, code keybrake_closing) in the vendor's error format,
+// and audited while the store is open. It waits until ctx is done for the
+// calls in flight to finish and write their records, including responses
+// whose bodies their callers are still reading, then writes what is
+// queued, closes the store and stops the Brake's goroutines. A call still
+// in flight at ctx's end keeps its reservation counted (the next Open
+// finds it unknown, as after a crash); Shutdown then returns an error
+// saying how many there were, wrapping ctx.Err(), and closes the rest all
+// the same.
+//
+// Shutdown and Close are safe to call concurrently and more than once: a
+// later call waits for the first to finish and returns its result.
+func (b *Brake) Shutdown(ctx context.Context) error {
 	b.closeOnce.Do(func() {
+		// The watcher and the admin socket stay up while calls drain, so
+		// that a revocation still stops them and the operator sees them.
+		errDrain := b.env.Drain(ctx)
 		if b.admin != nil {
 			b.admin.Close()
 		}
@@ -498,8 +534,8 @@ func (b *Brake) Close() error {
 			<-b.pruned
 		}
 		errEnv := b.env.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		errAlerts := b.alerts.Close(ctx)
+		actx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		errAlerts := b.alerts.Close(actx)
 		cancel()
 		var errDay error
 		if day := b.env.LastDay(); day != "" {
@@ -507,7 +543,7 @@ func (b *Brake) Close() error {
 		}
 		errStore := b.store.Close()
 		b.base.CloseIdleConnections()
-		b.closeErr = errors.Join(errEnv, errAlerts, errDay, errStore)
+		b.closeErr = errors.Join(errDrain, errEnv, errAlerts, errDay, errStore)
 	})
 	return b.closeErr
 }

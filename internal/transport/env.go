@@ -43,7 +43,7 @@ type Config struct {
 }
 
 // Env is the state shared by the chains of one Brake. It is safe for
-// concurrent use. Close it after the last call.
+// concurrent use. Drain it, then Close it, before closing the store.
 type Env struct {
 	store     store.Store
 	policy    func() (*policy.Policy, error)
@@ -55,6 +55,7 @@ type Env struct {
 	days      *dayClock
 	completer *completer
 	metadata  metadataCache
+	gate      gate
 }
 
 // NewEnv starts the shared state; it owns a goroutine until Close.
@@ -82,6 +83,7 @@ func NewEnv(cfg Config) *Env {
 		e.observe = func(*audit.Record) {}
 	}
 	e.completer = newCompleter(cfg.Store, e.report)
+	e.gate.cond = sync.NewCond(&e.gate.mu)
 	return e
 }
 
@@ -89,9 +91,46 @@ func NewEnv(cfg Config) *Env {
 // written, so that a query sees the settled state of calls that answered.
 func (e *Env) Flush(ctx context.Context) error { return e.completer.flush(ctx) }
 
-// Close writes the completions still queued and stops. Calls made after
-// Close are refused by the closed store.
+// Drain stops admitting calls and waits, until ctx is done, for the calls
+// in flight to finish and write their records: refusals, and completions,
+// which for a response the caller is still reading come once it reads the
+// body to its end or closes it. A call arriving from then on is refused
+// with 503 (code keybrake_closing), and its record is written while Close
+// has not closed the store. At ctx's end Drain returns an error saying how
+// many calls were still in flight, wrapping ctx.Err(); their reservations
+// stay counted. It is safe to call more than once and concurrently.
+func (e *Env) Drain(ctx context.Context) error {
+	if n, err := e.gate.drain(ctx); err != nil {
+		calls := "calls"
+		if n == 1 {
+			calls = "call"
+		}
+		return fmt.Errorf("keybrake: %d %s still in flight when the Brake closed; their money stays counted: %w", n, calls, err)
+	}
+	return e.completer.flush(ctx)
+}
+
+// Close writes the completions still queued and stops. Call Drain first:
+// a call still in flight after Close finds the store closed, and its
+// completion is reported instead of written (its money stays counted).
 func (e *Env) Close() error { return e.completer.close() }
+
+// admit is the first stage of every call: it counts the call in flight,
+// or refuses it once Drain has begun, closing the body it will not read.
+// Whatever ends the call (its refusal, or the hand-over of its completion)
+// calls c.done.
+func (t *RoundTripper) admit(c *call) (policy.Verdict, bool) {
+	done, ok := t.env.gate.enter()
+	c.done = done
+	if !ok {
+		if c.req.Body != nil {
+			c.req.Body.Close()
+		}
+		return policy.Verdict{Decision: policy.Error, Rule: "brake", Code: "keybrake_closing",
+			Reason: "the Brake is closing; no new calls are admitted"}, false
+	}
+	return policy.Verdict{}, true
+}
 
 // LastDay is the latest UTC day a call was counted on.
 func (e *Env) LastDay() string { return e.days.latest() }
@@ -244,4 +283,80 @@ func (c *completer) close() error {
 	c.mu.Unlock()
 	<-c.done
 	return nil
+}
+
+// gate admits calls until Drain and counts those inside, so that Drain
+// waits for exactly the calls admitted before it. A call refused while the
+// admitted ones finish is counted too, until its record is written; once
+// they have finished, refusals are no longer counted, so that a stream of
+// them cannot hold Drain forever.
+type gate struct {
+	mu       sync.Mutex
+	cond     *sync.Cond
+	phase    phase
+	calls    int // admitted and not yet done
+	refusals int // refused while draining, record not yet written
+}
+
+type phase int
+
+const (
+	admitting phase = iota
+	draining        // refusing, and waiting for the admitted calls
+	drained         // refusing, waiting for nothing
+)
+
+func (g *gate) enter() (done func(), ok bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch g.phase {
+	case admitting:
+		g.calls++
+		return sync.OnceFunc(func() { g.leave(&g.calls) }), true
+	case draining:
+		g.refusals++
+		return sync.OnceFunc(func() { g.leave(&g.refusals) }), false
+	}
+	return func() {}, false
+}
+
+func (g *gate) leave(n *int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	*n--
+	if *n == 0 {
+		g.cond.Broadcast()
+	}
+}
+
+// drain stops admitting and waits for the admitted calls, then for the
+// refusals counted meanwhile. It returns the calls still in flight at
+// ctx's end.
+func (g *gate) drain(ctx context.Context) (int, error) {
+	stop := context.AfterFunc(ctx, func() {
+		g.mu.Lock()
+		g.cond.Broadcast()
+		g.mu.Unlock()
+	})
+	defer stop()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.phase == admitting {
+		g.phase = draining
+	}
+	for g.calls > 0 {
+		if err := ctx.Err(); err != nil {
+			g.phase = drained
+			return g.calls, err
+		}
+		g.cond.Wait()
+	}
+	g.phase = drained
+	for g.refusals > 0 {
+		if err := ctx.Err(); err != nil {
+			return g.refusals, err
+		}
+		g.cond.Wait()
+	}
+	return 0, nil
 }

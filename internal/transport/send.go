@@ -174,7 +174,8 @@ func requestID(h http.Header) string {
 const settleLimit = 1 << 20
 
 // settleOnRead streams the body to the caller and settles the reservation
-// from it when the caller reaches its end or closes it.
+// from it when the caller reaches its end or closes it; until then the
+// call is in flight, and Drain waits for it.
 func (t *RoundTripper) settleOnRead(c *call, body io.ReadCloser) io.ReadCloser {
 	return &settlingBody{rc: body, settle: func(b []byte, err error) {
 		if err != nil {
@@ -263,10 +264,12 @@ type completion struct {
 	reason     string
 }
 
-// complete hands the outcome of a reserved call to the store. The caller
+// complete hands the outcome of a reserved call to the store, and ends
+// the call: Drain then waits for the write in the completer. The caller
 // does not wait for the write: until it lands the reservation stays
 // counted, which errs on the safe side.
 func (t *RoundTripper) complete(c *call, cp completion) {
+	defer c.done()
 	sc := &store.Completion{
 		ID:        c.rec.ID,
 		Outcome:   cp.outcome,

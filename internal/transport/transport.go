@@ -61,6 +61,7 @@ type call struct {
 	rec    audit.Record
 
 	priceRule string // the price the policy gave a priced call
+	done      func() // ends the call for Drain, once; see admit
 }
 
 // RoundTrip is the story of one call: check and classify it, decide it by
@@ -72,6 +73,9 @@ type call struct {
 // its usual error and does not retry it.
 func (t *RoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	c := t.begin(req)
+	if v, ok := t.admit(c); !ok {
+		return t.refuse(c, v)
+	}
 	body, err := readBody(req, t.env.bodyLimit)
 	if err != nil {
 		return t.refuse(c, invalid(err))
@@ -348,6 +352,7 @@ func (t *RoundTripper) recheck(c *call) (policy.Verdict, bool) {
 
 // refuse records a refused call and answers it in the vendor's own format.
 func (t *RoundTripper) refuse(c *call, v policy.Verdict) (*http.Response, error) {
+	defer c.done()
 	rec := t.refusal(c, v)
 	rec.ID = 0
 	rec.Outcome = audit.None
@@ -372,6 +377,7 @@ func (t *RoundTripper) refuse(c *call, v policy.Verdict) (*http.Response, error)
 // refuseReserved refuses a call whose reservation is written: its record
 // becomes the refusal and its money is released, still one record a call.
 func (t *RoundTripper) refuseReserved(c *call, adm store.Admission, v policy.Verdict) (*http.Response, error) {
+	defer c.done()
 	rec := t.refusal(c, v)
 	rec.Outcome = audit.Released
 	ctx, cancel := t.env.writeContext(c.req.Context())
