@@ -23,45 +23,31 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/internal/admin"
+	"github.com/keybrake/keybrake/internal/transport"
 	"github.com/keybrake/keybrake/internal/watch"
 	"github.com/keybrake/keybrake/notify"
 	"github.com/keybrake/keybrake/policy"
 	"github.com/keybrake/keybrake/store"
 	"github.com/keybrake/keybrake/store/bolt"
-	"github.com/keybrake/keybrake/internal/transport"
 	"github.com/keybrake/keybrake/vendors"
-	resendvendor "github.com/keybrake/keybrake/vendors/resend"
-	stripevendor "github.com/keybrake/keybrake/vendors/stripe"
-	twiliovendor "github.com/keybrake/keybrake/vendors/twilio"
 )
 
-// Vendor names a vendor as policies and audit records do.
+// Vendor names a vendor as policies and audit records do: a built-in
+// vendor (vendors/builtin), or one of Options.Vendors.
 type Vendor string
 
-// The vendors Keybrake knows.
+// The vendors Keybrake knows out of the box.
 const (
 	Stripe Vendor = "stripe"
 	Twilio Vendor = "twilio"
 	Resend Vendor = "resend"
 )
-
-// registry is every vendor Keybrake can brake. Adding a vendor is one line
-// here and a package under vendors/.
-var registry = map[Vendor]vendors.Vendor{
-	Stripe: stripevendor.Vendor{},
-	Twilio: twiliovendor.Vendor{},
-	Resend: resendvendor.Vendor{},
-}
-
-// Denial is a refused call; see transport.Denial.
-type Denial = transport.Denial
 
 // Decision is what Keybrake decided about a call.
 type Decision = policy.Decision
@@ -91,6 +77,13 @@ type Options struct {
 	// suite in store/storetest, or a store/bolt Store opened with options
 	// of your choosing. The Brake closes it. Nil means open DBPath.
 	Store store.Store
+
+	// Vendors adds vendors of your own to the built-in ones, each under
+	// its name (vendors.Vendor.Name; see vendors/doc.go for the contract
+	// and examples/custom-vendor). A policy may then grant and limit them
+	// like any other; a built-in vendor cannot be replaced. nil: the
+	// built-in vendors only.
+	Vendors map[Vendor]vendors.Vendor
 
 	// Endpoints sends a vendor's traffic to another base URL (stripe-mock,
 	// a test proxy). Requests addressed to the vendor's official hosts or
@@ -174,6 +167,7 @@ type Brake struct {
 	opts      Options
 	store     store.Store
 	env       *transport.Env
+	vendors   registry
 	endpoints map[Vendor]*url.URL
 	policies  *policyState
 	watcher   *watch.Watcher
@@ -199,16 +193,22 @@ func Open(opts Options) (*Brake, error) {
 	if opts.HaltFile == "" {
 		opts.HaltFile = opts.PolicyFile + ".halt"
 	}
+	reg, err := withVendors(opts.Vendors)
+	if err != nil {
+		return nil, err
+	}
+	remember(opts.Vendors)
 	policies := &policyState{
 		path:     opts.PolicyFile,
 		haltFile: opts.HaltFile,
 		keepLast: opts.KeepLastValidPolicy,
 		now:      opts.Clock,
+		vendors:  reg.sorted(),
 	}
 	if err := policies.load(); err != nil {
 		return nil, fmt.Errorf("keybrake: %w", err)
 	}
-	endpoints, err := parseEndpoints(opts.Endpoints)
+	endpoints, err := reg.parseEndpoints(opts.Endpoints)
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +222,7 @@ func Open(opts Options) (*Brake, error) {
 			return nil, fmt.Errorf("keybrake: %w", err)
 		}
 	}
-	b := &Brake{opts: opts, store: st, endpoints: endpoints, policies: policies}
+	b := &Brake{opts: opts, store: st, vendors: reg, endpoints: endpoints, policies: policies}
 	b.base = http.DefaultTransport.(*http.Transport).Clone()
 	lastDay, _, err := st.Fact(context.Background(), lastDayFact)
 	if err != nil {
@@ -385,10 +385,10 @@ const lastDayFact = "keybrake/last_day"
 // while the policy file is invalid.
 func (b *Brake) Policy() (*policy.Policy, error) { return b.policies.inForce() }
 
-func parseEndpoints(in map[Vendor]string) (map[Vendor]*url.URL, error) {
+func (r registry) parseEndpoints(in map[Vendor]string) (map[Vendor]*url.URL, error) {
 	out := make(map[Vendor]*url.URL, len(in))
 	for v, raw := range in {
-		if _, ok := registry[v]; !ok {
+		if _, ok := r[v]; !ok {
 			return nil, fmt.Errorf("keybrake: Options.Endpoints names unknown vendor %q", v)
 		}
 		u, err := url.Parse(raw)
@@ -429,9 +429,9 @@ func loopback(host string) bool {
 // clone of http.DefaultTransport). For a vendor Keybrake does not know, it
 // returns a RoundTripper that refuses every request with an error.
 func (b *Brake) Transport(agent string, v Vendor, next http.RoundTripper) http.RoundTripper {
-	vd, ok := registry[v]
+	vd, ok := b.vendors[v]
 	if !ok {
-		return unknownVendor(v)
+		return unknownVendor{v, b.vendors.names()}
 	}
 	if next == nil {
 		next = b.base
@@ -453,18 +453,16 @@ func (b *Brake) HTTPClient(agent string, v Vendor) *http.Client {
 	}
 }
 
-type unknownVendor Vendor
+type unknownVendor struct {
+	v     Vendor
+	known []string
+}
 
 func (u unknownVendor) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Body != nil {
 		req.Body.Close()
 	}
-	names := make([]string, 0, len(registry))
-	for v := range registry {
-		names = append(names, string(v))
-	}
-	sort.Strings(names)
-	return nil, fmt.Errorf("keybrake: vendor %q is not one Keybrake knows (%s); nothing was sent", string(u), strings.Join(names, ", "))
+	return nil, fmt.Errorf("keybrake: vendor %q is not one Keybrake knows (%s); nothing was sent", string(u.v), strings.Join(u.known, ", "))
 }
 
 // Dump is DumpContext with context.Background(): it waits as long as the
@@ -546,25 +544,4 @@ func (b *Brake) Shutdown(ctx context.Context) error {
 		b.closeErr = errors.Join(errDrain, errEnv, errAlerts, errDay, errStore)
 	})
 	return b.closeErr
-}
-
-// AsDenial recovers the decision from an error a vendor SDK returned for a
-// refused call: stripe-go's *stripe.Error, twilio-go's error, resend-go's
-// error, or an error wrapping a *Denial. ok is false for any other error.
-func AsDenial(err error) (*Denial, bool) {
-	if err == nil {
-		return nil, false
-	}
-	var d *Denial
-	if errors.As(err, &d) {
-		return d, true
-	}
-	for _, v := range registry {
-		if details, ok := v.RefusalDetails(err); ok {
-			if d, derr := transport.DecodeDenial(details); derr == nil {
-				return d, true
-			}
-		}
-	}
-	return nil, false
 }

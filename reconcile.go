@@ -4,13 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
-	"strings"
 
 	"github.com/keybrake/keybrake/audit"
-	"github.com/keybrake/keybrake/money"
 	"github.com/keybrake/keybrake/internal/transport"
 	"github.com/keybrake/keybrake/vendors"
 )
@@ -35,7 +31,7 @@ type ReconcileResult struct {
 // sends; it is safe to run again and concurrently with calls.
 func (b *Brake) Reconcile(ctx context.Context, v Vendor, authorize func(*http.Request)) (ReconcileResult, error) {
 	var res ReconcileResult
-	vd, ok := registry[v]
+	vd, ok := b.vendors[v]
 	if !ok {
 		return res, fmt.Errorf("keybrake: vendor %q is not one Keybrake knows", v)
 	}
@@ -70,7 +66,7 @@ func (b *Brake) Reconcile(ctx context.Context, v Vendor, authorize func(*http.Re
 			continue
 		}
 		res.Checked++
-		get := b.reconcileGetter(v, r.Host, authorize)
+		get := b.reconcileGetter(v, r.Host, probe.Header)
 		moved, done, err := rc.Reconcile(ctx, r.Operation, r.Object, r.Amount.Currency, get)
 		switch {
 		case err != nil:
@@ -83,17 +79,9 @@ func (b *Brake) Reconcile(ctx context.Context, v Vendor, authorize func(*http.Re
 		case polErr != nil:
 			return res, fmt.Errorf("keybrake: reconcile needs a valid policy to convert prices: %w", polErr)
 		}
-		settled := make([]int64, len(r.Holds))
-		for i, h := range r.Holds {
-			if h.Unit == "units" {
-				settled[i] = h.Settled
-				continue
-			}
-			a, err := pol.Convert(moved, money.Currency(h.Unit))
-			if err != nil {
-				return res, fmt.Errorf("keybrake: reconcile call %d: %w", r.ID, err)
-			}
-			settled[i] = a.Micros
+		settled, err := transport.SettleHolds(pol, r.Holds, moved, func(h audit.Hold) int64 { return h.Settled })
+		if err != nil {
+			return res, fmt.Errorf("keybrake: reconcile call %d: %w", r.ID, err)
 		}
 		if err := b.store.Resettle(ctx, r.ID, settled, moved); err != nil {
 			res.Failed++
@@ -108,31 +96,8 @@ func (b *Brake) Reconcile(ctx context.Context, v Vendor, authorize func(*http.Re
 // reconcileGetter fetches from the vendor with the given credentials,
 // through the Brake's own transport (not an agent's chain: these are
 // Keybrake's reads, not the agent's calls).
-func (b *Brake) reconcileGetter(v Vendor, host string, authorize func(*http.Request)) vendors.Getter {
+func (b *Brake) reconcileGetter(v Vendor, host string, header http.Header) vendors.Getter {
 	return func(ctx context.Context, path string) (int, []byte, error) {
-		u, err := url.Parse(path)
-		if err != nil || u.Scheme != "" || u.Host != "" || !strings.HasPrefix(u.Path, "/") {
-			return 0, nil, fmt.Errorf("reconcile path %q is not an absolute path", path)
-		}
-		target := url.URL{Scheme: "https", Host: host, Path: u.Path, RawQuery: u.RawQuery}
-		if ep := b.endpoints[v]; ep != nil {
-			target.Scheme, target.Host, target.Path = ep.Scheme, ep.Host, ep.Path+u.Path
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, target.String(), nil)
-		if err != nil {
-			return 0, nil, err
-		}
-		authorize(req)
-		resp, err := b.base.RoundTrip(req)
-		if err != nil {
-			return 0, nil, err
-		}
-		defer resp.Body.Close()
-		const limit = 1 << 20
-		body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
-		if err == nil && len(body) > limit {
-			err = fmt.Errorf("response over %d bytes", limit)
-		}
-		return resp.StatusCode, body, err
+		return transport.Fetch(ctx, b.base, host, b.endpoints[v], path, header)
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/policy"
+	"github.com/keybrake/keybrake/vendors"
 )
 
 // Policies change under a running agent. The file is watched (see
@@ -56,6 +57,7 @@ type policyState struct {
 	haltFile string
 	keepLast bool
 	now      func() time.Time
+	vendors  []vendors.Vendor       // what the policy may name
 	event    func(rec audit.Record) // writes a reload event to the audit log
 
 	current atomic.Pointer[inForce]
@@ -97,7 +99,7 @@ func (s *policyState) load() error {
 	if err != nil {
 		return err
 	}
-	pol, err := policy.Parse(s.path, data)
+	pol, err := policy.ParseFor(s.path, data, s.vendors)
 	if err != nil {
 		return err
 	}
@@ -194,7 +196,7 @@ func (s *policyState) checkFile() time.Duration {
 	if h == s.fileHash {
 		return 0
 	}
-	pol, perr := policy.Parse(s.path, data)
+	pol, perr := policy.ParseFor(s.path, data, s.vendors)
 	if perr != nil {
 		now := s.now()
 		if s.failing != h {

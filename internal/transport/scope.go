@@ -10,20 +10,13 @@ import (
 	"github.com/keybrake/keybrake/vendors"
 )
 
-// account refuses a connected account the agent may not act for before
-// anything is fetched from it.
-func (t *RoundTripper) account(c *call) (policy.Verdict, bool) {
-	v := c.pol.ScopeAccount(t.policyRequest(c), c.vc.Account)
-	return v, v.Decision == policy.Allowed
-}
-
-// scope decides whether the call acts only on whom the agent may touch:
-// the customer and account (Stripe), the destinations and senders
-// (Twilio, Resend). What the policy needs and the request does not say
-// was looked up by resolve; here Keybrake adds what it knows itself (the
-// customers this agent created) and what it must fetch (a customer's
-// metadata), then asks the policy.
-func (t *RoundTripper) scope(c *call) (policy.Verdict, bool) {
+// gather finds whom the call touches: the customer and account
+// (Stripe), the destinations and senders (Twilio, Resend), as the vendor
+// classified and resolved them, and what the policy needs that Keybrake
+// knows itself (whether this agent created the customer) or must fetch (a
+// customer's metadata). It looks up only what the grant needs; decide then
+// asks the policy.
+func (t *RoundTripper) gather(c *call) (policy.Verdict, bool) {
 	vc := c.vc
 	s := policy.Subject{
 		Customer:          vc.Customer,
@@ -32,25 +25,24 @@ func (t *RoundTripper) scope(c *call) (policy.Verdict, bool) {
 		Recipients:        vc.Recipients,
 		Senders:           vc.Senders,
 		MostRecipients:    vc.MostRecipients,
-		RecipientsUnknown: vc.Priced != nil && vc.Priced.Item == "broadcast",
+		RecipientsUnknown: vc.AudienceUnknown,
 	}
-	vendor := t.vendor.Name()
-	if c.pol.NeedsCustomer(t.agent, vendor) {
+	if c.needs.Customer {
 		// A call the vendor could trace to no customer, and that does
 		// not create one, may reach any customer's objects: a list or
 		// search without a filter, an object Keybrake does not know.
 		s.AllCustomers = vc.Customer == "" && !vc.NoCustomer && vc.Creates != "customer"
 	}
 	ctx := c.req.Context()
-	if s.Customer != "" && c.pol.AdmitsCreated(t.agent, vendor) {
-		_, created, err := t.env.store.Fact(ctx, createdFact(vendor, vc.Account, t.agent, s.Customer))
+	if s.Customer != "" && c.needs.Created {
+		_, created, err := t.env.store.Fact(ctx, createdFact(t.vendor.Name(), vc.Account, t.agent, s.Customer))
 		if err != nil {
 			return policy.Verdict{Decision: policy.Error, Rule: "store", Code: "keybrake_store_error",
 				Reason: "could not read which customers this agent created: " + err.Error()}, false
 		}
 		s.CreatedByAgent = created
 	}
-	if s.Customer != "" && !s.CreatedByAgent && c.pol.NeedsMetadata(t.agent, vendor) {
+	if s.Customer != "" && !s.CreatedByAgent && c.needs.Metadata {
 		lctx, stop := t.untilRefused(c)
 		md, err := t.metadata(lctx, c, s.Customer)
 		if v, ok := stop(); !ok {
@@ -62,11 +54,8 @@ func (t *RoundTripper) scope(c *call) (policy.Verdict, bool) {
 		}
 		s.Metadata = md
 	}
-	v := c.pol.Scope(t.policyRequest(c), s)
-	if v.Decision != policy.Allowed {
-		return v, false
-	}
-	return v, true
+	c.who = s
+	return policy.Verdict{}, true
 }
 
 // createdFact names the fact that agent created customer on vendor (per

@@ -15,6 +15,7 @@ import (
 
 	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/money"
+	"github.com/keybrake/keybrake/policy"
 	"github.com/keybrake/keybrake/store"
 	"github.com/keybrake/keybrake/vendors"
 )
@@ -72,47 +73,61 @@ const lookupLimit = 1 << 20
 // getter fetches from the vendor with the call's own credentials through the
 // same underlying transport, for what the request does not carry.
 func (t *RoundTripper) getter(c *call) vendors.Getter {
-	return func(ctx context.Context, path string) (int, []byte, error) {
-		u, err := url.Parse(path)
-		if err != nil || u.Scheme != "" || u.Host != "" || !strings.HasPrefix(u.Path, "/") {
-			return 0, nil, fmt.Errorf("lookup path %q is not an absolute path", path)
+	header := make(http.Header, len(c.req.Header))
+	for k, vs := range c.req.Header {
+		switch http.CanonicalHeaderKey(k) {
+		case "Idempotency-Key", "Content-Length", "Content-Type", "Transfer-Encoding":
+			continue
 		}
-		target := url.URL{Scheme: "https", Host: c.target.host, Path: u.Path, RawQuery: u.RawQuery}
-		if t.endpoint != nil {
-			target.Scheme = t.endpoint.Scheme
-			target.Host = t.endpoint.Host
-			target.Path = strings.TrimSuffix(t.endpoint.Path, "/") + u.Path
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, target.String(), nil)
-		if err != nil {
-			return 0, nil, err
-		}
-		for k, vs := range c.req.Header {
-			switch http.CanonicalHeaderKey(k) {
-			case "Idempotency-Key", "Content-Length", "Content-Type", "Transfer-Encoding":
-				continue
-			}
-			req.Header[k] = append([]string(nil), vs...)
-		}
-		if lh, ok := t.vendor.(vendors.LookupHeaderer); ok {
-			for k, vs := range lh.LookupHeader() {
-				req.Header[k] = append([]string(nil), vs...)
-			}
-		}
-		resp, err := t.next.RoundTrip(req)
-		if err != nil {
-			return 0, nil, err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(io.LimitReader(resp.Body, lookupLimit+1))
-		if err != nil {
-			return resp.StatusCode, nil, err
-		}
-		if len(b) > lookupLimit {
-			return resp.StatusCode, nil, fmt.Errorf("lookup response is over %d bytes", lookupLimit)
-		}
-		return resp.StatusCode, b, nil
+		header[k] = append([]string(nil), vs...)
 	}
+	if lh, ok := t.vendor.(vendors.LookupHeaderer); ok {
+		for k, vs := range lh.LookupHeader() {
+			header[k] = append([]string(nil), vs...)
+		}
+	}
+	return func(ctx context.Context, path string) (int, []byte, error) {
+		return Fetch(ctx, t.next, c.target.host, t.endpoint, path, header)
+	}
+}
+
+// Fetch GETs path (an absolute path with its query) from host over https,
+// or from endpoint (a base URL) when it is set, through next, with a copy
+// of header, and returns the status and the body, refusing bodies over
+// 1 MiB. It is Keybrake's own read of the vendor: a call's lookups, and
+// Reconcile's.
+func Fetch(ctx context.Context, next http.RoundTripper, host string, endpoint *url.URL, path string, header http.Header) (int, []byte, error) {
+	u, err := url.Parse(path)
+	if err != nil || u.Scheme != "" || u.Host != "" || !strings.HasPrefix(u.Path, "/") {
+		return 0, nil, fmt.Errorf("lookup path %q is not an absolute path", path)
+	}
+	target := url.URL{Scheme: "https", Host: host, Path: u.Path, RawQuery: u.RawQuery}
+	if endpoint != nil {
+		target.Scheme = endpoint.Scheme
+		target.Host = endpoint.Host
+		target.Path = strings.TrimSuffix(endpoint.Path, "/") + u.Path
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target.String(), nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header = header.Clone()
+	if req.Header == nil {
+		req.Header = http.Header{}
+	}
+	resp, err := next.RoundTrip(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, lookupLimit+1))
+	if err != nil {
+		return resp.StatusCode, nil, err
+	}
+	if len(b) > lookupLimit {
+		return resp.StatusCode, nil, fmt.Errorf("lookup response is over %d bytes", lookupLimit)
+	}
+	return resp.StatusCode, b, nil
 }
 
 // send puts the call on the wire and arranges for its reservation to be
@@ -128,7 +143,7 @@ func (t *RoundTripper) send(c *call, adm store.Admission) (*http.Response, error
 		return nil, err
 	}
 	c.rec.Status = resp.StatusCode
-	c.rec.RequestID = requestID(resp.Header)
+	c.rec.RequestID = t.requestID(resp.Header)
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		if (c.vc.MovesMoney || c.vc.Creates != "") && adm.Result != store.Replayed {
@@ -161,8 +176,10 @@ func nothingSent(err error) bool {
 	return errors.Is(err, syscall.ECONNREFUSED)
 }
 
-func requestID(h http.Header) string {
-	for _, k := range []string{"Request-Id", "Twilio-Request-Id", "X-Request-Id", "X-Resend-Request-Id"} {
+// requestID is the vendor's ID of its answer, from the headers its Info
+// names.
+func (t *RoundTripper) requestID(h http.Header) string {
+	for _, k := range t.info.RequestIDHeaders {
 		if v := h.Get(k); v != "" {
 			return v
 		}
@@ -293,22 +310,31 @@ func (t *RoundTripper) complete(c *call, cp completion) {
 	t.env.completer.enqueue(sc)
 }
 
-// settledHolds converts what moved into each hold's unit.
+// settledHolds converts what moved into each hold's unit; a count hold
+// settles at the units the vendor reports, at most those reserved.
 func (t *RoundTripper) settledHolds(c *call, st vendors.Settlement) ([]int64, error) {
-	moved := st.Moved
-	out := make([]int64, len(c.rec.Holds))
-	for i, h := range c.rec.Holds {
+	return SettleHolds(c.pol, c.rec.Holds, st.Moved, func(h audit.Hold) int64 {
+		if st.Units >= 0 && st.Units < h.Amount {
+			return st.Units
+		}
+		return h.Amount
+	})
+}
+
+// SettleHolds converts moved into each money hold's currency as the
+// policy counts it (rounded up), and gives each count hold units(h): what
+// a reservation's holds settle at. Reconcile shares it with the chain.
+func SettleHolds(pol *policy.Policy, holds []audit.Hold, moved money.Amount, units func(audit.Hold) int64) ([]int64, error) {
+	out := make([]int64, len(holds))
+	for i, h := range holds {
 		if h.Unit == "units" {
-			out[i] = h.Amount
-			if st.Units >= 0 && st.Units < h.Amount {
-				out[i] = st.Units
-			}
+			out[i] = units(h)
 			continue
 		}
 		if moved.IsZero() {
 			continue
 		}
-		a, err := c.pol.Convert(moved, money.Currency(h.Unit))
+		a, err := pol.Convert(moved, money.Currency(h.Unit))
 		if err != nil {
 			return nil, err
 		}

@@ -25,6 +25,7 @@ type RoundTripper struct {
 	env      *Env
 	agent    string
 	vendor   vendors.Vendor
+	info     vendors.Info    // the vendor's description, read once
 	hosts    map[string]bool // the vendor's official hosts
 	endpoint *url.URL        // where the vendor's traffic goes; nil: the official hosts
 	next     http.RoundTripper
@@ -44,7 +45,7 @@ func New(env *Env, agent string, v vendors.Vendor, endpoint *url.URL, next http.
 	for _, h := range v.Hosts() {
 		hosts[h] = true
 	}
-	return &RoundTripper{env: env, agent: agent, vendor: v, hosts: hosts, endpoint: endpoint, next: next}
+	return &RoundTripper{env: env, agent: agent, vendor: v, info: v.Info(), hosts: hosts, endpoint: endpoint, next: next}
 }
 
 // call is one request on its way through the stages.
@@ -56,19 +57,20 @@ type call struct {
 	body   []byte
 	target target
 	vc     *vendors.Call
-	rule   *policy.Rule
-	limits []policy.Limit
+	rule   *policy.Rule   // the allow rule, once authorized
+	needs  policy.Needs   // what deciding the call needs beyond its request
+	who    policy.Subject // whom the call touches, as far as known
+	charge policy.Charge  // what the call counts, once decided
 	rec    audit.Record
-
-	priceRule string // the price the policy gave a priced call
-	done      func() // ends the call for Drain, once; see admit
+	done   func() // ends the call for Drain, once; see admit
 }
 
-// RoundTrip is the story of one call: check and classify it, decide it by
-// the policy, resolve what the request does not say (its amount, currency
-// or customer), check whom it touches, price it, reserve its money durably
-// against every limit, send it, and settle the reservation from the
-// response. Every path writes one audit record. A refusal is a response in
+// RoundTrip is the story of one call: check and classify it, authorize it
+// by the policy, resolve what the request does not say (its amount,
+// currency or customer), gather what Keybrake knows or must fetch of whom
+// it touches, decide its scope, price and limits, reserve its money
+// durably against every limit, send it, and settle the reservation from
+// the response. Every path writes one audit record. A refusal is a response in
 // the vendor's own error format, never an error, so the SDK surfaces it as
 // its usual error and does not retry it.
 func (t *RoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -91,19 +93,13 @@ func (t *RoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if v, ok := t.authorize(c); !ok {
 		return t.refuse(c, v)
 	}
-	if v, ok := t.account(c); !ok {
-		return t.refuse(c, v)
-	}
 	if v, ok := t.resolve(c); !ok {
 		return t.refuse(c, v)
 	}
-	if v, ok := t.scope(c); !ok {
+	if v, ok := t.gather(c); !ok {
 		return t.refuse(c, v)
 	}
-	if v, ok := t.price(c); !ok {
-		return t.refuse(c, v)
-	}
-	if v, ok := t.limit(c); !ok {
+	if v, ok := t.decide(c); !ok {
 		return t.refuse(c, v)
 	}
 	adm, v, ok := t.reserve(c)
@@ -163,7 +159,9 @@ func (t *RoundTripper) classify(c *call) (policy.Verdict, bool) {
 	return policy.Verdict{}, true
 }
 
-// authorize decides the call by the policy in force when it arrived.
+// authorize decides the call by the policy in force when it arrived, on
+// its request alone: the rule that allows it, and what deciding it further
+// needs.
 func (t *RoundTripper) authorize(c *call) (policy.Verdict, bool) {
 	pol, err := t.env.policy()
 	if err != nil {
@@ -177,6 +175,7 @@ func (t *RoundTripper) authorize(c *call) (policy.Verdict, bool) {
 		return v, false
 	}
 	c.rule = rule
+	c.needs = rule.Grant().Needs()
 	c.rec.Rule = v.Rule
 	return v, true
 }
@@ -195,15 +194,17 @@ func (t *RoundTripper) policyRequest(c *call) policy.Request {
 	}
 }
 
-// resolve fetches what the request does not carry (an amount, a currency)
-// with the call's own credentials. A call whose money stays unknown is
-// refused.
+// resolve fetches what the request does not carry (an amount, a currency,
+// the customer when the policy needs it) with the call's own credentials,
+// and keeps what the vendor learned that never changes. A call whose money
+// stays unknown is refused.
 func (t *RoundTripper) resolve(c *call) (policy.Verdict, bool) {
-	c.vc.NeedSubject = c.pol.NeedsCustomer(t.agent, t.vendor.Name())
-	if c.vc.Lookup != "" || (c.vc.NeedSubject && c.vc.SubjectLookup != "") {
+	need := vendors.Need{Customer: c.needs.Customer}
+	if c.vc.Lookup != "" || (need.Customer && c.vc.SubjectLookup != "") {
 		ctx, stop := t.untilRefused(c)
-		err := t.vendor.Resolve(ctx, c.vc, t.getter(c), t.env.store)
+		learned, err := t.vendor.Resolve(ctx, c.vc, need, t.getter(c), t.env.store)
 		c.rec.Lookup = strings.TrimSpace(c.vc.Lookup + " " + c.vc.SubjectLookup)
+		t.keep(c, learned)
 		if v, ok := stop(); !ok {
 			return v, false
 		}
@@ -226,52 +227,53 @@ func (t *RoundTripper) resolve(c *call) (policy.Verdict, bool) {
 	return policy.Verdict{}, true
 }
 
-// price fills in the money of a call the vendor prices per unit (an SMS
-// segment, an email) from the policy's price list.
-func (t *RoundTripper) price(c *call) (policy.Verdict, bool) {
-	pq := c.vc.Priced
-	if pq == nil {
-		return policy.Verdict{}, true
+// keep writes the facts a vendor learned. One that cannot be kept costs a
+// later call a lookup, nothing more.
+func (t *RoundTripper) keep(c *call, learned []vendors.Fact) {
+	if len(learned) == 0 {
+		return
 	}
-	amount, quantity, v := c.pol.Cost(t.vendor.Name(), policy.PriceQuery{
-		Item: pq.Item, Destination: pq.Destination, Quantity: pq.Quantity, Recipients: pq.Recipients,
-	})
-	if v.Decision != policy.Allowed {
-		return v, false
+	ctx, cancel := t.env.writeContext(c.req.Context())
+	defer cancel()
+	for _, f := range learned {
+		if err := t.env.store.SetFact(ctx, f.Key, f.Value); err != nil {
+			t.env.report(fmt.Errorf("keybrake: fact %s learned by a %s lookup could not be kept: %w", f.Key, t.vendor.Name(), err))
+		}
 	}
-	c.vc.Amount = amount
-	c.rec.Amount = amount
-	c.priceRule = v.Rule
-	if c.vc.Count < 0 {
-		c.vc.Count = quantity // a broadcast counts the emails the policy assumes
-	}
-	return v, true
 }
 
-// limit asks the policy which counters the call must fit.
-func (t *RoundTripper) limit(c *call) (policy.Verdict, bool) {
-	amount := c.vc.Amount
-	if !c.vc.MovesMoney {
-		amount = money.Amount{}
-	}
-	limits, v := c.pol.Limits(t.policyRequest(c), c.rule, amount, c.vc.Count, c.day)
+// decide asks the policy, with everything known of the call, whether it
+// is in scope, what it costs and which counters it must fit.
+func (t *RoundTripper) decide(c *call) (policy.Verdict, bool) {
+	vc := c.vc
+	v, charge := c.pol.Decide(policy.Call{
+		Request:    t.policyRequest(c),
+		Subject:    c.who,
+		MovesMoney: vc.MovesMoney,
+		Amount:     vc.Amount,
+		Priced:     vc.Priced,
+		Count:      vc.Count,
+	}, c.rule, c.day)
 	if v.Decision != policy.Allowed {
 		return v, false
 	}
-	c.limits = limits
+	c.charge = charge
+	// Settle reads the call's amount: a priced call's is the policy's.
+	vc.Amount, vc.Count = charge.Amount, charge.Count
+	c.rec.Amount = charge.Amount
 	return v, true
 }
 
 // reserve holds the call's money in one durable write, before any byte of
 // the call leaves.
 func (t *RoundTripper) reserve(c *call) (store.Admission, policy.Verdict, bool) {
-	r := &store.Reservation{Record: c.rec, Holds: holds(c.limits)}
+	r := &store.Reservation{Record: c.rec, Holds: holds(c.charge.Limits)}
 	r.Record.Decision = policy.Allowed
 	r.Record.Reason = "every check passed"
-	if c.priceRule != "" {
-		r.Record.Reason += "; priced by " + c.priceRule
+	if c.charge.PriceRule != "" {
+		r.Record.Reason += "; priced by " + c.charge.PriceRule
 	}
-	r.Record.Reserved = c.vc.Amount
+	r.Record.Reserved = c.charge.Amount
 	if c.vc.IdempotencyKey != "" && c.req.Method != http.MethodGet {
 		r.Idempotency = &store.Idempotency{
 			Key:         t.agent + "\x00" + t.vendor.Name() + "\x00" + c.vc.Account + "\x00" + c.vc.IdempotencyKey,
@@ -321,11 +323,12 @@ func (t *RoundTripper) reserve(c *call) (store.Admission, policy.Verdict, bool) 
 }
 
 func overLimit(c *call, adm store.Admission) policy.Verdict {
-	if adm.Hold < 0 || adm.Hold >= len(c.limits) {
+	limits := c.charge.Limits
+	if adm.Hold < 0 || adm.Hold >= len(limits) {
 		return policy.Verdict{Decision: policy.Error, Rule: "store", Code: "keybrake_store_error",
-			Reason: fmt.Sprintf("the store refused hold %d of %d", adm.Hold, len(c.limits))}
+			Reason: fmt.Sprintf("the store refused hold %d of %d", adm.Hold, len(limits))}
 	}
-	l := c.limits[adm.Hold]
+	l := limits[adm.Hold]
 	if l.Unit == "units" {
 		return policy.Verdict{Decision: policy.Capped, Rule: l.Rule, Code: "keybrake_daily_count",
 			Reason: fmt.Sprintf("daily count of %d reached: %d used on %s, this call %d", l.Max, adm.Used, c.day, l.Add)}
@@ -405,7 +408,7 @@ func (t *RoundTripper) refusal(c *call, v policy.Verdict) audit.Record {
 // it in the vendor's own format.
 func (t *RoundTripper) deny(c *call, rec *audit.Record, v policy.Verdict) (*http.Response, error) {
 	t.env.observe(rec)
-	d := &Denial{
+	d := &Details{
 		Decision: v.Decision, Code: v.Code, Rule: v.Rule, Reason: v.Reason,
 		Agent: t.agent, Vendor: t.vendor.Name(), Method: rec.Method, Path: rec.Path,
 		Status: rec.Status, CallID: rec.ID, Policy: rec.PolicyHash,
@@ -415,7 +418,7 @@ func (t *RoundTripper) deny(c *call, rec *audit.Record, v policy.Verdict) (*http
 		Code:      d.Code,
 		Message:   fmt.Sprintf("Keybrake refused this call (%s): %s (rule %s)", d.Decision, d.Reason, d.Rule),
 		RequestID: d.RequestID(),
-		Details:   d.details(),
+		Details:   d.encode(),
 	})
 	return resp, nil
 }

@@ -15,10 +15,10 @@ import (
 	"time"
 
 	"github.com/keybrake/keybrake/audit"
+	"github.com/keybrake/keybrake/internal/transport"
 	"github.com/keybrake/keybrake/policy"
 	"github.com/keybrake/keybrake/store"
 	"github.com/keybrake/keybrake/store/bolt"
-	"github.com/keybrake/keybrake/internal/transport"
 	stripevendor "github.com/keybrake/keybrake/vendors/stripe"
 )
 
