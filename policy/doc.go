@@ -46,8 +46,11 @@
 //     characters of a-z, 0-9, _ and -, starting with a letter or digit.
 //
 // An agent holds revoked (true refuses all its calls: Revoked, 401) and one
-// grant per vendor it may call, under the vendor's name: stripe, twilio or
-// resend. A grant holds:
+// grant per vendor it may call, under the vendor's name: a built-in vendor
+// (vendors/builtin, for Parse) or one given to ParseFor. A grant holds the
+// common keys below and those its vendor declares (vendors.Info.Grant:
+// customer and account scopes, lists of destinations, recipients or
+// senders, maxima):
 //
 //   - daily_cap: all the money the agent may move on the vendor per UTC day,
 //     as "500.00 USD". Required for any call that moves money: without it
@@ -59,8 +62,10 @@
 //   - allow: the rules; a call is allowed only if one matches. Empty or absent
 //     allows nothing.
 //
-// The vendors section takes daily_cap and daily_count per vendor name; a call
-// counts against both its agent's limits and its vendor's.
+// The vendors section takes daily_cap and daily_count per vendor name, the
+// vendor's prices when it declares price items, and its own settings
+// (vendors.Info.Shared); a call counts against both its agent's limits and
+// its vendor's.
 //
 // # Amounts
 //
