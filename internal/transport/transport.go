@@ -3,7 +3,6 @@ package transport
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -11,9 +10,7 @@ import (
 	"time"
 
 	"github.com/keybrake/keybrake/audit"
-	"github.com/keybrake/keybrake/money"
 	"github.com/keybrake/keybrake/policy"
-	"github.com/keybrake/keybrake/store"
 	"github.com/keybrake/keybrake/vendors"
 )
 
@@ -264,81 +261,6 @@ func (t *RoundTripper) decide(c *call) (policy.Verdict, bool) {
 	return v, true
 }
 
-// reserve holds the call's money in one durable write, before any byte of
-// the call leaves.
-func (t *RoundTripper) reserve(c *call) (store.Admission, policy.Verdict, bool) {
-	r := &store.Reservation{Record: c.rec, Holds: holds(c.charge.Limits)}
-	r.Record.Decision = policy.Allowed
-	r.Record.Reason = "every check passed"
-	if c.charge.PriceRule != "" {
-		r.Record.Reason += "; priced by " + c.charge.PriceRule
-	}
-	r.Record.Reserved = c.charge.Amount
-	if c.vc.IdempotencyKey != "" && c.req.Method != http.MethodGet {
-		r.Idempotency = &store.Idempotency{
-			Key:         t.agent + "\x00" + t.vendor.Name() + "\x00" + c.vc.Account + "\x00" + c.vc.IdempotencyKey,
-			Fingerprint: fingerprint(c),
-		}
-	}
-	ctx := c.req.Context()
-	adm, err := t.env.store.Reserve(ctx, r)
-	if err == nil && (adm.Result == store.OverLimit || adm.Result == store.KeyInUse) {
-		// Calls that have answered may only have their completions still
-		// queued (a release, a settlement below the reservation, an
-		// earlier attempt of this key): let them land, then ask once more,
-		// so that a refusal never rests on money already given back.
-		if err = t.env.completer.flush(ctx); err == nil {
-			adm, err = t.env.store.Reserve(ctx, r)
-		}
-	}
-	if err != nil {
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return adm, cancelled(ctxErr), false
-		}
-		return adm, policy.Verdict{Decision: policy.Error, Rule: "store", Code: "keybrake_store_error",
-			Reason: "the reservation could not be written: " + err.Error()}, false
-	}
-	switch adm.Result {
-	case store.Admitted, store.Replayed:
-		c.rec = r.Record
-		c.rec.ID = adm.ID
-		c.rec.Holds = adm.Holds
-		c.rec.RetryOf = adm.RetryOf
-		c.rec.Outcome = audit.Reserved
-		if adm.Result == store.Replayed {
-			c.rec.Reserved = money.Amount{}
-		}
-		return adm, policy.Verdict{}, true
-	case store.OverLimit:
-		return adm, overLimit(c, adm), false
-	case store.KeyReused:
-		return adm, policy.Verdict{Decision: policy.Blocked, Rule: c.rule.ID, Code: "keybrake_idempotency_key_reused",
-			Reason: fmt.Sprintf("idempotency key %q was used before for a different request", c.vc.IdempotencyKey)}, false
-	case store.KeyInUse:
-		return adm, policy.Verdict{Decision: policy.Blocked, Rule: c.rule.ID, Code: "keybrake_idempotency_key_in_use",
-			Reason: fmt.Sprintf("a request with idempotency key %q is still in flight", c.vc.IdempotencyKey)}, false
-	}
-	return adm, policy.Verdict{Decision: policy.Error, Rule: "store", Code: "keybrake_store_error",
-		Reason: fmt.Sprintf("the store answered an unknown result %d", adm.Result)}, false
-}
-
-func overLimit(c *call, adm store.Admission) policy.Verdict {
-	limits := c.charge.Limits
-	if adm.Hold < 0 || adm.Hold >= len(limits) {
-		return policy.Verdict{Decision: policy.Error, Rule: "store", Code: "keybrake_store_error",
-			Reason: fmt.Sprintf("the store refused hold %d of %d", adm.Hold, len(limits))}
-	}
-	l := limits[adm.Hold]
-	if l.Unit == "units" {
-		return policy.Verdict{Decision: policy.Capped, Rule: l.Rule, Code: "keybrake_daily_count",
-			Reason: fmt.Sprintf("daily count of %d reached: %d used on %s, this call %d", l.Max, adm.Used, c.day, l.Add)}
-	}
-	cur := money.Currency(l.Unit)
-	show := func(m int64) string { return money.Amount{Micros: m, Currency: cur}.String() }
-	return policy.Verdict{Decision: policy.Capped, Rule: l.Rule, Code: "keybrake_daily_cap",
-		Reason: fmt.Sprintf("daily cap of %s reached: %s used on %s, this call %s", show(l.Max), show(adm.Used), c.day, show(l.Add))}
-}
-
 // recheck decides the call again when the policy changed while it waited
 // for a lookup or the store, so that a revocation stops calls already inside
 // Keybrake.
@@ -353,100 +275,6 @@ func (t *RoundTripper) recheck(c *call) (policy.Verdict, bool) {
 	return v, true
 }
 
-// refuse records a refused call and answers it in the vendor's own format.
-func (t *RoundTripper) refuse(c *call, v policy.Verdict) (*http.Response, error) {
-	defer c.done()
-	rec := t.refusal(c, v)
-	rec.ID = 0
-	rec.Outcome = audit.None
-	rec.Reserved = money.Amount{}
-	rec.Settled = money.Amount{}
-	rec.Holds = nil
-	if rec.PolicyHash == "" {
-		if pol, err := t.env.policy(); err == nil {
-			rec.PolicyHash = pol.Hash
-		}
-	}
-	ctx, cancel := t.env.writeContext(c.req.Context())
-	defer cancel()
-	id, err := t.env.store.Append(ctx, &rec)
-	if err != nil {
-		t.env.report(fmt.Errorf("keybrake: audit record of a refused call could not be written: %w", err))
-	}
-	rec.ID = id
-	return t.deny(c, &rec, v)
-}
-
-// refuseReserved refuses a call whose reservation is written: its record
-// becomes the refusal and its money is released, still one record a call.
-func (t *RoundTripper) refuseReserved(c *call, adm store.Admission, v policy.Verdict) (*http.Response, error) {
-	defer c.done()
-	rec := t.refusal(c, v)
-	rec.Outcome = audit.Released
-	ctx, cancel := t.env.writeContext(c.req.Context())
-	defer cancel()
-	err := t.env.store.Complete(ctx, &store.Completion{
-		ID: adm.ID, Outcome: audit.Released, Status: rec.Status, Duration: rec.Duration, Reason: v.Reason,
-		Refused: &store.Refusal{Decision: v.Decision, Code: v.Code, Rule: v.Rule, Policy: rec.PolicyHash},
-	})
-	if err != nil {
-		t.env.report(fmt.Errorf("keybrake: reservation %d of a call refused before sending could not be released (it stays counted): %w", adm.ID, err))
-	}
-	return t.deny(c, &rec, v)
-}
-
-// refusal is the call's record as refused by v.
-func (t *RoundTripper) refusal(c *call, v policy.Verdict) audit.Record {
-	rec := c.rec
-	rec.Decision, rec.Rule, rec.Code, rec.Reason = v.Decision, v.Rule, v.Code, v.Reason
-	rec.Status = v.Decision.Status()
-	rec.Duration = t.env.now().Sub(c.start)
-	return rec
-}
-
-// deny tells the alerts of a refusal whose record is written, and answers
-// it in the vendor's own format.
-func (t *RoundTripper) deny(c *call, rec *audit.Record, v policy.Verdict) (*http.Response, error) {
-	t.env.observe(rec)
-	d := &Details{
-		Decision: v.Decision, Code: v.Code, Rule: v.Rule, Reason: v.Reason,
-		Agent: t.agent, Vendor: t.vendor.Name(), Method: rec.Method, Path: rec.Path,
-		Status: rec.Status, CallID: rec.ID, Policy: rec.PolicyHash,
-	}
-	resp := t.vendor.Deny(c.req, vendors.Refusal{
-		Status:    d.Status,
-		Code:      d.Code,
-		Message:   fmt.Sprintf("Keybrake refused this call (%s): %s (rule %s)", d.Decision, d.Reason, d.Rule),
-		RequestID: d.RequestID(),
-		Details:   d.encode(),
-	})
-	return resp, nil
-}
-
-func holds(limits []policy.Limit) []audit.Hold {
-	if len(limits) == 0 {
-		return nil
-	}
-	hs := make([]audit.Hold, len(limits))
-	for i, l := range limits {
-		hs[i] = audit.Hold{Key: l.Key, Unit: l.Unit, Limit: l.Max, Amount: l.Add}
-	}
-	return hs
-}
-
-func invalid(err error) policy.Verdict {
-	var inv *vendors.Invalid
-	if errors.As(err, &inv) {
-		return policy.Verdict{Decision: policy.Blocked, Rule: "request", Code: inv.Code, Reason: inv.Reason}
-	}
-	return policy.Verdict{Decision: policy.Blocked, Rule: "request", Code: "keybrake_bad_request", Reason: err.Error()}
-}
-
-func cancelled(err error) policy.Verdict {
-	return policy.Verdict{Decision: policy.Error, Rule: "request", Code: "keybrake_cancelled",
-		Reason: "the caller gave up before the call was sent: " + err.Error()}
-}
-
 // KeyID is a short fingerprint of the credential in h, so the audit log
 // tells keys apart without holding one: "key_" and 8 hex digits of the
 // SHA-256 of the Authorization header; "" without one.
@@ -457,13 +285,4 @@ func KeyID(h http.Header) string {
 	}
 	sum := sha256.Sum256([]byte(auth))
 	return "key_" + hex.EncodeToString(sum[:4])
-}
-
-// fingerprint identifies a write for its idempotency key: the same key with
-// another method, path, account or body is another request.
-func fingerprint(c *call) string {
-	h := sha256.New()
-	fmt.Fprintf(h, "%s %s\n%s\n", c.req.Method, c.target.path, c.vc.Account)
-	h.Write(c.body)
-	return hex.EncodeToString(h.Sum(nil))
 }

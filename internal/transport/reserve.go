@@ -1,0 +1,111 @@
+package transport
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+
+	"github.com/keybrake/keybrake/audit"
+	"github.com/keybrake/keybrake/money"
+	"github.com/keybrake/keybrake/policy"
+	"github.com/keybrake/keybrake/store"
+)
+
+// The reserve stage: the call's money held against every limit in one
+// durable write, before any byte of it leaves.
+
+// reserve holds the call's money in one durable write, before any byte of
+// the call leaves.
+func (t *RoundTripper) reserve(c *call) (store.Admission, policy.Verdict, bool) {
+	r := &store.Reservation{Record: c.rec, Holds: holds(c.charge.Limits)}
+	r.Record.Decision = policy.Allowed
+	r.Record.Reason = "every check passed"
+	if c.charge.PriceRule != "" {
+		r.Record.Reason += "; priced by " + c.charge.PriceRule
+	}
+	r.Record.Reserved = c.charge.Amount
+	if c.vc.IdempotencyKey != "" && c.req.Method != http.MethodGet {
+		r.Idempotency = &store.Idempotency{
+			Key:         t.agent + "\x00" + t.vendor.Name() + "\x00" + c.vc.Account + "\x00" + c.vc.IdempotencyKey,
+			Fingerprint: fingerprint(c),
+		}
+	}
+	ctx := c.req.Context()
+	adm, err := t.env.store.Reserve(ctx, r)
+	if err == nil && (adm.Result == store.OverLimit || adm.Result == store.KeyInUse) {
+		// Calls that have answered may only have their completions still
+		// queued (a release, a settlement below the reservation, an
+		// earlier attempt of this key): let them land, then ask once more,
+		// so that a refusal never rests on money already given back.
+		if err = t.env.completer.flush(ctx); err == nil {
+			adm, err = t.env.store.Reserve(ctx, r)
+		}
+	}
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return adm, cancelled(ctxErr), false
+		}
+		return adm, policy.Verdict{Decision: policy.Error, Rule: "store", Code: "keybrake_store_error",
+			Reason: "the reservation could not be written: " + err.Error()}, false
+	}
+	switch adm.Result {
+	case store.Admitted, store.Replayed:
+		c.rec = r.Record
+		c.rec.ID = adm.ID
+		c.rec.Holds = adm.Holds
+		c.rec.RetryOf = adm.RetryOf
+		c.rec.Outcome = audit.Reserved
+		if adm.Result == store.Replayed {
+			c.rec.Reserved = money.Amount{}
+		}
+		return adm, policy.Verdict{}, true
+	case store.OverLimit:
+		return adm, overLimit(c, adm), false
+	case store.KeyReused:
+		return adm, policy.Verdict{Decision: policy.Blocked, Rule: c.rule.ID, Code: "keybrake_idempotency_key_reused",
+			Reason: fmt.Sprintf("idempotency key %q was used before for a different request", c.vc.IdempotencyKey)}, false
+	case store.KeyInUse:
+		return adm, policy.Verdict{Decision: policy.Blocked, Rule: c.rule.ID, Code: "keybrake_idempotency_key_in_use",
+			Reason: fmt.Sprintf("a request with idempotency key %q is still in flight", c.vc.IdempotencyKey)}, false
+	}
+	return adm, policy.Verdict{Decision: policy.Error, Rule: "store", Code: "keybrake_store_error",
+		Reason: fmt.Sprintf("the store answered an unknown result %d", adm.Result)}, false
+}
+
+func overLimit(c *call, adm store.Admission) policy.Verdict {
+	limits := c.charge.Limits
+	if adm.Hold < 0 || adm.Hold >= len(limits) {
+		return policy.Verdict{Decision: policy.Error, Rule: "store", Code: "keybrake_store_error",
+			Reason: fmt.Sprintf("the store refused hold %d of %d", adm.Hold, len(limits))}
+	}
+	l := limits[adm.Hold]
+	if l.Unit == "units" {
+		return policy.Verdict{Decision: policy.Capped, Rule: l.Rule, Code: "keybrake_daily_count",
+			Reason: fmt.Sprintf("daily count of %d reached: %d used on %s, this call %d", l.Max, adm.Used, c.day, l.Add)}
+	}
+	cur := money.Currency(l.Unit)
+	show := func(m int64) string { return money.Amount{Micros: m, Currency: cur}.String() }
+	return policy.Verdict{Decision: policy.Capped, Rule: l.Rule, Code: "keybrake_daily_cap",
+		Reason: fmt.Sprintf("daily cap of %s reached: %s used on %s, this call %s", show(l.Max), show(adm.Used), c.day, show(l.Add))}
+}
+
+func holds(limits []policy.Limit) []audit.Hold {
+	if len(limits) == 0 {
+		return nil
+	}
+	hs := make([]audit.Hold, len(limits))
+	for i, l := range limits {
+		hs[i] = audit.Hold{Key: l.Key, Unit: l.Unit, Limit: l.Max, Amount: l.Add}
+	}
+	return hs
+}
+
+// fingerprint identifies a write for its idempotency key: the same key with
+// another method, path, account or body is another request.
+func fingerprint(c *call) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s %s\n%s\n", c.req.Method, c.target.path, c.vc.Account)
+	h.Write(c.body)
+	return hex.EncodeToString(h.Sum(nil))
+}
