@@ -9,8 +9,9 @@ import (
 // and its shared section take, the items its prices list, how a priced call
 // counts, where its responses carry a request ID, what its credentials look
 // like, and a line of help. The policy parser, the scope and price checks,
-// the transport, the redaction and the CLI read it; none of them names a
-// vendor. A zero Info is valid: a vendor whose grants hold only the common
+// the transport and the redaction read it; none of them names a vendor.
+// The help texts are for people (documentation and tools; the CLI lists
+// the vendors by name today). A zero Info is valid: a vendor whose grants hold only the common
 // keys (daily_cap, per_call_max, daily_count, allow) and whose calls are
 // never priced by the policy.
 type Info struct {
