@@ -158,6 +158,13 @@ func TestShutdownWaitsForCallsInFlight(t *testing.T) {
 		t.Fatalf("Shutdown returned (%v) with a refund on the wire", err)
 	default:
 	}
+	// A second Shutdown whose own deadline has come does not wait for
+	// the first.
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := kb.Shutdown(ended); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a second Shutdown past its deadline returned %v while the first drains", err)
+	}
 
 	release()
 	r := <-held

@@ -178,6 +178,7 @@ type Brake struct {
 	pruned    chan struct{}
 
 	closeOnce sync.Once
+	closed    chan struct{} // closed once the first Shutdown has finished
 	closeErr  error
 }
 
@@ -515,33 +516,43 @@ func (b *Brake) Close() error {
 // the same.
 //
 // Shutdown and Close are safe to call concurrently and more than once: a
-// later call waits for the first to finish and returns its result.
+// later call waits for the first to finish and returns its result, or
+// returns ctx's error if its own ctx ends first (the first goes on).
 func (b *Brake) Shutdown(ctx context.Context) error {
-	b.closeOnce.Do(func() {
-		// The watcher and the admin socket stay up while calls drain, so
-		// that a revocation still stops them and the operator sees them.
-		errDrain := b.env.Drain(ctx)
-		if b.admin != nil {
-			b.admin.Close()
+	first := false
+	b.closeOnce.Do(func() { first = true; b.closed = make(chan struct{}) })
+	if !first {
+		select {
+		case <-b.closed:
+			return b.closeErr
+		case <-ctx.Done():
+			return fmt.Errorf("keybrake: waiting for another Shutdown to finish: %w", ctx.Err())
 		}
-		if b.watcher != nil {
-			b.watcher.Close()
-		}
-		if b.stopPrune != nil {
-			close(b.stopPrune)
-			<-b.pruned
-		}
-		errEnv := b.env.Close()
-		actx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		errAlerts := b.alerts.Close(actx)
-		cancel()
-		var errDay error
-		if day := b.env.LastDay(); day != "" {
-			errDay = b.store.SetFact(context.Background(), lastDayFact, day)
-		}
-		errStore := b.store.Close()
-		b.base.CloseIdleConnections()
-		b.closeErr = errors.Join(errDrain, errEnv, errAlerts, errDay, errStore)
-	})
+	}
+	defer close(b.closed)
+	// The watcher and the admin socket stay up while calls drain, so
+	// that a revocation still stops them and the operator sees them.
+	errDrain := b.env.Drain(ctx)
+	if b.admin != nil {
+		b.admin.Close()
+	}
+	if b.watcher != nil {
+		b.watcher.Close()
+	}
+	if b.stopPrune != nil {
+		close(b.stopPrune)
+		<-b.pruned
+	}
+	errEnv := b.env.Close()
+	actx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	errAlerts := b.alerts.Close(actx)
+	cancel()
+	var errDay error
+	if day := b.env.LastDay(); day != "" {
+		errDay = b.store.SetFact(context.Background(), lastDayFact, day)
+	}
+	errStore := b.store.Close()
+	b.base.CloseIdleConnections()
+	b.closeErr = errors.Join(errDrain, errEnv, errAlerts, errDay, errStore)
 	return b.closeErr
 }
