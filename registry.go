@@ -63,8 +63,10 @@ func (r registry) names() []string {
 
 // opened are the vendors of Options.Vendors any Brake of this process was
 // opened with, so that AsDenial recognises their refusals too. It only
-// grows: a vendor's RefusalDetails recognises its own refusals and no
-// others, so knowing one more vendor never misreads an error.
+// grows: RefusalDetails returns only details Keybrake itself put in a
+// refusal (the built-in vendors share one memory of them: vendors.RememberRefusal),
+// and whichever vendor finds them, they decode to the same Denial, so
+// knowing one more vendor never misreads an error.
 var opened = struct {
 	sync.Mutex
 	r registry
