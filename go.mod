@@ -5,6 +5,8 @@ go 1.23
 require (
 	github.com/fsnotify/fsnotify v1.10.1
 	github.com/resend/resend-go/v2 v2.28.0
+	github.com/spf13/cobra v1.10.2
+	github.com/spf13/pflag v1.0.9
 	github.com/stripe/stripe-go/v76 v76.25.0
 	github.com/twilio/twilio-go v1.31.0
 	go.etcd.io/bbolt v1.4.3
@@ -15,6 +17,7 @@ require (
 require (
 	github.com/golang-jwt/jwt/v5 v5.2.2 // indirect
 	github.com/golang/mock v1.6.0 // indirect
+	github.com/inconshreveable/mousetrap v1.1.0 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
 	github.com/stretchr/testify v1.11.1 // indirect
 	golang.org/x/sys v0.29.0 // indirect

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io/fs"
 	"os"
@@ -24,15 +23,6 @@ import (
 // holds it: long enough for an agent that is closing to let go, short
 // enough that a running agent's lock is reported at once.
 const lockWait = 500 * time.Millisecond
-
-// dbFlag adds --db with its documented default.
-func dbFlag(e *env, fs *flag.FlagSet) *string {
-	def := e.getenv("KEYBRAKE_DB")
-	if def == "" {
-		def = "keybrake.db"
-	}
-	return fs.String("db", def, "the agent's database file ($KEYBRAKE_DB); a running agent answers on FILE.sock")
-}
 
 // source is where a command's data comes from, and how to say so.
 type source struct {

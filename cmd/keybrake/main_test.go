@@ -33,7 +33,15 @@ func TestMain(m *testing.M) {
 // keybrake runs the binary and returns its stdout, stderr and exit status.
 func keybrake(t *testing.T, env []string, args ...string) (string, string, int) {
 	t.Helper()
+	return keybrakeIn(t, "", env, args...)
+}
+
+// keybrakeIn runs the binary in the working directory dir ("": the
+// test's).
+func keybrakeIn(t *testing.T, dir string, env []string, args ...string) (string, string, int) {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -106,7 +114,7 @@ func TestRevokeRefuses(t *testing.T) {
 		t.Fatalf("missing file: %d %q", code, errs)
 	}
 	_, errs, code = keybrake(t, nil, "revoke", "--policy", p)
-	if code != 2 || !strings.Contains(errs, "usage: keybrake revoke") {
+	if code != 2 || !strings.Contains(errs, "see 'keybrake revoke --help'") {
 		t.Fatalf("no agent: %d %q", code, errs)
 	}
 	link := filepath.Join(t.TempDir(), "linked.yaml")
@@ -161,15 +169,15 @@ func TestPolicyCheck(t *testing.T) {
 
 func TestUsage(t *testing.T) {
 	out, _, code := keybrake(t, nil)
-	if code != 2 || !strings.Contains(out, "usage: keybrake") || !strings.Contains(out, "revoke") {
+	if code != 2 || !strings.Contains(out, "Usage:\n  keybrake") || !strings.Contains(out, "revoke") {
 		t.Fatalf("no command: %d %q", code, out)
 	}
 	_, errs, code := keybrake(t, nil, "frobnicate")
 	if code != 2 || !strings.Contains(errs, `unknown command "frobnicate"`) {
 		t.Fatalf("unknown command: %d %q", code, errs)
 	}
-	_, errs, code = keybrake(t, nil, "revoke", "-h")
-	if code != 0 || !strings.Contains(errs, "usage: keybrake revoke") {
-		t.Fatalf("revoke -h: %d %q", code, errs)
+	out, _, code = keybrake(t, nil, "revoke", "-h")
+	if code != 0 || !strings.Contains(out, "Usage:\n  keybrake revoke AGENT") {
+		t.Fatalf("revoke -h: %d %q", code, out)
 	}
 }

@@ -11,57 +11,53 @@ import (
 	"os"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/keybrake/keybrake/internal/admin"
 	"github.com/keybrake/keybrake/money"
 	"github.com/keybrake/keybrake/policy"
 )
 
-func init() {
-	register("status", "is any agent stopped, and how much moved today against each cap", status)
-}
-
-func status(e *env, args []string) int {
-	fs := flags(e, "status", "[--db FILE] [--policy FILE]", `
-Prints today's (UTC) totals per agent and vendor against their daily caps
+func newStatusCmd(e *env, g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "is any agent stopped, and how much moved today against each cap",
+		Long: `Prints today's (UTC) totals per agent and vendor against their daily caps
 and counts, the reservations still open (in flight, or sent with their
 outcome never learnt: both still counted), who is revoked or halted, and
 the policy in force. From a running agent's Brake (FILE.sock) these are the
 Brake's own; otherwise they come from the database file, the policy file
-and its kill switch (the policy file + ".halt").`)
-	db := dbFlag(e, fs)
-	policyPath := policyFlag(e, fs)
-	if code, ok := parse(fs, args); !ok {
-		return code
+and its kill switch (the policy file + ".halt").`,
+		Args: noArgs(nil),
+		RunE: func(*cobra.Command, []string) error { return status(e, g) },
 	}
-	if fs.NArg() != 0 {
-		return misuse(e, fs, "unexpected argument %q", fs.Arg(0))
-	}
+}
+
+func status(e *env, g *globals) error {
 	var (
 		st    *admin.Status
 		where string
 		live  bool
 	)
-	offline := offlineState(*policyPath)
-	err := withSource(*db, func() admin.State { return offline.State }, func(src source) error {
+	offline := offlineState(g.policy)
+	err := withSource(g.db, func() admin.State { return offline.State }, func(src source) error {
 		where, live = src.where, src.live
 		var err error
 		st, err = src.Status(context.Background())
 		return err
 	})
 	if err != nil {
-		return fail(e, "%v", err)
+		return err
 	}
 	kill := ""
 	if !live {
 		kill = fmt.Sprintf("kill switch %s: %s", offline.haltFile, offline.kill)
 	}
 	printStatus(e.stdout, st, where, kill, terminalWidth(e))
-	if !live {
-		if offline.PolicyErr != nil {
-			return fail(e, "no caps shown: %v\n  (set --policy or $KEYBRAKE_POLICY to the agent's policy file)", offline.PolicyErr)
-		}
+	if !live && offline.PolicyErr != nil {
+		return fmt.Errorf("no caps shown: %w\n  (set --policy or $KEYBRAKE_POLICY to the agent's policy file)", offline.PolicyErr)
 	}
-	return 0
+	return nil
 }
 
 // offline is what a Brake would have in force, read from the files.

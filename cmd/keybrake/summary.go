@@ -9,14 +9,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/money"
 	"github.com/keybrake/keybrake/policy"
 )
-
-func init() {
-	register("audit summary", "the incident on one screen: calls per minute by decision, money moved, events", auditSummary)
-}
 
 // maxBuckets bounds the lines of the timeline.
 const maxBuckets = 1000
@@ -24,59 +22,66 @@ const maxBuckets = 1000
 // decisions is the order of the summary's columns.
 var decisions = []policy.Decision{policy.Allowed, policy.Blocked, policy.Scoped, policy.Capped, policy.Revoked, policy.Error}
 
-func auditSummary(e *env, args []string) int {
-	fs := flags(e, "audit summary", "[--db FILE] [--since 15m] [--until ...] [--by 1m] [filters]", `
-Sums up the audit log over a time range: for each period of --by (aligned
+func newAuditSummaryCmd(e *env, g *globals) *cobra.Command {
+	var (
+		f  *filters
+		by time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "summary",
+		Short: "the incident on one screen: calls per minute by decision, money moved, events",
+		Long: `Sums up the audit log over a time range: for each period of --by (aligned
 to the clock, in UTC) the calls per decision and the money moved (settled,
 plus unknown: sent, outcome never learnt, still counted) per agent and
 vendor; then the totals, the money still in flight, the first capped call,
 and Keybrake's events in the range (policy reloads, the kill switch,
-revocations), whatever the filters.`)
-	f := filterFlags(e, fs, "15m")
-	by := fs.Duration("by", time.Minute, "the length of each period: 10s, 1m, 1h")
-	if code, ok := parse(fs, args); !ok {
-		return code
-	}
-	if fs.NArg() != 0 {
-		return misuse(e, fs, "unexpected argument %q", fs.Arg(0))
-	}
-	now := time.Now()
-	q, err := f.query(now)
-	if err != nil {
-		return misuse(e, fs, "%v", err)
-	}
-	if q.Since.IsZero() {
-		return misuse(e, fs, "--since is required: a summary covers a range")
-	}
-	if *by < time.Second {
-		return misuse(e, fs, "--by %v: want a second or more", *by)
-	}
-	end := q.Until
-	if end.IsZero() {
-		end = now
-	}
-	first := q.Since.Truncate(*by)
-	n := int(end.Sub(first) / *by)
-	if end.Sub(first)%*by != 0 || n == 0 {
-		n++
-	}
-	if n > maxBuckets {
-		return misuse(e, fs, "%d periods of %v: at most %d; raise --by", n, *by, maxBuckets)
-	}
+revocations), whatever the filters.`,
+		Example: `  keybrake audit summary --since 15m --by 1m
+  keybrake audit summary --agent refund-bot --since 1h --by 5m`,
+		Args: noArgs(nil),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			now := time.Now()
+			q, err := f.query(now)
+			if err != nil {
+				return misuse(cmd, "%v", err)
+			}
+			if q.Since.IsZero() {
+				return misuse(cmd, "--since is required: a summary covers a range")
+			}
+			if by < time.Second {
+				return misuse(cmd, "--by %v: want a second or more", by)
+			}
+			end := q.Until
+			if end.IsZero() {
+				end = now
+			}
+			first := q.Since.Truncate(by)
+			n := int(end.Sub(first) / by)
+			if end.Sub(first)%by != 0 || n == 0 {
+				n++
+			}
+			if n > maxBuckets {
+				return misuse(cmd, "%d periods of %v: at most %d; raise --by", n, by, maxBuckets)
+			}
 
-	s := newSummary(q, first, *by, n)
-	// Events have no agent: read the range whole and filter the calls here.
-	whole := audit.Query{Since: q.Since, Until: q.Until}
-	var where string
-	err = withSource(*f.db, nil, func(src source) error {
-		where = src.where
-		return src.Query(context.Background(), whole, s.add)
-	})
-	if err != nil {
-		return fail(e, "%v", err)
+			s := newSummary(q, first, by, n)
+			// Events have no agent: read the range whole and filter the calls here.
+			whole := audit.Query{Since: q.Since, Until: q.Until}
+			var where string
+			err = withSource(g.db, nil, func(src source) error {
+				where = src.where
+				return src.Query(context.Background(), whole, s.add)
+			})
+			if err != nil {
+				return err
+			}
+			s.print(e.stdout, where, end, terminalWidth(e))
+			return nil
+		},
 	}
-	s.print(e.stdout, where, end, terminalWidth(e))
-	return 0
+	f = filterFlags(cmd.Flags(), "15m")
+	cmd.Flags().DurationVar(&by, "by", time.Minute, "the `length` of each period: 10s, 1m, 1h")
+	return cmd
 }
 
 // who is an agent on a vendor.

@@ -5,32 +5,30 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/keybrake/keybrake/money"
 	"github.com/keybrake/keybrake/policy"
 )
 
-func init() {
-	register("policy check", "validate a policy file and print what it allows", policyCheck)
-}
-
-func policyCheck(e *env, args []string) int {
-	fs := flags(e, "policy check", "FILE", `
-Reads FILE as Keybrake would and prints the effective policy: every agent,
+func newPolicyCheckCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "check FILE",
+		Short: "validate a policy file and print what it allows",
+		Long: `Reads FILE as Keybrake would and prints the effective policy: every agent,
 its caps and the rules it is allowed. Exits 1 with the file, line and
-reason on the first problem.`)
-	if code, ok := parse(fs, args); !ok {
-		return code
+reason on the first problem.`,
+		Example: `  keybrake policy check /etc/keybrake/keybrake.yaml`,
+		Args:    exactArgs(1, "one FILE"),
+		RunE: func(_ *cobra.Command, args []string) error {
+			p, err := policy.Load(args[0])
+			if err != nil {
+				return err
+			}
+			printPolicy(e, p)
+			return nil
+		},
 	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return 2
-	}
-	p, err := policy.Load(fs.Arg(0))
-	if err != nil {
-		return fail(e, "%v", err)
-	}
-	printPolicy(e, p)
-	return 0
 }
 
 func printPolicy(e *env, p *policy.Policy) {
