@@ -232,4 +232,3 @@ func TestParseErrorLines(t *testing.T) {
 		})
 	}
 }
-
