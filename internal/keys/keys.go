@@ -137,7 +137,11 @@ func (f *File) Lookup(token string) (Entry, Result) {
 	if !strings.HasPrefix(token, tokenPrefix) || len(token) > maxToken {
 		return Entry{}, Unknown
 	}
-	sum := sha256.Sum256([]byte(token))
+	// Hashing from a buffer on the stack: []byte(token) would allocate, a
+	// key being longer than the 32 bytes the compiler keeps on the stack.
+	var buf [maxToken]byte
+	sum := sha256.Sum256(buf[:copy(buf[:], token)])
+	clear(buf[:])
 	found := -1
 	for i := range f.sums {
 		eq := subtle.ConstantTimeCompare(sum[:], f.sums[i][:])
