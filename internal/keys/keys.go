@@ -124,7 +124,7 @@ func (f *File) Secrets() []string {
 const tokenPrefix = "kb_"
 
 // maxToken bounds what Lookup hashes: a key is 55 bytes, and a request
-// header of a megabyte should not cost a megabyte of hashing per entry.
+// header of a megabyte should not cost a megabyte of hashing.
 const maxToken = 256
 
 // Lookup finds the entry holding token. It hashes token and compares the
@@ -137,11 +137,7 @@ func (f *File) Lookup(token string) (Entry, Result) {
 	if !strings.HasPrefix(token, tokenPrefix) || len(token) > maxToken {
 		return Entry{}, Unknown
 	}
-	// Hashing from a buffer on the stack: []byte(token) would allocate, a
-	// key being longer than the 32 bytes the compiler keeps on the stack.
-	var buf [maxToken]byte
-	sum := sha256.Sum256(buf[:copy(buf[:], token)])
-	clear(buf[:])
+	sum := sumToken(token)
 	found := -1
 	for i := range f.sums {
 		eq := subtle.ConstantTimeCompare(sum[:], f.sums[i][:])
@@ -170,9 +166,15 @@ func Load(path string) (*File, error) {
 	return parse(path, data)
 }
 
-// readPrivate reads path after checking its mode; the mode is checked on
-// the open file, so a rename in between cannot swap in another.
+// readPrivate reads path after checking its mode. The mode is checked on
+// the open file, so a rename in between cannot swap in another; a first
+// look before opening keeps a FIFO from blocking the open.
 func readPrivate(path string) ([]byte, error) {
+	if st, err := os.Stat(path); err != nil {
+		return nil, err
+	} else if err := checkMode(path, st); err != nil {
+		return nil, err
+	}
 	fh, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -200,15 +202,19 @@ func checkMode(path string, st fs.FileInfo) error {
 }
 
 // newToken returns a new agent key: "kb_" and 32 random bytes in
-// lower-case base32 without padding (52 characters).
+// lower-case base32 without padding (52 characters). The random bytes and
+// their encoding are cleared once the key string is made, so the string
+// returned is the only copy (as far as Go lets a program say so).
 func newToken() (string, error) {
 	var raw [32]byte
+	var enc [52]byte
+	defer clear(raw[:])
+	defer clear(enc[:])
 	if _, err := rand.Read(raw[:]); err != nil {
 		return "", fmt.Errorf("keys: no randomness for a new key: %w", err)
 	}
-	tok := tokenPrefix + lowerBase32.EncodeToString(raw[:])
-	clear(raw[:])
-	return tok, nil
+	lowerBase32.Encode(enc[:], raw[:])
+	return tokenPrefix + string(enc[:]), nil
 }
 
 // newID returns a new key id: "kbk_" and 12 characters (60 random bits) of
@@ -223,7 +229,17 @@ func newID() (string, error) {
 
 var lowerBase32 = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
+// sumToken is the SHA-256 of token, which is at most maxToken bytes. It
+// hashes from a buffer on the stack, cleared after: []byte(token) would
+// put a copy of the key on the heap (the compiler keeps only 32 bytes on
+// the stack), and allocate on every lookup.
+func sumToken(token string) [32]byte {
+	var buf [maxToken]byte
+	defer clear(buf[:])
+	return sha256.Sum256(buf[:copy(buf[:], token)])
+}
+
 func hashToken(token string) string {
-	sum := sha256.Sum256([]byte(token))
+	sum := sumToken(token)
 	return hex.EncodeToString(sum[:])
 }

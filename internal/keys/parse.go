@@ -68,7 +68,7 @@ func parse(name string, data []byte) (*File, error) {
 	}
 	sum := sha256.Sum256(data)
 	f := &File{path: name, hash: hex.EncodeToString(sum[:8])}
-	if err := d.file1(root, f); err != nil {
+	if err := d.top(root, f); err != nil {
 		return nil, err
 	}
 	return f, nil
@@ -311,7 +311,8 @@ func (d *decoder) utc(at string, v *yaml.Node) (time.Time, error) {
 	return t.UTC(), nil
 }
 
-func (d *decoder) file1(root *yaml.Node, f *File) error {
+// top decodes the top-level mapping.
+func (d *decoder) top(root *yaml.Node, f *File) error {
 	var version *yaml.Node
 	err := d.entries("", root, func(name string, k, v *yaml.Node) error {
 		switch name {
