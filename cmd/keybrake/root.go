@@ -74,6 +74,8 @@ Exit status:
 		newHaltCmd(e, g),
 		newResumeCmd(e, g),
 		newPolicyCmd(e),
+		newServeCmd(e, g),
+		newKeysCmd(e),
 	)
 	// Made now rather than when the root runs, so that their argument
 	// checks give usage errors too. Powershell's stays: cobra makes it

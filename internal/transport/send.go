@@ -162,9 +162,17 @@ func (t *RoundTripper) send(c *call, adm store.Admission) (*http.Response, error
 	return resp, nil
 }
 
+// ErrNotSent, wrapped in an error the next RoundTripper returns, says that
+// nothing of the request was sent (the proxy could not present the
+// vendor's secret): the call's reservation is released, not left unknown.
+var ErrNotSent = errors.New("not sent")
+
 // nothingSent reports whether a transport error certainly came before any
 // byte of the request reached the vendor.
 func nothingSent(err error) bool {
+	if errors.Is(err, ErrNotSent) {
+		return true
+	}
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) {
 		return true

@@ -26,6 +26,7 @@ type RoundTripper struct {
 	hosts    map[string]bool // the vendor's official hosts
 	endpoint *url.URL        // where the vendor's traffic goes; nil: the official hosts
 	next     http.RoundTripper
+	keyID    string // the agent key the proxy authenticated; "": a fingerprint of Authorization
 }
 
 var _ http.RoundTripper = (*RoundTripper)(nil)
@@ -43,6 +44,29 @@ func New(env *Env, agent string, v vendors.Vendor, endpoint *url.URL, next http.
 		hosts[h] = true
 	}
 	return &RoundTripper{env: env, agent: agent, vendor: v, info: v.Info(), hosts: hosts, endpoint: endpoint, next: next}
+}
+
+// WithKeyID returns a copy of t whose audit records name the agent key id
+// (the proxy's kbk_...) instead of a fingerprint of the request's
+// Authorization header.
+func (t *RoundTripper) WithKeyID(id string) *RoundTripper {
+	c := *t
+	c.keyID = id
+	return &c
+}
+
+// Refuse refuses req with v without deciding it: a front door (the proxy)
+// that could not identify the agent. The refusal is audited and answered
+// in the vendor's own format, like every refusal; req's body is closed.
+func (t *RoundTripper) Refuse(req *http.Request, v policy.Verdict) (*http.Response, error) {
+	c := t.begin(req)
+	if cv, ok := t.admit(c); !ok {
+		return t.refuse(c, cv)
+	}
+	if req.Body != nil {
+		req.Body.Close()
+	}
+	return t.refuse(c, v)
 }
 
 // call is one request on its way through the stages.
@@ -117,7 +141,10 @@ func (t *RoundTripper) begin(req *http.Request) *call {
 		Agent:  t.agent,
 		Vendor: t.vendor.Name(),
 		Method: req.Method,
-		KeyID:  KeyID(req.Header),
+		KeyID:  t.keyID,
+	}
+	if c.rec.KeyID == "" {
+		c.rec.KeyID = KeyID(req.Header)
 	}
 	if req.URL != nil {
 		c.rec.Host = req.URL.Host

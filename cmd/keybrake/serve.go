@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	brake "github.com/keybrake/keybrake"
+	"github.com/keybrake/keybrake/internal/keys"
+	"github.com/keybrake/keybrake/store"
+)
+
+// serveFlags are keybrake serve's own flags.
+type serveFlags struct {
+	keys            string
+	listen          string
+	admin           string
+	endpoints       []string
+	tlsCert, tlsKey string
+	insecureListen  bool
+	shutdownTimeout time.Duration
+	maxInFlight     int
+}
+
+func newServeCmd(e *env, g *globals) *cobra.Command {
+	f := &serveFlags{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "run the brake as a local proxy that holds the vendors' secrets",
+		Long: `Runs the brake as a proxy: an agent in any language points its vendor SDK's
+base URL at --listen and presents its Keybrake agent key (kb_..., from
+'keybrake keys add') where the SDK puts the vendor's secret. Every call is
+decided by the policy, exactly as the library decides it, and below the
+decision the agent's key is replaced by the vendor's secret, which the
+proxy reads from the environment (STRIPE_SECRET_KEY; TWILIO_ACCOUNT_SID and
+TWILIO_AUTH_TOKEN; RESEND_API_KEY) or from a file the keys file names.
+
+It listens on loopback (or a unix socket, unix:/path) unless given
+--tls-cert and --tls-key, or --insecure-listen. /healthz and /readyz are
+served on --admin, not on the agent port. SIGTERM or SIGINT stops
+accepting, drains calls in flight for at most --shutdown-timeout, and exits
+0.`,
+		Example: `  keybrake keys add refund-bot stripe --keys keybrake.keys
+  STRIPE_SECRET_KEY=sk_live_... keybrake serve --keys keybrake.keys --listen 127.0.0.1:8181`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			return serve(ctx, e, g, f)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&f.keys, "keys", orDefault(e.getenv("KEYBRAKE_KEYS"), "keybrake.keys"), "the agent keys `file` ($KEYBRAKE_KEYS)")
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:8181", "where agents connect: `host:port` or unix:/path")
+	fs.StringVar(&f.admin, "admin", "127.0.0.1:8182", "where /healthz and /readyz are served: `host:port`, unix:/path, or - for none")
+	fs.StringArrayVar(&f.endpoints, "endpoint", nil, "send a vendor's traffic elsewhere: `vendor=URL` (a mock), repeatable")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "serve TLS with this certificate `file` (needed to listen beyond loopback)")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "the TLS key `file`")
+	fs.BoolVar(&f.insecureListen, "insecure-listen", false, "allow plain HTTP on a non-loopback address (agents' keys then cross the network in clear)")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long calls in flight may take to finish on SIGTERM")
+	fs.IntVar(&f.maxInFlight, "max-in-flight", 256, "calls in flight beyond which the proxy answers 503")
+	return cmd
+}
+
+func serve(ctx context.Context, e *env, g *globals, f *serveFlags) error {
+	if (f.tlsCert == "") != (f.tlsKey == "") {
+		return &usageError{err: errors.New("--tls-cert and --tls-key go together"), path: "keybrake serve"}
+	}
+	tls := f.tlsCert != ""
+	if err := checkListen("--listen", f.listen, tls, f.insecureListen); err != nil {
+		return err
+	}
+	if f.admin != "-" {
+		if err := checkListen("--admin", f.admin, false, false); err != nil {
+			return err
+		}
+	}
+	endpoints, err := parseEndpointFlags(f.endpoints)
+	if err != nil {
+		return err
+	}
+	set, err := keys.OpenSet(f.keys, keys.SetOptions{})
+	if err != nil {
+		return err
+	}
+	defer set.Close()
+	kb, err := brake.Open(brake.Options{
+		PolicyFile: g.policy,
+		DBPath:     g.db,
+		Endpoints:  endpoints,
+		ErrorLog:   func(err error) { fmt.Fprintln(e.stderr, "keybrake:", err) },
+	})
+	if errors.Is(err, store.ErrLocked) {
+		return fmt.Errorf("%w\nAnother keybrake serve or agent holds %s. Replicas must not each keep their own cap: give each its own database, or wait for the fleet store, which shares one cap between processes", err, g.db)
+	}
+	if err != nil {
+		return err
+	}
+	handler, err := kb.Proxy(brake.ProxyOptions{
+		Keys:        keyFinder{set},
+		Secret:      secretsFrom(set, e.getenv),
+		MaxInFlight: f.maxInFlight,
+	})
+	if err != nil {
+		kb.Close()
+		return err
+	}
+
+	agents, err := listen(f.listen)
+	if err != nil {
+		kb.Close()
+		return err
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second, // slowloris
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	errs := make(chan error, 2)
+	go func() {
+		if tls {
+			errs <- srv.ServeTLS(agents, f.tlsCert, f.tlsKey)
+		} else {
+			errs <- srv.Serve(agents)
+		}
+	}()
+	var adminSrv *http.Server
+	if f.admin != "-" {
+		al, err := listen(f.admin)
+		if err != nil {
+			srv.Close()
+			kb.Close()
+			return err
+		}
+		adminSrv = &http.Server{Handler: adminHandler(kb, set), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
+		go func() { errs <- adminSrv.Serve(al) }()
+		fmt.Fprintf(e.stderr, "keybrake: admin on %s (/healthz, /readyz)\n", al.Addr())
+	}
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
+	fmt.Fprintf(e.stderr, "keybrake: serving agents on %s://%s (policy %s, keys %s)\n", scheme, agents.Addr(), g.policy, f.keys)
+	if f.insecureListen && !tls {
+		fmt.Fprintf(e.stderr, "keybrake: WARNING: --insecure-listen: plain HTTP on %s; agent keys cross the network in clear\n", agents.Addr())
+	}
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errs:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
+	defer cancel()
+	errHTTP := srv.Shutdown(sctx) // stop accepting; wait for handlers
+	errBrake := kb.Shutdown(sctx) // their completions written; the store closed
+	if adminSrv != nil {
+		adminSrv.Close()
+	}
+	if errors.Is(serveErr, http.ErrServerClosed) {
+		serveErr = nil
+	}
+	return errors.Join(serveErr, errHTTP, errBrake)
+}
+
+// checkListen refuses an address beyond loopback without TLS, unless the
+// operator says so.
+func checkListen(flag, addr string, tls, insecure bool) error {
+	if strings.HasPrefix(addr, "unix:") {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return &usageError{err: fmt.Errorf("%s %q: want host:port or unix:/path", flag, addr), path: "keybrake serve"}
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	if tls || insecure {
+		return nil
+	}
+	if flag == "--admin" {
+		return &usageError{err: fmt.Errorf("--admin %s is not a loopback address; the admin listener stays on this machine", addr), path: "keybrake serve"}
+	}
+	return &usageError{err: fmt.Errorf("--listen %s is not a loopback address: give --tls-cert and --tls-key, or --insecure-listen", addr), path: "keybrake serve"}
+}
+
+func listen(addr string) (net.Listener, error) {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		l, err := net.Listen("unix", path)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(path, 0o600); err != nil {
+			l.Close()
+			return nil, err
+		}
+		return l, nil
+	}
+	return net.Listen("tcp", addr)
+}
+
+func parseEndpointFlags(in []string) (map[brake.Vendor]string, error) {
+	out := map[brake.Vendor]string{}
+	for _, s := range in {
+		v, u, ok := strings.Cut(s, "=")
+		if !ok || v == "" || u == "" {
+			return nil, &usageError{err: fmt.Errorf("--endpoint %q: want vendor=URL", s), path: "keybrake serve"}
+		}
+		out[brake.Vendor(v)] = u
+	}
+	return out, nil
+}
+
+// adminHandler serves the probes: /healthz while the process runs,
+// /readyz while the policy and the keys file are valid and the store
+// answers.
+func adminHandler(kb *brake.Brake, set *keys.Set) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		var problems []string
+		if _, err := kb.Policy(); err != nil {
+			problems = append(problems, "policy: "+err.Error())
+		}
+		if err := set.Err(); err != nil {
+			problems = append(problems, "keys: "+err.Error())
+		}
+		if len(problems) > 0 {
+			http.Error(w, strings.Join(problems, "\n"), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return mux
+}
