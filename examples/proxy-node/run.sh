@@ -10,17 +10,23 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 cd "$here/../.."
 
+# waitfor FILE TEXT: until FILE says TEXT, for at most 30 s.
+waitfor() {
+  for _ in $(seq 300); do grep -q "$2" "$1" && return 0; sleep 0.1; done
+  echo "gave up waiting for '$2' in $1:"; cat "$1"; exit 1
+}
+
 go build -o "$work/keybrake" ./cmd/keybrake
 go build -o "$work/fakestripe" ./examples/proxy-node/fakestripe
 "$work/fakestripe" -addr 127.0.0.1:0 > "$work/fake.log" &
-until grep -q 'fake Stripe on' "$work/fake.log"; do sleep 0.1; done
+waitfor "$work/fake.log" 'fake Stripe on'
 fake=$(sed -n 's/^fake Stripe on //p' "$work/fake.log")
 
 key=$("$work/keybrake" keys add refund-bot stripe --keys "$work/keybrake.keys" 2>/dev/null)
 STRIPE_SECRET_KEY="sk_test_$(printf 'x%.0s' {1..24})" "$work/keybrake" serve \
   --policy "$here/keybrake.yaml" --db "$work/keybrake.db" --keys "$work/keybrake.keys" \
   --listen 127.0.0.1:0 --admin - --endpoint "stripe=$fake" 2> "$work/serve.log" &
-until grep -q 'serving agents on' "$work/serve.log"; do sleep 0.1; done
+waitfor "$work/serve.log" 'serving agents on'
 port=$(sed -n 's/.*serving agents on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/serve.log")
 
 [ -d "$here/node_modules/stripe" ] || npm ci --prefix "$here" --no-audit --no-fund --loglevel=error
