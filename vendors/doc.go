@@ -17,7 +17,7 @@
 // field's zero value always means what the contract meant without it.
 // Methods are never added to [Vendor]; a new capability is a separate
 // interface that the shared code looks for with a type assertion, as it
-// does for [Reconciler], [CustomerReader] and [LookupHeaderer].
+// does for [Reconciler], [CustomerReader], [LookupHeaderer] and [Custody].
 //
 // # Registering a vendor
 //
@@ -166,6 +166,8 @@
 //
 // The optional interfaces are found by type assertion: a [Reconciler]
 // prices settled calls later (keybrake.Brake.Reconcile), a
-// [CustomerReader] reads customer metadata for metadata scopes, and a
-// [LookupHeaderer] pins headers on Keybrake's own lookups.
+// [CustomerReader] reads customer metadata for metadata scopes, a
+// [LookupHeaderer] pins headers on Keybrake's own lookups, and a [Custody]
+// lets keybrake serve (keybrake.Brake.Proxy) call the vendor for an agent
+// while holding the vendor's secret itself.
 package vendors
