@@ -231,16 +231,18 @@ func parseEndpointFlags(in []string) (map[brake.Vendor]string, error) {
 
 // adminHandler serves the probes: /healthz while the process runs,
 // /readyz while the policy and the keys file are valid and the store
-// answers.
+// answers (Brake.Ready).
 func adminHandler(kb *brake.Brake, set *keys.Set) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		var problems []string
-		if _, err := kb.Policy(); err != nil {
-			problems = append(problems, "policy: "+err.Error())
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := kb.Ready(ctx); err != nil {
+			problems = append(problems, err.Error())
 		}
 		if err := set.Err(); err != nil {
 			problems = append(problems, "keys: "+err.Error())
