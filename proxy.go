@@ -153,6 +153,12 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			pr.Out.URL = &url.URL{Scheme: "https", Host: host, Path: pr.In.URL.Path, RawPath: pr.In.URL.RawPath, RawQuery: pr.In.URL.RawQuery}
 			pr.Out.Host = ""
 			pr.Out.Header.Del("Authorization") // the agent's key goes no further than here
+			// ReverseProxy puts back "Te: trailers" and an Upgrade after
+			// stripping the hop-by-hop headers; a brake decides one
+			// request and answer, never a tunnel, so neither goes on.
+			pr.Out.Header.Del("Te")
+			pr.Out.Header.Del("Connection")
+			pr.Out.Header.Del("Upgrade")
 		},
 		Transport:     p.chain(key, vd),
 		FlushInterval: -1,
