@@ -133,18 +133,18 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case p.slots <- struct{}{}:
 		defer func() { <-p.slots }()
 	default:
-		p.refuse(w, r, owner, "", policy.Verdict{Decision: policy.Error, Rule: "proxy", Code: "keybrake_busy",
+		p.refuse(w, r, owner, AgentKey{}, policy.Verdict{Decision: policy.Error, Rule: "proxy", Code: "keybrake_busy",
 			Reason: fmt.Sprintf("the proxy has %d calls in flight, its limit; try again shortly", cap(p.slots))})
 		return
 	}
 	key, v, ok := p.identify(r, owner)
 	if !ok {
-		p.refuse(w, r, owner, "", v)
+		p.refuse(w, r, owner, key, v)
 		return
 	}
 	vd := p.custodian(key.Vendor)
 	if v, ok := p.presentable(r, key, vd); !ok {
-		p.refuse(w, r, owner, key.Agent, v)
+		p.refuse(w, r, owner, key, v)
 		return
 	}
 	host, _ := vd.Host(r.URL.EscapedPath())
@@ -192,10 +192,15 @@ func (p *proxy) custodian(v Vendor) custodian {
 }
 
 // identify finds the agent key the request presents, the way the path's
-// vendor's SDKs present a credential, or the verdict refusing it.
+// vendor's SDKs present a credential, or the verdict refusing it; a key
+// that is in the file but refused (revoked, another vendor's) is returned
+// with its verdict, so the refusal's record names it.
 func (p *proxy) identify(r *http.Request, owner custodian) (AgentKey, policy.Verdict, bool) {
+	verdict := func(code, format string, args ...any) policy.Verdict {
+		return policy.Verdict{Decision: policy.Revoked, Rule: "keys", Code: code, Reason: fmt.Sprintf(format, args...)}
+	}
 	refused := func(code, format string, args ...any) (AgentKey, policy.Verdict, bool) {
-		return AgentKey{}, policy.Verdict{Decision: policy.Revoked, Rule: "keys", Code: code, Reason: fmt.Sprintf(format, args...)}, false
+		return AgentKey{}, verdict(code, format, args...), false
 	}
 	token, ok := owner.PresentedKey(r.Header)
 	if !ok {
@@ -215,11 +220,11 @@ func (p *proxy) identify(r *http.Request, owner custodian) (AgentKey, policy.Ver
 		return AgentKey{}, policy.Verdict{Decision: policy.Error, Rule: "keys", Code: "keybrake_keys_unavailable",
 			Reason: "the proxy has no valid keys file in force; every key is refused until it is fixed"}, false
 	case res == KeyRevoked:
-		return refused("keybrake_key_revoked", "agent key %s (agent %s) is revoked", key.ID, key.Agent)
+		return key, verdict("keybrake_key_revoked", "agent key %s (agent %s) is revoked", key.ID, key.Agent), false
 	case res != KeyFound:
 		return refused("keybrake_unknown_key", "the agent key presented is not in the keys file")
 	case string(key.Vendor) != owner.Name():
-		return refused("keybrake_key_wrong_vendor", "agent key %s is for %s, and this is a %s call", key.ID, key.Vendor, owner.Name())
+		return key, verdict("keybrake_key_wrong_vendor", "agent key %s is for %s, and this is a %s call", key.ID, key.Vendor, owner.Name()), false
 	}
 	return key, policy.Verdict{}, true
 }
@@ -247,13 +252,18 @@ func (p *proxy) presentable(r *http.Request, key AgentKey, vd custodian) (policy
 }
 
 // refuse answers a call the proxy refuses before the chain decides it, in
-// the owner's error format, with its audit record.
-func (p *proxy) refuse(w http.ResponseWriter, r *http.Request, owner custodian, agent string, v policy.Verdict) {
+// the owner's error format, with its audit record, which names the agent
+// and key id of key when they are known.
+func (p *proxy) refuse(w http.ResponseWriter, r *http.Request, owner custodian, key AgentKey, v policy.Verdict) {
 	out := r.Clone(r.Context())
 	out.URL.Scheme, out.Host = "https", ""
 	out.URL.Host, _ = owner.Host(r.URL.EscapedPath())
 	out.Header.Del("Authorization")
-	resp, err := transport.New(p.b.env, agent, owner.Vendor, nil, nil).Refuse(out, v)
+	rt := transport.New(p.b.env, key.Agent, owner.Vendor, nil, nil)
+	if key.ID != "" {
+		rt = rt.WithKeyID(key.ID)
+	}
+	resp, err := rt.Refuse(out, v)
 	if err != nil || resp == nil {
 		http.Error(w, "keybrake: refused: "+v.Reason, v.Decision.Status())
 		return
