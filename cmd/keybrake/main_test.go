@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/keybrake/keybrake/internal/testenv"
 )
 
 // bin is the keybrake binary, built once for the tests: they run it as an
@@ -25,7 +27,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "building keybrake: %v\n%s", err, out)
 		os.Exit(1)
 	}
-	code := m.Run()
+	code := testenv.Run(m) // stops the mocks the client tests started
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

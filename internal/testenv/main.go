@@ -32,7 +32,11 @@ type slot struct {
 // stopped cleanly or had died during the tests). Call it from TestMain:
 //
 //	func TestMain(m *testing.M) { testenv.Main(m) }
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run is Main without the exit, for a TestMain with cleanup of its own: it
+// returns the code Main would exit with.
+func Run(m *testing.M) int {
 	mu.Lock()
 	inMain = true
 	mu.Unlock()
@@ -45,7 +49,7 @@ func Main(m *testing.M) {
 			code = 1
 		}
 	}
-	os.Exit(code)
+	return code
 }
 
 // stopAll stops every server started so far; later calls to shared fail.
