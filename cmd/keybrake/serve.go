@@ -201,7 +201,16 @@ func checkListen(flag, addr string, tls, insecure bool) error {
 
 func listen(addr string) (net.Listener, error) {
 	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
-		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		// A socket an earlier serve left is replaced; anything else there
+		// (a typo, the keys file) is the operator's and stays.
+		switch st, err := os.Lstat(path); {
+		case err == nil && st.Mode()&os.ModeSocket == 0:
+			return nil, fmt.Errorf("unix:%s is not a socket; keybrake serve replaces only a socket there", path)
+		case err == nil:
+			if err := os.Remove(path); err != nil {
+				return nil, err
+			}
+		case !errors.Is(err, os.ErrNotExist):
 			return nil, err
 		}
 		l, err := net.Listen("unix", path)
