@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/keybrake/keybrake/audit"
+	"github.com/keybrake/keybrake/internal/watch"
 	"github.com/keybrake/keybrake/policy"
 	"github.com/keybrake/keybrake/vendors"
 )
@@ -180,8 +181,8 @@ func (s *policyState) check() (again time.Duration) {
 // checkFile reads the policy file; it returns how soon to look again when
 // the file seems to be in the middle of a write.
 func (s *policyState) checkFile() time.Duration {
-	data, err := readStable(s.path)
-	if errors.Is(err, errUnstable) {
+	data, err := watch.ReadStable(s.path, nil)
+	if errors.Is(err, watch.ErrUnstable) {
 		return 5 * time.Millisecond
 	}
 	if err != nil {
@@ -298,30 +299,6 @@ func (s *policyState) setHalted(halted bool) {
 		what = "halted"
 	}
 	s.emit("halt", "every agent "+what+" by the agent runner", map[string]string{"halted": fmt.Sprint(halted)})
-}
-
-var errUnstable = errors.New("file changed while read")
-
-// readStable reads a file that may be being written: the size and mtime
-// must be the same before and after the read, and the read must have the
-// whole size.
-func readStable(path string) ([]byte, error) {
-	st1, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	st2, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if st1.Size() != st2.Size() || !st1.ModTime().Equal(st2.ModTime()) || int64(len(data)) != st2.Size() || !os.SameFile(st1, st2) {
-		return nil, errUnstable
-	}
-	return data, nil
 }
 
 // readKillSwitch reads the halt file. Its mere presence revokes: a file

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -168,8 +167,8 @@ func (s *Set) check() (again time.Duration) {
 	if st := s.current.Load(); errors.Is(st.err, ErrClosed) {
 		return 0
 	}
-	data, err := readStable(s.path)
-	if errors.Is(err, errUnstable) {
+	data, err := watch.ReadStable(s.path, readPrivate)
+	if errors.Is(err, watch.ErrUnstable) {
 		return 5 * time.Millisecond
 	}
 	if err != nil {
@@ -210,28 +209,4 @@ func (s *Set) refuse(cause error) {
 	err := fmt.Errorf("%w: %w", ErrInvalid, cause)
 	s.current.Store(&setState{err: err})
 	s.report(err)
-}
-
-var errUnstable = errors.New("keys: file changed while read")
-
-// readStable reads a file that may be being written, as readPrivate does:
-// the size and modification time must be the same before and after the
-// read, and the read must have the whole size.
-func readStable(path string) ([]byte, error) {
-	st1, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	data, err := readPrivate(path)
-	if err != nil {
-		return nil, err
-	}
-	st2, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if st1.Size() != st2.Size() || !st1.ModTime().Equal(st2.ModTime()) || int64(len(data)) != st2.Size() || !os.SameFile(st1, st2) {
-		return nil, errUnstable
-	}
-	return data, nil
 }
