@@ -224,7 +224,7 @@ func Open(opts Options) (*Brake, error) {
 		}
 	}
 	b := &Brake{opts: opts, store: st, vendors: reg, endpoints: endpoints, policies: policies}
-	b.base = http.DefaultTransport.(*http.Transport).Clone()
+	b.base = vendorTransport()
 	lastDay, _, err := st.Fact(context.Background(), lastDayFact)
 	if err != nil {
 		st.Close()
@@ -418,6 +418,23 @@ func (r registry) parseEndpoints(in map[Vendor]string) (map[Vendor]*url.URL, err
 	return out, nil
 }
 
+// Connections kept idle per vendor host, and in all. http.DefaultTransport
+// keeps 2 a host: behind a proxy or a runner of many agents, every call
+// past the second concurrent one would dial (and handshake TLS) afresh.
+const (
+	idlePerHost = 256
+	idleInAll   = 1024
+)
+
+// vendorTransport is http.DefaultTransport's clone with a pool sized for
+// many concurrent agents: the base under every chain that names no other.
+func vendorTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = idlePerHost
+	t.MaxIdleConns = idleInAll
+	return t
+}
+
 func loopback(host string) bool {
 	if host == "localhost" {
 		return true
@@ -427,7 +444,8 @@ func loopback(host string) bool {
 }
 
 // Transport returns the chain for agent on vendor v over next (nil means a
-// clone of http.DefaultTransport). For a vendor Keybrake does not know, it
+// clone of http.DefaultTransport that keeps up to 256 idle connections a
+// host, shared by every chain of the Brake). For a vendor Keybrake does not know, it
 // returns a RoundTripper that refuses every request with an error.
 func (b *Brake) Transport(agent string, v Vendor, next http.RoundTripper) http.RoundTripper {
 	vd, ok := b.vendors[v]

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The measurement loop with tiny counts: every variant answers every call
+// (a call that is not 200 fails the run), and the table has every row. No
+// timing is asserted; a shared machine makes any figure possible.
+
+var derived = []string{
+	"hop's own cost = (a) - direct",
+	"library's cost = (b) - direct",
+	"proxy layer = (c) - (b)",
+	"  of which a hop = (b+) - (b)",
+	"  of which the proxy's own = (c) - (b+)",
+	"proxy layer / hop's own cost (target <= 1.3x)",
+}
+
+func TestTableHasEveryRow(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  config
+		vs   []variant
+	}{
+		{"in-process", config{serial: 20, parallel: 60, clients: 4, rounds: 3}, variants},
+		{"with serve", config{serial: 10, parallel: 20, clients: 2, rounds: 2, serve: true}, append(append([]variant(nil), variants...), serveVariant)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.cfg.serve && testing.Short() {
+				t.Skip("builds the keybrake binary")
+			}
+			var out bytes.Buffer
+			if err := run(&out, tt.cfg); err != nil {
+				t.Fatalf("run: %v\n%s", err, out.String())
+			}
+			table := out.String()
+			for _, clients := range []int{1, tt.cfg.clients} {
+				for _, v := range tt.vs {
+					row := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(v.label) + fmt.Sprintf(`\s+%d\s+\d+ µs\s+\d+ µs\s+\d+\s+\d+$`, clients))
+					if !row.MatchString(table) {
+						t.Errorf("no row for %s at %d clients", v.label, clients)
+					}
+				}
+				for _, d := range derived {
+					row := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(d) + fmt.Sprintf(`\s+%d\s+(-?\d+ µs|n/a|-?\d+\.\d\dx)\s+(-?\d+ µs|n/a|-?\d+\.\d\dx)$`, clients))
+					if !row.MatchString(table) {
+						t.Errorf("no derived row %q at %d clients", d, clients)
+					}
+				}
+			}
+			if !strings.Contains(table, "): met.") && !strings.Contains(table, "): NOT met.") {
+				t.Error("no verdict on the target")
+			}
+			if t.Failed() {
+				t.Logf("the table:\n%s", table)
+			}
+		})
+	}
+}
+
+func TestUnknownProfiledVariantIsAnError(t *testing.T) {
+	var out bytes.Buffer
+	err := run(&out, config{serial: 2, parallel: 2, clients: 2, rounds: 1, profile: t.TempDir() + "/cpu.out", profiled: "nonesuch"})
+	if err == nil || !strings.Contains(err.Error(), "nonesuch") {
+		t.Fatalf("run = %v, want an error naming the variant", err)
+	}
+}
+
+func TestPercentiles(t *testing.T) {
+	var d []int
+	for i := 1; i <= 100; i++ {
+		d = append(d, i)
+	}
+	tests := []struct{ p, want int }{{50, 50}, {99, 99}, {100, 100}, {1, 1}}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.p), func(t *testing.T) {
+			lat := durations(d)
+			if got := pct(reversed(lat), tt.p); got != lat[tt.want-1] {
+				t.Fatalf("pct(1..100, %d) = %v, want %v", tt.p, got, lat[tt.want-1])
+			}
+		})
+	}
+	if got := pct(nil, 50); got != 0 {
+		t.Fatalf("pct(nil) = %v, want 0", got)
+	}
+}
+
+func durations(ms []int) []time.Duration {
+	out := make([]time.Duration, len(ms))
+	for i, m := range ms {
+		out[i] = time.Duration(m) * time.Millisecond
+	}
+	return out
+}
+
+func reversed(d []time.Duration) []time.Duration {
+	out := make([]time.Duration, len(d))
+	for i, x := range d {
+		out[len(d)-1-i] = x
+	}
+	return out
+}
