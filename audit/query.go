@@ -19,6 +19,12 @@ type Query struct {
 	Decision policy.Decision // exactly this decision
 	Customer string          // calls whose subject is this customer
 	Limit    int             // at most this many records, oldest first; 0 is no limit
+	// After selects the records whose ID is greater than After. A store
+	// numbers records in the order it writes them, so a reader that
+	// passes the last ID it saw (as `keybrake audit --follow` does) gets
+	// every record written since, each once, with no window re-read.
+	// With After set, records come in ID order rather than Time order.
+	After uint64
 }
 
 // Match reports whether r is selected by q, all but Limit.
@@ -27,6 +33,8 @@ func (q Query) Match(r *Record) bool {
 	case !q.Since.IsZero() && r.Time.Before(q.Since):
 		return false
 	case !q.Until.IsZero() && !r.Time.Before(q.Until):
+		return false
+	case r.ID <= q.After:
 		return false
 	case q.Agent != "" && r.Agent != q.Agent:
 		return false

@@ -105,9 +105,20 @@ type Store interface {
 	// returns its ID.
 	Append(ctx context.Context, r *audit.Record) (uint64, error)
 
-	// Query calls fn for each selected record, oldest first, and stops at
-	// the first error fn returns, which Query returns.
+	// Query calls fn for each selected record, oldest first (by Time,
+	// then ID; by ID when q.After is set), and stops at the first error fn
+	// returns, which Query returns. A query naming an Agent costs in
+	// proportion to that agent's records in the window, a query with
+	// After in proportion to the records after it, not to the log.
 	Query(ctx context.Context, q audit.Query, fn func(*audit.Record) error) error
+
+	// Outstanding calls fn, in ID order, for every record whose money is
+	// still counted but not settled: Outcome Reserved (in flight, or a
+	// replay holding nothing) or Unknown (the vendor may have acted). It
+	// costs in proportion to those records, not to the log, so `keybrake
+	// status` stays instant however long the log is. It stops at the
+	// first error fn returns, which it returns.
+	Outstanding(ctx context.Context, fn func(*audit.Record) error) error
 
 	// Counter returns the totals of one counter; a counter never used is
 	// the zero Counter.

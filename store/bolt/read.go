@@ -2,9 +2,11 @@ package bolt
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"go.etcd.io/bbolt"
 
@@ -120,4 +122,27 @@ func (s *Store) Fact(ctx context.Context, key string) (value string, ok bool, er
 		return "", false, err
 	}
 	return value, ok, nil
+}
+
+// Outstanding implements store.Store.
+//
+// TODO(issue 12): found by an index; this first version scans the log.
+func (s *Store) Outstanding(ctx context.Context, fn func(*audit.Record) error) error {
+	var open []*audit.Record
+	err := s.Query(ctx, audit.Query{}, func(r *audit.Record) error {
+		if r.Outcome == audit.Reserved || r.Outcome == audit.Unknown {
+			open = append(open, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(open, func(a, b *audit.Record) int { return cmp.Compare(a.ID, b.ID) })
+	for _, r := range open {
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return nil
 }
