@@ -25,7 +25,15 @@ type Query struct {
 	// every record written since, each once, with no window re-read.
 	// With After set, records come in ID order rather than Time order.
 	After uint64
+	// ByID asks for ID order (the order the store wrote the records)
+	// without After: the first read of a follower, whose last ID then
+	// says exactly where it stands.
+	ByID bool
 }
+
+// InIDOrder reports whether q's records come in ID order: After or ByID
+// is set.
+func (q Query) InIDOrder() bool { return q.After > 0 || q.ByID }
 
 // Match reports whether r is selected by q, all but Limit.
 func (q Query) Match(r *Record) bool {

@@ -106,7 +106,7 @@ type Store interface {
 	Append(ctx context.Context, r *audit.Record) (uint64, error)
 
 	// Query calls fn for each selected record, oldest first (by Time,
-	// then ID; by ID when q.After is set), and stops at the first error fn
+	// then ID; by ID when q.InIDOrder), and stops at the first error fn
 	// returns, which Query returns. A query naming an Agent costs in
 	// proportion to that agent's records in the window, a query with
 	// After in proportion to the records after it, not to the log.

@@ -462,7 +462,7 @@ func TestStatusOffline(t *testing.T) {
 		`refund-bot\s+stripe\s+daily_cap\s+100\.00 USD\s+500\.00 USD\s+20%\s+\[####\.{16}\]\s+settled 50\.00, pending 10\.00, unknown 40\.00`,
 		`refund-bot\s+stripe\s+daily_count\s+0 units\s+40 units\s+0%`,
 		`texter\s+twilio\s+daily_cap\s+0\.00 USD\s+10\.00 USD\s+0%`,
-		`open reservations \(calls since .*\): 1 reserved \(in flight\), 1 unknown \(sent, outcome never learnt\), holding 50\.00 USD`,
+		`open reservations: 1 reserved \(in flight\), 1 unknown \(sent, outcome never learnt\), the oldest from .* UTC, holding 50\.00 USD`,
 		`kill switch ` + regexp.QuoteMeta(p) + `\.halt: absent`,
 	} {
 		if !regexp.MustCompile(re).MatchString(out) {

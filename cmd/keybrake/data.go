@@ -117,22 +117,14 @@ func follow(ctx context.Context, db string, q audit.Query, note func(string), fn
 	sock := db + ".sock"
 	limit := q.Limit
 	q.Limit = 0
-	seen := map[uint64]time.Time{} // passed on, whichever source
+	var last uint64 // the last record passed on, whichever source
 	sent := 0
 	errDone := errors.New("done")
 	pass := func(r *audit.Record) error {
-		if _, ok := seen[r.ID]; ok {
-			return nil
+		if r.ID <= last {
+			return nil // a source taken over never repeats, but be sure
 		}
-		seen[r.ID] = r.Time
-		if len(seen)%1024 == 0 {
-			old := time.Now().Add(-3 * admin.Lookback)
-			for id, at := range seen {
-				if at.Before(old) {
-					delete(seen, id)
-				}
-			}
-		}
+		last = r.ID
 		if err := fn(r); err != nil {
 			return err
 		}
@@ -148,13 +140,8 @@ func follow(ctx context.Context, db string, q audit.Query, note func(string), fn
 		}
 		return err
 	}
-	// A source taken over reads the Lookback again; seen drops what was
-	// passed on already.
-	resume := func() {
-		if since := time.Now().Add(-admin.Lookback); since.After(q.Since) {
-			q.Since = since
-		}
-	}
+	// A source taken over goes on after the last record passed on.
+	resume := func() { q = admin.Resume(q, last) }
 	followed := false // some source answered: a switch is worth a note
 	file := admin.QueryFunc(func(ctx context.Context, q audit.Query, fn func(*audit.Record) error) error {
 		err := fileQuerier{db}.Query(ctx, q, fn)

@@ -150,8 +150,10 @@ func printStatus(w io.Writer, s *admin.Status, where, kill string, width int) {
 
 	fmt.Fprintln(w)
 	o := s.Open
-	fmt.Fprintf(w, "open reservations (calls since %s): %d reserved (in flight), %d unknown (sent, outcome never learnt)",
-		o.Since.UTC().Format("2006-01-02 15:04 UTC"), o.Reserved, o.Unknown)
+	fmt.Fprintf(w, "open reservations: %d reserved (in flight), %d unknown (sent, outcome never learnt)", o.Reserved, o.Unknown)
+	if !o.Oldest.IsZero() {
+		fmt.Fprintf(w, ", the oldest from %s", o.Oldest.UTC().Format("2006-01-02 15:04 UTC"))
+	}
 	if len(o.Amounts) > 0 {
 		var parts []string
 		for _, c := range sortedKeys(o.Amounts) {

@@ -23,7 +23,8 @@
 //
 //	GET /audit   JSON Lines, one audit.Record a line, oldest first. Query
 //	             parameters since and until (RFC 3339), agent, vendor,
-//	             decision, customer, limit, follow=1. An unknown or
+//	             decision, customer, limit, after (a record ID: only
+//	             later records, in ID order), follow=1. An unknown or
 //	             repeated parameter is refused (400): a misspelt filter
 //	             must not silently select everything.
 //	GET /status  the Status as JSON.
@@ -38,15 +39,15 @@
 // # Following
 //
 // With follow=1 the stream stays open and new records are written as they
-// appear (see Follow): the store is polled every 200 ms. The store can only
-// be asked by time, and a record's Time is when its call started, which may
-// be well before the record is written (vendor lookups come first), so each
-// poll reads the last minute again and passes on only records it has not
-// passed before; a slow poll makes the next one wait longer. A call still reserved (in flight) is held back up to
-// two seconds so that it is usually shown with its outcome; if it is still
-// in flight then, it is passed on as reserved, and not again when it
-// settles. A record written more than a minute after its Time is not
-// followed; a plain query finds it.
+// appear (see Follow): the store is polled every 200 ms for the records
+// after the last one written (audit.Query.After), so a poll reads only
+// what is new, however long the log, and a record written long after its
+// call started is still passed on. A call still reserved (in flight) is
+// held back, with the records after it, up to two seconds so that it is
+// usually shown with its outcome; if it is still in flight then, it is
+// passed on as reserved, and not again when it settles. Records come in
+// the order the store wrote them, so a follower that remembers the last
+// ID it was sent resumes exactly (Resume), on this socket or the file.
 //
 // # The socket
 //

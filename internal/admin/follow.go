@@ -21,38 +21,55 @@ func (f QueryFunc) Query(ctx context.Context, q audit.Query, fn func(*audit.Reco
 	return f(ctx, q, fn)
 }
 
-// Lookback is how far before each poll Follow reads again: a record whose
-// Time is older than that when it is written is not followed. A record's
-// Time is when its call started, and a call may spend a while (vendor
-// lookups, a refusal after a slow one) before its record is written.
-//
-// Every poll decodes every record of the Lookback again (the store can
-// only be asked by time), some 10 to 30 microseconds each: at 100 calls a
-// second, 6,000 records. Follow therefore waits at least four times as long
-// as its last poll took before the next, so that a follower never takes
-// more than about a fifth of a core from the agent.
-const Lookback = time.Minute
-
 // SettleWait is how long Follow holds back a record still Reserved, so that
 // a call in flight is usually passed on with its outcome.
 const SettleWait = 2 * time.Second
 
-// errLimit ends a poll once q.Limit records were passed on.
-var errLimit = errors.New("admin: follow limit reached")
+// Lookback is how long after Until Follow keeps following: a record's Time
+// is when its call started, and a call may spend a while (vendor lookups, a
+// refusal after a slow one) before its record is written, so a record with
+// a Time before Until can still appear that long after it.
+const Lookback = time.Minute
+
+// errStop ends a poll early: q.Limit records were passed on, or a record
+// in flight holds back the ones after it.
+var (
+	errLimit = errors.New("admin: follow limit reached")
+	errHeld  = errors.New("admin: a record in flight holds back the rest")
+)
 
 // Follow calls fn for every record q selects and then for every selected
-// record that appears later, once each, polling src every interval (200 ms
-// when zero or less), or less often when a poll is slow (see Lookback). Each poll re-reads the Lookback before it and passes
-// on only records not passed before; a record still Reserved is held back
-// up to SettleWait (see the package doc). Records come oldest first within
-// a poll.
+// record that appears later, once each and in the order the store wrote
+// them (ID order), polling src every interval (200 ms when zero or less),
+// or less often when a poll is slow.
+//
+// The first poll asks for what q selects, in ID order (audit.Query.ByID);
+// every later one asks only for the records after the last one passed on
+// (audit.Query.After), so a poll
+// costs in proportion to what is new, nothing is read twice and nothing
+// is missed, however late a record is written after its Time. A record
+// still Reserved is held back, with every record after it, until it
+// finishes or SettleWait has passed since Follow first saw it (then it is
+// passed on as reserved, and not again when it settles): records stay in
+// ID order, so the last ID passed on is an exact place to resume (see
+// Resume).
 //
 // It returns ctx.Err() when ctx ends, the first error of src or fn, or nil
 // once q.Limit records were passed on (0: no limit) or, with q.Until set,
-// once no record before Until can appear any more. Memory is bounded by
-// the records of the last Lookback.
+// once Lookback has passed since Until and nothing is held back. Memory
+// does not grow with the log.
 func Follow(ctx context.Context, src Querier, q audit.Query, interval time.Duration, fn func(*audit.Record) error) error {
 	return follow(ctx, src, q, interval, time.Now, fn, nil)
+}
+
+// Resume is the query that goes on where a Follow of q left off, once
+// last (the ID of the last record it passed on, 0 for none) is known: to
+// follow another source of the same log without a gap or a repeat.
+func Resume(q audit.Query, last uint64) audit.Query {
+	if last > q.After {
+		q.After = last
+	}
+	return q
 }
 
 // follow is Follow with a clock and a hook called after every poll (the
@@ -62,7 +79,7 @@ func follow(ctx context.Context, src Querier, q audit.Query, interval time.Durat
 	if interval <= 0 {
 		interval = 200 * time.Millisecond
 	}
-	f := &follower{q: q, fn: fn, emitted: map[uint64]time.Time{}, held: map[uint64]heldRecord{}}
+	f := &follower{q: q, fn: fn}
 	t := time.NewTimer(interval)
 	defer t.Stop()
 	for {
@@ -74,6 +91,8 @@ func follow(ctx context.Context, src Querier, q audit.Query, interval time.Durat
 		if done || err != nil {
 			return err
 		}
+		// A slow poll (a busy store) makes the next wait longer, so a
+		// follower never takes more than about a fifth of a core.
 		t.Reset(max(interval, 4*time.Since(start)))
 		select {
 		case <-ctx.Done():
@@ -83,48 +102,36 @@ func follow(ctx context.Context, src Querier, q audit.Query, interval time.Durat
 	}
 }
 
-type heldRecord struct {
-	firstSeen time.Time // by the poll clock
-	at        time.Time // the record's Time
-}
-
 // follower is the state of one Follow.
 type follower struct {
-	q       audit.Query
-	fn      func(*audit.Record) error
-	since   time.Time // where the next poll reads from; zero before the first
-	polled  bool
-	sent    int
-	emitted map[uint64]time.Time // records passed on, with their Time, down to since
-	held    map[uint64]heldRecord
+	q    audit.Query
+	fn   func(*audit.Record) error
+	last uint64 // the ID of the last record passed on
+	sent int
+	// held is the record in flight that holds back the rest, and when
+	// Follow first saw it in flight (by the poll clock).
+	held      uint64
+	heldSince time.Time
 }
 
-// poll reads once and passes on what is new. done reports that nothing
-// more will be passed on.
+// poll reads what is new and passes it on. done reports that nothing more
+// will be passed on.
 func (f *follower) poll(ctx context.Context, src Querier, now time.Time) (done bool, err error) {
-	pq := f.q
-	pq.Limit = 0
-	if f.polled && f.since.After(pq.Since) {
-		pq.Since = f.since
-	}
-	seen := make(map[uint64]bool, len(f.held))
+	pq := Resume(f.q, f.last)
+	pq.Limit, pq.ByID = 0, true
+	held := false
 	err = src.Query(ctx, pq, func(r *audit.Record) error {
-		if _, ok := f.emitted[r.ID]; ok {
-			return nil
-		}
 		if r.Outcome == audit.Reserved {
-			h, ok := f.held[r.ID]
-			if !ok {
-				h = heldRecord{firstSeen: now, at: r.Time}
-				f.held[r.ID] = h
+			if f.held != r.ID {
+				f.held, f.heldSince = r.ID, now
 			}
-			if now.Sub(h.firstSeen) < SettleWait {
-				seen[r.ID] = true
-				return nil
+			if now.Sub(f.heldSince) < SettleWait {
+				held = true
+				return errHeld
 			}
 		}
-		delete(f.held, r.ID)
-		f.emitted[r.ID] = r.Time
+		f.held = 0
+		f.last = r.ID
 		if err := f.fn(r); err != nil {
 			return err
 		}
@@ -134,38 +141,17 @@ func (f *follower) poll(ctx context.Context, src Querier, now time.Time) (done b
 		}
 		return nil
 	})
-	if errors.Is(err, errLimit) {
+	switch {
+	case errors.Is(err, errLimit):
 		return true, nil
-	}
-	if err != nil {
+	case errors.Is(err, errHeld):
+	case err != nil:
 		return false, err
 	}
-	f.polled = true
-
-	// A held record the store no longer returns (pruned, say) must not
-	// pin the window.
-	for id := range f.held {
-		if !seen[id] {
-			delete(f.held, id)
-		}
+	if !held {
+		f.held = 0
 	}
-	// The next poll must see every record written from now on: those
-	// whose Time is at most Lookback before now, and the held ones.
-	since := now.Add(-Lookback)
-	for _, h := range f.held {
-		if h.at.Before(since) {
-			since = h.at
-		}
-	}
-	if since.After(f.since) {
-		f.since = since
-	}
-	for id, at := range f.emitted {
-		if at.Before(f.since) {
-			delete(f.emitted, id)
-		}
-	}
-	if !f.q.Until.IsZero() && !f.since.Before(f.q.Until) && len(f.held) == 0 {
+	if !f.q.Until.IsZero() && !held && !now.Before(f.q.Until.Add(Lookback)) {
 		return true, nil
 	}
 	return false, nil

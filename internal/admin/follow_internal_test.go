@@ -14,7 +14,8 @@ import (
 )
 
 // memLog is an audit log in memory that answers queries as a store does:
-// by Time, then ID. It counts the records each query reads.
+// by Time, then ID, or by ID (q.InIDOrder). It counts the records each
+// query reads.
 type memLog struct {
 	mu    sync.Mutex
 	recs  map[uint64]audit.Record
@@ -52,7 +53,7 @@ func (m *memLog) Query(ctx context.Context, q audit.Query, fn func(*audit.Record
 	m.reads += len(out)
 	m.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool {
-		if !out[i].Time.Equal(out[j].Time) {
+		if !q.InIDOrder() && !out[i].Time.Equal(out[j].Time) {
 			return out[i].Time.Before(out[j].Time)
 		}
 		return out[i].ID < out[j].ID
@@ -86,7 +87,7 @@ func TestFollower(t *testing.T) {
 	t0 := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
 	log := &memLog{}
 	var got passed
-	f := &follower{q: audit.Query{Agent: "a"}, fn: got.fn, emitted: map[uint64]time.Time{}, held: map[uint64]heldRecord{}}
+	f := &follower{q: audit.Query{Agent: "a"}, fn: got.fn}
 	poll := func(now time.Time, want ...string) {
 		t.Helper()
 		done, err := f.poll(context.Background(), log, now)
@@ -98,39 +99,43 @@ func TestFollower(t *testing.T) {
 		}
 	}
 
-	log.add(t0.Add(-time.Hour), "a", audit.Settled)   // 1: old, in the backlog
-	log.add(t0.Add(-time.Second), "a", audit.None)    // 2
-	log.add(t0.Add(-time.Second), "b", audit.None)    // 3: another agent
-	log.add(t0, "a", audit.Reserved)                  // 4: in flight
-	poll(t0, "1 settled", "2 none")                   // 4 held
-	poll(t0.Add(200 * time.Millisecond))              // nothing new, nothing again
-	log.set(4, audit.Settled)                         // settles
-	log.add(t0.Add(-50*time.Second), "a", audit.None) // 5: written late, within Lookback
-	poll(t0.Add(400*time.Millisecond), "5 none", "4 settled")
-	log.add(t0.Add(time.Second), "a", audit.Reserved) // 6: stays in flight
+	log.add(t0.Add(-time.Second), "a", audit.None)  // 1
+	log.add(t0.Add(-time.Hour), "a", audit.Settled) // 2: an older call, written later
+	log.add(t0.Add(-time.Second), "b", audit.None)  // 3: another agent
+	log.add(t0, "a", audit.Reserved)                // 4: in flight
+	log.add(t0, "a", audit.None)                    // 5: held back behind 4
+	poll(t0, "1 none", "2 settled")                 // in the order written
+	poll(t0.Add(200 * time.Millisecond))            // nothing new, nothing again
+	log.set(4, audit.Settled)                       // settles
+	log.add(t0.Add(-time.Hour), "a", audit.None)    // 6: written an hour after its call started
+	poll(t0.Add(400*time.Millisecond), "4 settled", "5 none", "6 none")
+	log.add(t0.Add(time.Second), "a", audit.Reserved) // 7: stays in flight
 	poll(t0.Add(time.Second))
 	poll(t0.Add(time.Second + SettleWait - time.Millisecond))
-	poll(t0.Add(time.Second+SettleWait), "6 reserved") // passed on as it is
-	log.set(6, audit.Settled)
+	poll(t0.Add(time.Second+SettleWait), "7 reserved") // passed on as it is
+	log.set(7, audit.Settled)
 	poll(t0.Add(4 * time.Second)) // and not again
 
-	// A record written more than Lookback after its Time is missed: the
-	// documented limit of following by time.
-	log.add(t0.Add(4*time.Second-Lookback-time.Second), "a", audit.None)
-	poll(t0.Add(5 * time.Second))
-
-	// Memory: only the records of the last Lookback are remembered, and
-	// a poll reads only those.
-	later := t0.Add(10 * time.Minute)
-	log.add(later, "a", audit.None) // 8
-	poll(later, "8 none")
-	if len(f.emitted) != 1 || len(f.held) != 0 {
-		t.Errorf("remembers %d passed and %d held records", len(f.emitted), len(f.held))
-	}
+	// A poll reads only what is new: nothing of the log before it.
+	log.add(t0.Add(5*time.Second), "a", audit.None) // 8
 	log.reads = 0
-	poll(later.Add(time.Second))
+	poll(t0.Add(5*time.Second), "8 none")
+	poll(t0.Add(6 * time.Second))
 	if log.reads != 1 {
-		t.Errorf("a poll read %d records; only record 8 is within the Lookback", log.reads)
+		t.Errorf("two polls read %d records; only record 8 is new", log.reads)
+	}
+	if f.last != 8 || f.held != 0 {
+		t.Errorf("follower stands at %d, holding %d", f.last, f.held)
+	}
+
+	// Resuming elsewhere after the last ID passed on: no gap, no repeat.
+	log.add(t0.Add(7*time.Second), "a", audit.None) // 9
+	g := &follower{q: Resume(audit.Query{Agent: "a"}, f.last), fn: got.fn}
+	if _, err := g.poll(context.Background(), log, t0.Add(7*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if p := got.take(); fmt.Sprint(p) != "[9 none]" {
+		t.Errorf("resumed after 8: passed %q", p)
 	}
 }
 
@@ -141,14 +146,14 @@ func TestFollowerLimitAndUntil(t *testing.T) {
 		log.add(t0.Add(time.Duration(i)*time.Second), "a", audit.None)
 	}
 	var got passed
-	f := &follower{q: audit.Query{Limit: 3}, fn: got.fn, emitted: map[uint64]time.Time{}, held: map[uint64]heldRecord{}}
+	f := &follower{q: audit.Query{Limit: 3}, fn: got.fn}
 	done, err := f.poll(context.Background(), log, t0)
 	if !done || err != nil || len(got) != 3 {
 		t.Errorf("limit 3: done %v, %v, passed %q", done, err, got)
 	}
 
 	got = nil
-	f = &follower{q: audit.Query{Until: t0.Add(3 * time.Second)}, fn: got.fn, emitted: map[uint64]time.Time{}, held: map[uint64]heldRecord{}}
+	f = &follower{q: audit.Query{Until: t0.Add(3 * time.Second)}, fn: got.fn}
 	for _, at := range []time.Duration{0, time.Minute, Lookback + 2*time.Second} {
 		if done, err := f.poll(context.Background(), log, t0.Add(at)); done || err != nil {
 			t.Fatalf("at %v: done %v, %v", at, done, err)

@@ -226,6 +226,12 @@ func ParseQuery(raw string) (q audit.Query, follow bool, err error) {
 				return q, false, fmt.Errorf("admin: limit %q is not a count", v)
 			}
 			q.Limit = n
+		case "after":
+			n, nerr := strconv.ParseUint(v, 10, 64)
+			if nerr != nil || strconv.FormatUint(n, 10) != v {
+				return q, false, fmt.Errorf("admin: after %q is not a record ID", v)
+			}
+			q.After = n
 		case "follow":
 			switch v {
 			case "1", "true":
@@ -235,7 +241,7 @@ func ParseQuery(raw string) (q audit.Query, follow bool, err error) {
 				return q, false, fmt.Errorf("admin: follow %q is not 1 or 0", v)
 			}
 		default:
-			return q, false, fmt.Errorf("admin: unknown parameter %q (since, until, agent, vendor, decision, customer, limit, follow)", k)
+			return q, false, fmt.Errorf("admin: unknown parameter %q (since, until, agent, vendor, decision, customer, limit, after, follow)", k)
 		}
 	}
 	return q, follow, nil
@@ -262,6 +268,9 @@ func EncodeQuery(q audit.Query, follow bool) string {
 	set("customer", q.Customer)
 	if q.Limit > 0 {
 		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	if q.After > 0 {
+		v.Set("after", strconv.FormatUint(q.After, 10))
 	}
 	if follow {
 		v.Set("follow", "1")

@@ -48,13 +48,13 @@ func (l LimitStatus) Used() int64 {
 }
 
 // OpenStatus counts the records whose money is still counted without
-// being settled: Reserved (in flight) and Unknown (the outcome was never
-// learnt; counted until someone reconciles it), among the calls made since
-// Since: the start of the UTC day before the day counted (see OpenDays).
+// being settled, whatever their day: Reserved (in flight) and Unknown (the
+// outcome was never learnt; counted until someone reconciles it).
 type OpenStatus struct {
-	Since    time.Time `json:"since"`
-	Reserved int       `json:"reserved"`
-	Unknown  int       `json:"unknown"`
+	Reserved int `json:"reserved"`
+	Unknown  int `json:"unknown"`
+	// Oldest is the Time of the oldest of them; zero when there are none.
+	Oldest time.Time `json:"oldest,omitzero"`
 	// Amounts is what they hold, per currency code, as exact decimals in
 	// major units ("12.50"). nil when they hold no money.
 	Amounts map[string]string `json:"amounts,omitempty"`
@@ -68,13 +68,10 @@ type OpenStatus struct {
 // both may be set when a last valid policy is kept while the file is
 // invalid. Without a policy Limits is empty: only the policy names them.
 //
-// It reads one counter per limit and then every record of the last
-// OpenDays UTC days, to find those still open: the store has no index of
-// them, and decoding a record costs some 10 to 30 microseconds, so reading
-// a whole 90-day log could take minutes. Older open records are not in
-// Open; their money counts against their own day's limits, not today's.
-// Per-customer limits are not listed; their keys cannot be enumerated. Any
-// store error is returned; a Status is never partial.
+// It reads one counter per limit and the store's outstanding records
+// (store.Store.Outstanding, found by index), so its cost does not grow
+// with the log. Per-customer limits are not listed; their keys cannot be
+// enumerated. Any store error is returned; a Status is never partial.
 func ComputeStatus(ctx context.Context, st store.Store, pol *policy.Policy, polErr error, day string, halted bool, revoked []string) (*Status, error) {
 	start, err := time.Parse("2006-01-02", day)
 	if err != nil || start.Format("2006-01-02") != day {
@@ -114,7 +111,7 @@ func ComputeStatus(ctx context.Context, st store.Store, pol *policy.Policy, polE
 		}
 		l.Settled, l.Pending, l.Unknown = c.Settled, c.Pending, c.Unknown
 	}
-	open, err := openReservations(ctx, st, start.AddDate(0, 0, 1-OpenDays))
+	open, err := openReservations(ctx, st)
 	if err != nil {
 		return nil, err
 	}
@@ -156,17 +153,12 @@ func limitsOf(pol *policy.Policy, day string) []LimitStatus {
 	return out
 }
 
-// OpenDays is how many UTC days, ending with the day counted, Status reads
-// for open reservations: today and yesterday.
-const OpenDays = 2
-
-// openReservations reads the records since since for those still
-// Reserved or Unknown. A reservation that holds nothing (a replay) is
-// counted but adds no money.
-func openReservations(ctx context.Context, st store.Store, since time.Time) (OpenStatus, error) {
-	o := OpenStatus{Since: since}
+// openReservations sums the records still Reserved or Unknown. A
+// reservation that holds nothing (a replay) is counted but adds no money.
+func openReservations(ctx context.Context, st store.Store) (OpenStatus, error) {
+	var o OpenStatus
 	sums := map[money.Currency]money.Amount{}
-	err := st.Query(ctx, audit.Query{Since: since}, func(r *audit.Record) error {
+	err := st.Outstanding(ctx, func(r *audit.Record) error {
 		switch r.Outcome {
 		case audit.Reserved:
 			o.Reserved++
@@ -174,6 +166,9 @@ func openReservations(ctx context.Context, st store.Store, since time.Time) (Ope
 			o.Unknown++
 		default:
 			return nil
+		}
+		if o.Oldest.IsZero() || r.Time.Before(o.Oldest) {
+			o.Oldest = r.Time
 		}
 		if len(r.Holds) == 0 || r.Reserved.Currency == "" {
 			return nil
