@@ -63,7 +63,20 @@ type Options struct {
 	// Now is the clock Prune uses to keep idempotency keys for at least
 	// 24 hours whatever its cutoff; nil means time.Now.
 	Now func() time.Time
+
+	// Linger is how long the writer, holding only completions (Complete,
+	// Resettle), waits for another operation to commit them with: an
+	// agent's next call usually reserves a few hundred microseconds after
+	// its last one completed, and then pays one fsync instead of queueing
+	// behind the completion's. Zero means DefaultLinger; negative means
+	// no wait. A completion is durable when Complete returns either way;
+	// Linger only bounds how much later it may return.
+	Linger time.Duration
 }
+
+// DefaultLinger is Options.Linger's zero value: long enough for a serial
+// caller's next Reserve to arrive, short against the call it follows.
+const DefaultLinger = time.Millisecond
 
 // Store is a store.Store in one bbolt file. It is safe for concurrent use
 // by any number of goroutines; one process at a time holds the file (bbolt
@@ -79,6 +92,7 @@ type Store struct {
 	path     string
 	readOnly bool
 	now      func() time.Time
+	linger   time.Duration // <= 0: none
 
 	// pruneMu lets one Prune run at a time: its plan, made in a read
 	// transaction, must not be taken apart by another Prune's.
@@ -97,6 +111,9 @@ type Store struct {
 	// applied by the writer.
 	commits atomic.Uint64
 	applied atomic.Uint64
+	// lingers counts the times the writer began to wait, holding only
+	// completions.
+	lingers atomic.Uint64
 }
 
 var _ store.Store = (*Store)(nil)
@@ -125,6 +142,9 @@ func Open(path string, opts *Options) (*Store, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Linger == 0 {
+		o.Linger = DefaultLinger
 	}
 	h, err := claim(path, o.ReadOnly)
 	if err != nil {
@@ -162,6 +182,7 @@ func Open(path string, opts *Options) (*Store, error) {
 		path:     path,
 		readOnly: o.ReadOnly,
 		now:      o.Now,
+		linger:   o.Linger,
 		queue:    make(chan *op, queueSize),
 		done:     make(chan struct{}),
 	}
@@ -360,6 +381,9 @@ type op struct {
 	apply func(tx *bbolt.Tx) error
 	state atomic.Uint32
 	done  chan error // buffered: the writer never blocks on a caller that left
+	// completes: the op only finishes a record (Complete, Resettle). A
+	// batch of nothing else lingers for company.
+	completes bool
 }
 
 // op states. The writer claims an op (queued -> claimed) before it applies
@@ -376,10 +400,19 @@ const (
 // applied; once the writer has claimed it, write waits for the result, so
 // a committed reservation is never reported as failed.
 func (s *Store) write(ctx context.Context, apply func(tx *bbolt.Tx) error) error {
+	return s.enqueue(ctx, &op{apply: apply, done: make(chan error, 1)})
+}
+
+// writeCompletion is write for an op that only finishes a record: the
+// writer may hold it back for Options.Linger to commit it with the next op.
+func (s *Store) writeCompletion(ctx context.Context, apply func(tx *bbolt.Tx) error) error {
+	return s.enqueue(ctx, &op{apply: apply, done: make(chan error, 1), completes: true})
+}
+
+func (s *Store) enqueue(ctx context.Context, o *op) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	o := &op{apply: apply, done: make(chan error, 1)}
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
@@ -408,28 +441,62 @@ func (s *Store) write(ctx context.Context, apply func(tx *bbolt.Tx) error) error
 }
 
 // run is the writer goroutine. It takes the first queued op, drains every op
-// already queued without waiting, and commits them in one transaction. No
-// timer: a lone op is committed at once.
+// already queued without waiting, and commits them in one transaction. A
+// batch of completions only waits up to Options.Linger for one more op
+// (then drains again); any other batch is committed at once.
 func (s *Store) run() {
 	defer close(s.done)
 	batch := make([]*op, 0, maxBatch)
+	var timer *time.Timer
 	for first := range s.queue {
 		batch = append(batch[:0], first)
-	drain:
-		for len(batch) < maxBatch {
+		open := s.drain(&batch)
+		if open && s.linger > 0 && len(batch) < maxBatch && onlyCompletions(batch) {
+			s.lingers.Add(1)
+			if timer == nil {
+				timer = time.NewTimer(s.linger)
+			} else {
+				timer.Reset(s.linger)
+			}
 			select {
 			case o, ok := <-s.queue:
-				if !ok {
-					break drain
+				if ok {
+					batch = append(batch, o)
+					s.drain(&batch)
 				}
-				batch = append(batch, o)
-			default:
-				break drain
+			case <-timer.C:
 			}
+			timer.Stop()
 		}
 		s.commit(batch)
 		clear(batch) // drop references to finished ops
 	}
+}
+
+// drain appends every op already queued to batch, up to maxBatch, without
+// waiting. It reports false when the queue is closed.
+func (s *Store) drain(batch *[]*op) bool {
+	for len(*batch) < maxBatch {
+		select {
+		case o, ok := <-s.queue:
+			if !ok {
+				return false
+			}
+			*batch = append(*batch, o)
+		default:
+			return true
+		}
+	}
+	return true
+}
+
+func onlyCompletions(batch []*op) bool {
+	for _, o := range batch {
+		if !o.completes {
+			return false
+		}
+	}
+	return true
 }
 
 // failedOp says which op of a batch returned an error.

@@ -18,10 +18,21 @@
 // then joins a queue served by a single writer goroutine. The writer takes
 // the first queued operation, drains every operation already queued without
 // waiting (at most 512), applies them in turn in one bbolt read-write
-// transaction and commits it once: one fsync for the whole batch. There is
-// no timer, so a lone call pays nothing for batching; under load the batch
-// is whatever queued while the previous commit was syncing (about 30
+// transaction and commits it once: one fsync for the whole batch. A lone
+// Reserve, Append or SetFact pays nothing for batching; under load the
+// batch is whatever queued while the previous commit was syncing (about 30
 // reservations a commit on a 2-core machine with 64 concurrent callers).
+//
+// A batch of nothing but completions (Complete, Resettle) lingers: the
+// writer waits up to Options.Linger (DefaultLinger, 1 ms) for one more
+// operation, drains the queue again and commits the lot. Completions reach
+// the store from the transport's completer goroutine, after the agent has
+// its response, and the agent's next call reserves a few hundred
+// microseconds later: without the wait that Reserve queues behind the
+// completion's fsync and a serial caller pays two fsyncs a call; with it,
+// one. Complete still returns only once its completion is committed, so
+// the wait delays the completer, never the agent, and never weakens
+// durability. Close ends a linger at once.
 //
 // Operations in a batch see each other's writes, in queue order, so two
 // reservations racing for the last unit of a limit are decided exactly as

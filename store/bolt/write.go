@@ -228,7 +228,7 @@ func (s *Store) Complete(ctx context.Context, c *store.Completion) error {
 	comp.Settled = append([]int64(nil), c.Settled...)
 
 	var result error
-	err := s.write(ctx, func(tx *bbolt.Tx) error {
+	err := s.writeCompletion(ctx, func(tx *bbolt.Tx) error {
 		var err error
 		result, err = complete(tx, &comp)
 		return err
@@ -332,7 +332,7 @@ func (s *Store) Resettle(ctx context.Context, id uint64, settled []int64, moved 
 	}
 	settled = append([]int64(nil), settled...)
 	var result error
-	err := s.write(ctx, func(tx *bbolt.Tx) error {
+	err := s.writeCompletion(ctx, func(tx *bbolt.Tx) error {
 		var err error
 		result, err = resettle(tx, id, settled, moved)
 		return err

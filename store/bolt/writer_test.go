@@ -274,3 +274,103 @@ func TestCloseFinishesQueued(t *testing.T) {
 		t.Fatalf("Counter after reopen = %+v: the reservation admitted during Close must be on disk (now unknown)", c)
 	}
 }
+
+// openLinger opens a store whose writer lingers for a minute: long enough
+// that nothing but another op (or Close) ends the wait in a test.
+func openLinger(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(filepath.Join(t.TempDir(), "keybrake.db"), &Options{Linger: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// waitLingering waits until the writer has begun its nth linger.
+func waitLingering(t *testing.T, s *Store, n uint64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for s.lingers.Load() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the writer began %d lingers, want %d", s.lingers.Load(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestCompletionRidesTheNextCommit: a serial caller's Complete, then its
+// next Reserve, cost one commit, and Complete returns only once it is
+// committed.
+func TestCompletionRidesTheNextCommit(t *testing.T) {
+	s := openLinger(t)
+	ctx := context.Background()
+	a, err := s.Reserve(ctx, &store.Reservation{Holds: []audit.Hold{{Key: "k", Limit: -1, Amount: 5}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	commits := s.commits.Load()
+	done := make(chan error, 1)
+	go func() { done <- s.Complete(ctx, &store.Completion{ID: a.ID, Outcome: audit.Settled, Settled: []int64{5}}) }()
+	waitLingering(t, s, 1)
+	select {
+	case err := <-done:
+		t.Fatalf("Complete returned %v before its commit", err)
+	default:
+	}
+	if _, err := s.Reserve(ctx, &store.Reservation{Holds: []audit.Hold{{Key: "k", Limit: -1, Amount: 5}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := s.commits.Load() - commits; got != 1 {
+		t.Fatalf("%d commits for a Complete and the Reserve after it, want 1", got)
+	}
+	if c, _ := s.Counter(ctx, "k"); c != (store.Counter{Settled: 5, Pending: 5}) {
+		t.Fatalf("Counter = %+v", c)
+	}
+}
+
+// TestLingerEnds: Close ends a linger at once, committing what it held;
+// a reservation never lingers; a negative Linger disables it.
+func TestLingerEnds(t *testing.T) {
+	t.Run("close", func(t *testing.T) {
+		s := openLinger(t)
+		ctx := context.Background()
+		a, err := s.Reserve(ctx, &store.Reservation{Holds: []audit.Hold{{Key: "k", Limit: -1, Amount: 5}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.lingers.Load() != 0 {
+			t.Fatal("the writer lingered over a reservation")
+		}
+		done := make(chan error, 1)
+		go func() { done <- s.Complete(ctx, &store.Completion{ID: a.ID, Outcome: audit.Released}) }()
+		waitLingering(t, s, 1)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("Complete during Close = %v", err)
+		}
+	})
+	t.Run("disabled", func(t *testing.T) {
+		s, err := Open(filepath.Join(t.TempDir(), "keybrake.db"), &Options{Linger: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		ctx := context.Background()
+		a, err := s.Reserve(ctx, &store.Reservation{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Complete(ctx, &store.Completion{ID: a.ID, Outcome: audit.Released}); err != nil {
+			t.Fatal(err)
+		}
+		if s.lingers.Load() != 0 {
+			t.Fatal("the writer lingered with Linger negative")
+		}
+	})
+}
