@@ -174,8 +174,8 @@ type Brake struct {
 	base      *http.Transport
 	alerts    *notify.Dispatcher // nil without a Notifier
 	admin     *admin.Server      // nil without an admin socket
-	stopPrune chan struct{}
-	pruned    chan struct{}
+	stopPrune context.CancelFunc // cancels the prune in progress, and the next ones
+	pruned    chan struct{}      // closed once the pruning goroutine has returned
 
 	closeOnce sync.Once
 	closed    chan struct{} // closed once the first Shutdown has finished
@@ -315,8 +315,11 @@ func (b *Brake) adminState() admin.State {
 }
 
 // startPruning keeps the audit log bounded: a Prune now and every hour.
+// A prune of a long log can take minutes; Shutdown cancels it rather than
+// waiting, and the store leaves what it pruned so far consistent.
 func (b *Brake) startPruning() {
-	b.stopPrune, b.pruned = make(chan struct{}), make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	b.stopPrune, b.pruned = cancel, make(chan struct{})
 	keep := b.opts.Retention
 	if keep == 0 {
 		keep = DefaultRetention
@@ -330,13 +333,14 @@ func (b *Brake) startPruning() {
 		t := time.NewTicker(time.Hour)
 		defer t.Stop()
 		for {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-			if _, err := b.store.Prune(ctx, b.opts.Clock().Add(-keep)); err != nil {
+			pctx, stop := context.WithTimeout(ctx, 10*time.Minute)
+			_, err := b.store.Prune(pctx, b.opts.Clock().Add(-keep))
+			stop()
+			if err != nil && ctx.Err() == nil {
 				b.report(fmt.Errorf("keybrake: pruning the audit log: %w", err))
 			}
-			cancel()
 			select {
-			case <-b.stopPrune:
+			case <-ctx.Done():
 				return
 			case <-t.C:
 			}
@@ -558,7 +562,7 @@ func (b *Brake) Shutdown(ctx context.Context) error {
 		b.watcher.Close()
 	}
 	if b.stopPrune != nil {
-		close(b.stopPrune)
+		b.stopPrune() // a prune in progress stops between chunks
 		<-b.pruned
 	}
 	errEnv := b.env.Close()
