@@ -2,9 +2,13 @@ package stripe
 
 import (
 	"context"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	stripego "github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/client"
 
 	"github.com/keybrake/keybrake/vendors"
 )
@@ -12,6 +16,41 @@ import (
 func BenchmarkClassify(b *testing.B) {
 	r := req("POST", "/v1/refunds", "charge=ch_3MmlLrLkdIwHu7ix0snN0B15&amount=1000&reason=requested_by_customer&metadata[order_id]=6735&metadata[agent]=refund-bot",
 		"Idempotency-Key", "1700000000_abcdef", "Stripe-Account", "acct_1032D82eZvKYlo2C")
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := (Vendor{}).Classify(r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// stripeGoRefund is the request stripe-go v76 sends for a refund of part
+// of a charge, with metadata and an idempotency key, as the transport
+// hands it to Classify. policy's BenchmarkDecideStripeRefund decides the
+// same call: the two together are the CPU of one decision.
+func stripeGoRefund(tb testing.TB) *vendors.Request {
+	tb.Helper()
+	rec := &classifying{}
+	sc := client.New("sk_test_51abcDEFghiJKLmnoPQRstu", Backends(&http.Client{Transport: rec}))
+	p := &stripego.RefundParams{Charge: stripego.String("ch_3MmlLrLkdIwHu7ix0snN0B15"), Amount: stripego.Int64(1000)}
+	p.AddMetadata("order_id", "6735")
+	p.SetIdempotencyKey("refund-6735-1")
+	if _, err := sc.Refunds.New(p); err != nil || len(rec.reqs) != 1 {
+		tb.Fatalf("stripe-go: %v, %d requests", err, len(rec.reqs))
+	}
+	if rec.errs[0] != nil {
+		tb.Fatal(rec.errs[0])
+	}
+	return rec.reqs[0]
+}
+
+// BenchmarkClassifyStripeGoRefund classifies the refund exactly as
+// stripe-go sends it: the Bearer key, stripe-go's user agent headers, its
+// encoding of metadata[order_id].
+func BenchmarkClassifyStripeGoRefund(b *testing.B) {
+	r := stripeGoRefund(b)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {

@@ -17,6 +17,7 @@ import (
 // Keybrake's transport does, and records the result.
 type classifying struct {
 	mu    sync.Mutex
+	reqs  []*vendors.Request
 	calls []*vendors.Call
 	errs  []error
 }
@@ -27,11 +28,13 @@ func (c *classifying) RoundTrip(req *http.Request) (*http.Response, error) {
 		body, _ = io.ReadAll(req.Body)
 		req.Body.Close()
 	}
-	call, err := Vendor{}.Classify(&vendors.Request{
+	r := &vendors.Request{
 		Method: req.Method, Host: req.URL.Host, Path: req.URL.EscapedPath(), Query: req.URL.RawQuery,
 		Header: req.Header.Clone(), Body: body,
-	})
+	}
+	call, err := Vendor{}.Classify(r)
 	c.mu.Lock()
+	c.reqs = append(c.reqs, r)
 	c.calls = append(c.calls, call)
 	c.errs = append(c.errs, err)
 	c.mu.Unlock()
