@@ -2,6 +2,7 @@ package vendors
 
 import (
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -14,13 +15,21 @@ import (
 // RedactSecrets, so a Stripe key pasted into a Resend email's subject is
 // masked too.
 
-// secretFormats is the union of the formats registered, as one expression
-// (nil before the first registration).
+// secretFormats is the union of the formats registered (nil before the
+// first registration).
 var (
 	secretMu      sync.Mutex
 	secretSources = map[string]bool{}
-	secretFormats atomic.Pointer[regexp.Regexp]
+	secretFormats atomic.Pointer[secretSet]
 )
+
+// secretSet is the formats registered, as one expression, and clues: the
+// literals one of which every match of it holds (nil when some format
+// promises none, and every text is then scanned).
+type secretSet struct {
+	re    *regexp.Regexp
+	clues []string
+}
 
 // RedactSecrets adds credential formats (regular expressions, matched as
 // whole words) that RedactText replaces with "[redacted]" from now on,
@@ -44,19 +53,53 @@ func RedactSecrets(formats ...string) {
 	if !added {
 		return
 	}
-	all := make([]string, 0, len(secretSources))
-	for f := range secretSources {
+	secretFormats.Store(&secretSet{re: secretExpression(secretSources), clues: formatClues(secretSources)})
+}
+
+// secretExpression is the union of the formats as one expression.
+func secretExpression(sources map[string]bool) *regexp.Regexp {
+	all := make([]string, 0, len(sources))
+	for f := range sources {
 		all = append(all, "(?:"+f+")")
 	}
 	// Longest alternatives first would matter only for overlapping
 	// formats; sorting keeps the expression the same for the same set.
 	sort.Strings(all)
-	secretFormats.Store(regexp.MustCompile(`\b(?:` + strings.Join(all, "|") + `)\b`))
+	return regexp.MustCompile(`\b(?:` + strings.Join(all, "|") + `)\b`)
 }
 
-// digitRun finds runs of 13 to 19 digits, spaces or dashes allowed between
-// them, that may be card numbers.
-var digitRun = regexp.MustCompile(`\d(?:[ -]?\d){12,18}`)
+// formatClues gathers the clues of every format; nil when one has none.
+func formatClues(sources map[string]bool) []string {
+	var all []string
+	for f := range sources {
+		cs := clues(f)
+		if cs == nil {
+			return nil
+		}
+		all = append(all, cs...)
+	}
+	sort.Strings(all)
+	return slices.Compact(all)
+}
+
+// redact replaces every credential in text.
+func (s *secretSet) redact(text string) string {
+	if s.clues != nil && !containsAny(text, s.clues) {
+		// No match is possible: most parameters hold no credential,
+		// and the expression would scan and copy every one of them.
+		return text
+	}
+	return s.re.ReplaceAllString(text, "[redacted]")
+}
+
+func containsAny(s string, subs []string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}
 
 // sensitiveKeys are parameter names whose values are never kept: card
 // security codes (PCI DSS forbids storing them), secrets and tokens.
@@ -75,12 +118,13 @@ func RedactParam(key, value string) (redacted string, keep bool) {
 }
 
 // RedactText masks credentials (every format registered with
-// RedactSecrets) and card numbers in free text.
+// RedactSecrets) and card numbers in free text. It returns s itself when
+// there is nothing to mask.
 func RedactText(s string) string {
-	if re := secretFormats.Load(); re != nil {
-		s = re.ReplaceAllString(s, "[redacted]")
+	if set := secretFormats.Load(); set != nil {
+		s = set.redact(s)
 	}
-	return digitRun.ReplaceAllStringFunc(s, maskPAN)
+	return maskPANs(s)
 }
 
 // sensitiveName reports whether the last name in a parameter key
@@ -98,19 +142,74 @@ func sensitiveName(key string) bool {
 	return false
 }
 
-// maskPAN masks a digit run that passes the Luhn check, keeping the first
-// six and last four digits, as PCI DSS allows.
-func maskPAN(run string) string {
-	d := make([]byte, 0, len(run))
+// maskPANs masks every card number in s: each run of 13 to 19 digits,
+// single spaces or dashes allowed between them, that passes the Luhn
+// check, keeping its first six and last four digits, as PCI DSS allows. A
+// run is read from its first digit as far as it goes, up to 19 digits, and
+// masked or kept whole; the next run starts after it. One pass, and no
+// copy of a text that holds none.
+func maskPANs(s string) string {
+	var out []byte // nil until a number is masked
+	kept := 0      // s[:kept] is in out
+	for i := 0; i < len(s); {
+		if !isDigit(s[i]) {
+			i++
+			continue
+		}
+		end, digits := digitRun(s, i)
+		if digits >= 13 {
+			if masked, ok := maskPAN(s[i:end]); ok {
+				out = append(append(out, s[kept:i]...), masked...)
+				kept = end
+			}
+		}
+		i = end
+	}
+	if out == nil {
+		return s
+	}
+	return string(append(out, s[kept:]...))
+}
+
+// digitRun reads the digit run starting at s[i], a digit: it ends where
+// neither a digit nor a space or dash followed by a digit comes next, or
+// at its 19th digit.
+func digitRun(s string, i int) (end, digits int) {
+	end, digits = i+1, 1
+	for digits < 19 {
+		switch {
+		case end < len(s) && isDigit(s[end]):
+			end++
+		case end+1 < len(s) && (s[end] == ' ' || s[end] == '-') && isDigit(s[end+1]):
+			end += 2
+		default:
+			return end, digits
+		}
+		digits++
+	}
+	return end, digits
+}
+
+func isDigit(b byte) bool { return '0' <= b && b <= '9' }
+
+// maskPAN masks a digit run of 13 to 19 digits that passes the Luhn
+// check; ok is false for one that does not.
+func maskPAN(run string) (masked []byte, ok bool) {
+	var buf [19]byte
+	d := buf[:0]
 	for i := 0; i < len(run); i++ {
-		if run[i] >= '0' && run[i] <= '9' {
+		if isDigit(run[i]) {
 			d = append(d, run[i])
 		}
 	}
 	if len(d) < 13 || len(d) > 19 || !luhn(d) {
-		return run
+		return nil, false
 	}
-	return string(d[:6]) + strings.Repeat("*", len(d)-10) + string(d[len(d)-4:])
+	masked = append(masked, d[:6]...)
+	for range len(d) - 10 {
+		masked = append(masked, '*')
+	}
+	return append(masked, d[len(d)-4:]...), true
 }
 
 func luhn(d []byte) bool {
