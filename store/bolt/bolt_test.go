@@ -383,8 +383,12 @@ func TestRecordsThatWouldNotReadBackAreRefused(t *testing.T) {
 	usd := money.Amount{Micros: 5_000_000, Currency: "USD"}
 	eur := money.Amount{Micros: 5_000_000, Currency: "EUR"}
 	tests := map[string]audit.Record{
-		"two currencies":   {Amount: usd, Reserved: eur},
-		"unknown currency": {Amount: money.Amount{Micros: 1, Currency: "ZZZ"}},
+		"two currencies":        {Amount: usd, Reserved: eur},
+		"unknown currency":      {Amount: money.Amount{Micros: 1, Currency: "ZZZ"}},
+		"no currency":           {Settled: money.Amount{Micros: 1}},
+		"not UTF-8":             {Agent: "refund\xffbot"},
+		"a parameter not UTF-8": {Params: map[string]string{"charge": "ch_\xc3"}},
+		"year 10000":            {Time: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)},
 	}
 	for name, rec := range tests {
 		t.Run(name, func(t *testing.T) {

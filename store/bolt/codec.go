@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"reflect"
 	"time"
+	"unicode/utf8"
 
 	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/money"
@@ -173,46 +173,52 @@ func decodeRecord(id uint64, b []byte) (*audit.Record, error) {
 	return r, nil
 }
 
-// checkEncodable refuses a record whose JSON form would not read back as
-// the same record, so that the audit log never silently loses what a call
-// held or moved. audit.Record's JSON form is known to keep time only as UTC
-// without the monotonic reading, durations to the microsecond, zero amounts
-// without their currency and empty maps and slices as nil; those are
-// compared after normalising. Anything else that differs (an amount whose
-// currency differs from Amount's or that has a currency while Amount has
-// none, a currency the money package does not know, a negative duration) is
-// refused.
-//
-// It returns the encoded record.
-func checkEncodable(r *audit.Record) ([]byte, error) {
-	b, err := encodeRecord(r)
-	if err != nil {
-		return nil, fmt.Errorf("store/bolt: record cannot be stored: %w", err)
-	}
-	var back audit.Record
-	if err := json.Unmarshal(b, &back); err != nil {
-		return nil, fmt.Errorf("store/bolt: record cannot be read back: %w", err)
-	}
-	want, got := normalize(*r), normalize(back)
-	if !reflect.DeepEqual(want, got) {
-		return nil, fmt.Errorf("store/bolt: record would not read back as written (an amount with a currency other than Amount's?):\n wrote %+v\n  read %+v", want, got)
-	}
-	return b, nil
-}
-
-func normalize(r audit.Record) audit.Record {
-	r.Time = r.Time.Round(0).UTC()
-	r.Duration = time.Duration(r.Duration.Microseconds()) * time.Microsecond
-	for _, a := range []*money.Amount{&r.Amount, &r.Reserved, &r.Settled} {
-		if a.Micros == 0 {
-			a.Currency = ""
+// checkEncodable refuses a record that audit.Record's JSON form, the
+// form of every dump and of the audit log, cannot hold as written, so that
+// the store never keeps a record its own log would show otherwise. That
+// form keeps time only as UTC without the monotonic reading, durations to
+// the microsecond, zero amounts without their currency and empty maps and
+// slices as nil, which the store's reads give too. What it cannot hold at
+// all is checked here, without encoding: an amount with a currency other
+// than the record's, or a nonzero one without any; a currency the money
+// package does not know; text that is not UTF-8 (JSON would replace the
+// bytes); a year outside 0 to 9999. (Every write records a negative
+// duration as zero before it gets here.)
+func checkEncodable(r *audit.Record) error {
+	var cur money.Currency
+	for _, a := range [...]money.Amount{r.Amount, r.Reserved, r.Settled} {
+		switch {
+		case a.Currency == "" && a.Micros != 0:
+			return fmt.Errorf("store/bolt: record has an amount without a currency: %d micros", a.Micros)
+		case a.Currency == "":
+		case cur != "" && a.Currency != cur:
+			return fmt.Errorf("store/bolt: record mixes %s and %s (an amount with a currency other than Amount's?)", cur, a.Currency)
+		default:
+			if _, ok := a.Currency.Exponent(); !ok {
+				return fmt.Errorf("store/bolt: record has an unknown currency %q", a.Currency)
+			}
+			cur = a.Currency
 		}
 	}
-	if len(r.Params) == 0 {
-		r.Params = nil
+	if y := r.Time.UTC().Year(); y < 0 || y > 9999 {
+		return fmt.Errorf("store/bolt: record's time %v is outside the years 0 to 9999", r.Time)
 	}
-	if len(r.Holds) == 0 {
-		r.Holds = nil
+	for _, t := range [...]string{r.Agent, r.Vendor, r.Method, r.Host, r.Path, r.Operation, r.Event, string(r.Decision),
+		r.Code, r.Rule, r.Reason, r.IdempotencyKey, r.KeyID, r.Customer, r.Account, string(r.Outcome), r.Object, r.Lookup,
+		r.RequestID, r.PolicyHash, r.PrevHash} {
+		if !utf8.ValidString(t) {
+			return fmt.Errorf("store/bolt: record holds text that is not UTF-8: %q", t)
+		}
 	}
-	return r
+	for k, v := range r.Params {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return fmt.Errorf("store/bolt: record holds a parameter that is not UTF-8: %q=%q", k, v)
+		}
+	}
+	for _, h := range r.Holds {
+		if !utf8.ValidString(h.Key) || !utf8.ValidString(h.Unit) {
+			return fmt.Errorf("store/bolt: record holds a hold that is not UTF-8: %q, %q", h.Key, h.Unit)
+		}
+	}
+	return nil
 }

@@ -54,7 +54,7 @@ func (s *Store) Reserve(ctx context.Context, r *store.Reservation) (store.Admiss
 	rec := r.Record
 	rec.Holds = nil
 	rec.Duration = max(rec.Duration, 0)
-	if _, err := checkEncodable(&rec); err != nil {
+	if err := checkEncodable(&rec); err != nil {
 		return store.Admission{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	holds := make([]audit.Hold, len(r.Holds))
@@ -293,12 +293,7 @@ func complete(tx *bbolt.Tx, c *store.Completion) (result, err error) {
 			r.PolicyHash = f.Policy
 		}
 	}
-	prev, err := stamp(tx, r)
-	if err != nil {
-		return nil, err
-	}
-	encoded, err := checkEncodable(r)
-	if err != nil {
+	if err := checkEncodable(r); err != nil {
 		return fmt.Errorf("%w: completion of record %d: %w", ErrInvalid, c.ID, err), nil
 	}
 
@@ -320,7 +315,7 @@ func complete(tx *bbolt.Tx, c *store.Completion) (result, err error) {
 	if err := pending.Delete(u64(c.ID)); err != nil {
 		return nil, err
 	}
-	return nil, appendEntry(tx, r.ID, prev, encoded)
+	return nil, putRecord(tx, r)
 }
 
 // Resettle implements store.Store.
@@ -366,12 +361,7 @@ func resettle(tx *bbolt.Tx, id uint64, settled []int64, moved money.Amount) (res
 	}
 	r.Settled = moved
 	r.Estimated = false
-	prev, err := stamp(tx, r)
-	if err != nil {
-		return nil, err
-	}
-	encoded, err := checkEncodable(r)
-	if err != nil {
+	if err := checkEncodable(r); err != nil {
 		return fmt.Errorf("%w: resettling record %d: %w", ErrInvalid, id, err), nil
 	}
 	for i, h := range r.Holds {
@@ -387,7 +377,7 @@ func resettle(tx *bbolt.Tx, id uint64, settled []int64, moved money.Amount) (res
 			return nil, fmt.Errorf("resettling record %d: %w", id, err)
 		}
 	}
-	return nil, appendEntry(tx, r.ID, prev, encoded)
+	return nil, putRecord(tx, r)
 }
 
 // Append implements store.Store. It does not modify *r.
@@ -410,7 +400,7 @@ func (s *Store) Append(ctx context.Context, r *audit.Record) (uint64, error) {
 		rec.Outcome = audit.None
 	}
 	rec.Duration = max(rec.Duration, 0)
-	if _, err := checkEncodable(&rec); err != nil {
+	if err := checkEncodable(&rec); err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	var id uint64

@@ -311,7 +311,9 @@ func TestCompletionRidesTheNextCommit(t *testing.T) {
 	}
 	commits := s.commits.Load()
 	done := make(chan error, 1)
-	go func() { done <- s.Complete(ctx, &store.Completion{ID: a.ID, Outcome: audit.Settled, Settled: []int64{5}}) }()
+	go func() {
+		done <- s.Complete(ctx, &store.Completion{ID: a.ID, Outcome: audit.Settled, Settled: []int64{5}})
+	}()
 	waitLingering(t, s, 1)
 	select {
 	case err := <-done:
