@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -35,7 +36,7 @@ type filters struct {
 
 func filterFlags(fs *pflag.FlagSet, defSince string) *filters {
 	f := &filters{}
-	fs.StringVar(&f.since, "since", defSince, "from this `time`: a duration before now (90s, 5m, 1h30m) or RFC 3339")
+	fs.StringVar(&f.since, "since", defSince, "from this `time`: a duration before now (90s, 5m, 1h30m, 1d, 2w), today, yesterday or RFC 3339")
 	fs.StringVar(&f.until, "until", "", "before this `time`, as --since")
 	fs.StringVar(&f.agent, "agent", "", "only this `agent`")
 	fs.StringVar(&f.vendor, "vendor", "", "only this `vendor` ("+vendorNames()+")")
@@ -73,6 +74,7 @@ func newAuditCmd(e *env, g *globals) *cobra.Command {
 		limit      int
 		format     string
 		followFlag bool
+		tail       int
 	)
 	cmd := &cobra.Command{
 		Use:   "audit",
@@ -83,7 +85,8 @@ While the agent runs, its Brake answers on FILE.sock; otherwise the file is
 read directly. Durations mean "before now": --since 90s is the last 90
 seconds. jsonl is the audit log's own form, one record a line; csv has a
 header and the main fields; table is for a terminal (times in UTC).
-With --follow, new records are printed as they appear until interrupted.
+With --follow, the last 20 records (-n) or those since --since are printed,
+then new ones as they appear, in the order written, until interrupted.
 
 Also: 'keybrake audit summary' (the incident on one screen) and
 'keybrake audit verify' (is the log intact?).`,
@@ -96,11 +99,24 @@ Also: 'keybrake audit summary' (the incident on one screen) and
 			if err != nil {
 				return misuse(cmd, "%v", err)
 			}
+			if tail < 0 {
+				return misuse(cmd, "-n %d: want a count of records", tail)
+			}
 			if limit < 0 {
 				return misuse(cmd, "--limit %d: want a count, 0 for all", limit)
 			}
 			q.Limit = limit
-			p, ok := newPrinter(format, e.stdout, terminalWidth(e), followFlag)
+			sc, err := g.screen(cmd, e)
+			if err != nil {
+				return err
+			}
+			if format == "" {
+				format = "jsonl"
+				if sc.tty {
+					format = "table"
+				}
+			}
+			p, ok := newPrinter(format, e.stdout, sc, followFlag)
 			if !ok {
 				return misuse(cmd, "--format %q: want %s", format, strings.Join(formats, ", "))
 			}
@@ -108,6 +124,17 @@ Also: 'keybrake audit summary' (the incident on one screen) and
 			if followFlag {
 				ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 				defer stop()
+				if f.since == "" {
+					// Not the whole log: the last `tail` records, then what comes.
+					err := withSource(g.db, nil, func(src source) error {
+						var err error
+						q.After, err = tailStart(ctx, src, q, tail, time.Now())
+						return err
+					})
+					if err != nil {
+						return err
+					}
+				}
 				note := func(s string) { fmt.Fprintf(e.stderr, "keybrake: %s\n", s) }
 				err := follow(ctx, g.db, q, note, p.print)
 				if ferr := p.flush(); err == nil {
@@ -127,8 +154,65 @@ Also: 'keybrake audit summary' (the incident on one screen) and
 	fs := cmd.Flags()
 	f = filterFlags(fs, "")
 	fs.IntVar(&limit, "limit", 0, "at most this many records (0: all)")
-	fs.StringVar(&format, "format", "table", "table, jsonl or csv")
+	fs.StringVar(&format, "format", "", "table, jsonl or csv (default: table on a terminal, jsonl when piped)")
 	fs.BoolVar(&followFlag, "follow", false, "keep printing new records as they appear")
+	fs.IntVarP(&tail, "lines", "n", 20, "with --follow and no --since: start with the last `N` records (0: only new ones)")
 	cmd.AddCommand(newAuditSummaryCmd(e, g), newAuditVerifyCmd(e, g))
 	return cmd
+}
+
+// tailWindows are the windows, before now, tailStart looks in for the last
+// records: each read costs what the window holds, and the first that holds
+// enough ends the search, so finding the last records of a long log never
+// reads the whole of it.
+var tailWindows = []time.Duration{time.Minute, time.Hour, 24 * time.Hour, 7 * 24 * time.Hour, 0}
+
+// tailStart is where a follow of q starts so that it begins with the last
+// n records q selects: the After that makes its first read return them
+// (and anything written since). 0 means from the start: the log holds
+// fewer.
+func tailStart(ctx context.Context, src source, q audit.Query, n int, now time.Time) (uint64, error) {
+	if n == 0 {
+		// Only new records: start after the newest.
+		n = 1
+		after, err := tailStart(ctx, src, q, n, now)
+		if err != nil || after == 0 {
+			return after, err
+		}
+		return newest(ctx, src, q, after)
+	}
+	for _, w := range tailWindows {
+		wq := q
+		wq.Limit = 0
+		if w > 0 {
+			wq.Since = now.Add(-w)
+		}
+		var ids []uint64
+		err := src.Query(ctx, wq, func(r *audit.Record) error {
+			ids = append(ids, r.ID)
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
+		if len(ids) < n && w > 0 {
+			continue
+		}
+		if len(ids) <= n {
+			return 0, nil
+		}
+		slices.Sort(ids)
+		return ids[len(ids)-n-1], nil
+	}
+	return 0, nil
+}
+
+// newest is the ID of the newest record q selects after after.
+func newest(ctx context.Context, src source, q audit.Query, after uint64) (uint64, error) {
+	q.After, q.Limit = after, 0
+	err := src.Query(ctx, q, func(r *audit.Record) error {
+		after = max(after, r.ID)
+		return nil
+	})
+	return after, err
 }

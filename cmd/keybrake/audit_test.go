@@ -241,7 +241,7 @@ func TestAuditCSV(t *testing.T) {
 
 func TestAuditTable(t *testing.T) {
 	d := newLogDB(t)
-	out, errs, code := keybrake(t, []string{"COLUMNS=140"}, "audit", "--db", d.path, "--since", "5m")
+	out, errs, code := keybrake(t, []string{"COLUMNS=140"}, "audit", "--db", d.path, "--since", "5m", "--format", "table")
 	if code != 0 {
 		t.Fatalf("audit: %d %q", code, errs)
 	}
@@ -281,7 +281,7 @@ func TestAuditTable(t *testing.T) {
 		t.Errorf("capped row %q", capped)
 	}
 	// Narrower, the text columns give way; amounts never do.
-	out, _, _ = keybrake(t, []string{"COLUMNS=120"}, "audit", "--db", d.path, "--since", "5m")
+	out, _, _ = keybrake(t, []string{"COLUMNS=120"}, "audit", "--db", d.path, "--since", "5m", "--format", "table")
 	for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
 		if utf8.RuneCountInString(l) > 120 {
 			t.Errorf("line of %d runes in 120 columns: %q", utf8.RuneCountInString(l), l)
@@ -291,7 +291,7 @@ func TestAuditTable(t *testing.T) {
 		t.Errorf("amounts cut in 120 columns:\n%s", out)
 	}
 	// Into a pipe without $COLUMNS, reasons are whole.
-	out, _, _ = keybrake(t, nil, "audit", "--db", d.path, "--decision", "capped")
+	out, _, _ = keybrake(t, nil, "audit", "--db", d.path, "--decision", "capped", "--format", "table")
 	if !strings.Contains(out, "over its daily cap of 500.00 USD;  [31mred [0m") {
 		t.Errorf("whole reason:\n%s", out)
 	}
@@ -304,7 +304,9 @@ func TestAuditMisuse(t *testing.T) {
 		says string
 	}{
 		{[]string{"--format", "xml"}, `--format "xml": want table, jsonl, csv`},
-		{[]string{"--since", "yesterday"}, `--since "yesterday": want a duration`},
+		{[]string{"--since", "last tuesday"}, `--since "last tuesday": want a duration`},
+		{[]string{"--since", "3 fortnights"}, `--since "3 fortnights": want a duration`},
+		{[]string{"-n", "-1", "--follow"}, `-n -1: want a count`},
 		{[]string{"--since", "-5m"}, "without a sign"},
 		{[]string{"--since", "1m", "--until", "5m"}, "is not before --until"},
 		{[]string{"--decision", "maybe"}, `--decision "maybe"`},
@@ -732,7 +734,7 @@ func TestFollowTableWithLimit(t *testing.T) {
 	// Streaming, a table cannot size its columns from the rows: it uses
 	// their maxima, narrowed to the terminal, and ends after --limit.
 	start := time.Now()
-	out, errs, code := keybrake(t, []string{"COLUMNS=130"}, "audit", "--db", d.path, "--follow", "--limit", "2", "--since", "5m")
+	out, errs, code := keybrake(t, []string{"COLUMNS=130"}, "audit", "--db", d.path, "--follow", "--limit", "2", "--since", "5m", "--format", "table")
 	if code != 0 || time.Since(start) > 3*time.Second {
 		t.Fatalf("follow --limit 2: %d after %v: %q", code, time.Since(start), errs)
 	}
@@ -770,4 +772,38 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+func TestFollowStartsWithTheLastRecords(t *testing.T) {
+	d := newLogDB(t)
+	ids := func(out string) []uint64 {
+		var got []uint64
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			var r struct {
+				ID uint64 `json:"id"`
+			}
+			if err := json.Unmarshal([]byte(l), &r); err != nil {
+				t.Fatalf("%v: %q", err, l)
+			}
+			got = append(got, r.ID)
+		}
+		return got
+	}
+	// No --since: the last -n records written (20 by default: all 8
+	// here; record 8 was written last, for a call that started long
+	// before), in the order written, then what comes (--limit ends it).
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-n", "3", "--limit", "3"}, "[6 7 8]"},
+		{[]string{"--limit", "7"}, "[1 2 3 4 5 6 7]"},
+		{[]string{"-n", "2", "--limit", "2", "--agent", "refund-bot"}, "[5 8]"},
+	} {
+		args := append([]string{"audit", "--db", d.path, "--follow"}, tt.args...)
+		out, errs, code := keybrake(t, nil, args...)
+		if got := fmt.Sprint(ids(out)); code != 0 || got != tt.want {
+			t.Errorf("%v: %d %s, want %s (%s)", tt.args, code, got, tt.want, errs)
+		}
+	}
 }

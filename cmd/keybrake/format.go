@@ -4,7 +4,6 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -12,12 +11,23 @@ import (
 
 	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/money"
+	"github.com/keybrake/keybrake/policy"
 )
 
-// parseWhen reads --since and --until: a Go duration (90s, 5m, 1h30m)
-// meaning that long before now, or an RFC 3339 time.
+// parseWhen reads --since and --until: a duration meaning that long before
+// now (a Go duration such as 90s, 5m or 1h30m; days and weeks: 1d, 7d,
+// 2w, 1d12h; or words: "10 minutes", "2 days"), today or yesterday (the
+// start of that UTC day), or an RFC 3339 time.
 func parseWhen(flagName, s string, now time.Time) (time.Time, error) {
-	if d, err := time.ParseDuration(s); err == nil {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "today":
+		return startOfDay(now), nil
+	case "yesterday":
+		return startOfDay(now).AddDate(0, 0, -1), nil
+	case "now":
+		return now, nil
+	}
+	if d, ok := parseAgo(s); ok {
 		if d < 0 {
 			return time.Time{}, fmt.Errorf("--%s %s: a duration means that long before now; give it without a sign", flagName, s)
 		}
@@ -26,7 +36,66 @@ func parseWhen(flagName, s string, now time.Time) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
 		return t, nil
 	}
-	return time.Time{}, fmt.Errorf("--%s %q: want a duration before now (90s, 5m, 1h30m) or an RFC 3339 time (2026-01-02T15:04:05Z)", flagName, s)
+	return time.Time{}, fmt.Errorf("--%s %q: want a duration before now (90s, 5m, 1h30m, 1d, 2w, \"10 minutes\"), today, yesterday or an RFC 3339 time (2026-01-02T15:04:05Z)", flagName, s)
+}
+
+func startOfDay(t time.Time) time.Time {
+	y, m, d := t.UTC().Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+}
+
+// units are the words parseAgo takes after a number, and what they mean.
+var units = map[string]time.Duration{
+	"s": time.Second, "sec": time.Second, "secs": time.Second, "second": time.Second, "seconds": time.Second,
+	"m": time.Minute, "min": time.Minute, "mins": time.Minute, "minute": time.Minute, "minutes": time.Minute,
+	"h": time.Hour, "hour": time.Hour, "hours": time.Hour,
+	"d": 24 * time.Hour, "day": 24 * time.Hour, "days": 24 * time.Hour,
+	"w": 7 * 24 * time.Hour, "week": 7 * 24 * time.Hour, "weeks": 7 * 24 * time.Hour,
+}
+
+// parseAgo reads a duration: Go's own form, or days and weeks before one
+// ("1d", "2w", "1d12h"), or a number and a word ("10 minutes").
+func parseAgo(s string) (time.Duration, bool) {
+	if d, err := time.ParseDuration(s); err == nil {
+		return d, true
+	}
+	if n, word, ok := strings.Cut(strings.TrimSpace(s), " "); ok {
+		k, err := strconv.ParseInt(n, 10, 32)
+		u, known := units[strings.ToLower(strings.TrimSpace(word))]
+		if err != nil || !known {
+			return 0, false
+		}
+		return time.Duration(k) * u, true
+	}
+	// Leading days and weeks, then anything Go reads.
+	var total time.Duration
+	rest := s
+	for rest != "" {
+		i := 0
+		for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
+			i++
+		}
+		if i == 0 || i == len(rest) || (rest[i] != 'd' && rest[i] != 'w') {
+			break
+		}
+		k, err := strconv.ParseInt(rest[:i], 10, 32)
+		if err != nil {
+			return 0, false
+		}
+		total += time.Duration(k) * units[rest[i:i+1]]
+		rest = rest[i+1:]
+	}
+	if rest == s {
+		return 0, false
+	}
+	if rest != "" {
+		d, err := time.ParseDuration(rest)
+		if err != nil {
+			return 0, false
+		}
+		total += d
+	}
+	return total, true
 }
 
 // printer writes records in one --format.
@@ -42,14 +111,14 @@ var formats = []string{"table", "jsonl", "csv"}
 // newPrinter returns the printer of format; streaming means records keep
 // coming (--follow), so a table cannot wait for all of them to size its
 // columns.
-func newPrinter(format string, w io.Writer, width int, streaming bool) (printer, bool) {
+func newPrinter(format string, w io.Writer, sc screen, streaming bool) (printer, bool) {
 	switch format {
 	case "jsonl":
 		return &jsonlPrinter{jl: audit.NewJSONLines(w), each: streaming}, true
 	case "csv":
 		return newCSVPrinter(w, streaming), true
 	case "table":
-		return newTable(w, width, streaming, recordColumns), true
+		return newTable(w, sc, streaming, recordColumns), true
 	}
 	return nil, false
 }
@@ -163,14 +232,30 @@ type column struct {
 	min   int  // narrowest it gets to fit the terminal; 0: never narrowed
 	right bool // numbers align right
 	whole bool // never cut (amounts): a wider cell pushes the rest of its row
+	// drop is when the column goes on a terminal too narrow for the
+	// columns at their narrowest: 1 first, then 2, ...; 0 never.
+	drop int
+	// color, when set, is the colour of a cell (on a terminal that takes
+	// colour); "" for none.
+	color func(cell string) string
 }
 
-// recordColumns are the table's columns. Amounts are never cut: a cut
-// amount is a wrong amount.
+// recordColumns are the table's columns. On a narrow terminal the call,
+// the agent and the decision narrow first, then the ID, the time, the outcome, the
+// agent and the call go, in that order: the decision, the amount and the
+// reason are what an on-call reads, and stay. Amounts are never cut: a
+// cut amount is a wrong amount.
 var recordColumns = []column{
-	{name: "TIME (UTC)", max: 19}, {name: "ID", max: 10, right: true, whole: true}, {name: "AGENT", max: 20, min: 8},
-	{name: "CALL", max: 48, min: 16}, {name: "DECISION", max: 18, min: 8},
-	{name: "AMOUNT", max: 18, right: true, whole: true}, {name: "OUTCOME", max: 28, whole: true}, {name: "REASON", min: 20},
+	{name: "TIME (UTC)", max: 19, drop: 2}, {name: "ID", max: 10, right: true, whole: true, drop: 1},
+	{name: "AGENT", max: 20, min: 8, drop: 4}, {name: "CALL", max: 48, min: 16, drop: 5},
+	{name: "DECISION", max: 18, min: 14, color: colorOfDecision},
+	{name: "AMOUNT", max: 16, right: true, whole: true}, {name: "OUTCOME", max: 24, whole: true, drop: 3}, {name: "REASON", min: 20},
+}
+
+// colorOfDecision colours a DECISION cell ("capped 402") by its decision.
+func colorOfDecision(cell string) string {
+	d, _, _ := strings.Cut(cell, " ")
+	return decisionColor(policy.Decision(d))
 }
 
 func recordRow(r *audit.Record) []string {
@@ -206,16 +291,17 @@ func recordRow(r *audit.Record) []string {
 // are cut with "~"; the last column fills the width, when one is set.
 type table struct {
 	w         io.Writer
-	width     int // of the terminal; 0: no limit
+	width     int  // of the terminal; 0: no limit
+	color     bool // colour the cells of columns that have a colour
 	streaming bool
 	cols      []column
-	widths    []int
+	widths    []int // -1: the column is dropped
 	rows      [][]string
 	started   bool
 }
 
-func newTable(w io.Writer, width int, streaming bool, cols []column) *table {
-	return &table{w: w, width: width, streaming: streaming, cols: cols}
+func newTable(w io.Writer, sc screen, streaming bool, cols []column) *table {
+	return &table{w: w, width: sc.width, color: sc.color, streaming: streaming, cols: cols}
 }
 
 func (t *table) print(r *audit.Record) error { return t.row(recordRow(r)) }
@@ -230,11 +316,11 @@ func (t *table) row(cells []string) error {
 	}
 	if !t.started {
 		t.size(nil)
-		if err := t.line(t.header()); err != nil {
+		if err := t.line(t.header(), true); err != nil {
 			return err
 		}
 	}
-	return t.line(cells)
+	return t.line(cells, false)
 }
 
 func (t *table) header() []string {
@@ -271,7 +357,9 @@ func (t *table) size(rows [][]string) {
 	for {
 		total := t.cols[last].min
 		for i := range last {
-			total += t.widths[i] + 2
+			if t.widths[i] >= 0 {
+				total += t.widths[i] + 2
+			}
 		}
 		if total <= t.width {
 			return
@@ -284,18 +372,33 @@ func (t *table) size(rows [][]string) {
 				widest = i
 			}
 		}
-		if widest < 0 {
-			return // as narrow as it gets: the terminal wraps
+		if widest >= 0 {
+			t.widths[widest]--
+			continue
 		}
-		t.widths[widest]--
+		// As narrow as the columns get: drop the next one.
+		next := -1
+		for i := range last {
+			if d := t.cols[i].drop; d > 0 && t.widths[i] >= 0 && (next < 0 || d < t.cols[next].drop) {
+				next = i
+			}
+		}
+		if next < 0 {
+			return // only what must stay is left: the terminal wraps
+		}
+		t.widths[next] = -1
 	}
 }
 
-func (t *table) line(cells []string) error {
+// line writes one row; a header is never coloured.
+func (t *table) line(cells []string, header bool) error {
 	var b strings.Builder
 	used := 0
 	for i, c := range cells {
 		w := t.widths[i]
+		if w < 0 {
+			continue
+		}
 		last := i == len(cells)-1
 		if last {
 			w = utf8.RuneCountInString(c)
@@ -308,6 +411,11 @@ func (t *table) line(cells []string) error {
 		}
 		w = max(w, utf8.RuneCountInString(c))
 		pad := strings.Repeat(" ", w-utf8.RuneCountInString(c))
+		if paint := t.cols[i].color; t.color && paint != nil && !header {
+			if code := paint(c); code != "" {
+				c = code + c + ansiReset
+			}
+		}
 		switch {
 		case last:
 			b.WriteString(c)
@@ -327,11 +435,11 @@ func (t *table) flush() error {
 		return nil
 	}
 	t.size(t.rows)
-	if err := t.line(t.header()); err != nil {
+	if err := t.line(t.header(), true); err != nil {
 		return err
 	}
 	for _, r := range t.rows {
-		if err := t.line(r); err != nil {
+		if err := t.line(r, false); err != nil {
 			return err
 		}
 	}
@@ -361,18 +469,4 @@ func printable(s string) string {
 		}
 		return r
 	}, s)
-}
-
-// terminalWidth is $COLUMNS, else 120 when stdout is a terminal, else 0
-// (no limit: a file or a pipe gets whole reasons).
-func terminalWidth(e *env) int {
-	if n, err := strconv.Atoi(e.getenv("COLUMNS")); err == nil && n > 0 {
-		return n
-	}
-	if f, ok := e.stdout.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			return 120
-		}
-	}
-	return 0
 }

@@ -16,6 +16,16 @@ import (
 type globals struct {
 	policy string // the policy file
 	db     string // the agent's database file
+	color  string // --color: auto, always or never
+}
+
+// screen is where stdout goes (see screenOf); a bad --color is misuse.
+func (g *globals) screen(cmd *cobra.Command, e *env) (screen, error) {
+	sc, err := screenOf(e, g.color)
+	if err != nil {
+		return sc, misuse(cmd, "%v", err)
+	}
+	return sc, nil
 }
 
 // newRoot returns the keybrake command and its subcommands, writing to e.
@@ -63,6 +73,7 @@ Exit status:
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.policy, "policy", orDefault(e.getenv("KEYBRAKE_POLICY"), "keybrake.yaml"),
 		"the policy `file` ($KEYBRAKE_POLICY)")
+	pf.StringVar(&g.color, "color", "auto", "colour decisions: auto (on a terminal, unless $NO_COLOR is set), always or never")
 	pf.StringVar(&g.db, "db", orDefault(e.getenv("KEYBRAKE_DB"), "keybrake.db"),
 		"the agent's database `file` ($KEYBRAKE_DB); a running agent answers on the file + \".sock\"")
 

@@ -112,7 +112,7 @@ func TestUsageErrors(t *testing.T) {
 		says []string
 	}{
 		{"unknown flag", []string{"halt", "refund-bot", "--frobnicate", "--policy", p},
-			[]string{"unknown flag: --frobnicate (halt takes --db, --file, --policy)", "see 'keybrake halt --help'"}},
+			[]string{"unknown flag: --frobnicate (halt takes --color, --db, --file, --policy)", "see 'keybrake halt --help'"}},
 		{"misspelt flag", []string{"halt", "refund-bot", "--polcy", p}, []string{"unknown flag: --polcy (did you mean --policy?)", "see 'keybrake halt --help'"}},
 		{"flag without its value", []string{"halt", "refund-bot", "--policy"}, []string{"flag needs an argument: --policy: give it as --policy file", "see 'keybrake halt --help'"}},
 		{"bad value", []string{"audit", "summary", "--by", "soon"}, []string{`invalid argument "soon" for "--by" flag`, "(--by: the length of each period", "see 'keybrake audit summary --help'"}},

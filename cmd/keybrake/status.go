@@ -29,11 +29,17 @@ the policy in force. From a running agent's Brake (FILE.sock) these are the
 Brake's own; otherwise they come from the database file, the policy file
 and its kill switch (the policy file + ".halt").`,
 		Args: noArgs(nil),
-		RunE: func(*cobra.Command, []string) error { return status(e, g) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			sc, err := g.screen(cmd, e)
+			if err != nil {
+				return err
+			}
+			return status(e, g, sc)
+		},
 	}
 }
 
-func status(e *env, g *globals) error {
+func status(e *env, g *globals, sc screen) error {
 	var (
 		st    *admin.Status
 		where string
@@ -53,7 +59,7 @@ func status(e *env, g *globals) error {
 	if !live {
 		kill = fmt.Sprintf("kill switch %s: %s", offline.haltFile, offline.kill)
 	}
-	printStatus(e.stdout, st, where, kill, terminalWidth(e))
+	printStatus(e.stdout, st, where, kill, sc)
 	if !live && offline.PolicyErr != nil {
 		return fmt.Errorf("no caps shown: %w\n  (set --policy or $KEYBRAKE_POLICY to the agent's policy file)", offline.PolicyErr)
 	}
@@ -98,7 +104,7 @@ func offlineState(path string) offline {
 
 // printStatus prints s; kill describes the kill switch file when it was
 // read here ("" from a Brake, which applies it itself).
-func printStatus(w io.Writer, s *admin.Status, where, kill string, width int) {
+func printStatus(w io.Writer, s *admin.Status, where, kill string, sc screen) {
 	fmt.Fprintf(w, "keybrake status at %s (UTC day %s)\n", s.Time.UTC().Format("2006-01-02 15:04:05 UTC"), s.Day)
 	fmt.Fprintf(w, "from %s\n", where)
 	switch {
@@ -127,7 +133,7 @@ func printStatus(w io.Writer, s *admin.Status, where, kill string, width int) {
 	if len(s.Limits) == 0 {
 		fmt.Fprintln(w, "daily limits: none known (no policy)")
 	} else {
-		t := newTable(w, width, false, []column{
+		t := newTable(w, sc, false, []column{
 			{name: "AGENT", max: 24}, {name: "VENDOR", max: 10}, {name: "LIMIT", max: 11},
 			{name: "USED", max: 20, right: true}, {name: "MAX", max: 20, right: true}, {name: "%", max: 5, right: true},
 			{name: "", max: 22}, {name: "OF WHICH"},

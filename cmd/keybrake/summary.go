@@ -64,6 +64,10 @@ revocations), whatever the filters.`,
 				return misuse(cmd, "%d periods of %v: at most %d; raise --by", n, by, maxBuckets)
 			}
 
+			sc, err := g.screen(cmd, e)
+			if err != nil {
+				return err
+			}
 			s := newSummary(q, first, by, n)
 			// Events have no agent: read the range whole and filter the calls here.
 			whole := audit.Query{Since: q.Since, Until: q.Until}
@@ -75,7 +79,7 @@ revocations), whatever the filters.`,
 			if err != nil {
 				return err
 			}
-			s.print(e.stdout, where, end, terminalWidth(e))
+			s.print(e.stdout, where, end, sc)
 			return nil
 		},
 	}
@@ -187,7 +191,7 @@ func firstErr(errs ...error) error {
 	return nil
 }
 
-func (s *summary) print(w io.Writer, where string, end time.Time, width int) {
+func (s *summary) print(w io.Writer, where string, end time.Time, sc screen) {
 	layout := "15:04"
 	if s.by < time.Minute {
 		layout = "15:04:05"
@@ -205,7 +209,7 @@ func (s *summary) print(w io.Writer, where string, end time.Time, width int) {
 	}
 	cols = append(cols, column{name: "MOVED (settled + unknown)"})
 	cols[0].max = len(layout)
-	t := newTable(w, width, false, cols)
+	t := newTable(w, sc, false, cols)
 	for i, b := range s.buckets {
 		row := []string{s.first.Add(time.Duration(i) * s.by).UTC().Format(layout)}
 		for _, d := range decisions {
