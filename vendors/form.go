@@ -28,11 +28,17 @@ func FormPairs(raw string, each func(name, value string) error) error {
 		return nil
 	}
 	// url.ParseQuery is what policy code and net/http would use; whatever
-	// it cannot read, Keybrake does not send.
-	if _, err := url.ParseQuery(raw); err != nil {
-		return Invalidf(codeBadParams, "parameters do not parse: %v", err)
+	// it cannot read, Keybrake does not send. It fails only on a ";", a
+	// "%" escape or too many pairs: without them, the map it would build
+	// is not worth building.
+	if mayNotParse(raw) {
+		if _, err := url.ParseQuery(raw); err != nil {
+			return Invalidf(codeBadParams, "parameters do not parse: %v", err)
+		}
 	}
-	for _, pair := range strings.Split(raw, "&") {
+	for rest, more := raw, true; more; {
+		var pair string
+		pair, rest, more = strings.Cut(rest, "&")
 		if pair == "" {
 			return Invalidf(codeBadParams, "parameters hold an empty pair (&&, or & at an end)")
 		}
@@ -53,4 +59,12 @@ func FormPairs(raw string, each func(name, value string) error) error {
 		}
 	}
 	return nil
+}
+
+// mayNotParse reports whether url.ParseQuery could refuse raw: whether it
+// holds a ";", a "%" or more pairs than a GODEBUG=urlmaxqueryparams
+// limit that still lets a vendor's SDK work might allow (64; ParseQuery's
+// own limit is 10000).
+func mayNotParse(raw string) bool {
+	return strings.ContainsAny(raw, ";%") || strings.Count(raw, "&") >= 63
 }

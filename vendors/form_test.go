@@ -57,6 +57,9 @@ func TestFormPairsRefuses(t *testing.T) {
 		{"only &", "&", "empty pair"},
 		{"no =", "a=1&flag", `parameter "flag" has no '='`},
 		{"long pair quoted short", "a=1&" + strings.Repeat("x", 100), `"` + strings.Repeat("x", 64) + `..."`},
+		{"semicolon after a bad escape", "a=%zz&b=1;c=2", "invalid semicolon separator"},
+		{"too many pairs", strings.Repeat("a=1&", 10000) + "a=1", "exceeded limit"},
+		{"empty pair before a bad escape", "a=1&&b=%zz", "do not parse"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
