@@ -18,19 +18,7 @@ import (
 // reserve holds the call's money in one durable write, before any byte of
 // the call leaves.
 func (t *RoundTripper) reserve(c *call) (store.Admission, policy.Verdict, bool) {
-	r := &store.Reservation{Record: c.rec, Holds: holds(c.charge.Limits)}
-	r.Record.Decision = policy.Allowed
-	r.Record.Reason = "every check passed"
-	if c.charge.PriceRule != "" {
-		r.Record.Reason += "; priced by " + c.charge.PriceRule
-	}
-	r.Record.Reserved = c.charge.Amount
-	if c.vc.IdempotencyKey != "" && c.req.Method != http.MethodGet {
-		r.Idempotency = &store.Idempotency{
-			Key:         t.agent + "\x00" + t.vendor.Name() + "\x00" + c.vc.Account + "\x00" + c.vc.IdempotencyKey,
-			Fingerprint: fingerprint(c),
-		}
-	}
+	r := t.reservation(c)
 	ctx := c.req.Context()
 	adm, err := t.env.store.Reserve(ctx, r)
 	if err == nil && (adm.Result == store.OverLimit || adm.Result == store.KeyInUse) {
@@ -46,9 +34,40 @@ func (t *RoundTripper) reserve(c *call) (store.Admission, policy.Verdict, bool) 
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return adm, cancelled(ctxErr), false
 		}
-		return adm, policy.Verdict{Decision: policy.Error, Rule: "store", Code: "keybrake_store_error",
-			Reason: "the reservation could not be written: " + err.Error()}, false
+		return adm, storeError("the reservation could not be written: " + err.Error()), false
 	}
+	v, ok := t.admitted(c, r, adm)
+	return adm, v, ok
+}
+
+// reservation is what the store must commit for the call: its record, the
+// holds of its limits and its idempotency key.
+func (t *RoundTripper) reservation(c *call) *store.Reservation {
+	r := &store.Reservation{Record: c.rec, Holds: holds(c.charge.Limits)}
+	r.Record.Decision = policy.Allowed
+	r.Record.Reason = "every check passed"
+	if c.charge.PriceRule != "" {
+		r.Record.Reason += "; priced by " + c.charge.PriceRule
+	}
+	r.Record.Reserved = c.charge.Amount
+	if t.idempotent(c) {
+		r.Idempotency = &store.Idempotency{
+			Key:         t.agent + "\x00" + t.vendor.Name() + "\x00" + c.vc.Account + "\x00" + c.vc.IdempotencyKey,
+			Fingerprint: fingerprint(c),
+		}
+	}
+	return r
+}
+
+// idempotent reports whether the store must check the call's idempotency
+// key: a write that carries one.
+func (t *RoundTripper) idempotent(c *call) bool {
+	return c.vc.IdempotencyKey != "" && c.req.Method != http.MethodGet
+}
+
+// admitted reads what the store decided about r: the call's record is then
+// the one written, or the verdict says why nothing was.
+func (t *RoundTripper) admitted(c *call, r *store.Reservation, adm store.Admission) (policy.Verdict, bool) {
 	switch adm.Result {
 	case store.Admitted, store.Replayed:
 		c.rec = r.Record
@@ -59,25 +78,27 @@ func (t *RoundTripper) reserve(c *call) (store.Admission, policy.Verdict, bool) 
 		if adm.Result == store.Replayed {
 			c.rec.Reserved = money.Amount{}
 		}
-		return adm, policy.Verdict{}, true
+		return policy.Verdict{}, true
 	case store.OverLimit:
-		return adm, overLimit(c, adm), false
+		return overLimit(c, adm), false
 	case store.KeyReused:
-		return adm, policy.Verdict{Decision: policy.Blocked, Rule: c.rule.ID, Code: "keybrake_idempotency_key_reused",
+		return policy.Verdict{Decision: policy.Blocked, Rule: c.rule.ID, Code: "keybrake_idempotency_key_reused",
 			Reason: fmt.Sprintf("idempotency key %q was used before for a different request", c.vc.IdempotencyKey)}, false
 	case store.KeyInUse:
-		return adm, policy.Verdict{Decision: policy.Blocked, Rule: c.rule.ID, Code: "keybrake_idempotency_key_in_use",
+		return policy.Verdict{Decision: policy.Blocked, Rule: c.rule.ID, Code: "keybrake_idempotency_key_in_use",
 			Reason: fmt.Sprintf("a request with idempotency key %q is still in flight", c.vc.IdempotencyKey)}, false
 	}
-	return adm, policy.Verdict{Decision: policy.Error, Rule: "store", Code: "keybrake_store_error",
-		Reason: fmt.Sprintf("the store answered an unknown result %d", adm.Result)}, false
+	return storeError(fmt.Sprintf("the store answered an unknown result %d", adm.Result)), false
+}
+
+func storeError(reason string) policy.Verdict {
+	return policy.Verdict{Decision: policy.Error, Rule: "store", Code: "keybrake_store_error", Reason: reason}
 }
 
 func overLimit(c *call, adm store.Admission) policy.Verdict {
 	limits := c.charge.Limits
 	if adm.Hold < 0 || adm.Hold >= len(limits) {
-		return policy.Verdict{Decision: policy.Error, Rule: "store", Code: "keybrake_store_error",
-			Reason: fmt.Sprintf("the store refused hold %d of %d", adm.Hold, len(limits))}
+		return storeError(fmt.Sprintf("the store refused hold %d of %d", adm.Hold, len(limits)))
 	}
 	l := limits[adm.Hold]
 	if l.Unit == "units" {

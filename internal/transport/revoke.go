@@ -12,7 +12,9 @@ import (
 // can take seconds) and on the store's commit of its reservation
 // (milliseconds). The lookup runs under a context that a policy change
 // refusing the call cancels at once; after the reservation, recheck
-// decides the call again before a byte of it is sent.
+// decides the call again before a byte of it is sent. A call that holds
+// nothing is rechecked just before it is sent, its record written while
+// it is on the wire.
 
 // refusedWhileWaiting is the cause of a lookup's cancellation by a policy
 // that no longer allows the call.

@@ -134,6 +134,12 @@ func Fetch(ctx context.Context, next http.RoundTripper, host string, endpoint *u
 // settled from the response.
 func (t *RoundTripper) send(c *call, adm store.Admission) (*http.Response, error) {
 	resp, err := t.next.RoundTrip(t.outgoing(c))
+	return t.answer(c, adm, resp, err)
+}
+
+// answer hands the vendor's answer (or next's error) to the caller, and
+// arranges for the reservation adm to be settled from it.
+func (t *RoundTripper) answer(c *call, adm store.Admission, resp *http.Response, err error) (*http.Response, error) {
 	if err != nil {
 		outcome, why := audit.Unknown, "no response: "
 		if nothingSent(err) {

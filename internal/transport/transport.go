@@ -91,7 +91,9 @@ type call struct {
 // currency or customer), gather what Keybrake knows or must fetch of whom
 // it touches, decide its scope, price and limits, reserve its money
 // durably against every limit, send it, and settle the reservation from
-// the response. Every path writes one audit record. A refusal is a response in
+// the response. A call that holds nothing is sent while its record is
+// written, and answered once the record is durable (overlap.go). Every
+// path writes one audit record. A refusal is a response in
 // the vendor's own error format, never an error, so the SDK surfaces it as
 // its usual error and does not retry it.
 func (t *RoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -122,6 +124,12 @@ func (t *RoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if v, ok := t.decide(c); !ok {
 		return t.refuse(c, v)
+	}
+	if t.holdsNothing(c) {
+		if v, ok := t.recheck(c); !ok {
+			return t.refuse(c, v)
+		}
+		return t.sendRecording(c)
 	}
 	adm, v, ok := t.reserve(c)
 	if !ok {

@@ -269,6 +269,7 @@ func TestRoundTripperContract(t *testing.T) {
 	}{
 		{"allowed refund", "bot", "POST", "https://api.stripe.com/v1/refunds", "charge=ch_1&amount=1000", 200},
 		{"allowed charge", "bot", "POST", "https://api.stripe.com/v1/charges", "amount=1000&currency=usd", 200},
+		{"allowed read", "bot", "GET", "https://api.stripe.com/v1/charges/ch_1", "", 200},
 		{"blocked", "bot", "POST", "https://api.stripe.com/v1/transfers", "amount=1&currency=usd&destination=acct_1", 403},
 		{"capped", "bot", "POST", "https://api.stripe.com/v1/charges", "amount=5001&currency=usd", 402},
 		{"revoked", "gone", "GET", "https://api.stripe.com/v1/charges/ch_1", "", 401},
