@@ -1,0 +1,641 @@
+// Command calls measures what Keybrake's write path costs a call, against
+// the durable write it is built on and the SDK call it brakes, with every
+// baseline measured in the same run:
+//
+//	go run ./bench/calls                      # 2,000 calls at 1 caller, 20,000 at 64, per variant
+//	go run ./bench/calls -rss-calls 1000000   # the memory figure over a million calls
+//	go run ./bench/calls -million             # a million records: size on disk, status, queries, Open, Close
+//
+// The calls are stripe-go v76 refunds (POST /v1/refunds of one cent, with
+// the Idempotency-Key stripe-go adds) of 64 seeded charges too large to run
+// out, against fakes/fakestripe on loopback. The policy allows them with
+// caps that never bind. The variants, each on files of its own in a
+// temporary directory:
+//
+//   - bbolt Update: one bare bbolt transaction committing a 100-byte value,
+//     the durable write a reservation is; at 1 caller and 64, it is also
+//     the "per-call fsync" baseline: what a store that commits each call
+//     alone would allow;
+//   - write+fdatasync: 100 bytes appended to a file and fdatasync'd, the
+//     floor under any durable write;
+//   - bare stripe-go: the same refunds straight to the fake;
+//   - keybrake: stripe-go over Brake.HTTPClient (stripevendor.Backends),
+//     the Brake opened by keybrake.Open with a policy file and a bbolt
+//     DBPath, sending to the fake through Options.Endpoints.
+//
+// Keybrake's added latency is its p50 (p99) minus bare stripe-go's, a
+// difference of percentiles. The targets, each printed MET or NOT met:
+//
+//	(1) added p50 <= 1.5x the bbolt commit's p50, added p99 <= 2x its p99
+//	(2) Keybrake's serial calls/s >= 0.9x the per-call-fsync baseline's
+//	(3) at 64 callers, >= 0.7x bare stripe-go's calls/s and >= 5x the
+//	    per-call-fsync baseline's at 64
+//	(8) RSS flat within 20 MiB over -rss-calls calls after a warm-up
+//
+// The RSS run uses a stateless loopback Stripe stub instead of the fake,
+// which keeps every request it saw and would grow on its own; everything
+// else of the call is the same. The vendor dials column counts the
+// connections the fake accepted during the measured calls: with the
+// Brake's pool (256 idle a host) there should be none past the warm-up.
+//
+// -million writes -records calls (1,000,000 by default) through the
+// public API at 64 callers, two agents with a hundredfold difference in
+// calls, their times spread evenly over -span ending now (Options.Clock),
+// and then measures the store as the keybrake command reads it: bytes per
+// record on disk, status (admin.Local.Status), audit --agent --since 1h,
+// a one-minute window, each agent's whole history, Open, Close right
+// after Open, and Close during the Prune a Brake starts at Open.
+//
+// The measured calls are made in rounds, every variant in each, so that
+// the noise of a shared machine falls on all of them alike. Everything
+// listens on loopback only.
+package main
+
+import (
+	"encoding/binary"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	stripego "github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/client"
+	"go.etcd.io/bbolt"
+
+	"github.com/keybrake/keybrake"
+	"github.com/keybrake/keybrake/fakes/fakestripe"
+	stripevendor "github.com/keybrake/keybrake/vendors/stripe"
+)
+
+const (
+	agent      = "refund-bot" // the agent of the write-path figures, and the busy one of -million
+	rareAgent  = "audit-bot"  // -million's quiet agent: one call in rareEvery
+	rareEvery  = 100
+	charges    = 64
+	policyText = `version: 1
+agents:
+  refund-bot:
+    stripe:
+      daily_cap: 1000000.00 USD
+      per_call_max: 1000.00 USD
+      allow:
+        - GET /v1/charges/{id}
+        - POST /v1/refunds
+  audit-bot:
+    stripe:
+      daily_cap: 1000000.00 USD
+      per_call_max: 1000.00 USD
+      allow:
+        - GET /v1/charges/{id}
+        - POST /v1/refunds
+`
+)
+
+// Built from parts, so no scanner mistakes it for a real key.
+var stripeSecret = "sk_" + "test_" + strings.Repeat("C", 24)
+
+// config is one run's size. Zero fields are not defaults: the flags are.
+type config struct {
+	serial   int // calls measured at 1 caller, per variant
+	parallel int // calls measured at `callers` callers, per variant
+	callers  int
+	warmup   int // calls before the measurement, per variant
+	rounds   int
+	rssCalls int // calls of the RSS run, after its warm-up
+
+	million bool
+	records int           // -million: calls written
+	span    time.Duration // -million: the records' times spread over this, ending now
+}
+
+func main() {
+	var cfg config
+	flag.IntVar(&cfg.serial, "serial", 2000, "calls measured at 1 caller, per variant")
+	flag.IntVar(&cfg.parallel, "parallel", 20000, "calls measured at -callers callers, per variant")
+	flag.IntVar(&cfg.callers, "callers", 64, "concurrent callers of the parallel phase, the RSS run and -million's writes")
+	flag.IntVar(&cfg.warmup, "warmup", 300, "calls before the measurement, per variant")
+	flag.IntVar(&cfg.rounds, "rounds", 10, "rounds the measured calls are split into, every variant in each round")
+	flag.IntVar(&cfg.rssCalls, "rss-calls", 20000, "calls of the RSS run at -callers, after a warm-up of a tenth as many")
+	flag.BoolVar(&cfg.million, "million", false, "instead: write -records calls and measure the store at that size")
+	flag.IntVar(&cfg.records, "records", 1_000_000, "with -million: calls written")
+	flag.DurationVar(&cfg.span, "span", 30*24*time.Hour, "with -million: the records' times are spread over this, ending now")
+	flag.Parse()
+	log.SetFlags(0)
+	// stripe-go logs every error it gets; the run fails on the first.
+	stripego.DefaultLeveledLogger = &stripego.LeveledLogger{Level: stripego.LevelNull}
+	run := runCalls
+	if cfg.million {
+		run = runMillion
+	}
+	if err := run(os.Stdout, cfg); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// call makes call number i; its latency is measured around it.
+type call func(i int) error
+
+// A variant is one way of making a call.
+type variant struct {
+	id    string
+	label string
+	start func(b *bench, dir string) (call, func(), error)
+}
+
+// The variants, in the table's order.
+var variants = []variant{
+	{"bbolt", "bbolt Update, 100 B (per-call fsync)", startBolt},
+	{"fdatasync", "write+fdatasync, 100 B", startFdatasync},
+	{"bare", "bare stripe-go", startBare},
+	{"keybrake", "keybrake (stripe-go over HTTPClient)", startKeybrake},
+}
+
+// bench is one run: the fake and the files.
+type bench struct {
+	dir    string // temporary; removed by the run
+	fake   string // the fake's base URL
+	policy string
+	cells  atomic.Int64 // names each started variant's directory
+	dials  atomic.Int64 // connections the fake has accepted
+}
+
+func newBench() (*bench, func(), error) {
+	dir, err := os.MkdirTemp("", "keybrake-calls-bench")
+	if err != nil {
+		return nil, nil, err
+	}
+	b := &bench{dir: dir, policy: filepath.Join(dir, "keybrake.yaml")}
+	if err := os.WriteFile(b.policy, []byte(policyText), 0o600); err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	return b, func() { os.RemoveAll(dir) }, nil
+}
+
+// serve serves h on loopback, counting the connections it accepts.
+func (b *bench) serve(h http.Handler) (string, func()) {
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			b.dials.Add(1)
+		}
+	}
+	srv.Start()
+	return srv.URL, srv.Close
+}
+
+func runCalls(w io.Writer, cfg config) error {
+	b, cleanup, err := newBench()
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	fs := fakestripe.New()
+	for i := 0; i < charges; i++ {
+		fs.AddCharge(fakestripe.Charge{ID: chargeID(i), Amount: 99999999, Currency: "usd", Captured: true})
+	}
+	var stop func()
+	b.fake, stop = b.serve(fs)
+	defer stop()
+	defer fs.Close() // before the server's Close, which waits for what a fault holds
+
+	fmt.Fprintf(w, "Write path: stripe-go v76 refunds (POST /v1/refunds, 1 cent, stripe-go's Idempotency-Key)\n")
+	fmt.Fprintf(w, "against fakestripe on loopback; caps never bind. %d calls at 1 caller, %d at %d, per variant,\n",
+		cfg.serial, cfg.parallel, cfg.callers)
+	fmt.Fprintf(w, "after %d warm-up calls, in %d rounds that each run every variant in turn; every figure from this run.\n\n",
+		cfg.warmup, cfg.rounds)
+	fmt.Fprintf(w, "%-38s %7s %10s %10s %10s %12s\n", "variant", "callers", "p50", "p99", "calls/s", "vendor dials")
+	results := map[string]result{}
+	for _, callers := range []int{1, cfg.callers} {
+		n := cfg.serial
+		if callers > 1 {
+			n = cfg.parallel
+		}
+		rs, err := b.measure(variants, callers, cfg.warmup, n, max(cfg.rounds, 1))
+		if err != nil {
+			return fmt.Errorf("at %d callers: %w", callers, err)
+		}
+		for i, v := range variants {
+			results[key(v.id, callers)] = rs[i]
+			fmt.Fprintf(w, "%-38s %7d %10s %10s %10.0f %12s\n", v.label, callers, us(rs[i].p50), us(rs[i].p99), rs[i].rate, rs[i].dialed())
+		}
+	}
+
+	rss, err := b.rss(cfg)
+	if err != nil {
+		return fmt.Errorf("RSS run: %w", err)
+	}
+	fmt.Fprintf(w, "\nRSS over %d keybrake calls at %d callers after %d warm-up calls (stateless stub, not the fake):\n",
+		rss.calls, cfg.callers, rss.warmup)
+	fmt.Fprintf(w, "  VmRSS after warm-up %s, peak %s, at the end %s; RssAnon %s -> %s, RssFile %s -> %s\n",
+		mib(rss.start.rss), mib(rss.peak), mib(rss.end.rss), mib(rss.start.anon), mib(rss.end.anon), mib(rss.start.file), mib(rss.end.file))
+
+	r := func(id string, callers int) result { return results[key(id, callers)] }
+	commit, kb1, bare1 := r("bbolt", 1), r("keybrake", 1), r("bare", 1)
+	kb64, bare64, fsync64 := r("keybrake", cfg.callers), r("bare", cfg.callers), r("bbolt", cfg.callers)
+	added50, added99 := kb1.p50-bare1.p50, kb1.p99-bare1.p99
+
+	fmt.Fprintf(w, "\n%-52s %12s %12s %8s %8s  %s\n", "target", "figure", "baseline", "ratio", "wanted", "verdict")
+	met := true
+	row := func(label, figure, baseline string, ratio, bound float64, atMost bool) {
+		ok := ratio <= bound
+		if !atMost {
+			ok = ratio >= bound
+		}
+		rel := ">="
+		if atMost {
+			rel = "<="
+		}
+		verdict := "MET"
+		if !ok {
+			verdict, met = "NOT met", false
+		}
+		fmt.Fprintf(w, "%-52s %12s %12s %7.2fx %8s  %s\n", label, figure, baseline, ratio, fmt.Sprintf("%s%.1fx", rel, bound), verdict)
+	}
+	row("(1) added p50, serial / bbolt commit p50", us(added50), us(commit.p50), div(float64(added50), float64(commit.p50)), 1.5, true)
+	row("(1) added p99, serial / bbolt commit p99", us(added99), us(commit.p99), div(float64(added99), float64(commit.p99)), 2, true)
+	row("(2) calls/s serial / per-call fsync serial", perSec(kb1.rate), perSec(commit.rate), div(kb1.rate, commit.rate), 0.9, false)
+	row(fmt.Sprintf("(3) calls/s at %d / bare stripe-go at %d", cfg.callers, cfg.callers), perSec(kb64.rate), perSec(bare64.rate), div(kb64.rate, bare64.rate), 0.7, false)
+	row(fmt.Sprintf("(3) calls/s at %d / per-call fsync at %d", cfg.callers, cfg.callers), perSec(kb64.rate), perSec(fsync64.rate), div(kb64.rate, fsync64.rate), 5, false)
+	growth := rss.peak - rss.start.rss
+	row("(8) VmRSS growth after warm-up / 20 MiB", mib(growth), mib(20<<20), div(float64(growth), 20<<20), 1, true)
+	verdict := "all MET"
+	if !met {
+		verdict = "NOT all met"
+	}
+	fmt.Fprintf(w, "\nTargets 1, 2, 3 and 8: %s.\n", verdict)
+	fmt.Fprintf(w, "(4) pool: keybrake at %d callers dialled the fake %d times in %d measured calls (bare stripe-go: %d).\n",
+		cfg.callers, kb64.dials, cfg.parallel, bare64.dials)
+	return nil
+}
+
+func key(id string, callers int) string { return fmt.Sprintf("%s@%d", id, callers) }
+
+func div(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+type result struct {
+	p50, p99 time.Duration
+	rate     float64 // calls per second over the wall time of the variant's rounds
+	dials    int64   // connections the fake accepted during the measured calls
+	http     bool    // the variant reaches the fake
+}
+
+func (r result) dialed() string {
+	if !r.http {
+		return "-"
+	}
+	return fmt.Sprint(r.dials)
+}
+
+// started is a variant being measured.
+type started struct {
+	do    call
+	stop  func()
+	lat   []time.Duration
+	wall  time.Duration
+	dials int64
+}
+
+func (b *bench) start(v variant) (*started, error) {
+	dir := filepath.Join(b.dir, fmt.Sprintf("%s-%d", v.id, b.cells.Add(1)))
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, err
+	}
+	do, stop, err := v.start(b, dir)
+	if err != nil {
+		return nil, err
+	}
+	return &started{do: do, stop: stop}, nil
+}
+
+// measure starts every variant afresh, warms each up, and then makes n
+// calls per variant at `callers`, in rounds that each give every variant
+// its share in turn, starting with a different one each round.
+func (b *bench) measure(vs []variant, callers, warmup, n, rounds int) ([]result, error) {
+	ss := make([]*started, len(vs))
+	defer func() {
+		for _, s := range ss {
+			if s != nil {
+				s.stop()
+			}
+		}
+	}()
+	for i, v := range vs {
+		s, err := b.start(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", v.label, err)
+		}
+		ss[i] = s
+		// Every charge is refunded once, so the Brake knows their
+		// currencies and no refund measured waits for a lookup.
+		if _, _, err := load(s.do, callers, max(warmup, charges)); err != nil {
+			return nil, fmt.Errorf("%s: warm-up: %w", v.label, err)
+		}
+	}
+	for r := 0; r < rounds; r++ {
+		share := n / rounds
+		if r < n%rounds {
+			share++
+		}
+		for k := range vs {
+			i := (r + k) % len(vs)
+			before := b.dials.Load()
+			lat, wall, err := load(ss[i].do, callers, share)
+			ss[i].dials += b.dials.Load() - before
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", vs[i].label, err)
+			}
+			ss[i].lat = append(ss[i].lat, lat...)
+			ss[i].wall += wall
+		}
+	}
+	out := make([]result, len(vs))
+	for i, s := range ss {
+		out[i] = result{p50: pct(s.lat, 50), p99: pct(s.lat, 99), rate: float64(len(s.lat)) / s.wall.Seconds(),
+			dials: s.dials, http: vs[i].id == "bare" || vs[i].id == "keybrake"}
+	}
+	return out, nil
+}
+
+// load makes n calls from `callers` goroutines and returns each call's
+// latency and the wall time. The first error stops them all.
+func load(do call, callers, n int) ([]time.Duration, time.Duration, error) {
+	var (
+		next  atomic.Int64
+		mu    sync.Mutex
+		all   = make([]time.Duration, 0, n)
+		first error
+		wg    sync.WaitGroup
+	)
+	start := time.Now()
+	for g := 0; g < callers; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lat := make([]time.Duration, 0, n/callers+1)
+			var err error
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					break
+				}
+				t0 := time.Now()
+				if err = do(i); err != nil {
+					next.Store(int64(n)) // stop the others
+					break
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			mu.Lock()
+			all = append(all, lat...)
+			if first == nil {
+				first = err
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return all, time.Since(start), first
+}
+
+var value100 = []byte(strings.Repeat("v", 100))
+
+// startBolt is a bare bbolt file whose every call is its own Update.
+func startBolt(_ *bench, dir string) (call, func(), error) {
+	db, err := bbolt.Open(filepath.Join(dir, "bare.db"), 0o600, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	bucket := []byte("calls")
+	err = db.Update(func(tx *bbolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucket)
+		return err
+	})
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	do := func(int) error {
+		return db.Update(func(tx *bbolt.Tx) error {
+			b := tx.Bucket(bucket)
+			id, err := b.NextSequence()
+			if err != nil {
+				return err
+			}
+			return b.Put(binary.BigEndian.AppendUint64(nil, id), value100)
+		})
+	}
+	return do, func() { db.Close() }, nil
+}
+
+// startFdatasync appends 100 bytes to a file and fdatasyncs it.
+func startFdatasync(_ *bench, dir string) (call, func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, "raw"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, nil, err
+	}
+	do := func(int) error {
+		if _, err := f.Write(value100); err != nil {
+			return err
+		}
+		return syscall.Fdatasync(int(f.Fd()))
+	}
+	return do, func() { f.Close() }, nil
+}
+
+// pooled is the bare SDK's HTTP client: idle connections enough for every
+// caller, as the Brake's base transport keeps, so neither side redials.
+func pooled() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 256
+	return &http.Client{Transport: tr, Timeout: 80 * time.Second}
+}
+
+func refunds(sc *client.API) call {
+	return func(i int) error {
+		_, err := sc.Refunds.New(&stripego.RefundParams{Charge: stripego.String(chargeID(i % charges)), Amount: stripego.Int64(1)})
+		return err
+	}
+}
+
+func startBare(b *bench, _ string) (call, func(), error) {
+	hc := pooled()
+	backend := stripego.GetBackendWithConfig(stripego.APIBackend, &stripego.BackendConfig{HTTPClient: hc, URL: stripego.String(b.fake)})
+	sc := client.New(stripeSecret, &stripego.Backends{API: backend, Connect: backend, Uploads: backend})
+	return refunds(sc), hc.CloseIdleConnections, nil
+}
+
+func (b *bench) open(dir, vendor string, opts keybrake.Options) (*keybrake.Brake, error) {
+	opts.PolicyFile = b.policy
+	opts.DBPath = filepath.Join(dir, "keybrake.db")
+	opts.Endpoints = map[keybrake.Vendor]string{keybrake.Stripe: vendor}
+	opts.ErrorLog = func(err error) { log.Print("keybrake: ", err) }
+	return keybrake.Open(opts)
+}
+
+func startKeybrake(b *bench, dir string) (call, func(), error) {
+	kb, err := b.open(dir, b.fake, keybrake.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	sc := client.New(stripeSecret, stripevendor.Backends(kb.HTTPClient(agent, keybrake.Stripe)))
+	return refunds(sc), func() {
+		if err := kb.Close(); err != nil {
+			log.Print(err)
+		}
+	}, nil
+}
+
+func chargeID(i int) string { return fmt.Sprintf("ch_bench%02d", i) }
+
+// stub is a stateless Stripe for the runs too long for the fake, which
+// keeps every request: it answers a charge lookup and a refund of what was
+// asked, and remembers nothing.
+func stub() http.Handler {
+	var seq atomic.Int64
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := seq.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Request-Id", fmt.Sprintf("req_stub%d", n))
+		switch {
+		case r.Method == "GET" && strings.HasPrefix(r.URL.Path, "/v1/charges/"):
+			id := strings.TrimPrefix(r.URL.Path, "/v1/charges/")
+			fmt.Fprintf(w, `{"id":%q,"object":"charge","amount":99999999,"amount_captured":99999999,"amount_refunded":0,"captured":true,"currency":"usd","customer":null,"status":"succeeded"}`, id)
+		case r.Method == "POST" && r.URL.Path == "/v1/refunds":
+			if err := r.ParseForm(); err != nil {
+				http.Error(w, `{"error":{"type":"invalid_request_error","message":"bad form"}}`, 400)
+				return
+			}
+			fmt.Fprintf(w, `{"id":"re_stub%d","object":"refund","amount":%s,"currency":"usd","status":"succeeded","charge":%q}`,
+				n, r.PostForm.Get("amount"), r.PostForm.Get("charge"))
+		default:
+			http.Error(w, `{"error":{"type":"invalid_request_error","message":"not stubbed"}}`, 404)
+		}
+	})
+}
+
+// memory is a reading of /proc/self/status, in bytes.
+type memory struct{ rss, anon, file int64 }
+
+func readMemory() (memory, error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return memory{}, err
+	}
+	var m memory
+	for _, line := range strings.Split(string(b), "\n") {
+		name, rest, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		var kb int64
+		fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb)
+		switch name {
+		case "VmRSS":
+			m.rss = kb << 10
+		case "RssAnon":
+			m.anon = kb << 10
+		case "RssFile":
+			m.file = kb << 10
+		}
+	}
+	if m.rss == 0 {
+		return memory{}, errors.New("no VmRSS in /proc/self/status")
+	}
+	return m, nil
+}
+
+type rssRun struct {
+	calls, warmup int
+	start, end    memory
+	peak          int64
+}
+
+// rss runs a Brake against the stub for rssCalls calls at `callers` after
+// a warm-up, reading VmRSS twenty times along the way.
+func (b *bench) rss(cfg config) (rssRun, error) {
+	run := rssRun{calls: cfg.rssCalls, warmup: max(cfg.rssCalls/10, charges)}
+	url, stop := b.serve(stub())
+	defer stop()
+	dir := filepath.Join(b.dir, "rss")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return run, err
+	}
+	kb, err := b.open(dir, url, keybrake.Options{})
+	if err != nil {
+		return run, err
+	}
+	defer kb.Close()
+	do := refunds(client.New(stripeSecret, stripevendor.Backends(kb.HTTPClient(agent, keybrake.Stripe))))
+	if _, _, err := load(do, cfg.callers, run.warmup); err != nil {
+		return run, err
+	}
+	if run.start, err = readMemory(); err != nil {
+		return run, err
+	}
+	run.peak = run.start.rss
+	const samples = 20
+	for s := 0; s < samples; s++ {
+		n := run.calls / samples
+		if s < run.calls%samples {
+			n++
+		}
+		if _, _, err := load(do, cfg.callers, n); err != nil {
+			return run, err
+		}
+		m, err := readMemory()
+		if err != nil {
+			return run, err
+		}
+		run.peak = max(run.peak, m.rss)
+		run.end = m
+	}
+	return run, nil
+}
+
+func pct(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := (len(s)*p + 99) / 100
+	if i < 1 {
+		i = 1
+	}
+	if i > len(s) {
+		i = len(s)
+	}
+	return s[i-1]
+}
+
+// us is a latency in microseconds, to the microsecond.
+func us(d time.Duration) string {
+	return fmt.Sprintf("%d µs", d.Round(time.Microsecond)/time.Microsecond)
+}
+
+// ms is a duration in milliseconds, to a hundredth.
+func ms(d time.Duration) string {
+	return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+func perSec(r float64) string { return fmt.Sprintf("%.0f/s", r) }
