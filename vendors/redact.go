@@ -135,7 +135,8 @@ func sensitiveName(key string) bool {
 		name = strings.TrimSuffix(name[i+1:], "]")
 	}
 	for _, s := range sensitiveKeys {
-		if name == s || strings.HasSuffix(name, "_"+s) {
+		// name == s, or ends in "_"+s, without building "_"+s.
+		if rest, ok := strings.CutSuffix(name, s); ok && (rest == "" || strings.HasSuffix(rest, "_")) {
 			return true
 		}
 	}

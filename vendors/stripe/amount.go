@@ -202,9 +202,9 @@ func price(c *vendors.Call, k kind, vars map[string]string) error {
 }
 
 func lookup(c *vendors.Call, st *state, collection, object, id string) {
-	st.lookup = "/v1/" + collection + "/" + id
+	c.Lookup = "GET /v1/" + collection + "/" + id
+	st.lookup = c.Lookup[len("GET "):] // the same path, not a second copy of it
 	st.object, st.id = object, id
-	c.Lookup = "GET " + st.lookup
 }
 
 func setAmount(c *vendors.Call, minor int64, cur money.Currency) error {
@@ -222,7 +222,8 @@ func setAmount(c *vendors.Call, minor int64, cur money.Currency) error {
 func scalar(p url.Values, name string) (string, bool, error) {
 	nested := ""
 	for k := range p {
-		if strings.HasPrefix(k, name+"[") && (nested == "" || k < nested) {
+		// k starts with name+"[", without building it for each key.
+		if len(k) > len(name) && k[len(name)] == '[' && strings.HasPrefix(k, name) && (nested == "" || k < nested) {
 			nested = k
 		}
 	}
@@ -250,7 +251,7 @@ func optionalAmount(p url.Values, name string) (int64, bool, error) {
 	if err != nil || !ok {
 		return 0, false, err
 	}
-	if !amountRE.MatchString(v) {
+	if !isAmount(v) {
 		return 0, false, invalid(codeBadAmount, "%s=%q is not a whole number of minor units of at most 8 digits", name, vendors.Truncate(v, vendors.QuoteLimit))
 	}
 	n, err := strconv.ParseInt(v, 10, 64)

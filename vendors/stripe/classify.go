@@ -35,18 +35,50 @@ func invalid(code, format string, args ...any) error {
 
 const formType = "application/x-www-form-urlencoded"
 
-var (
-	// keyRE is a parameter name as stripe-go writes it: a lower-case name
-	// and bracketed sub-keys. It rules out "amount " (from "amount+"),
-	// stray brackets and every other shape a Rack-style parser might read
-	// differently from Go.
-	keyRE = regexp.MustCompile(`^[a-z0-9_]+(\[[^\[\]]*\])*$`)
-	// amountRE is Stripe's integer amount: at most 8 digits, no sign, no
-	// leading zero (strconv.ParseInt would accept "+100" and "0100").
-	amountRE = regexp.MustCompile(`^(0|[1-9][0-9]{0,7})$`)
-	// decimalRE is a *_decimal amount: minor units with up to 12 decimals.
-	decimalRE = regexp.MustCompile(`^(0|[1-9][0-9]{0,11})(\.[0-9]{1,12})?$`)
-)
+// decimalRE is a *_decimal amount: minor units with up to 12 decimals.
+var decimalRE = regexp.MustCompile(`^(0|[1-9][0-9]{0,11})(\.[0-9]{1,12})?$`)
+
+// validKey reports whether key is a parameter name as stripe-go writes
+// it, ^[a-z0-9_]+(\[[^\[\]]*\])*$: a lower-case name and bracketed
+// sub-keys. It rules out "amount " (from "amount+"), stray brackets and
+// every other shape a Rack-style parser might read differently from Go.
+// Written out rather than an expression: every parameter of every call
+// passes here.
+func validKey(key string) bool {
+	i := 0
+	for i < len(key) && (key[i] >= 'a' && key[i] <= 'z' || key[i] >= '0' && key[i] <= '9' || key[i] == '_') {
+		i++
+	}
+	if i == 0 {
+		return false
+	}
+	for i < len(key) {
+		if key[i] != '[' {
+			return false
+		}
+		end := strings.IndexAny(key[i+1:], "[]")
+		if end < 0 || key[i+1+end] != ']' {
+			return false
+		}
+		i += end + 2
+	}
+	return true
+}
+
+// isAmount reports whether v is Stripe's integer amount,
+// ^(0|[1-9][0-9]{0,7})$: at most 8 digits, no sign, no leading zero
+// (strconv.ParseInt would accept "+100" and "0100").
+func isAmount(v string) bool {
+	if len(v) == 0 || len(v) > 8 || v[0] == '0' && len(v) > 1 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
 
 // Classify reads a Stripe request strictly and says what it does. It
 // refuses, with an *vendors.Invalid, anything Stripe might read otherwise
@@ -192,18 +224,23 @@ func checkContentType(values []string) error {
 // empty pairs, pairs without "=", ";" and bad escapes; parseParams, invalid
 // names and repeated names.
 func parseParams(raw string) (url.Values, error) {
-	params := url.Values{}
+	n := strings.Count(raw, "&") + 1
+	params := make(url.Values, n)
+	// One array holds every value, each name's slice a window of it:
+	// one allocation for the form rather than one a parameter.
+	values := make([]string, 0, n)
 	err := vendors.FormPairs(raw, func(key, val string) error {
 		if key == "" {
 			return invalid(codeBadParamName, "a parameter has an empty name")
 		}
-		if !keyRE.MatchString(key) {
+		if !validKey(key) {
 			return invalid(codeBadParamName, "parameter name %q is not name[sub]... in lower case", vendors.Truncate(key, vendors.QuoteLimit))
 		}
 		if _, dup := params[key]; dup {
 			return invalid(codeDuplicateParam, "parameter %q appears more than once; Stripe would keep the last", key)
 		}
-		params[key] = []string{val}
+		values = append(values, val)
+		params[key] = values[len(values)-1 : len(values) : len(values)]
 		return nil
 	})
 	if err != nil {
@@ -212,25 +249,33 @@ func parseParams(raw string) (url.Values, error) {
 	return params, nil
 }
 
-// names splits "a[b][c]" into a, b, c.
-func names(key string) []string {
-	base, rest, _ := strings.Cut(key, "[")
-	out := []string{base}
-	if rest == "" {
-		return out
-	}
-	return append(out, strings.Split(strings.TrimSuffix(rest, "]"), "][")...)
+// paramName is what a key "a[b][c]" says of itself: its base name a, its
+// last name c, whether it has sub-keys, and whether it lies under a
+// metadata hash (a name before the last is "metadata"), whose values
+// Stripe stores as free text and never reads as money.
+type paramName struct {
+	base, last string
+	nested     bool
+	inMetadata bool
 }
 
-// inMetadata reports whether a key lies under a metadata hash, whose
-// values Stripe stores as free text and never reads as money.
-func inMetadata(ns []string) bool {
-	for _, n := range ns[:len(ns)-1] {
-		if n == "metadata" {
-			return true
-		}
+// readName reads a key's names where they are, without splitting it:
+// every parameter of every call is read here.
+func readName(key string) paramName {
+	base, rest, _ := strings.Cut(key, "[")
+	n := paramName{base: base, last: base}
+	if rest == "" {
+		return n
 	}
-	return false
+	n.nested = true
+	rest = strings.TrimSuffix(rest, "]")
+	for more := true; more; {
+		var name string
+		name, rest, more = strings.Cut(rest, "][")
+		n.inMetadata = n.inMetadata || n.last == "metadata"
+		n.last = name
+	}
+	return n
 }
 
 func isIntegerAmount(name string) bool {
@@ -256,14 +301,14 @@ func checkParams(params url.Values) error {
 	// refusal.
 	for _, key := range vendors.SortedKeys(params) {
 		v := params[key][0]
-		ns := names(key)
-		if inMetadata(ns) {
+		n := readName(key)
+		if n.inMetadata {
 			continue
 		}
-		name := ns[len(ns)-1]
+		name := n.last
 		switch {
 		case isIntegerAmount(name):
-			if !amountRE.MatchString(v) {
+			if !isAmount(v) {
 				return invalid(codeBadAmount, "%s=%q is not a whole number of minor units of at most 8 digits", key, vendors.Truncate(v, vendors.QuoteLimit))
 			}
 			if name == "quantity" {
@@ -285,9 +330,9 @@ func checkParams(params url.Values) error {
 				return invalid(codeBadCurrency, "%s=%q is not a currency Keybrake knows", key, vendors.Truncate(v, vendors.QuoteLimit))
 			}
 		}
-		if re := subjectIDs[ns[0]]; re != nil {
-			if len(ns) > 1 {
-				return invalid(codeBadParam, "%s must be an ID, not a hash (%s)", ns[0], key)
+		if re := subjectIDs[n.base]; re != nil {
+			if n.nested {
+				return invalid(codeBadParam, "%s must be an ID, not a hash (%s)", n.base, key)
 			}
 			if !re.MatchString(v) {
 				return invalid(codeBadID, "%s=%q is not a %s ID (%s)", key, vendors.Truncate(v, vendors.QuoteLimit), key, re)
@@ -332,10 +377,21 @@ func singleHeader(h map[string][]string, name string) (string, error) {
 func headerValues(h map[string][]string, name string) []string {
 	// http.Header canonicalises on Set; a hand-built map might not.
 	var out []string
+	copied := false
 	for k, vs := range h {
-		if strings.EqualFold(k, name) {
-			out = append(out, vs...)
+		if !strings.EqualFold(k, name) {
+			continue
 		}
+		// The header's own slice when it is under one key, as it
+		// always is in an http.Header: no copy for each call.
+		if out == nil {
+			out = vs
+			continue
+		}
+		if !copied {
+			out, copied = append([]string(nil), out...), true
+		}
+		out = append(out, vs...)
 	}
 	return out
 }

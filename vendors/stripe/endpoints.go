@@ -202,22 +202,25 @@ var collections = map[string]collection{
 // collection: "/v1/charges/ch_1/anything" needs a charge ID. It returns the
 // collection and the ID ("" for a literal such as "search").
 func collectionID(path string) (name, id string, err error) {
-	segs := strings.Split(strings.TrimPrefix(path, "/"), "/")
-	if len(segs) < 3 || segs[0] != "v1" {
+	// Read segment by segment, as far as needed, without splitting the
+	// path.
+	v1, rest, _ := strings.Cut(strings.TrimPrefix(path, "/"), "/")
+	name, rest, more := strings.Cut(rest, "/")
+	if v1 != "v1" || !more {
 		return "", "", nil
 	}
-	name, at := segs[1], 2
 	if name == "checkout" {
-		if segs[2] != "sessions" {
+		var sessions string
+		if sessions, rest, more = strings.Cut(rest, "/"); sessions != "sessions" || !more {
 			return "", "", nil
 		}
-		name, at = "checkout/sessions", 3
+		name = "checkout/sessions"
 	}
 	col, ok := collections[name]
-	if !ok || len(segs) <= at {
+	if !ok {
 		return "", "", nil
 	}
-	id = segs[at]
+	id, _, _ = strings.Cut(rest, "/")
 	for _, lit := range col.literals {
 		if id == lit {
 			return name, "", nil
@@ -229,15 +232,63 @@ func collectionID(path string) (name, id string, err error) {
 	return name, id, nil
 }
 
+// shape is what a path must share with a template to match it: the
+// method, the number of segments, and the first two segments, which
+// every template of the tables writes out ("/v1/refunds"). The tables are
+// indexed by it, so a call is matched against the few templates it could
+// match rather than all of them.
+type shape struct {
+	method   string
+	segments int
+	head     string
+}
+
+func shapeOf(method, path string) shape {
+	head := path
+	if i := strings.IndexByte(path[min(1, len(path)):], '/'); i >= 0 {
+		if j := strings.IndexByte(path[i+2:], '/'); j >= 0 {
+			head = path[:i+2+j]
+		}
+	}
+	return shape{method: method, segments: strings.Count(path, "/"), head: head}
+}
+
+// templateShape is the shape of the paths a template matches; it panics on
+// a template whose first two segments are not literal, which the index
+// could not hold.
+func templateShape(method string, p pattern.Pattern) shape {
+	sh := shapeOf(method, p.String())
+	if strings.Contains(sh.head, "{") {
+		panic("stripe: template " + p.String() + " has a placeholder in its first two segments")
+	}
+	return sh
+}
+
+// matchPath is p.Match(path), without splitting the path when the template
+// has no placeholder and is the one path it matches.
+func matchPath(p pattern.Pattern, path string) (map[string]string, bool) {
+	if t := p.String(); !strings.Contains(t, "{") {
+		return nil, path == t
+	}
+	return p.Match(path)
+}
+
+// endpointsByShape indexes endpoints, each shape's in table order.
+var endpointsByShape = func() map[shape][]*endpoint {
+	m := make(map[shape][]*endpoint)
+	for i := range endpoints {
+		e := &endpoints[i]
+		sh := templateShape(e.method, e.path)
+		m[sh] = append(m[sh], e)
+	}
+	return m
+}()
+
 // match finds the endpoint of a call, checking its path IDs. A nil
 // endpoint with a nil error is a call Keybrake does not know.
 func match(method, path string) (*endpoint, map[string]string, error) {
-	for i := range endpoints {
-		e := &endpoints[i]
-		if e.method != method {
-			continue
-		}
-		vars, ok := e.path.Match(path)
+	for _, e := range endpointsByShape[shapeOf(method, path)] {
+		vars, ok := matchPath(e.path, path)
 		if !ok {
 			continue
 		}

@@ -362,11 +362,11 @@ func resolveCustomer(c *vendors.Call, st *state, o object) error {
 // request whose currency only the lookup told.
 func checkLookedUpCurrency(p url.Values, cur money.Currency) error {
 	for _, key := range vendors.SortedKeys(p) {
-		ns := names(key)
-		if inMetadata(ns) {
+		n := readName(key)
+		if n.inMetadata {
 			continue
 		}
-		name := ns[len(ns)-1]
+		name := n.last
 		if !isIntegerAmount(name) || name == "quantity" {
 			continue
 		}

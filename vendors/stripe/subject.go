@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"strings"
 
 	"github.com/keybrake/keybrake/vendors"
 )
@@ -108,12 +109,23 @@ type subject struct {
 
 func (s subject) path() string { return "/v1/" + owners[s.kind].collection + "/" + s.id }
 
+// is reports whether path is s.path(), without building it: Classify
+// compares every subject with the money lookup.
+func (s subject) is(path string) bool {
+	rest, ok := strings.CutPrefix(path, "/v1/")
+	if !ok {
+		return false
+	}
+	rest, ok = strings.CutPrefix(rest, owners[s.kind].collection)
+	return ok && len(rest) == 1+len(s.id) && rest[0] == '/' && rest[1:] == s.id
+}
+
 // subjectPath is the first object whose customer the money lookup does
 // not tell, "" when there is none.
 func (st *state) subjectPath() string {
 	for _, s := range st.subjects {
-		if p := s.path(); p != st.lookup {
-			return p
+		if !s.is(st.lookup) {
+			return s.path()
 		}
 	}
 	return ""
@@ -164,7 +176,7 @@ func scope(c *vendors.Call, e *endpoint, method, col, id string, vars map[string
 		// tells its customer too, and SubjectLookup names only a GET
 		// the Lookup does not make.
 		for i, s := range ss {
-			if st.lookup != "" && s.path() == st.lookup {
+			if st.lookup != "" && s.is(st.lookup) {
 				ss[0], ss[i] = ss[i], ss[0]
 				break
 			}
@@ -201,7 +213,7 @@ func scope(c *vendors.Call, e *endpoint, method, col, id string, vars map[string
 // object to that customer).
 func resolveSubjects(ctx context.Context, c *vendors.Call, st *state, get vendors.Getter, facts *factBook) error {
 	for _, s := range st.subjects {
-		if s.path() == st.decided {
+		if s.is(st.decided) {
 			continue
 		}
 		cus, err := customerOf(ctx, c.Account, s, get, facts, 0)

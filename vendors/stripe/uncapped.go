@@ -56,20 +56,37 @@ var uncappedCalls = []uncappedCall{
 	{method: "POST", prefix: "/v1/treasury/", why: "Treasury moves money out of financial accounts"},
 }
 
+// uncappedByShape indexes the uncapped calls matched by a template, and
+// uncappedPrefixes lists those matched by a prefix. The prefixes come last
+// in the table, so trying the templates first keeps the table's order.
+var uncappedByShape, uncappedPrefixes = func() (map[shape][]uncappedCall, []uncappedCall) {
+	m := make(map[shape][]uncappedCall)
+	var prefixes []uncappedCall
+	for _, u := range uncappedCalls {
+		if u.prefix != "" {
+			prefixes = append(prefixes, u)
+			continue
+		}
+		if len(prefixes) > 0 {
+			panic("stripe: uncapped call " + u.path.String() + " follows a prefix")
+		}
+		sh := templateShape(u.method, u.path)
+		m[sh] = append(m[sh], u)
+	}
+	return m, prefixes
+}()
+
 // uncapped returns why a call can move money Keybrake does not count, or
 // "" when it cannot (or Keybrake counts it).
 func uncapped(method, path string) string {
-	for _, u := range uncappedCalls {
-		if u.method != method {
-			continue
-		}
-		if u.prefix != "" && strings.HasPrefix(path, u.prefix) {
+	for _, u := range uncappedByShape[shapeOf(method, path)] {
+		if _, ok := matchPath(u.path, path); ok {
 			return u.why
 		}
-		if u.prefix == "" {
-			if _, ok := u.path.Match(path); ok {
-				return u.why
-			}
+	}
+	for _, u := range uncappedPrefixes {
+		if u.method == method && strings.HasPrefix(path, u.prefix) {
+			return u.why
 		}
 	}
 	return ""
