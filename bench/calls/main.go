@@ -63,6 +63,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -131,6 +132,7 @@ func main() {
 	flag.BoolVar(&cfg.million, "million", false, "instead: write -records calls and measure the store at that size")
 	flag.IntVar(&cfg.records, "records", 1_000_000, "with -million: calls written")
 	flag.DurationVar(&cfg.span, "span", 30*24*time.Hour, "with -million: the records' times are spread over this, ending now")
+	profile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (every variant, the fake too) to `file`")
 	flag.Parse()
 	log.SetFlags(0)
 	// stripe-go logs every error it gets; the run fails on the first.
@@ -139,8 +141,21 @@ func main() {
 	if cfg.million {
 		run = runMillion
 	}
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(os.Stdout, cfg); err != nil {
-		log.Fatal(err)
+		log.Print(err)
+		pprof.StopCPUProfile()
+		os.Exit(1)
 	}
 }
 
@@ -276,8 +291,10 @@ func runCalls(w io.Writer, cfg config) error {
 		verdict = "NOT all met"
 	}
 	fmt.Fprintf(w, "\nTargets 1, 2, 3 and 8: %s.\n", verdict)
-	fmt.Fprintf(w, "(4) pool: keybrake at %d callers dialled the fake %d times in %d measured calls (bare stripe-go: %d).\n",
-		cfg.callers, kb64.dials, cfg.parallel, bare64.dials)
+	fmt.Fprintf(w, "(4) pool: at %d callers keybrake dialled the fake %d times in %d measured calls, %d connections in all\n",
+		cfg.callers, kb64.dials, cfg.parallel, kb64.opened)
+	fmt.Fprintf(w, "    with its warm-up (bare stripe-go: %d and %d); at most %d, one a caller, means no call dials its own.\n",
+		bare64.dials, bare64.opened, cfg.callers)
 	return nil
 }
 
@@ -294,6 +311,7 @@ type result struct {
 	p50, p99 time.Duration
 	rate     float64 // calls per second over the wall time of the variant's rounds
 	dials    int64   // connections the fake accepted during the measured calls
+	opened   int64   // and in all, the warm-up's included
 	http     bool    // the variant reaches the fake
 }
 
@@ -306,11 +324,12 @@ func (r result) dialed() string {
 
 // started is a variant being measured.
 type started struct {
-	do    call
-	stop  func()
-	lat   []time.Duration
-	wall  time.Duration
-	dials int64
+	do     call
+	stop   func()
+	lat    []time.Duration
+	wall   time.Duration
+	dials  int64 // during the measured calls
+	opened int64 // during the warm-up
 }
 
 func (b *bench) start(v variant) (*started, error) {
@@ -345,9 +364,11 @@ func (b *bench) measure(vs []variant, callers, warmup, n, rounds int) ([]result,
 		ss[i] = s
 		// Every charge is refunded once, so the Brake knows their
 		// currencies and no refund measured waits for a lookup.
+		before := b.dials.Load()
 		if _, _, err := load(s.do, callers, max(warmup, charges)); err != nil {
 			return nil, fmt.Errorf("%s: warm-up: %w", v.label, err)
 		}
+		s.opened = b.dials.Load() - before
 	}
 	for r := 0; r < rounds; r++ {
 		share := n / rounds
@@ -369,7 +390,7 @@ func (b *bench) measure(vs []variant, callers, warmup, n, rounds int) ([]result,
 	out := make([]result, len(vs))
 	for i, s := range ss {
 		out[i] = result{p50: pct(s.lat, 50), p99: pct(s.lat, 99), rate: float64(len(s.lat)) / s.wall.Seconds(),
-			dials: s.dials, http: vs[i].id == "bare" || vs[i].id == "keybrake"}
+			dials: s.dials, opened: s.opened + s.dials, http: vs[i].id == "bare" || vs[i].id == "keybrake"}
 	}
 	return out, nil
 }
