@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/keybrake/keybrake/internal/pattern"
 )
 
 // Authorize decides whether the policy allows the request, before any money
@@ -59,7 +61,7 @@ func (p *Policy) Authorize(r Request) (Verdict, *Rule) {
 		if rule.Method != r.Method {
 			continue
 		}
-		if _, ok := rule.Path.Match(r.Path); !ok {
+		if !matchPath(rule.Path, r.Path) {
 			continue
 		}
 		switch {
@@ -197,4 +199,15 @@ func show(s string) string {
 		}
 	}
 	return quote(s)
+}
+
+// matchPath reports whether path matches p. A template without a
+// placeholder matches only itself, and is compared as a string: Match
+// would split the path for every rule tried.
+func matchPath(p pattern.Pattern, path string) bool {
+	if t := p.String(); !strings.Contains(t, "{") {
+		return path == t
+	}
+	_, ok := p.Match(path)
+	return ok
 }

@@ -35,7 +35,8 @@ func (p *Policy) Limits(r Request, rule *Rule, amount money.Amount, count int64,
 	if _, err := time.Parse("2006-01-02", day); err != nil {
 		return nil, badDay(day)
 	}
-	base := "agents." + r.Agent + "." + r.Vendor
+	rules := g.rulesFor(r.Agent, r.Vendor)
+	base := rules.base
 	if amount.Micros < 0 {
 		return nil, Verdict{Decision: Blocked, Rule: base, Code: "keybrake_bad_amount",
 			Reason: "the call's amount " + amount.String() + " is negative"}
@@ -63,10 +64,10 @@ func (p *Policy) Limits(r Request, rule *Rule, amount money.Amount, count int64,
 
 	var limits []Limit
 	if moves || count > 0 {
-		limits = make([]Limit, 0, 4)
+		limits = make([]Limit, 0, 7) // room for every limit below: one allocation
 	}
 	if moves {
-		rid := base + ".daily_cap"
+		rid := rules.dailyCap
 		add, v, ok := cv.counted(*g.DailyCap, rid)
 		if !ok {
 			return nil, v
@@ -76,8 +77,12 @@ func (p *Policy) Limits(r Request, rule *Rule, amount money.Amount, count int64,
 			Max: g.DailyCap.Micros, Add: add, Unit: cur, Rule: rid})
 	}
 	shared := p.Vendors[r.Vendor]
+	var sharedCapRule, sharedCountRule string
+	if shared != nil {
+		sharedCapRule, sharedCountRule = shared.rulesFor(r.Vendor)
+	}
 	if moves && shared != nil && shared.DailyCap != nil {
-		rid := "vendors." + r.Vendor + ".daily_cap"
+		rid := sharedCapRule
 		add, v, ok := cv.counted(*shared.DailyCap, rid)
 		if !ok {
 			return nil, v
@@ -88,18 +93,18 @@ func (p *Policy) Limits(r Request, rule *Rule, amount money.Amount, count int64,
 	}
 	if count > 0 && g.DailyCount > 0 {
 		limits = append(limits, Limit{Key: "agent/" + r.Agent + "/" + r.Vendor + "/" + day + "/units",
-			Max: g.DailyCount, Add: count, Unit: "units", Rule: base + ".daily_count"})
+			Max: g.DailyCount, Add: count, Unit: "units", Rule: rules.dailyCount})
 	}
 	if count > 0 && shared != nil && shared.DailyCount > 0 {
 		limits = append(limits, Limit{Key: "vendor/" + r.Vendor + "/" + day + "/units",
-			Max: shared.DailyCount, Add: count, Unit: "units", Rule: "vendors." + r.Vendor + ".daily_count"})
+			Max: shared.DailyCount, Add: count, Unit: "units", Rule: sharedCountRule})
 	}
 	if cs := g.Customers; cs != nil {
 		// Per customer, per UTC day; and per charge, for good: a
 		// charge refunded once is not refunded again tomorrow.
 		who := "/" + r.Agent + "/" + r.Vendor + "/" + r.Account + "/"
 		if moves && r.Customer != "" && cs.DailyCap != nil {
-			rid := base + ".customers.daily_cap"
+			rid := rules.customersDailyCap
 			add, v, ok := cv.counted(*cs.DailyCap, rid)
 			if !ok {
 				return nil, v
@@ -110,11 +115,11 @@ func (p *Policy) Limits(r Request, rule *Rule, amount money.Amount, count int64,
 		}
 		if count > 0 && r.Customer != "" && cs.DailyCount > 0 {
 			limits = append(limits, Limit{Key: "customer" + who + r.Customer + "/" + day + "/units",
-				Max: cs.DailyCount, Add: count, Unit: "units", Rule: base + ".customers.daily_count"})
+				Max: cs.DailyCount, Add: count, Unit: "units", Rule: rules.customersDailyCount})
 		}
 		if r.RefundOf != "" {
 			limits = append(limits, Limit{Key: "refunds" + who + r.RefundOf,
-				Max: cs.MaxRefundsPerCharge, Add: 1, Unit: "units", Rule: base + ".customers.max_refunds_per_charge"})
+				Max: cs.MaxRefundsPerCharge, Add: 1, Unit: "units", Rule: rules.maxRefundsPerCharge})
 		}
 	}
 	if len(limits) == 0 {

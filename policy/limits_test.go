@@ -319,3 +319,28 @@ func TestConvert(t *testing.T) {
 		})
 	}
 }
+
+// TestLimitsNamesRulesWithoutParse checks that a policy built by hand, whose
+// grants carry no rule names written by Parse, names its limits as a parsed
+// one does.
+func TestLimitsNamesRulesWithoutParse(t *testing.T) {
+	p := mustParse(t, "shared.yaml", []byte(sharedPolicy))
+	r := req("refund-bot", "stripe", "POST", "/v1/refunds")
+	r.Customer, r.RefundOf = "cus_1", "ch_1"
+	_, rule := p.Authorize(r)
+	want, v := p.Limits(r, rule, amt(t, "10.00 USD"), 1, "2026-11-25")
+	if v.Decision != Allowed {
+		t.Fatal(v)
+	}
+	g := *rule.Grant()
+	g.rules = grantRules{}
+	shared := *p.Vendors["stripe"]
+	shared.dailyCapRule, shared.dailyCountRule = "", ""
+	byHand := *p
+	byHand.Agents = map[string]*Agent{"refund-bot": {Name: "refund-bot", Grants: map[string]*Grant{"stripe": &g}}}
+	byHand.Vendors = map[string]*VendorLimits{"stripe": &shared}
+	got, v := byHand.Limits(r, rule, amt(t, "10.00 USD"), 1, "2026-11-25")
+	if v.Decision != Allowed || !reflect.DeepEqual(got, want) {
+		t.Errorf("by hand: %v %v\nparsed: %v", got, v, want)
+	}
+}

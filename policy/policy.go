@@ -55,6 +55,40 @@ type Grant struct {
 	// ("to", "from", "recipients", "max_recipients"), in the order the
 	// vendor declares them, which is the order Scope checks them in.
 	Lists []*ListScope
+
+	// rules names the grant's limits, written once by Parse: every
+	// decision names them, and building them for each call was most of
+	// its allocations. Empty in a Grant not made by Parse.
+	rules grantRules
+}
+
+// grantRules are the dotted paths of a grant's limits.
+type grantRules struct {
+	base                                   string // "agents.refund-bot.stripe"
+	dailyCap, dailyCount                   string // base + ".daily_cap", ...
+	customersDailyCap, customersDailyCount string
+	maxRefundsPerCharge                    string
+}
+
+func newGrantRules(agent, vendor string) grantRules {
+	base := "agents." + agent + "." + vendor
+	return grantRules{
+		base:                base,
+		dailyCap:            base + ".daily_cap",
+		dailyCount:          base + ".daily_count",
+		customersDailyCap:   base + ".customers.daily_cap",
+		customersDailyCount: base + ".customers.daily_count",
+		maxRefundsPerCharge: base + ".customers.max_refunds_per_charge",
+	}
+}
+
+// rulesFor returns the grant's rule paths for agent and vendor, the names
+// it is found under.
+func (g *Grant) rulesFor(agent, vendor string) grantRules {
+	if g.rules.base == "" {
+		return newGrantRules(agent, vendor)
+	}
+	return g.rules
 }
 
 // Needs says what deciding a call of this grant needs beyond its request:
@@ -129,6 +163,20 @@ type VendorLimits struct {
 	// Twilio's assume_call_minutes, Resend's broadcast_emails), a count
 	// or 1 for a flag set true; the vendor's Units reads them.
 	Settings map[string]int64
+
+	// dailyCapRule and dailyCountRule name the shared limits, written
+	// once by Parse, as grantRules; empty in VendorLimits not made by
+	// Parse.
+	dailyCapRule, dailyCountRule string
+}
+
+// rulesFor returns the paths of the shared limits of vendor, the name l
+// is found under.
+func (l *VendorLimits) rulesFor(vendor string) (dailyCap, dailyCount string) {
+	if l.dailyCapRule == "" {
+		return "vendors." + vendor + ".daily_cap", "vendors." + vendor + ".daily_count"
+	}
+	return l.dailyCapRule, l.dailyCountRule
 }
 
 // Count returns the shared setting key, 0 when it is not set. A nil

@@ -292,7 +292,8 @@ func decodeVendors(d *decoder, at string, k, v *yaml.Node, p *Policy) error {
 
 func vendorLimitsKey(vendor string) key[*Policy] {
 	return key[*Policy]{decode: func(d *decoder, at string, k, v *yaml.Node, p *Policy) error {
-		l := &VendorLimits{Vendor: vendor, Line: k.Line}
+		l := &VendorLimits{Vendor: vendor, Line: k.Line,
+			dailyCapRule: "vendors." + vendor + ".daily_cap", dailyCountRule: "vendors." + vendor + ".daily_count"}
 		p.Vendors[vendor] = l
 		return decodeMapping(d, at, k, v, d.schemas.shared[vendor], l)
 	}}
@@ -318,7 +319,7 @@ func decodeAgents(d *decoder, at string, _, v *yaml.Node, p *Policy) error {
 
 func grantKey(vendor string) key[*Agent] {
 	return key[*Agent]{decode: func(d *decoder, at string, k, v *yaml.Node, a *Agent) error {
-		g := &Grant{Vendor: vendor, Line: k.Line}
+		g := &Grant{Vendor: vendor, Line: k.Line, rules: newGrantRules(a.Name, vendor)}
 		a.Grants[vendor] = g
 		if err := decodeMapping(d, at, k, v, d.schemas.grant[vendor], g); err != nil {
 			return err

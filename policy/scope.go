@@ -48,7 +48,7 @@ func (p *Policy) Scope(r Request, s Subject) Verdict {
 		return Verdict{Decision: Error, Rule: "agents", Code: "keybrake_policy_mismatch",
 			Reason: "scope was asked for a call this policy did not allow"}
 	}
-	base := "agents." + r.Agent + "." + r.Vendor
+	base := g.rulesFor(r.Agent, r.Vendor).base
 	out := func(rule, format string, args ...any) Verdict {
 		return Verdict{Decision: Scoped, Rule: base + "." + rule, Code: "keybrake_out_of_scope",
 			Reason: fmt.Sprintf(format, args...)}
