@@ -152,10 +152,47 @@ func TestHaltAndResume(t *testing.T) {
 	}
 }
 
+func TestPolicyDiff(t *testing.T) {
+	old := writePolicy(t, cliPolicy+"  texter:\n    twilio:\n      daily_count: 100\n      to: [\"+44*\"]\n      allow:\n        - POST /2010-04-01/Accounts/{AccountSid}/Messages.json\n")
+	next := writePolicy(t, strings.NewReplacer("daily_cap: 500.00 USD", "daily_cap: 300.00 USD",
+		"        - POST /v1/refunds\n", "        - POST /v1/refunds\n        - GET /v1/charges/{id}\n",
+		"          params: {capture_method: manual}\n", "",
+		"  texter:\n", "  texter:\n    revoked: true\n",
+		`to: ["+44*"]`, `to: ["+44*", "+33*"]`).Replace(cliPolicy+"  texter:\n    twilio:\n      daily_count: 100\n      to: [\"+44*\"]\n      allow:\n        - POST /2010-04-01/Accounts/{AccountSid}/Messages.json\n"))
+	out, errs, code := keybrake(t, nil, "policy", "diff", old, next)
+	want := `
+agent refund-bot on stripe
+  ~ daily cap: 500.00 USD -> 300.00 USD
+  - allow POST /v1/payment_intents  (capture_method=manual)
+  + allow GET /v1/charges/{id}
+  + allow POST /v1/payment_intents
+
+agent texter
+  + revoked
+
+agent texter on twilio
+  ~ to: +44* -> +44*, +33*
+`
+	if code != 0 || !strings.HasSuffix(out, want) {
+		t.Errorf("policy diff: %d %q\n%s\nwant the end\n%s", code, errs, out, want)
+	}
+	out, _, code = keybrake(t, nil, "policy", "diff", old, old)
+	if code != 0 || !strings.HasSuffix(out, "\nno change in what any agent may do\n") {
+		t.Errorf("policy diff of a file with itself: %d\n%s", code, out)
+	}
+	bad := writePolicy(t, "version: 1\nagents:\n  a:\n    stripe:\n      daily_cap: 500 dollars\n")
+	if _, errs, code := keybrake(t, nil, "policy", "diff", old, bad); code != 1 || !strings.Contains(errs, bad+":5: daily_cap:") {
+		t.Errorf("diff with an invalid policy: %d %q", code, errs)
+	}
+	if _, errs, code := keybrake(t, nil, "policy", "diff", old); code != 2 || !strings.Contains(errs, "OLD and NEW") {
+		t.Errorf("diff of one file: %d %q", code, errs)
+	}
+}
+
 func TestPolicyCheck(t *testing.T) {
 	p := writePolicy(t, cliPolicy+"        - method: POST\n          path: /v1/subscriptions\n          uncapped: true\n")
 	out, _, code := keybrake(t, nil, "policy", "check", p)
-	want := []string{"valid (policy ", "agent refund-bot", "daily cap 500.00 USD, per call 50.00 USD",
+	want := []string{"valid (policy ", "agent refund-bot on stripe\n  daily cap: 500.00 USD\n  per call max: 50.00 USD\n",
 		"allow POST /v1/payment_intents  (capture_method=manual)", "allow POST /v1/subscriptions  (UNCAPPED: money it moves is not counted)"}
 	for _, w := range want {
 		if !strings.Contains(out, w) || code != 0 {

@@ -6,10 +6,10 @@ import "github.com/spf13/cobra"
 func newPolicyCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:               "policy",
-		Short:             "commands on a policy file: check",
+		Short:             "commands on policy files: check, diff",
 		ValidArgsFunction: cobra.NoFileCompletions,
 	}
-	cmd.AddCommand(newPolicyCheckCmd(e))
+	cmd.AddCommand(newPolicyCheckCmd(e), newPolicyDiffCmd(e))
 	needsCommand(cmd)
 	return cmd
 }

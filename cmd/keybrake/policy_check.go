@@ -7,7 +7,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/keybrake/keybrake/money"
 	"github.com/keybrake/keybrake/policy"
 )
 
@@ -34,53 +33,24 @@ reason on the first problem.`,
 func printPolicy(e *env, p *policy.Policy) {
 	w := e.stdout
 	fmt.Fprintf(w, "%s: valid (policy %s)\n", p.File, p.Hash)
-	if p.Halt {
-		fmt.Fprintln(w, "HALTED: every call of every agent is refused (halt: true)")
-	}
-	for _, v := range sortedKeys(p.Vendors) {
-		l := p.Vendors[v]
-		fmt.Fprintf(w, "vendor %s (shared by all agents):%s\n", v, limits(l.DailyCap, nil, l.DailyCount))
-	}
-	for _, c := range sortedKeys(p.FX) {
-		for _, r := range p.FX[c] {
-			fmt.Fprintf(w, "fx: %s\n", r)
+	order, by := subjects(policyFacts(p))
+	for _, s := range order {
+		fmt.Fprintf(w, "%s\n", s)
+		for _, f := range by[s] {
+			fmt.Fprintf(w, "  %s\n", show(f.key, f.value))
 		}
 	}
+	// An agent with no money limit anywhere has its money-moving calls
+	// refused: say so where the operator looks.
 	for _, name := range sortedKeys(p.Agents) {
-		a := p.Agents[name]
-		status := ""
-		if a.Revoked {
-			status = "  REVOKED: every call answers 401"
-		}
-		fmt.Fprintf(w, "agent %s%s\n", name, status)
-		for _, v := range sortedKeys(a.Grants) {
-			g := a.Grants[v]
-			fmt.Fprintf(w, "  %s:%s\n", v, limits(g.DailyCap, g.PerCallMax, g.DailyCount))
-			if len(g.Allow) == 0 {
-				fmt.Fprintln(w, "    allows nothing")
-			}
-			for _, r := range g.Allow {
-				fmt.Fprintf(w, "    allow %s %s%s\n", r.Method, r.Path, ruleExtras(r))
+		for _, v := range sortedKeys(p.Agents[name].Grants) {
+			g := p.Agents[name].Grants[v]
+			shared := p.Vendors[v]
+			if g.DailyCap == nil && g.DailyCount == 0 && (shared == nil || (shared.DailyCap == nil && shared.DailyCount == 0)) {
+				fmt.Fprintf(w, "note: agent %s on %s has no daily cap or count, its own or the vendor's: its money-moving calls are refused\n", name, v)
 			}
 		}
 	}
-}
-
-func limits(dailyCap, perCall *money.Amount, count int64) string {
-	var parts []string
-	if dailyCap != nil {
-		parts = append(parts, "daily cap "+dailyCap.String())
-	}
-	if perCall != nil {
-		parts = append(parts, "per call "+perCall.String())
-	}
-	if count > 0 {
-		parts = append(parts, fmt.Sprintf("daily count %d", count))
-	}
-	if len(parts) == 0 {
-		return " no money limits (money-moving calls refused)"
-	}
-	return " " + strings.Join(parts, ", ")
 }
 
 func ruleExtras(r *policy.Rule) string {
