@@ -29,6 +29,17 @@ var (
 type secretSet struct {
 	re    *regexp.Regexp
 	clues []string
+	// starts marks the bytes a clue starts with, so that a text is
+	// looked through once for all the clues.
+	starts [256]bool
+}
+
+func newSecretSet(re *regexp.Regexp, clues []string) *secretSet {
+	s := &secretSet{re: re, clues: clues}
+	for _, c := range clues {
+		s.starts[c[0]] = true
+	}
+	return s
 }
 
 // RedactSecrets adds credential formats (regular expressions, matched as
@@ -53,7 +64,7 @@ func RedactSecrets(formats ...string) {
 	if !added {
 		return
 	}
-	secretFormats.Store(&secretSet{re: secretExpression(secretSources), clues: formatClues(secretSources)})
+	secretFormats.Store(newSecretSet(secretExpression(secretSources), formatClues(secretSources)))
 }
 
 // secretExpression is the union of the formats as one expression.
@@ -84,7 +95,7 @@ func formatClues(sources map[string]bool) []string {
 
 // redact replaces every credential in text.
 func (s *secretSet) redact(text string) string {
-	if s.clues != nil && !containsAny(text, s.clues) {
+	if s.clues != nil && !s.hasClue(text) {
 		// No match is possible: most parameters hold no credential,
 		// and the expression would scan and copy every one of them.
 		return text
@@ -92,10 +103,16 @@ func (s *secretSet) redact(text string) string {
 	return s.re.ReplaceAllString(text, "[redacted]")
 }
 
-func containsAny(s string, subs []string) bool {
-	for _, sub := range subs {
-		if strings.Contains(s, sub) {
-			return true
+// hasClue reports whether text holds a clue, in one pass.
+func (s *secretSet) hasClue(text string) bool {
+	for i := 0; i < len(text); i++ {
+		if !s.starts[text[i]] {
+			continue
+		}
+		for _, c := range s.clues {
+			if strings.HasPrefix(text[i:], c) {
+				return true
+			}
 		}
 	}
 	return false
