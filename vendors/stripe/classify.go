@@ -87,7 +87,8 @@ func (Vendor) Classify(r *vendors.Request) (*vendors.Call, error) {
 	if err := checkHost(r.Host, r.Path); err != nil {
 		return nil, err
 	}
-	raw, err := rawParams(r)
+	hs := readHeaders(r.Header)
+	raw, err := rawParams(r, hs.contentType)
 	if err != nil {
 		return nil, err
 	}
@@ -98,14 +99,14 @@ func (Vendor) Classify(r *vendors.Request) (*vendors.Call, error) {
 	if err := checkParams(params); err != nil {
 		return nil, err
 	}
-	account, err := singleHeader(r.Header, "Stripe-Account")
+	account, err := singleHeader("Stripe-Account", hs.account)
 	if err != nil {
 		return nil, err
 	}
 	if account != "" && !idPatterns["account"].MatchString(account) {
 		return nil, invalid(codeBadHeader, "Stripe-Account %q is not an account ID (acct_...)", account)
 	}
-	idem, err := singleHeader(r.Header, "Idempotency-Key")
+	idem, err := singleHeader("Idempotency-Key", hs.idempotencyKey)
 	if err != nil {
 		return nil, err
 	}
@@ -176,15 +177,15 @@ func checkHost(host, path string) error {
 
 // rawParams returns the encoded parameters of a request: the query of a
 // GET, the form body of a write.
-func rawParams(r *vendors.Request) (string, error) {
+func rawParams(r *vendors.Request, contentType []string) (string, error) {
 	switch r.Method {
 	case "GET":
 		if len(r.Body) > 0 {
 			return "", invalid(codeBodyOnGet, "a GET request carries a body; Stripe reads GET parameters from the query only")
 		}
-		if ct := headerValues(r.Header, "Content-Type"); len(ct) > 0 {
+		if len(contentType) > 0 {
 			// stripe-go labels its GETs as forms too.
-			if err := checkContentType(ct); err != nil {
+			if err := checkContentType(contentType); err != nil {
 				return "", err
 			}
 		}
@@ -193,7 +194,7 @@ func rawParams(r *vendors.Request) (string, error) {
 		if r.Query != "" {
 			return "", invalid(codeQueryOnWrite, "a %s carries a query string; Stripe merges it into the body parameters, so Keybrake refuses it", r.Method)
 		}
-		if err := checkContentType(headerValues(r.Header, "Content-Type")); err != nil {
+		if err := checkContentType(contentType); err != nil {
 			return "", err
 		}
 		return string(r.Body), nil
@@ -345,8 +346,8 @@ func checkParams(params url.Values) error {
 // subjectIDs are the top-level parameters Keybrake looks up or reports as
 // the call's subject: customer, and those naming an object of a customer
 // (subjectParams).
-var subjectIDs = func() map[string]*regexp.Regexp {
-	m := map[string]*regexp.Regexp{"customer": idPatterns["customer"]}
+var subjectIDs = func() map[string]*idPattern {
+	m := map[string]*idPattern{"customer": idPatterns["customer"]}
 	for _, sp := range subjectParams {
 		m[sp.name] = idPatterns[sp.kind]
 	}
@@ -362,9 +363,8 @@ func checkThreeDecimal(key, v string, cur money.Currency) error {
 	return nil
 }
 
-// singleHeader returns a header that may appear at most once.
-func singleHeader(h map[string][]string, name string) (string, error) {
-	vs := headerValues(h, name)
+// singleHeader returns the value of a header that may appear at most once.
+func singleHeader(name string, vs []string) (string, error) {
 	if len(vs) > 1 {
 		return "", invalid(codeBadHeader, "%s appears %d times", name, len(vs))
 	}
@@ -374,26 +374,38 @@ func singleHeader(h map[string][]string, name string) (string, error) {
 	return vs[0], nil
 }
 
-func headerValues(h map[string][]string, name string) []string {
-	// http.Header canonicalises on Set; a hand-built map might not.
-	var out []string
-	copied := false
+// headers are the request headers Classify reads, each gathered from
+// every key that names it in any case: http.Header canonicalises on Set; a
+// hand-built map might not.
+type headers struct {
+	contentType, account, idempotencyKey []string
+}
+
+// readHeaders reads them in one pass over h, not one a name: a pass costs
+// as much as the rest of reading the headers.
+func readHeaders(h map[string][]string) headers {
+	var hs headers
 	for k, vs := range h {
-		if !strings.EqualFold(k, name) {
-			continue
+		switch {
+		case strings.EqualFold(k, "Content-Type"):
+			hs.contentType = appendValues(hs.contentType, vs)
+		case strings.EqualFold(k, "Stripe-Account"):
+			hs.account = appendValues(hs.account, vs)
+		case strings.EqualFold(k, "Idempotency-Key"):
+			hs.idempotencyKey = appendValues(hs.idempotencyKey, vs)
 		}
-		// The header's own slice when it is under one key, as it
-		// always is in an http.Header: no copy for each call.
-		if out == nil {
-			out = vs
-			continue
-		}
-		if !copied {
-			out, copied = append([]string(nil), out...), true
-		}
-		out = append(out, vs...)
 	}
-	return out
+	return hs
+}
+
+// appendValues returns vs itself for a header's first key, as in an
+// http.Header, where there is only one: no copy for each call. A second
+// key's values go in a new array, never into the header's own.
+func appendValues(out, vs []string) []string {
+	if out == nil {
+		return vs
+	}
+	return append(out[:len(out):len(out)], vs...)
 }
 
 // auditParams keeps what vendors.RedactParam allows of every parameter.

@@ -1,7 +1,6 @@
 package stripe
 
 import (
-	"regexp"
 	"strings"
 
 	"github.com/keybrake/keybrake/internal/pattern"
@@ -136,35 +135,73 @@ var endpoints = []endpoint{
 // endpoint table and by parameter name. Stripe's IDs are a prefix, "_" and
 // letters and digits; checking the prefix also stops an ID of one kind
 // standing in for another and confusable look-alikes.
-var idPatterns = map[string]*regexp.Regexp{
-	"charge":              regexp.MustCompile(`^(ch|py)_[A-Za-z0-9]+$`),
-	"payment_intent":      regexp.MustCompile(`^pi_[A-Za-z0-9]+$`),
-	"customer":            regexp.MustCompile(`^cus_[A-Za-z0-9]+$`),
-	"refund":              regexp.MustCompile(`^(re|pyr)_[A-Za-z0-9]+$`),
-	"transfer":            regexp.MustCompile(`^tr_[A-Za-z0-9]+$`),
-	"transfer_reversal":   regexp.MustCompile(`^trr_[A-Za-z0-9]+$`),
-	"invoice":             regexp.MustCompile(`^in_[A-Za-z0-9]+$`),
-	"fee":                 regexp.MustCompile(`^fee_[A-Za-z0-9]+$`),
-	"fee_refund":          regexp.MustCompile(`^fr_[A-Za-z0-9]+$`),
-	"payout":              regexp.MustCompile(`^po_[A-Za-z0-9]+$`),
-	"topup":               regexp.MustCompile(`^tu_[A-Za-z0-9]+$`),
-	"credit_note":         regexp.MustCompile(`^cn_[A-Za-z0-9]+$`),
-	"checkout_session":    regexp.MustCompile(`^cs_(test_|live_)?[A-Za-z0-9]+$`),
-	"payment_link":        regexp.MustCompile(`^plink_[A-Za-z0-9]+$`),
-	"dispute":             regexp.MustCompile(`^(dp|du)_[A-Za-z0-9]+$`),
-	"subscription":        regexp.MustCompile(`^sub_[A-Za-z0-9]+$`),
-	"balance_transaction": regexp.MustCompile(`^txn_[A-Za-z0-9]+$`),
-	"account":             regexp.MustCompile(`^acct_[A-Za-z0-9]+$`),
-	"setup_intent":        regexp.MustCompile(`^seti_[A-Za-z0-9]+$`),
+var idPatterns = map[string]*idPattern{
+	"charge":              id(`^(ch|py)_[A-Za-z0-9]+$`, "ch_", "py_"),
+	"payment_intent":      id(`^pi_[A-Za-z0-9]+$`, "pi_"),
+	"customer":            id(`^cus_[A-Za-z0-9]+$`, "cus_"),
+	"refund":              id(`^(re|pyr)_[A-Za-z0-9]+$`, "re_", "pyr_"),
+	"transfer":            id(`^tr_[A-Za-z0-9]+$`, "tr_"),
+	"transfer_reversal":   id(`^trr_[A-Za-z0-9]+$`, "trr_"),
+	"invoice":             id(`^in_[A-Za-z0-9]+$`, "in_"),
+	"fee":                 id(`^fee_[A-Za-z0-9]+$`, "fee_"),
+	"fee_refund":          id(`^fr_[A-Za-z0-9]+$`, "fr_"),
+	"payout":              id(`^po_[A-Za-z0-9]+$`, "po_"),
+	"topup":               id(`^tu_[A-Za-z0-9]+$`, "tu_"),
+	"credit_note":         id(`^cn_[A-Za-z0-9]+$`, "cn_"),
+	"checkout_session":    id(`^cs_(test_|live_)?[A-Za-z0-9]+$`, "cs_", "cs_test_", "cs_live_"),
+	"payment_link":        id(`^plink_[A-Za-z0-9]+$`, "plink_"),
+	"dispute":             id(`^(dp|du)_[A-Za-z0-9]+$`, "dp_", "du_"),
+	"subscription":        id(`^sub_[A-Za-z0-9]+$`, "sub_"),
+	"balance_transaction": id(`^txn_[A-Za-z0-9]+$`, "txn_"),
+	"account":             id(`^acct_[A-Za-z0-9]+$`, "acct_"),
+	"setup_intent":        id(`^seti_[A-Za-z0-9]+$`, "seti_"),
 	// Payment methods answer to their own pm_ IDs, to the card_ and src_
 	// IDs of older integrations, and in test mode to fixtures such as
 	// pm_card_visa.
-	"payment_method":        regexp.MustCompile(`^(pm|card|src)_[A-Za-z0-9_]+$`),
-	"quote":                 regexp.MustCompile(`^qt_[A-Za-z0-9]+$`),
-	"invoiceitem":           regexp.MustCompile(`^ii_[A-Za-z0-9]+$`),
-	"subscription_schedule": regexp.MustCompile(`^sub_sched_[A-Za-z0-9]+$`),
-	"subscription_item":     regexp.MustCompile(`^si_[A-Za-z0-9]+$`),
+	"payment_method":        id(`^(pm|card|src)_[A-Za-z0-9_]+$`, "pm_", "card_", "src_"),
+	"quote":                 id(`^qt_[A-Za-z0-9]+$`, "qt_"),
+	"invoiceitem":           id(`^ii_[A-Za-z0-9]+$`, "ii_"),
+	"subscription_schedule": id(`^sub_sched_[A-Za-z0-9]+$`, "sub_sched_"),
+	"subscription_item":     id(`^si_[A-Za-z0-9]+$`, "si_"),
 }
+
+// idPattern is one kind of ID: one of its prefixes, then letters and
+// digits (and "_", when the expression's class holds it). It is the
+// expression it is written with, read by hand: every ID of every call is
+// checked, and refusals quote the expression. The tests hold each to its
+// expression.
+type idPattern struct {
+	expr       string
+	prefixes   []string
+	underscore bool
+}
+
+func id(expr string, prefixes ...string) *idPattern {
+	return &idPattern{expr: expr, prefixes: prefixes, underscore: strings.HasSuffix(expr, "_]+$")}
+}
+
+// MatchString reports whether s is an ID of the kind.
+func (p *idPattern) MatchString(s string) bool {
+	for _, prefix := range p.prefixes {
+		if rest, ok := strings.CutPrefix(s, prefix); ok && p.isBody(rest) {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *idPattern) isBody(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' && p.underscore) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// String is the expression, for refusals.
+func (p *idPattern) String() string { return p.expr }
 
 // collection says what the segment after a known collection must be, for
 // every path under it, listed in the table or not: an ID of the

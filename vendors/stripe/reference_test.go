@@ -173,3 +173,37 @@ func TestSubjectIs(t *testing.T) {
 		}
 	}
 }
+
+// idCorpus are IDs and near misses of every kind.
+func idCorpus() []string {
+	out := []string{"", "_", "x", "ch", "ch_", "ch__", "ch_1", "ch_1_", "ch_a-b", "ch_é", "CH_1", "xch_1", "ch_1\n",
+		"cs_test_", "cs_test_1", "cs_test", "cs_live_x_y", "cs__1", "pm_card_visa", "pm__", "pm_", "sub_sched_1", "sub_sched_", "sub_1_2"}
+	for _, p := range idPatterns {
+		for _, prefix := range p.prefixes {
+			out = append(out, prefix, prefix+"1", prefix+"aZ9", prefix+"a_b", prefix+"_", "_"+prefix+"1", prefix+"1 ")
+		}
+	}
+	return out
+}
+
+func checkID(t *testing.T, s string) {
+	t.Helper()
+	for kind, p := range idPatterns {
+		if got, want := p.MatchString(s), regexp.MustCompile(p.String()).MatchString(s); got != want {
+			t.Errorf("idPatterns[%q].MatchString(%q) = %v, its expression says %v", kind, s, got, want)
+		}
+	}
+}
+
+func TestIDPatternsMatchExpressions(t *testing.T) {
+	for _, s := range idCorpus() {
+		checkID(t, s)
+	}
+}
+
+func FuzzIDPatterns(f *testing.F) {
+	for _, s := range idCorpus() {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) { checkID(t, s) })
+}
