@@ -29,10 +29,7 @@ func (p *Policy) Limits(r Request, rule *Rule, amount money.Amount, count int64,
 	if g == nil {
 		return nil, v
 	}
-	if len(day) != len("2006-01-02") {
-		return nil, badDay(day)
-	}
-	if _, err := time.Parse("2006-01-02", day); err != nil {
+	if !validDay(day) {
 		return nil, badDay(day)
 	}
 	rules := g.rulesFor(r.Agent, r.Vendor)
@@ -149,6 +146,33 @@ func (p *Policy) grantFor(r Request, rule *Rule) (*Grant, Verdict) {
 		return nil, mismatch
 	}
 	return g, Verdict{}
+}
+
+// validDay reports whether day is a date as time.Parse("2006-01-02")
+// reads one, written out: every decision checks its day, and time.Parse
+// was a tenth of deciding.
+func validDay(day string) bool {
+	if len(day) != len("2006-01-02") || day[4] != '-' || day[7] != '-' {
+		return false
+	}
+	y, m, d := number(day[0:4]), number(day[5:7]), number(day[8:10])
+	if y < 0 || m < 1 || m > 12 || d < 1 {
+		return false
+	}
+	// Day 0 of the next month is the last of this one.
+	return d <= time.Date(y, time.Month(m)+1, 0, 0, 0, 0, 0, time.UTC).Day()
+}
+
+// number reads decimal digits; -1 when s holds anything else.
+func number(s string) int {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return -1
+		}
+		n = n*10 + int(s[i]-'0')
+	}
+	return n
 }
 
 func badDay(day string) Verdict {

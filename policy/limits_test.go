@@ -7,6 +7,7 @@ import (
 	"math/big"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/keybrake/keybrake/money"
 )
@@ -343,4 +344,31 @@ func TestLimitsNamesRulesWithoutParse(t *testing.T) {
 	if v.Decision != Allowed || !reflect.DeepEqual(got, want) {
 		t.Errorf("by hand: %v %v\nparsed: %v", got, v, want)
 	}
+}
+
+func checkDay(t *testing.T, day string) {
+	t.Helper()
+	_, err := time.Parse("2006-01-02", day)
+	if got, want := validDay(day), len(day) == 10 && err == nil; got != want {
+		t.Errorf("validDay(%q) = %v, time.Parse says %v (%v)", day, got, want, err)
+	}
+}
+
+func TestValidDayMatchesTimeParse(t *testing.T) {
+	for _, d := range []string{"", "2026-11-25", "2026-02-29", "2024-02-29", "2000-02-29", "1900-02-29", "0000-02-29", "9999-12-31",
+		"2026-13-01", "2026-00-10", "2026-01-00", "2026-01-32", "2026-04-31", "2026-1-05", "2026-01-5 ", "+026-01-05", "2026/01/05",
+		"2026-01-0a", "20261-01-05", "2026-01-05\n", "٢٠٢٦-01-05", " 2026-01-5"} {
+		checkDay(t, d)
+	}
+	day := time.Date(2023, 12, 25, 0, 0, 0, 0, time.UTC)
+	for i := 0; i < 800; i++ {
+		checkDay(t, day.AddDate(0, 0, i).Format("2006-01-02"))
+	}
+}
+
+func FuzzValidDay(f *testing.F) {
+	f.Add("2026-11-25")
+	f.Add("2024-02-29")
+	f.Add("2026-02-29")
+	f.Fuzz(checkDay)
 }
