@@ -31,3 +31,20 @@ func RedactTextByRegexp(s string) string {
 }
 
 var digitRunRE = regexp.MustCompile(`\d(?:[ -]?\d){12,18}`)
+
+// SensitiveName is sensitiveName, and SensitiveNameBySuffixes the way it
+// was first written, trying every sensitive name as a suffix.
+var SensitiveName = sensitiveName
+
+func SensitiveNameBySuffixes(key string) bool {
+	name := strings.ToLower(key)
+	if i := strings.LastIndexByte(name, '['); i >= 0 {
+		name = strings.TrimSuffix(name[i+1:], "]")
+	}
+	for s := range sensitiveKeys {
+		if name == s || strings.HasSuffix(name, "_"+s) {
+			return true
+		}
+	}
+	return false
+}

@@ -120,7 +120,8 @@ func (s *secretSet) hasClue(text string) bool {
 
 // sensitiveKeys are parameter names whose values are never kept: card
 // security codes (PCI DSS forbids storing them), secrets and tokens.
-var sensitiveKeys = []string{"cvc", "cvv", "cvv2", "cvn", "csc", "password", "secret", "token", "pin", "auth_token", "api_key"}
+var sensitiveKeys = map[string]bool{"cvc": true, "cvv": true, "cvv2": true, "cvn": true, "csc": true, "password": true,
+	"secret": true, "token": true, "pin": true, "auth_token": true, "api_key": true}
 
 // RedactParam returns what the audit log may keep of one request parameter:
 // keep is false when the parameter must be dropped outright (a card's
@@ -151,13 +152,19 @@ func sensitiveName(key string) bool {
 	if i := strings.LastIndexByte(name, '['); i >= 0 {
 		name = strings.TrimSuffix(name[i+1:], "]")
 	}
-	for _, s := range sensitiveKeys {
-		// name == s, or ends in "_"+s, without building "_"+s.
-		if rest, ok := strings.CutSuffix(name, s); ok && (rest == "" || strings.HasSuffix(rest, "_")) {
+	// The name is one of them, or ends in "_" and one of them: look up
+	// the name and what follows each "_" in it, rather than try every
+	// suffix on every parameter.
+	for {
+		if sensitiveKeys[name] {
 			return true
 		}
+		i := strings.IndexByte(name, '_')
+		if i < 0 {
+			return false
+		}
+		name = name[i+1:]
 	}
-	return false
 }
 
 // maskPANs masks every card number in s: each run of 13 to 19 digits,

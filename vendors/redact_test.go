@@ -137,3 +137,17 @@ func TestClues(t *testing.T) {
 		}
 	}
 }
+
+func TestSensitiveNameMatchesSuffixes(t *testing.T) {
+	names := []string{"", "_", "cvc", "CVC", "xcvc", "x_cvc", "x__cvc", "cvc_", "_cvc", "card[cvc]", "card[x_cvc]", "card[cvc]x",
+		"token", "auth_token", "sip_auth_password", "password_hint", "api_key", "apikey", "my_api_key", "pin", "spin", "a_pin",
+		"metadata[order_id]", "card[number]", "a[b][secret]", "a[secret][b]", "[", "]", "a[", "cvv2", "cvv_2", "Secret", "x[TOKEN]"}
+	for _, a := range names {
+		for _, b := range []string{"", "_", "x", "_cvc", "[token]", "]"} {
+			k := a + b
+			if got, want := vendors.SensitiveName(k), vendors.SensitiveNameBySuffixes(k); got != want {
+				t.Errorf("sensitiveName(%q) = %v, by suffixes %v", k, got, want)
+			}
+		}
+	}
+}
