@@ -18,8 +18,9 @@
 // may also retire an earlier record, Complete, Resettle, Append, and the
 // recovery of a crashed process's reservations) also appends, in the same
 // transaction, one entry per record to an append-only journal: the
-// record's whole new state, numbered in order, chained by SHA-256 to the
-// entry before it. A refused operation appends nothing.
+// record's whole new state (or a hash of it, as store/bolt keeps),
+// numbered in order, chained by SHA-256 to the entry before it. A refused
+// operation appends nothing.
 //
 // A record as stored and read back carries PrevHash, which the store sets
 // whatever the caller passed: the hash of the journal entry just before

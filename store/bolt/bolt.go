@@ -18,9 +18,11 @@ import (
 )
 
 // SchemaVersion is the on-disk format this package writes. Open refuses a
-// file written with a newer one, and upgrades one written with version 1
-// (before the audit chain) by journaling every record it holds.
-const SchemaVersion = 2
+// file written with a newer one. A read-write Open upgrades one written
+// with version 2 (records as JSON, each journal entry a whole record) in
+// place, and one written with version 1 (before the audit chain) by
+// journaling every record it holds; a read-only Open refuses both.
+const SchemaVersion = 3
 
 // ErrSchema is returned by Open for a file this package cannot read: one
 // written by a newer Keybrake, or a bbolt file that is not a Keybrake store.
@@ -205,8 +207,11 @@ func checkSchema(tx *bbolt.Tx) error {
 	if err != nil {
 		return err
 	}
-	if version == 1 {
+	switch version {
+	case 1:
 		return fmt.Errorf("%w: schema version 1 predates the audit chain; open the file read-write once (any Keybrake process does) to add it", ErrSchema)
+	case 2:
+		return fmt.Errorf("%w: schema version 2 is read by upgrading it; open the file read-write once (any Keybrake process does) to upgrade it to version %d", ErrSchema, SchemaVersion)
 	}
 	return checkBuckets(tx)
 }
@@ -261,40 +266,17 @@ func initSchema(tx *bbolt.Tx) error {
 	if err != nil {
 		return err
 	}
-	if version == 1 {
+	switch version {
+	case 1:
 		if err := upgradeFrom1(tx); err != nil {
 			return fmt.Errorf("upgrading from schema version 1: %w", err)
 		}
+	case 2:
+		if err := upgradeFrom2(tx); err != nil {
+			return fmt.Errorf("upgrading from schema version 2: %w", err)
+		}
 	}
 	return checkBuckets(tx)
-}
-
-// upgradeFrom1 starts the audit chain of a file written before it: every
-// record, in ID order, becomes the first entries of the journal.
-func upgradeFrom1(tx *bbolt.Tx) error {
-	if _, err := tx.CreateBucket(bucketJournal); err != nil {
-		return err
-	}
-	var ids []uint64
-	if err := tx.Bucket(bucketRecords).ForEach(func(k, _ []byte) error {
-		if len(k) != 8 {
-			return corrupt("record key is %d bytes", len(k))
-		}
-		ids = append(ids, binary.BigEndian.Uint64(k))
-		return nil
-	}); err != nil {
-		return err
-	}
-	for _, id := range ids {
-		r, err := getRecord(tx, id)
-		if err != nil {
-			return err
-		}
-		if err := putRecord(tx, r); err != nil {
-			return err
-		}
-	}
-	return tx.Bucket(bucketMeta).Put(keySchema, u64(SchemaVersion))
 }
 
 // recoverReserved turns every record left Reserved by a process that
@@ -343,6 +325,9 @@ func recoverReserved(tx *bbolt.Tx) error {
 			return err
 		}
 		if err := pending.Delete(u64(id)); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketUnknown).Put(u64(id), nil); err != nil {
 			return err
 		}
 	}

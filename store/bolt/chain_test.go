@@ -119,18 +119,6 @@ func key(n uint64) []byte {
 
 func clone(b []byte) []byte { return append([]byte(nil), b...) }
 
-// replaceIn changes old to new in the value under k, which must hold old.
-func replaceIn(bucket string, k []byte, old, new string) func(tx *bbolt.Tx) error {
-	return func(tx *bbolt.Tx) error {
-		b := tx.Bucket([]byte(bucket))
-		v := b.Get(k)
-		if !bytes.Contains(v, []byte(old)) {
-			return errors.New("fixture value does not hold " + old + ": " + string(v))
-		}
-		return b.Put(k, bytes.Replace(clone(v), []byte(old), []byte(new), 1))
-	}
-}
-
 func swap(bucket string, a, b []byte) func(tx *bbolt.Tx) error {
 	return func(tx *bbolt.Tx) error {
 		bk := tx.Bucket([]byte(bucket))
@@ -147,12 +135,12 @@ func del(bucket string, k []byte) func(tx *bbolt.Tx) error {
 }
 
 // rehash recomputes the hash of journal entry n after an edit, as someone
-// who knows the format would.
+// who knows the format would: SHA-256 of the previous entry's hash, the
+// number and the body (all after the hash and the 8-byte link).
 func rehash(n uint64) func(tx *bbolt.Tx) error {
 	return func(tx *bbolt.Tx) error {
 		j := tx.Bucket([]byte("journal"))
 		v := clone(j.Get(key(n)))
-		body := v[40:]
 		var prev []byte
 		if p := j.Get(key(n - 1)); p != nil {
 			prev = p[8:40]
@@ -162,8 +150,38 @@ func rehash(n uint64) func(tx *bbolt.Tx) error {
 		h := sha256.New()
 		h.Write(prev)
 		h.Write(v[:8])
-		h.Write(body)
+		h.Write(v[48:])
 		copy(v[8:40], h.Sum(nil))
+		return j.Put(key(n), v)
+	}
+}
+
+// editRecord changes a record as someone who knows the format would.
+func editRecord(id uint64, edit func(r *audit.Record)) func(tx *bbolt.Tx) error {
+	return func(tx *bbolt.Tx) error {
+		return bolt.EditRecord(tx, id, func(r *audit.Record, _ *uint64) { edit(r) })
+	}
+}
+
+// alterEntry changes the last byte of journal entry n: the hash of the
+// state it holds.
+func alterEntry(n uint64) func(tx *bbolt.Tx) error {
+	return func(tx *bbolt.Tx) error {
+		j := tx.Bucket([]byte("journal"))
+		v := clone(j.Get(key(n)))
+		v[len(v)-1] ^= 1
+		return j.Put(key(n), v)
+	}
+}
+
+// entryNames makes journal entry n name record id's current state, as
+// someone who edited the record and knows the format would.
+func entryNames(n, id uint64) func(tx *bbolt.Tx) error {
+	return func(tx *bbolt.Tx) error {
+		j := tx.Bucket([]byte("journal"))
+		v := clone(j.Get(key(n)))
+		s := sha256.Sum256(tx.Bucket([]byte("records")).Get(key(id)))
+		copy(v[len(v)-32:], s[:])
 		return j.Put(key(n), v)
 	}
 }
@@ -189,19 +207,16 @@ func TestVerifyFindsTampering(t *testing.T) {
 		record  uint64
 		says    string // in the message
 	}{
-		{"record amount changed", replaceIn("records", key(2), `"settled":2500,`, `"settled":25,`),
-			store.ChainAltered, 4, 2, "record 2 was altered: it differs from its latest journal entry 4 in settled"},
-		{"record outcome changed", replaceIn("records", key(6), `"outcome":"unknown"`, `"outcome":"released"`),
-			store.ChainAltered, 10, 6, "record 6 was altered: it differs from its latest journal entry 10 in outcome"},
+		{"record amount changed", editRecord(2, func(r *audit.Record) { r.Settled.Micros = 250_000 }),
+			store.ChainAltered, 4, 2, "record 2 was altered: it differs from its latest journal entry 4"},
+		{"record outcome changed", editRecord(6, func(r *audit.Record) { r.Outcome = audit.Released }),
+			store.ChainAltered, 10, 6, "record 6 was altered: it differs from its latest journal entry 10"},
 		{"record removed", del("records", key(3)),
 			store.ChainMissing, 5, 3, "record 3 was removed: journal entry 5 holds its latest state"},
 		{"records swapped", swap("records", key(2), key(4)),
 			store.ChainReordered, 4, 2, "record 2 holds the contents of record 4: records were swapped or moved"},
-		{"record added", func(tx *bbolt.Tx) error {
-			r := tx.Bucket([]byte("records"))
-			v := bytes.Replace(clone(r.Get(key(1))), []byte(`"id":1,`), []byte(`"id":99,`), 1)
-			return r.Put(key(99), v)
-		}, store.ChainExtra, 0, 99, "record 99 has no journal entry: it was added outside the store"},
+		{"record added", editRecord(1, func(r *audit.Record) { r.ID = 99 }),
+			store.ChainExtra, 0, 99, "record 99 has no journal entry: it was added outside the store"},
 		{"journal entry removed", del("journal", key(6)),
 			store.ChainMissing, 6, 0, "entry 6 is missing: the journal goes from entry 5 to entry 7"},
 		{"two journal entries removed", all(del("journal", key(6)), del("journal", key(7))),
@@ -210,13 +225,12 @@ func TestVerifyFindsTampering(t *testing.T) {
 			store.ChainMissing, 10, 0, "entry 10, the last one written, is missing"},
 		{"first journal entry removed", del("journal", key(1)),
 			store.ChainMissing, 1, 0, "entry 1 is missing: the journal goes from the start of the chain to entry 2"},
-		{"journal entry altered", replaceIn("journal", key(3), `"agent":"two"`, `"agent":"owt"`),
+		{"journal entry altered", alterEntry(3),
 			store.ChainAltered, 3, 2, "entry 3 (record 2) was altered: its contents no longer match the hash"},
-		{"journal entry altered, hash recomputed", all(replaceIn("journal", key(3), `"agent":"two"`, `"agent":"owt"`), rehash(3)),
+		{"journal entry altered, hash recomputed", all(alterEntry(3), rehash(3)),
 			store.ChainBrokenLink, 4, 2, "entry 4 (record 2) names"},
 		{"record and its latest entry altered alike, hash recomputed", all(
-			replaceIn("journal", key(4), `"settled":2500,`, `"settled":25,`), rehash(4),
-			replaceIn("records", key(2), `"settled":2500,`, `"settled":25,`)),
+			editRecord(2, func(r *audit.Record) { r.Settled.Micros = 250_000 }), entryNames(4, 2), rehash(4)),
 			store.ChainBrokenLink, 5, 3, "but entry 4 hashes to"},
 		{"journal entries swapped", swap("journal", key(3), key(4)),
 			store.ChainReordered, 3, 2, "position 3 of the journal holds entry 4 (record 2): entries were reordered or moved"},
@@ -224,20 +238,14 @@ func TestVerifyFindsTampering(t *testing.T) {
 			return tx.Bucket([]byte("journal")).Put(key(8), []byte("short"))
 		}, store.ChainAltered, 8, 0, "entry 8 is 5 bytes"},
 		{"record's link changed", func(tx *bbolt.Tx) error {
-			r := tx.Bucket([]byte("records"))
-			v := clone(r.Get(key(5)))
-			i := bytes.Index(v, []byte(`"prev":"`)) + len(`"prev":"`)
-			if v[i] == '0' {
-				v[i] = '1'
-			} else {
-				v[i] = '0'
-			}
-			return r.Put(key(5), v)
-		}, store.ChainAltered, 8, 5, "record 5 was altered: it differs from its latest journal entry 8 in prev"},
+			return bolt.EditRecord(tx, 5, func(_ *audit.Record, seq *uint64) { *seq = 7 })
+		}, store.ChainAltered, 8, 5, "record 5 was altered: it differs from its latest journal entry 8 (it says its latest entry is 7)"},
+		{"record changed, its link kept", editRecord(5, func(r *audit.Record) { r.Agent = "evif" }),
+			store.ChainAltered, 8, 5, "record 5 was altered: it differs from its latest journal entry 8"},
 		// The earliest break in the journal is reported, whatever else is wrong.
-		{"several breaks", all(del("records", key(1)), replaceIn("journal", key(9), `"agent":"six"`, `"agent":"xis"`), del("journal", key(7))),
+		{"several breaks", all(del("records", key(1)), alterEntry(9), del("journal", key(7))),
 			store.ChainMissing, 7, 0, "entry 7 is missing"},
-		{"several record breaks", all(del("records", key(4)), replaceIn("records", key(5), `"agent":"five"`, `"agent":"evif"`)),
+		{"several record breaks", all(del("records", key(4)), editRecord(5, func(r *audit.Record) { r.Agent = "evif" })),
 			store.ChainMissing, 7, 4, "record 4 was removed"},
 	}
 	for _, tt := range tests {
@@ -277,7 +285,7 @@ func TestVerifyFindsTampering(t *testing.T) {
 // TestPruneRefusesBrokenChain: pruning would destroy the evidence.
 func TestPruneRefusesBrokenChain(t *testing.T) {
 	path := copyFile(t, chainFixture(t))
-	tamper(t, path, replaceIn("records", key(2), `"settled":2500,`, `"settled":25,`))
+	tamper(t, path, editRecord(2, func(r *audit.Record) { r.Settled.Micros = 250_000 }))
 	s := open(t, path)
 	ctx := context.Background()
 	rep, err := s.Prune(ctx, time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
@@ -378,10 +386,12 @@ func TestReadOnly(t *testing.T) {
 }
 
 // TestUpgradeFromSchema1: a file written before the chain gets one, every
-// record journaled in ID order, on its first read-write Open.
+// record journaled in ID order, on its first read-write Open, and reads
+// back as it was.
 func TestUpgradeFromSchema1(t *testing.T) {
-	path := copyFile(t, chainFixture(t))
-	// Turn the fixture into what schema 1 wrote: no journal, no links.
+	path := copyFile(t, schema2File)
+	// Turn the schema-2 fixture into what schema 1 wrote: no journal, no
+	// checkpoint, no links.
 	tamper(t, path, func(tx *bbolt.Tx) error {
 		if err := tx.DeleteBucket([]byte("journal")); err != nil {
 			return err
@@ -400,7 +410,11 @@ func TestUpgradeFromSchema1(t *testing.T) {
 				return err
 			}
 		}
-		return tx.Bucket([]byte("meta")).Put([]byte("schema"), key(1))
+		meta := tx.Bucket([]byte("meta"))
+		if err := meta.Delete([]byte("checkpoint")); err != nil {
+			return err
+		}
+		return meta.Put([]byte("schema"), key(1))
 	})
 	if s, err := bolt.Open(path, &bolt.Options{ReadOnly: true}); !errors.Is(err, bolt.ErrSchema) || !strings.Contains(err.Error(), "read-write once") {
 		if s != nil {
@@ -411,28 +425,31 @@ func TestUpgradeFromSchema1(t *testing.T) {
 	s := open(t, path)
 	ctx := context.Background()
 	rep, err := s.Verify(ctx)
-	if err != nil || rep.Entries != 6 || rep.Records != 6 {
-		t.Fatalf("Verify after the upgrade = %+v, %v; want one entry per record", rep, err)
+	n := count(t, s)
+	if err != nil || rep.Entries != n+1 || rep.Records != n {
+		t.Fatalf("Verify after the upgrade = %+v, %v; want one entry per record (%d), and one for the recovered call", rep, err, n)
 	}
-	var agents []string
-	s.Query(ctx, audit.Query{}, func(r *audit.Record) error {
-		if len(r.PrevHash) != 64 {
-			t.Errorf("record %d has PrevHash %q after the upgrade", r.ID, r.PrevHash)
-		}
-		agents = append(agents, r.Agent)
-		return nil
-	})
-	if strings.Join(agents, " ") != "one two three four five six" {
-		t.Fatalf("records after the upgrade: %v", agents)
+	want, err := os.ReadFile(schema2Golden)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if c, _ := s.Counter(ctx, "agent/a/stripe/2025-06-01/USD"); c != (store.Counter{Settled: 50_000_000, Unknown: 25_000_000}) {
-		t.Fatalf("Counter after the upgrade = %+v", c)
+	if got := dumpSchema2(t, s); !bytes.Equal(got, want) {
+		t.Fatalf("the upgraded file reads back as\n%s\nwant %s", got, want)
 	}
 	s.Close()
 	s = open(t, path)
 	if rep2, err := s.Verify(ctx); err != nil || rep2 != rep {
 		t.Fatalf("Verify after reopening the upgraded file = %+v, %v; was %+v", rep2, err, rep)
 	}
+}
+
+func count(t *testing.T, s store.Store) int {
+	t.Helper()
+	n := 0
+	if err := s.Query(context.Background(), audit.Query{}, func(*audit.Record) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // TestTombstone: a record changed after younger records were written (an
@@ -461,6 +478,14 @@ func TestTombstone(t *testing.T) {
 	if err := s.Resettle(ctx, a.ID, []int64{1}, usd); err != nil { // entry 4, after the young record's
 		t.Fatal(err)
 	}
+	// Someone keeps a copy of the record as it was before the prune.
+	s.Close()
+	var saved []byte
+	tamper(t, path, func(tx *bbolt.Tx) error {
+		saved = clone(tx.Bucket([]byte("records")).Get(key(a.ID)))
+		return nil
+	})
+	s = open(t, path)
 	rep, err := s.Prune(ctx, time.Date(2025, 6, 5, 0, 0, 0, 0, time.UTC))
 	if err != nil || rep.Records != 1 || rep.Carried != 0 || rep.Entries != 2 || rep.Checkpoint != 2 {
 		t.Fatalf("Prune = %+v, %v; want record %d removed, the cut stopped at the young record (after entry 2)", rep, err, a.ID)
@@ -471,14 +496,13 @@ func TestTombstone(t *testing.T) {
 	}
 	s.Close()
 
-	// Put the pruned record back from its last state in the journal.
+	// Put the pruned record back from the copy.
 	tamper(t, path, func(tx *bbolt.Tx) error {
 		j := tx.Bucket([]byte("journal"))
-		last := j.Get(key(4))
-		if last == nil || !bytes.Contains(j.Get(key(5)), []byte(`"pruned":"2025-06-05T00:00:00Z"`)) {
+		if j.Get(key(4)) == nil || j.Get(key(5))[48] != 't' {
 			return errors.New("the journal does not hold the expected entries")
 		}
-		return tx.Bucket([]byte("records")).Put(key(a.ID), clone(last[40:]))
+		return tx.Bucket([]byte("records")).Put(key(a.ID), saved)
 	})
 	s, err = bolt.Open(path, &bolt.Options{ReadOnly: true})
 	if err != nil {

@@ -2,7 +2,7 @@ package bolt
 
 import (
 	"encoding/binary"
-	"encoding/json"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -24,13 +24,21 @@ var (
 	bucketIdem     = []byte("idempotency")
 	bucketFacts    = []byte("facts")
 	bucketJournal  = []byte("journal")
+	bucketAgent    = []byte("agent")
+	bucketUnknown  = []byte("unknown")
+	bucketDict     = []byte("dict")
+	bucketStrings  = []byte("strings")
 
 	keySchema     = []byte("schema")
 	keyCheckpoint = []byte("checkpoint")
 )
 
 // allBuckets is every bucket a store of the current schema holds.
-var allBuckets = [][]byte{bucketMeta, bucketRecords, bucketTime, bucketPending, bucketCounters, bucketIdem, bucketFacts, bucketJournal}
+var allBuckets = [][]byte{bucketMeta, bucketRecords, bucketTime, bucketPending, bucketCounters, bucketIdem, bucketFacts, bucketJournal,
+	bucketAgent, bucketUnknown, bucketDict, bucketStrings}
+
+// newBuckets are the buckets schema version 3 added.
+var newBuckets = [][]byte{bucketAgent, bucketUnknown, bucketDict, bucketStrings}
 
 // Kinds of reservation kept in the pending bucket: Complete must know a
 // replay from a reservation that holds money.
@@ -138,39 +146,82 @@ func sub(a, b int64) (int64, bool) {
 	return a - b, true
 }
 
-// An idempotency entry is the record ID (8 bytes) followed by the
-// fingerprint.
-func encodeIndex(id uint64, fingerprint string) []byte {
-	b := make([]byte, 8+len(fingerprint))
-	binary.BigEndian.PutUint64(b, id)
-	copy(b[8:], fingerprint)
-	return b
+// agentKey orders one agent's records by time then ID, after the agent's
+// dictionary id (0 for no agent; a uvarint, so no agent's keys are a
+// prefix of another's).
+func agentKey(agent uint64, t time.Time, id uint64) []byte {
+	b := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+16), agent)
+	b = binary.BigEndian.AppendUint64(b, timeOrder(t))
+	return binary.BigEndian.AppendUint64(b, id)
 }
 
-func decodeIndex(key string, b []byte) (id uint64, fingerprint string, err error) {
-	if len(b) < 8 {
+// An idempotency key is stored as 0x01 | uvarint dictionary id of what
+// comes before its last NUL | the 16 bytes of the UUID after it, when it
+// ends in a canonical lowercase UUID (as the keys the SDKs make do), else
+// as 0x00 | the key. idemKey returns nil when a key of the first kind
+// cannot be there (its scope was never interned) and create is false.
+func idemKey(d *dict, key string, create bool) ([]byte, error) {
+	if i := lastNUL(key); i >= 0 && i+1 <= len(key) {
+		if u, ok := compactUUID(key[i+1:]); ok {
+			scope := key[:i+1]
+			var id uint64
+			var err error
+			if create {
+				id, err = d.intern(scope)
+			} else {
+				id, err = d.lookup(scope)
+			}
+			if err != nil || id == 0 {
+				return nil, err
+			}
+			b := binary.AppendUvarint([]byte{1}, id)
+			return append(b, u[:]...), nil
+		}
+	}
+	return append([]byte{0}, key...), nil
+}
+
+func lastNUL(s string) int {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == 0 {
+			return i
+		}
+	}
+	return -1
+}
+
+// An idempotency entry is the record ID (8 bytes) followed by the
+// fingerprint: 0x01 and 32 bytes for a SHA-256 in lowercase hex (as the
+// transport's are), else 0x00 and the fingerprint.
+func encodeIndex(id uint64, fingerprint string) []byte {
+	b := make([]byte, 8, 8+1+len(fingerprint))
+	binary.BigEndian.PutUint64(b, id)
+	if len(fingerprint) == 64 && lowerHex([]byte(fingerprint)) {
+		b = append(b, 1)
+		if b, err := hex.AppendDecode(b, []byte(fingerprint)); err == nil {
+			return b
+		}
+		b = b[:8]
+	}
+	b = append(b, 0)
+	return append(b, fingerprint...)
+}
+
+func decodeIndex(key []byte, b []byte) (id uint64, fingerprint string, err error) {
+	if len(b) < 9 {
 		return 0, "", corrupt("idempotency entry %q is %d bytes", key, len(b))
 	}
 	id = binary.BigEndian.Uint64(b)
 	if id == 0 {
 		return 0, "", corrupt("idempotency entry %q points at record 0", key)
 	}
-	return id, string(b[8:]), nil
-}
-
-func encodeRecord(r *audit.Record) ([]byte, error) {
-	return json.Marshal(r)
-}
-
-func decodeRecord(id uint64, b []byte) (*audit.Record, error) {
-	r := new(audit.Record)
-	if err := json.Unmarshal(b, r); err != nil {
-		return nil, corrupt("record %d: %v", id, err)
+	switch b[8] {
+	case 0:
+		return id, string(b[9:]), nil
+	case 1:
+		return id, hex.EncodeToString(b[9:]), nil
 	}
-	if r.ID != id {
-		return nil, corrupt("record under key %d says it is %d", id, r.ID)
-	}
-	return r, nil
+	return 0, "", corrupt("idempotency entry %q has fingerprint kind %d", key, b[8])
 }
 
 // checkEncodable refuses a record that audit.Record's JSON form, the

@@ -14,8 +14,8 @@
 //
 // Every write (Reserve, Complete, Append, SetFact) is checked first in the
 // caller's goroutine: arguments the store would refuse, and whether the
-// audit record reads back from its JSON form as written (see below). It
-// then joins a queue served by a single writer goroutine. The writer takes
+// audit record's JSON form can hold it (see below). It then joins a
+// queue served by a single writer goroutine. The writer takes
 // the first queued operation, drains every operation already queued without
 // waiting (at most 512), applies them in turn in one bbolt read-write
 // transaction and commits it once: one fsync for the whole batch. A lone
@@ -62,39 +62,56 @@
 // in progress, and closes the file; every method then returns
 // store.ErrClosed.
 //
-// Reads (Query, Counter, Fact) run in bbolt read transactions, concurrently
-// with the writer and each other. Query reads 256 records per transaction
-// and calls its fn outside any transaction, so fn may call the store.
+// Reads (Query, Outstanding, Counter, Fact) run in bbolt read
+// transactions, concurrently with the writer and each other. Query and
+// Outstanding read 256 records per transaction and call fn outside any
+// transaction, so fn may call the store. Query walks an index: the records
+// bucket from q.After when it is set (ID order), the agent index from
+// (q.Agent, q.Since) when an agent is named, else the time index from
+// q.Since; each stops at q.Until. Outstanding merges the pending and
+// unknown buckets in ID order. Each costs in proportion to what it
+// returns (and, for a filter the index does not cover, what it skips),
+// not to the log.
 //
 // # The audit chain
 //
-// Every write that creates or changes a record also appends the record's
-// new state to the journal bucket, in the same transaction: one more put,
-// no more transactions or fsyncs. Entries are numbered by the bucket's
-// sequence (1, 2, 3 ..., in the order applied, which within a group
-// commit is the queue's order) and each is
+// Every write that creates or changes a record also appends one entry to
+// the journal bucket, in the same transaction: one more put, no more
+// transactions or fsyncs. Entries are numbered by the bucket's sequence
+// (1, 2, 3 ..., in the order applied, which within a group commit is the
+// queue's order) and each is
 //
-//	seq (8 bytes) | hash (32 bytes) | JSON
-//	hash = SHA-256(previous entry's hash | seq | JSON)
+//	seq (8) | hash (32) | link (8) | kind (1) | uvarint record ID | payload
+//	hash = SHA-256(previous entry's hash | seq | kind | record ID | payload)
+//	link = the first 8 bytes of the previous entry's hash
 //
-// where the JSON is the record exactly as the records bucket holds it,
-// with PrevHash ("prev") set to the previous entry's hash in hex: the
-// record shows its own link. The first entry's predecessor is 32 zero
-// bytes. Reading the head costs one Get (the journal's sequence names the
-// last entry), hashing a record about a microsecond; BenchmarkReserveParallel
-// measures the whole.
+// For kind 's' (a state) the payload is the SHA-256 of the record's bytes
+// as the records bucket holds them, which include the entry's own number;
+// for kind 't' (a tombstone, see Retention) it is the Prune's cutoff. The
+// first entry's predecessor is 32 zero bytes, or the checkpoint's hash
+// after a Prune. A record's state is thus stored once, in the records
+// bucket; the journal holds about 84 bytes an entry. A record's PrevHash
+// is not stored: reads set it to the hash of the entry before the
+// record's latest, which the journal (or the checkpoint) holds. Reading
+// the head costs one Get (the journal's sequence names the last entry),
+// hashing a record about a microsecond.
 //
-// Verify reads everything in one read transaction. It walks the journal
-// from the checkpoint: numbers must follow each other with none missing
-// (the bucket's sequence says how many were written, so entries removed
-// from the end show too), each entry must hash to what it says, sit at the
-// position it was written for and name its predecessor's hash. Then every
-// record must be byte for byte its latest entry's JSON, and every record
-// with an entry must be there. It reports the first break as a
-// *store.ChainError: the journal's first, else the record whose latest
-// entry is earliest, else a record with no entry at all, with a message
-// that names the entry or record and, for an altered record, the fields
-// that differ. It keeps about 100 bytes per record in memory.
+// Verify reads everything in one read transaction (it is the operator's
+// explicit check; Prune shares it). It walks the journal from the
+// checkpoint: numbers must follow each other with none missing (the
+// bucket's sequence says how many were written, so entries removed from
+// the end show too), each entry must sit at the position it was written
+// for, hash to what it says and name its predecessor's hash. An entry
+// whose hash is wrong is reported altered when its link names its
+// predecessor, else as a broken link (the entry before was replaced with
+// its hash recomputed). Then every record must hash to its latest entry's
+// state and name that entry, and every record with an entry must be
+// there. It reports the first break as a *store.ChainError: the journal's
+// first, else the record whose latest entry is earliest, else a record
+// with no entry at all, with a message that names the entry or record. (The
+// journal no longer holds a record's old bytes, so an altered record is
+// reported as differing from its entry, without the fields that differ.)
+// It keeps about 100 bytes per record in memory.
 //
 // The chain cannot show a rewrite of its end by someone who recomputes the
 // hashes and the sequence; note VerifyReport.HeadHash elsewhere to catch
@@ -108,7 +125,8 @@
 // records to remove are those finished (not Reserved or Unknown) with Time
 // before the cutoff, found through the time index, less those an
 // idempotency key younger than 24 hours by Options.Now points at; the
-// counters to keep are those any Reserved or Unknown record holds.
+// counters to keep are those any Reserved or Unknown record holds (the
+// pending and unknown buckets list them).
 //
 // It then cuts the journal from its start, 1024 entries a transaction,
 // through the write queue like any write, so reservations wait
@@ -125,8 +143,8 @@
 //
 // A record to remove whose latest entry lies beyond the cut (an estimate
 // reconciled late, an Unknown call retried days later) is removed anyway,
-// with a tombstone appended in its place: {"id":N,"pruned":"<cutoff>",
-// "prev":"..."}, an entry that says the record must be absent. Its older
+// with a tombstone appended in its place: an entry of kind 't' naming the
+// record and the cutoff, which says the record must be absent. Its older
 // entries and the tombstone go when a later cut reaches them. Last,
 // counters whose key's latest "/"-separated date segment is before the
 // cutoff's UTC day go, unless a Reserved or Unknown record holds them,
@@ -137,60 +155,94 @@
 // # Crash recovery
 //
 // A record is Reserved from Reserve until Complete. The pending bucket lists
-// those records, so Open finds them without scanning the log: every one
+// those records, so Open finds them without scanning the log (Open reads
+// the meta and pending buckets only, whatever the log's length): every one
 // still there belonged to a process that stopped in between. Nobody knows
 // whether the vendor acted, so Open turns each into Unknown, appends
 // "(interrupted: the process stopped before the response was recorded)" to
-// its Reason and moves its holds from pending to unknown, journaling each.
+// its Reason and moves its holds from pending to unknown, journaling each
+// and listing it in the unknown bucket.
 // The money stays counted against every limit; a retry with the same
 // idempotency key takes the holds over. A read-only Open recovers nothing.
 //
 // # On-disk layout
 //
-// Schema version 2. Integers are big-endian. Buckets:
+// Schema version 3. Integers in keys are big-endian; a uvarint or varint
+// is encoding/binary's. Buckets (the append-only ones, whose keys only
+// grow, fill their pages: bbolt's FillPercent 1.0; records 0.9, leaving
+// room for a record to grow when it completes):
 //
 //	meta         "schema" -> uint64 schema version. Open refuses a newer
 //	             version, and a bbolt file without this bucket that holds
 //	             other buckets (not a Keybrake store), with ErrSchema.
 //	             "checkpoint" -> uint64 entry number + 32-byte hash: the
 //	             last journal entry a Prune removed; absent until then.
-//	records      uint64 record ID -> the audit.Record as JSON (audit.Record's
-//	             MarshalJSON), with PrevHash set. IDs come from the bucket's
-//	             NextSequence: 1, 2, 3 ..., never reused, growing across
-//	             restarts.
-//	journal      uint64 entry number -> number + hash + JSON (see The
-//	             audit chain). Numbers come from the bucket's NextSequence.
+//	             "schema2head" -> uint64 entry number + 32-byte hash: the
+//	             head of the schema-2 chain an upgrade rewrote.
+//	records      uint64 record ID -> the record, binary: format byte 1,
+//	             uvarint ID, uvarint number of its latest journal entry,
+//	             uvarint bit set of the fields present, then each present
+//	             field in a fixed order (see record.go). Text is a uvarint
+//	             tag: 0 empty, 1 a canonical lowercase UUID (16 bytes
+//	             follow), 2n dictionary entry n, 2n+1 n bytes inline. Names,
+//	             rules, reasons, hosts, paths, hold keys and units, parameter
+//	             names, currency, policy hash and the like go through the
+//	             dictionary; parameter values, object and request IDs and
+//	             idempotency keys inline. Amounts are varint micros in the
+//	             record's one currency; Time is varint unix seconds and
+//	             uvarint nanoseconds; Duration varint microseconds. IDs come
+//	             from the bucket's NextSequence: 1, 2, 3 ..., never reused.
+//	journal      uint64 entry number -> the entry (see The audit chain).
+//	             Numbers come from the bucket's NextSequence.
 //	time         uint64 (unix nanoseconds XOR 2^63, clamped to the int64
-//	             range) + uint64 record ID -> empty. Query seeks here for
-//	             Since and stops at Until; records come oldest first by
-//	             Time, then ID.
+//	             range) + uint64 record ID -> empty.
+//	agent        uvarint dictionary id of the record's Agent (0 for none) +
+//	             the time key above -> empty: one agent's records by time.
 //	pending      uint64 record ID -> one byte, 'h' (a reservation holding
 //	             its holds) or 'r' (a replay, holding nothing). Exactly the
 //	             records whose Outcome is Reserved.
+//	unknown      uint64 record ID -> empty. Exactly the records whose
+//	             Outcome is Unknown.
 //	counters     limit key -> three int64: settled, pending, unknown.
 //	             Never negative; a sum that would overflow is an error.
-//	idempotency  key -> uint64 record ID + fingerprint bytes: the latest
-//	             call that reserved (or settled) with that key. Pruned with
-//	             its record.
+//	idempotency  0x01 + uvarint dictionary id of the key up to its last NUL
+//	             + 16 bytes, for a key ending in a canonical lowercase UUID;
+//	             else 0x00 + the key -> uint64 record ID + 0x01 and 32 bytes
+//	             (a lowercase hex SHA-256 fingerprint) or 0x00 and the
+//	             fingerprint: the latest call that reserved (or settled)
+//	             with that key. Pruned with its record.
+//	dict         uint64 id -> text; strings: text -> uvarint id. The
+//	             dictionary: ids from NextSequence, never removed or changed.
 //	facts        key -> value, written once. Never pruned.
 //
-// A file of schema version 1 (before the chain) is upgraded by its first
-// read-write Open: every record, in ID order, becomes the journal's first
-// entries. A read-only Open refuses it with ErrSchema.
+// A file of schema version 2 is upgraded in place by its first read-write
+// Open, in that Open's one transaction (so it needs memory for the pages
+// it rewrites: prune a large file with the old Keybrake first, or expect
+// the first Open to take a while): the old chain must verify (else Open
+// fails with its *store.ChainError, and nothing is changed), every entry
+// is rewritten in the new form under the same number, chained from the
+// same checkpoint, every record is encoded anew and the agent, unknown and
+// dictionary buckets are built. A file of schema version 1 (before the
+// chain) gets the chain the same way, every record, in ID order, becoming
+// the journal's first entries. A read-only Open refuses both with
+// ErrSchema, saying to open the file read-write once: reading the old
+// forms is left to the upgrade. bbolt never shrinks a file; `bbolt
+// compact` reclaims what an upgrade freed.
 //
 // # The record's JSON form
 //
-// Records are stored in audit.Record's own JSON form so that a dump of the
-// file and the audit log agree. That form keeps Time as UTC (without the
-// monotonic reading), Duration to the microsecond, a zero amount without
-// its currency, and empty Params or Holds as absent. It cannot hold a
+// audit.Record's JSON form stays what a dump of the file and the audit log
+// show, so the store keeps only records that form holds as written. It
+// keeps Time as UTC (without the monotonic reading), Duration to the
+// microsecond, a zero amount without its currency, and empty Params or
+// Holds as absent, and the store's reads give the same. It cannot hold a
 // Reserved or Settled amount when Amount has no currency, two currencies in
-// one record, a currency the money package does not know, or a negative
-// duration with a fraction of a millisecond (the store records every
-// negative Duration, which only a clock going backwards produces, as zero).
-// The store checks every record it writes by decoding it again and refuses,
-// with ErrInvalid, one that would not read back as written, rather than lose
-// what a call held or moved.
+// one record, a currency the money package does not know, text that is
+// not UTF-8 or a year outside 0 to 9999 (the store records every negative
+// Duration, which only a clock going backwards produces, as zero). The
+// store checks those explicitly before it writes and refuses, with
+// ErrInvalid, a record that would not read back as written, rather than
+// lose what a call held or moved.
 //
 // # Files and processes
 //

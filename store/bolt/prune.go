@@ -1,10 +1,8 @@
 package bolt
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -43,15 +41,6 @@ type prunePlan struct {
 	// protected are the counters held by records still Reserved or
 	// Unknown: never removed, whatever their day.
 	protected map[string]bool
-}
-
-// pruneFields is what the plan reads of each record.
-type pruneFields struct {
-	Time    time.Time     `json:"time"`
-	Outcome audit.Outcome `json:"outcome"`
-	Holds   []struct {
-		Key string `json:"key"`
-	} `json:"holds"`
 }
 
 // stillCounted reports whether a record's money may still move: Prune
@@ -184,30 +173,35 @@ func makePlan(ctx context.Context, tx *bbolt.Tx, before, keyCutoff time.Time) (*
 		keys:       make(map[uint64][]string),
 		protected:  make(map[string]bool),
 	}
-	rep, brk, err := verify(ctx, tx, func(id uint64, body []byte) error {
-		// A record still counted says so in its outcome; the test on
-		// the bytes only spares decoding the others (a parameter named
-		// "outcome" may match too, and is decoded for nothing).
-		if !bytes.Contains(body, []byte(`"outcome":"unknown"`)) && !bytes.Contains(body, []byte(`"outcome":"reserved"`)) {
-			return nil
-		}
-		f, err := readPruneFields(id, body)
-		if err != nil || !stillCounted(f.Outcome) {
-			return err
-		}
-		for _, h := range f.Holds {
-			p.protected[h.Key] = true
-		}
-		return nil
-	})
+	rep, brk, err := verify(ctx, tx)
 	if err != nil || brk != nil {
 		return nil, brk, err
+	}
+	// The records still counted are exactly those the pending and unknown
+	// buckets list.
+	for _, name := range [][]byte{bucketPending, bucketUnknown} {
+		if err := tx.Bucket(name).ForEach(func(k, _ []byte) error {
+			if len(k) != 8 {
+				return corrupt("%s key is %d bytes", name, len(k))
+			}
+			r, err := getRecord(tx, binary.BigEndian.Uint64(k))
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			for _, h := range r.Holds {
+				p.protected[h.Key] = true
+			}
+			return nil
+		}); err != nil {
+			return nil, nil, err
+		}
 	}
 	p.head = rep.Head
 
 	// The records older than the cutoff, found through the time index.
 	times := make(map[uint64]time.Time)
 	records := tx.Bucket(bucketRecords)
+	d := newDict(tx)
 	end := timeOrder(before)
 	c := tx.Bucket(bucketTime).Cursor()
 	for k, _ := c.First(); k != nil; k, _ = c.Next() {
@@ -222,13 +216,13 @@ func makePlan(ctx context.Context, tx *bbolt.Tx, before, keyCutoff time.Time) (*
 		if body == nil {
 			return nil, nil, corrupt("time index points at missing record %d", id)
 		}
-		f, err := readPruneFields(id, body)
+		r, _, err := decodeRecord(d, id, body)
 		if err != nil {
 			return nil, nil, err
 		}
-		if !stillCounted(f.Outcome) && f.Time.Before(before) {
+		if !stillCounted(r.Outcome) && r.Time.Before(before) {
 			p.candidates[id] = struct{}{}
-			times[id] = f.Time
+			times[id] = r.Time
 		}
 	}
 	if len(p.candidates) == 0 {
@@ -237,7 +231,7 @@ func makePlan(ctx context.Context, tx *bbolt.Tx, before, keyCutoff time.Time) (*
 	// A key younger than keyCutoff keeps its record, so that a retry
 	// still finds what it replays; an older one goes with its record.
 	err = tx.Bucket(bucketIdem).ForEach(func(k, v []byte) error {
-		id, _, err := decodeIndex(string(k), v)
+		id, _, err := decodeIndex(k, v)
 		if err != nil {
 			return err
 		}
@@ -252,14 +246,6 @@ func makePlan(ctx context.Context, tx *bbolt.Tx, before, keyCutoff time.Time) (*
 		return nil
 	})
 	return p, nil, err
-}
-
-func readPruneFields(id uint64, body []byte) (pruneFields, error) {
-	var f pruneFields
-	if err := json.Unmarshal(body, &f); err != nil {
-		return f, corrupt("record %d: %v", id, err)
-	}
-	return f, nil
 }
 
 // cutResult is what one Prune transaction did. cut and bury set every
@@ -314,18 +300,26 @@ walk:
 		if len(k) == 8 && binary.BigEndian.Uint64(k) > p.head {
 			break
 		}
-		l, body, s, brk := w.step(k, v)
+		e, s, brk := w.step(k, v)
 		if brk != nil {
 			res.brk = brk
 			return res, nil
 		}
 		step := cutStep{seq: w.want - 1, what: stepDrop}
-		if cur := records.Get(u64(l.ID)); l.Pruned == "" && bytes.Equal(cur, body) {
-			r, err := decodeRecord(l.ID, cur)
+		var latest bool
+		if cur := records.Get(u64(e.id)); e.kind == kindState && cur != nil {
+			_, seq, err := recordHeader(cur)
+			if err != nil {
+				return res, corrupt("record %d: %v", e.id, err)
+			}
+			latest = seq == step.seq
+		}
+		if latest {
+			r, err := getRecord(tx, e.id)
 			if err != nil {
 				return res, err
 			}
-			_, candidate := p.candidates[l.ID]
+			_, candidate := p.candidates[e.id]
 			switch {
 			case candidate && !stillCounted(r.Outcome) && r.Time.Before(p.before):
 				step.what = stepPrune
@@ -390,15 +384,7 @@ func bury(tx *bbolt.Tx, p *prunePlan, ids []uint64) (cutResult, error) {
 		if err := remove(tx, p, r, &res); err != nil {
 			return res, err
 		}
-		prev, err := head(tx)
-		if err != nil {
-			return res, err
-		}
-		body, err := tombstone(id, p.before, prev)
-		if err != nil {
-			return res, err
-		}
-		if err := appendJournal(tx, prev, body); err != nil {
+		if err := appendTombstone(tx, id, p.before); err != nil {
 			return res, err
 		}
 	}
@@ -412,6 +398,13 @@ func remove(tx *bbolt.Tx, p *prunePlan, r *audit.Record, res *cutResult) error {
 		return err
 	}
 	if err := tx.Bucket(bucketTime).Delete(timeKey(r.Time, r.ID)); err != nil {
+		return err
+	}
+	agent, err := newDict(tx).lookup(r.Agent)
+	if err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketAgent).Delete(agentKey(agent, r.Time, r.ID)); err != nil {
 		return err
 	}
 	idem := tx.Bucket(bucketIdem)

@@ -227,11 +227,12 @@ func TestPruneKeyRetentionUsesTheClock(t *testing.T) {
 	}
 }
 
-// TestQuickLinkAgreesWithJSON: the fast reading of a body's "id" and
+// TestQuickLink2AgreesWithJSON: the fast reading of schema 2, which the
+// upgrade uses, of a body's "id" and
 // "prev" gives what encoding/json gives, for records the store writes
 // (with parameters that look like links, too), and declines tombstones
 // and bodies of another shape, which encoding/json then reads.
-func TestQuickLinkAgreesWithJSON(t *testing.T) {
+func TestQuickLink2AgreesWithJSON(t *testing.T) {
 	prev := "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 	records := []audit.Record{
 		{ID: 1, PrevHash: prev},
@@ -239,34 +240,30 @@ func TestQuickLinkAgreesWithJSON(t *testing.T) {
 		{ID: 42, PrevHash: prev, Reason: `{"id":9,`, Amount: money.Amount{Micros: 10_000, Currency: "USD"}},
 	}
 	for _, r := range records {
-		body, err := encodeRecord(&r)
+		body, err := json.Marshal(&r)
 		if err != nil {
 			t.Fatal(err)
 		}
-		l, _, ok := quickLink(body)
-		var want link
+		l, _, ok := quickLink2(body)
+		var want link2
 		if err := json.Unmarshal(body, &want); err != nil {
 			t.Fatal(err)
 		}
 		if !ok || l != want {
-			t.Fatalf("quickLink(%s) = %+v, %v; encoding/json reads %+v", body, l, ok, want)
+			t.Fatalf("quickLink2(%s) = %+v, %v; encoding/json reads %+v", body, l, ok, want)
 		}
 	}
-	var zero sum
-	tomb, err := tombstone(5, time.Date(2025, 1, 2, 0, 0, 0, 0, time.UTC), zero)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tomb := []byte(`{"id":5,"pruned":"2025-01-02T00:00:00Z","prev":"` + prev + `"}`)
 	for _, body := range [][]byte{tomb, []byte(`{"prev":"` + prev + `","id":3}`), []byte(`{"id":3,"prev":"xyz"}`), []byte(`{"id":,"prev":"` + prev + `"}`)} {
-		if l, _, ok := quickLink(body); ok {
-			t.Errorf("quickLink(%s) = %+v, want it to decline", body, l)
+		if l, _, ok := quickLink2(body); ok {
+			t.Errorf("quickLink2(%s) = %+v, want it to decline", body, l)
 		}
 	}
-	l, _, err := readLink(tomb)
+	l, _, err := readLink2(tomb)
 	if err != nil || l.ID != 5 || l.Pruned != "2025-01-02T00:00:00Z" {
-		t.Fatalf("readLink(tombstone) = %+v, %v", l, err)
+		t.Fatalf("readLink2(tombstone) = %+v, %v", l, err)
 	}
-	if l, _, err := readLink([]byte(`{"prev":"` + prev + `","id":3}`)); err != nil || l.ID != 3 || l.Prev != prev {
+	if l, _, err := readLink2([]byte(`{"prev":"` + prev + `","id":3}`)); err != nil || l.ID != 3 || l.Prev != prev {
 		t.Fatalf("readLink of another key order = %+v, %v", l, err)
 	}
 }

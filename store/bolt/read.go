@@ -2,7 +2,6 @@ package bolt
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -19,15 +18,20 @@ import (
 const queryPage = 256
 
 // Query implements store.Store. Records come in the order of their Time,
-// then ID. fn runs outside any transaction, so it may call the store (even
-// Complete); records written meanwhile may or may not be seen. A negative
-// Limit is refused with ErrInvalid.
+// then ID, or of their ID when q.After is set. fn runs outside any
+// transaction, so it may call the store (even Complete); records written
+// meanwhile may or may not be seen. A negative Limit is refused with
+// ErrInvalid.
+//
+// A query with After walks the records bucket from After on; one naming
+// an Agent walks that agent's index (agent, time, ID) from Since to Until;
+// any other walks the time index from Since to Until.
 func (s *Store) Query(ctx context.Context, q audit.Query, fn func(*audit.Record) error) error {
 	if q.Limit < 0 {
 		return invalid("query limit %d is negative", q.Limit)
 	}
 	var (
-		after   []byte // the last index key handed out; the next page starts after it
+		after   []byte // the last key handed out; the next page starts after it
 		sent    int
 		page    = make([]*audit.Record, 0, queryPage)
 		until   uint64
@@ -44,31 +48,58 @@ func (s *Store) Query(ctx context.Context, q audit.Query, fn func(*audit.Record)
 		page = page[:0]
 		end := false
 		err := s.view(ctx, func(tx *bbolt.Tx) error {
-			c := tx.Bucket(bucketTime).Cursor()
+			var (
+				c      *bbolt.Cursor
+				prefix []byte // of every key the walk may hand out
+				start  []byte // where a first page seeks
+				idAt   int    // where the record ID sits in a key
+				timeAt = -1   // where the time sits in a key, -1 for none
+			)
+			switch {
+			case q.After > 0:
+				c, start, idAt = tx.Bucket(bucketRecords).Cursor(), u64(q.After+1), 0
+			case q.Agent != "":
+				agent, err := newDict(tx).lookup(q.Agent)
+				if err != nil || agent == 0 {
+					end = true // an agent never seen has no records
+					return err
+				}
+				prefix = binary.AppendUvarint(nil, agent)
+				c, idAt, timeAt = tx.Bucket(bucketAgent).Cursor(), len(prefix)+8, len(prefix)
+				start = append(append([]byte(nil), prefix...), u64(0)...)
+				if !q.Since.IsZero() {
+					start = agentKey(agent, q.Since, 0)
+				}
+			default:
+				c, start, idAt, timeAt = tx.Bucket(bucketTime).Cursor(), timeKey(q.Since, 0), 8, 0
+				if q.Since.IsZero() {
+					start = nil
+				}
+			}
 			var k []byte
 			switch {
 			case after != nil:
 				if k, _ = c.Seek(after); bytes.Equal(k, after) {
 					k, _ = c.Next()
 				}
-			case !q.Since.IsZero():
-				k, _ = c.Seek(timeKey(q.Since, 0))
+			case start != nil:
+				k, _ = c.Seek(start)
 			default:
 				k, _ = c.First()
 			}
-			for ; k != nil; k, _ = c.Next() {
-				if len(k) != 16 {
-					return corrupt("time index key is %d bytes", len(k))
+			for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+				if len(k) != idAt+8 {
+					return corrupt("index key %x is %d bytes", k, len(k))
 				}
 				// Index keys are clamped; a key equal to until may still
 				// hold a record before Until, and Match decides.
-				if bounded && binary.BigEndian.Uint64(k) > until {
+				if bounded && timeAt >= 0 && binary.BigEndian.Uint64(k[timeAt:]) > until {
 					break
 				}
 				after = append(after[:0], k...)
-				r, err := getRecord(tx, binary.BigEndian.Uint64(k[8:]))
+				r, err := getRecord(tx, binary.BigEndian.Uint64(k[idAt:]))
 				if err != nil {
-					return fmt.Errorf("time index: %w", err)
+					return fmt.Errorf("index: %w", err)
 				}
 				if !q.Match(r) {
 					continue
@@ -124,25 +155,52 @@ func (s *Store) Fact(ctx context.Context, key string) (value string, ok bool, er
 	return value, ok, nil
 }
 
-// Outstanding implements store.Store.
-//
-// TODO(issue 12): found by an index; this first version scans the log.
+// Outstanding implements store.Store. It merges the pending bucket
+// (records Reserved) and the unknown bucket (records Unknown), both keyed
+// by record ID, a page of 256 at a time in read transactions; fn runs
+// outside any transaction.
 func (s *Store) Outstanding(ctx context.Context, fn func(*audit.Record) error) error {
-	var open []*audit.Record
-	err := s.Query(ctx, audit.Query{}, func(r *audit.Record) error {
-		if r.Outcome == audit.Reserved || r.Outcome == audit.Unknown {
-			open = append(open, r)
+	var after uint64
+	for {
+		var page []*audit.Record
+		err := s.view(ctx, func(tx *bbolt.Tx) error {
+			ids := make([]uint64, 0, 2*queryPage)
+			for _, name := range [][]byte{bucketPending, bucketUnknown} {
+				c := tx.Bucket(name).Cursor()
+				n := 0
+				for k, _ := c.Seek(u64(after + 1)); k != nil && n < queryPage; k, _ = c.Next() {
+					if len(k) != 8 {
+						return corrupt("%s key is %d bytes", name, len(k))
+					}
+					ids = append(ids, binary.BigEndian.Uint64(k))
+					n++
+				}
+			}
+			slices.Sort(ids)
+			ids = ids[:min(len(ids), queryPage)]
+			for _, id := range ids {
+				r, err := getRecord(tx, id)
+				if err != nil {
+					return fmt.Errorf("outstanding record: %w", err)
+				}
+				page = append(page, r)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	slices.SortFunc(open, func(a, b *audit.Record) int { return cmp.Compare(a.ID, b.ID) })
-	for _, r := range open {
-		if err := fn(r); err != nil {
+		if len(page) == 0 {
+			return nil
+		}
+		for _, r := range page {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		after = page[len(page)-1].ID
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 	}
-	return nil
 }

@@ -3,13 +3,18 @@ package bolt_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"go.etcd.io/bbolt"
 
 	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/money"
@@ -224,6 +229,9 @@ func dumpSchema2(t *testing.T, s store.Store) []byte {
 // generate) and otherwise checks that the committed fixture opens and
 // reads back as its golden says.
 func TestSchema2Fixture(t *testing.T) {
+	if *generate && bolt.SchemaVersion != 2 {
+		t.Fatalf("this code writes schema version %d; regenerate the fixture with the commit that added it", bolt.SchemaVersion)
+	}
 	if *generate {
 		if err := os.Remove(schema2File); err != nil && !os.IsNotExist(err) {
 			t.Fatal(err)
@@ -240,12 +248,37 @@ func TestSchema2Fixture(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := copyFile(t, schema2File)
+	// What the schema-2 chain was: its checkpoint and its last entry.
+	var cp, last uint64
+	tamper(t, path, func(tx *bbolt.Tx) error {
+		meta := tx.Bucket([]byte("meta"))
+		if v := meta.Get([]byte("schema")); binary.BigEndian.Uint64(v) != 2 {
+			return fmt.Errorf("the fixture has schema %x", v)
+		}
+		cp = binary.BigEndian.Uint64(meta.Get([]byte("checkpoint")))
+		last = tx.Bucket([]byte("journal")).Sequence()
+		return nil
+	})
+	if s, err := bolt.Open(path, &bolt.Options{ReadOnly: true}); !errors.Is(err, bolt.ErrSchema) || !strings.Contains(err.Error(), "read-write once") {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("read-only Open of schema 2 = %v, want ErrSchema saying to open it read-write once", err)
+	}
 	s := open(t, path)
-	if rep, err := s.Verify(context.Background()); err != nil || rep.Checkpoint == 0 {
-		t.Fatalf("Verify of the fixture = %+v, %v; want a chain with a checkpoint", rep, err)
+	// The chain goes on from the same checkpoint, entry for entry, and
+	// one more: the call left in flight, recovered.
+	if rep, err := s.Verify(context.Background()); err != nil || rep.Checkpoint != cp || cp == 0 || rep.Head != last+1 || rep.Entries != int(last-cp+1) {
+		t.Fatalf("Verify of the upgraded fixture = %+v, %v; want checkpoint %d and entries %d to %d", rep, err, cp, cp+1, last+1)
 	}
 	if got := dumpSchema2(t, s); !bytes.Equal(got, want) {
 		os.WriteFile(filepath.Join(t.TempDir(), "got.json"), got, 0o644)
 		t.Fatalf("the fixture reads back as\n%s\nwant %s", got, want)
+	}
+	s.Close()
+	if s, err := bolt.Open(path, &bolt.Options{ReadOnly: true}); err != nil {
+		t.Fatalf("read-only Open of the upgraded file = %v", err)
+	} else {
+		s.Close()
 	}
 }

@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -81,9 +82,16 @@ func reserve(tx *bbolt.Tx, rec audit.Record, holds []audit.Hold, hasIdem bool, i
 		kind     = kindHolds
 		takeover *audit.Record // the Unknown call whose holds this one takes over
 	)
+	var ikey []byte
 	if hasIdem {
-		if v := tx.Bucket(bucketIdem).Get([]byte(idem.Key)); v != nil {
-			id, fp, err := decodeIndex(idem.Key, v)
+		var err error
+		if ikey, err = idemKey(newDict(tx), idem.Key, false); err != nil {
+			return store.Admission{}, err
+		}
+	}
+	if ikey != nil {
+		if v := tx.Bucket(bucketIdem).Get(ikey); v != nil {
+			id, fp, err := decodeIndex(ikey, v)
 			if err != nil {
 				return store.Admission{}, err
 			}
@@ -154,8 +162,7 @@ func reserve(tx *bbolt.Tx, rec audit.Record, holds []audit.Hold, hasIdem bool, i
 		work[h.Key] = c
 	}
 
-	records := tx.Bucket(bucketRecords)
-	id, err := records.NextSequence()
+	id, err := recordsBucket(tx).NextSequence()
 	if err != nil {
 		return store.Admission{}, err
 	}
@@ -184,9 +191,16 @@ func reserve(tx *bbolt.Tx, rec audit.Record, holds []audit.Hold, hasIdem bool, i
 		if err := putRecord(tx, takeover); err != nil {
 			return store.Admission{}, err
 		}
+		if err := tx.Bucket(bucketUnknown).Delete(u64(takeover.ID)); err != nil {
+			return store.Admission{}, err
+		}
 	}
 	if hasIdem && kind != kindReplay {
-		if err := tx.Bucket(bucketIdem).Put([]byte(idem.Key), encodeIndex(id, idem.Fingerprint)); err != nil {
+		ikey, err := idemKey(newDict(tx), idem.Key, true)
+		if err != nil {
+			return store.Admission{}, err
+		}
+		if err := tx.Bucket(bucketIdem).Put(ikey, encodeIndex(id, idem.Fingerprint)); err != nil {
 			return store.Admission{}, err
 		}
 	}
@@ -315,6 +329,11 @@ func complete(tx *bbolt.Tx, c *store.Completion) (result, err error) {
 	if err := pending.Delete(u64(c.ID)); err != nil {
 		return nil, err
 	}
+	if outcome == audit.Unknown {
+		if err := tx.Bucket(bucketUnknown).Put(u64(c.ID), nil); err != nil {
+			return nil, err
+		}
+	}
 	return nil, putRecord(tx, r)
 }
 
@@ -406,7 +425,7 @@ func (s *Store) Append(ctx context.Context, r *audit.Record) (uint64, error) {
 	var id uint64
 	err := s.write(ctx, func(tx *bbolt.Tx) error {
 		var err error
-		if id, err = tx.Bucket(bucketRecords).NextSequence(); err != nil {
+		if id, err = recordsBucket(tx).NextSequence(); err != nil {
 			return err
 		}
 		rec := rec
@@ -445,35 +464,43 @@ func (s *Store) SetFact(ctx context.Context, key, value string) error {
 	return result
 }
 
+// getRecord reads a record, with its PrevHash: the hash of the journal
+// entry before the record's latest.
 func getRecord(tx *bbolt.Tx, id uint64) (*audit.Record, error) {
 	v := tx.Bucket(bucketRecords).Get(u64(id))
 	if v == nil {
 		return nil, fmt.Errorf("%w: %d", store.ErrNotFound, id)
 	}
-	return decodeRecord(id, v)
+	r, seq, err := decodeRecord(newDict(tx), id, v)
+	if err != nil {
+		return nil, err
+	}
+	if seq == 0 {
+		return nil, corrupt("record %d has no journal entry", id)
+	}
+	prev, ok, err := entrySum(tx, seq-1)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		r.PrevHash = hex.EncodeToString(prev[:])
+	}
+	return r, nil
 }
 
-// putRecord writes a record's new state and appends it to the journal; it
-// sets r.PrevHash. An existing record's Time must not have changed: the
-// time index keeps pointing at it.
-func putRecord(tx *bbolt.Tx, r *audit.Record) error {
-	prev, err := stamp(tx, r)
-	if err != nil {
-		return err
-	}
-	b, err := encodeRecord(r)
-	if err != nil {
-		return fmt.Errorf("store/bolt: record %d: %w", r.ID, err)
-	}
-	return appendEntry(tx, r.ID, prev, b)
-}
-
-// putNewRecord writes a record and its time index entry.
+// putNewRecord writes a record and its index entries.
 func putNewRecord(tx *bbolt.Tx, r *audit.Record) error {
 	if err := putRecord(tx, r); err != nil {
 		return err
 	}
-	return tx.Bucket(bucketTime).Put(timeKey(r.Time, r.ID), nil)
+	if err := appendOnly(tx, bucketTime).Put(timeKey(r.Time, r.ID), nil); err != nil {
+		return err
+	}
+	agent, err := newDict(tx).intern(r.Agent)
+	if err != nil {
+		return err
+	}
+	return appendOnly(tx, bucketAgent).Put(agentKey(agent, r.Time, r.ID), nil)
 }
 
 // moveHolds applies move to the counter of each hold in turn. move reports
