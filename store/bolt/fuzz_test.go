@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -309,6 +310,19 @@ func (m *model) check(t *testing.T, s *Store, step int) {
 	}
 	if n != len(m.recs) {
 		t.Fatalf("step %d: %d records, model has %d", step, n, len(m.recs))
+	}
+	var open, want []uint64
+	if err := s.Outstanding(ctx, func(r *audit.Record) error { open = append(open, r.ID); return nil }); err != nil {
+		t.Fatalf("step %d: Outstanding: %v", step, err)
+	}
+	for id, r := range m.recs {
+		if r.outcome == audit.Reserved || r.outcome == audit.Unknown {
+			want = append(want, id)
+		}
+	}
+	slices.Sort(want)
+	if !slices.Equal(open, want) {
+		t.Fatalf("step %d: Outstanding = %v, model %v", step, open, want)
 	}
 	for _, k := range fuzzKeys {
 		c, err := s.Counter(ctx, k)

@@ -18,12 +18,12 @@ import (
 const queryPage = 256
 
 // Query implements store.Store. Records come in the order of their Time,
-// then ID, or of their ID when q.After is set. fn runs outside any
+// then ID, or of their ID when q.InIDOrder (After or ByID set). fn runs outside any
 // transaction, so it may call the store (even Complete); records written
 // meanwhile may or may not be seen. A negative Limit is refused with
 // ErrInvalid.
 //
-// A query with After walks the records bucket from After on; one naming
+// A query in ID order walks the records bucket from After on; one naming
 // an Agent walks that agent's index (agent, time, ID) from Since to Until;
 // any other walks the time index from Since to Until.
 func (s *Store) Query(ctx context.Context, q audit.Query, fn func(*audit.Record) error) error {
@@ -56,7 +56,7 @@ func (s *Store) Query(ctx context.Context, q audit.Query, fn func(*audit.Record)
 				timeAt = -1   // where the time sits in a key, -1 for none
 			)
 			switch {
-			case q.After > 0:
+			case q.InIDOrder():
 				c, start, idAt = tx.Bucket(bucketRecords).Cursor(), u64(q.After+1), 0
 			case q.Agent != "":
 				agent, err := newDict(tx).lookup(q.Agent)

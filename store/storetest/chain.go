@@ -34,6 +34,7 @@ func RunRestart(t *testing.T, open func(t *testing.T) (store.Store, Reopen)) {
 	t.Run("RecoveryKeepsMoneyCounted", h(testRecoveryKeepsMoneyCounted))
 	t.Run("ChainAcrossRestart", h(testChainAcrossRestart))
 	t.Run("PruneCheckpointSurvives", h(testPruneCheckpointSurvives))
+	t.Run("OutstandingAfterRestart", h(testOutstandingAfterRestart))
 }
 
 // verifyOK runs Verify, which must pass and count every record.

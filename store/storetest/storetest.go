@@ -121,6 +121,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("PruneKeepsYoungKeys", h(testPruneKeepsYoungKeys))
 	t.Run("PruneCancelled", h(testPruneCancelled))
 	t.Run("ChainAfterClose", h(testChainAfterClose))
+	t.Run("Outstanding", h(testOutstanding))
+	t.Run("OutstandingMany", h(testOutstandingMany))
+	t.Run("QueryAfter", h(testQueryAfter))
+	t.Run("QueryAgentLongLog", h(testQueryAgentLongLog))
 }
 
 var (
