@@ -5,7 +5,7 @@ package stripe
 
 import (
 	"fmt"
-	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -46,8 +46,7 @@ type state struct {
 
 // price fills in the money of a money-moving call: the amount when the
 // request says it, or the lookup that will.
-func price(c *vendors.Call, k kind, vars map[string]string) error {
-	p := c.Params
+func price(c *vendors.Call, p form, k kind, vars map[string]string) error {
 	st := &state{kind: k, explicit: -1, before: -1}
 	c.State = st
 	var err error
@@ -219,18 +218,13 @@ func setAmount(c *vendors.Call, minor int64, cur money.Currency) error {
 // scalar returns a parameter that must be a single value: "amount", never
 // "amount[x]", which a Rack-style parser would read as a hash that
 // Keybrake's reading of "amount" would miss.
-func scalar(p url.Values, name string) (string, bool, error) {
-	nested := ""
-	for k := range p {
-		// k starts with name+"[", without building it for each key.
-		if len(k) > len(name) && k[len(name)] == '[' && strings.HasPrefix(k, name) && (nested == "" || k < nested) {
-			nested = k
-		}
+func scalar(p form, name string) (string, bool, error) {
+	// The keys nested under name follow name+"[" in order; the first
+	// of them is named.
+	if i, _ := slices.BinarySearch(p.keys, name+"["); i < len(p.keys) && strings.HasPrefix(p.keys[i], name+"[") {
+		return "", false, invalid(codeBadParam, "%s must be a single value, not %s", name, p.keys[i])
 	}
-	if nested != "" {
-		return "", false, invalid(codeBadParam, "%s must be a single value, not %s", name, nested)
-	}
-	v, ok := p[name]
+	v, ok := p.Values[name]
 	if !ok {
 		return "", false, nil
 	}
@@ -238,7 +232,7 @@ func scalar(p url.Values, name string) (string, bool, error) {
 }
 
 // explicit returns an optional integer amount parameter, -1 when absent.
-func explicit(p url.Values, name string) (int64, error) {
+func explicit(p form, name string) (int64, error) {
 	v, ok, err := optionalAmount(p, name)
 	if err != nil || !ok {
 		return -1, err
@@ -246,7 +240,7 @@ func explicit(p url.Values, name string) (int64, error) {
 	return v, nil
 }
 
-func optionalAmount(p url.Values, name string) (int64, bool, error) {
+func optionalAmount(p form, name string) (int64, bool, error) {
 	v, ok, err := scalar(p, name)
 	if err != nil || !ok {
 		return 0, false, err
@@ -263,7 +257,7 @@ func optionalAmount(p url.Values, name string) (int64, bool, error) {
 
 // amountAndCurrency returns the required amount and currency of a call
 // that names both.
-func amountAndCurrency(p url.Values) (int64, money.Currency, error) {
+func amountAndCurrency(p form) (int64, money.Currency, error) {
 	amt, ok, err := optionalAmount(p, "amount")
 	if err != nil {
 		return 0, "", err
@@ -287,7 +281,7 @@ func amountAndCurrency(p url.Values) (int64, money.Currency, error) {
 
 // boolParam reads a boolean as stripe-go writes it; anything else might
 // be read by Stripe otherwise.
-func boolParam(p url.Values, name string, def bool) (bool, error) {
+func boolParam(p form, name string, def bool) (bool, error) {
 	v, ok, err := scalar(p, name)
 	if err != nil || !ok {
 		return def, err
@@ -303,7 +297,7 @@ func boolParam(p url.Values, name string, def bool) (bool, error) {
 
 // captureMethod returns a payment intent's capture method, "automatic" when
 // absent.
-func captureMethod(p url.Values) (string, error) {
+func captureMethod(p form) (string, error) {
 	cm, err := optionalCaptureMethod(p)
 	if cm == "" {
 		cm = "automatic"
@@ -311,7 +305,7 @@ func captureMethod(p url.Values) (string, error) {
 	return cm, err
 }
 
-func optionalCaptureMethod(p url.Values) (string, error) {
+func optionalCaptureMethod(p form) (string, error) {
 	v, ok, err := scalar(p, "capture_method")
 	if err != nil || !ok {
 		return "", err

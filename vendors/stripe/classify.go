@@ -4,6 +4,7 @@ import (
 	"mime"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/keybrake/keybrake/money"
@@ -92,11 +93,11 @@ func (Vendor) Classify(r *vendors.Request) (*vendors.Call, error) {
 	if err != nil {
 		return nil, err
 	}
-	params, err := parseParams(raw)
+	params, keys, err := parseParams(raw)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkParams(params); err != nil {
+	if err := checkParams(params, keys); err != nil {
 		return nil, err
 	}
 	account, err := singleHeader("Stripe-Account", hs.account)
@@ -146,7 +147,7 @@ func (Vendor) Classify(r *vendors.Request) (*vendors.Call, error) {
 	if e.kind != kindNone {
 		c.MovesMoney = true
 		c.Count = 1
-		if err := price(c, e.kind, vars); err != nil {
+		if err := price(c, form{params, keys}, e.kind, vars); err != nil {
 			return nil, err
 		}
 	}
@@ -223,14 +224,15 @@ func checkContentType(values []string) error {
 
 // parseParams decodes an encoded form strictly: vendors.FormPairs refuses
 // empty pairs, pairs without "=", ";" and bad escapes; parseParams, invalid
-// names and repeated names.
-func parseParams(raw string) (url.Values, error) {
+// names and repeated names. keys are the names, in order.
+func parseParams(raw string) (params url.Values, keys []string, err error) {
 	n := strings.Count(raw, "&") + 1
-	params := make(url.Values, n)
+	params = make(url.Values, n)
+	keys = make([]string, 0, n)
 	// One array holds every value, each name's slice a window of it:
 	// one allocation for the form rather than one a parameter.
 	values := make([]string, 0, n)
-	err := vendors.FormPairs(raw, func(key, val string) error {
+	err = vendors.FormPairs(raw, func(key, val string) error {
 		if key == "" {
 			return invalid(codeBadParamName, "a parameter has an empty name")
 		}
@@ -242,12 +244,21 @@ func parseParams(raw string) (url.Values, error) {
 		}
 		values = append(values, val)
 		params[key] = values[len(values)-1 : len(values) : len(values)]
+		keys = append(keys, key)
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return params, nil
+	slices.Sort(keys)
+	return params, keys, nil
+}
+
+// form is a request's parameters and their names in order, read once, so
+// that no check walks the map again to find a name.
+type form struct {
+	url.Values
+	keys []string
 }
 
 // paramName is what a key "a[b][c]" says of itself: its base name a, its
@@ -297,10 +308,10 @@ func sibling(key, name string) string {
 
 // checkParams checks the values of every amount, currency and subject ID,
 // wherever they are.
-func checkParams(params url.Values) error {
+func checkParams(params url.Values, keys []string) error {
 	// In key order, so a request with two faults always gets the same
 	// refusal.
-	for _, key := range vendors.SortedKeys(params) {
+	for _, key := range keys {
 		v := params[key][0]
 		n := readName(key)
 		if n.inMetadata {

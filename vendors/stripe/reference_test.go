@@ -2,6 +2,8 @@ package stripe
 
 import (
 	"fmt"
+	"maps"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -206,4 +208,42 @@ func FuzzIDPatterns(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) { checkID(t, s) })
+}
+
+// scalarByMap is scalar as first written, walking the map for nested keys.
+func scalarByMap(p url.Values, name string) (string, bool, error) {
+	nested := ""
+	for k := range p {
+		if strings.HasPrefix(k, name+"[") && (nested == "" || k < nested) {
+			nested = k
+		}
+	}
+	if nested != "" {
+		return "", false, invalid(codeBadParam, "%s must be a single value, not %s", name, nested)
+	}
+	v, ok := p[name]
+	if !ok {
+		return "", false, nil
+	}
+	return v[0], true, nil
+}
+
+func TestScalarMatchesMap(t *testing.T) {
+	keys := []string{"amount", "amount[x]", "amount[a]", "amount[]", "amount_x", "amountx[y]", "amoun", "currency", "currency[0]", "a", "a[b]", "a[b][c]", "b"}
+	for mask := 0; mask < 1<<len(keys); mask += 7 {
+		p := url.Values{}
+		for i, k := range keys {
+			if mask&(1<<i) != 0 {
+				p[k] = []string{"v" + k}
+			}
+		}
+		f := form{p, slices.Sorted(maps.Keys(p))}
+		for _, name := range []string{"amount", "currency", "a", "b", "amoun", "x"} {
+			v, ok, err := scalar(f, name)
+			wv, wok, werr := scalarByMap(p, name)
+			if v != wv || ok != wok || fmt.Sprint(err) != fmt.Sprint(werr) {
+				t.Fatalf("scalar(%v, %q) = %q %v %v; by the map %q %v %v", f.keys, name, v, ok, err, wv, wok, werr)
+			}
+		}
+	}
 }
