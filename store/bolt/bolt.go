@@ -106,8 +106,12 @@ type Store struct {
 	// read transaction, so Close waits for them.
 	mu     sync.RWMutex
 	closed bool
-	queue  chan *op
-	done   chan struct{} // closed when the writer goroutine has returned
+	// life ends when Close begins: Verify and Prune, which may run long,
+	// stop at their next chunk, so that Close does not wait for them.
+	life  context.Context
+	end   context.CancelFunc
+	queue chan *op
+	done  chan struct{} // closed when the writer goroutine has returned
 
 	// For tests and benchmarks: transactions committed and operations
 	// applied by the writer.
@@ -178,7 +182,10 @@ func Open(path string, opts *Options) (*Store, error) {
 		h.release()
 		return nil, fmt.Errorf("store/bolt: open %s: %w", path, err)
 	}
+	life, end := context.WithCancel(context.Background())
 	s := &Store{
+		life:     life,
+		end:      end,
 		db:       db,
 		held:     h,
 		path:     path,
@@ -338,6 +345,7 @@ func recoverReserved(tx *bbolt.Tx) error {
 // the writer goroutine, waits for reads in progress and closes the file.
 // After Close every method, Close included, returns store.ErrClosed.
 func (s *Store) Close() error {
+	s.end()
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -528,6 +536,22 @@ func (s *Store) commit(batch []*op) {
 	for _, o := range claimed {
 		o.done <- err
 	}
+}
+
+// untilClose returns ctx, ended also when Close begins, for the reads and
+// writes (Verify, Prune) that check their context between chunks.
+func (s *Store) untilClose(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.life, cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
+// closedErr says store.ErrClosed for an operation Close ended.
+func (s *Store) closedErr(err error) error {
+	if errors.Is(err, context.Canceled) && s.life.Err() != nil {
+		return fmt.Errorf("%w (while it ran)", store.ErrClosed)
+	}
+	return err
 }
 
 // view runs fn in a read transaction unless ctx has ended or the store is

@@ -276,10 +276,10 @@ func (w *walker) before() string {
 	}
 }
 
-// finish checks that no entry is missing from the end of the journal: its
-// sequence counts every entry ever appended.
-func (w *walker) finish(tx *bbolt.Tx) *store.ChainError {
-	last, written := w.want-1, tx.Bucket(bucketJournal).Sequence()
+// finish checks that no entry is missing from the end of the journal:
+// written, its sequence when the walk began, counts every entry appended.
+func (w *walker) finish(written uint64) *store.ChainError {
+	last := w.want - 1
 	switch {
 	case written == last+1:
 		return &store.ChainError{Problem: store.ChainMissing, Entry: written,
@@ -301,95 +301,197 @@ type latestEntry struct {
 	gone  bool // the entry is a tombstone: the record must be absent
 }
 
-// verifyChunk is how many entries Verify checks between looks at ctx.
+// verifyChunk is how many entries or records a verification checks
+// between looks at ctx, and Prune's in one read transaction.
 const verifyChunk = 1024
 
-// verify walks the chain in tx and checks every record against its latest
-// entry. It returns the first break, or an error when it could not finish.
-func verify(ctx context.Context, tx *bbolt.Tx) (store.VerifyReport, *store.ChainError, error) {
-	var rep store.VerifyReport
+// verification is a walk of the chain up to head, the journal's last
+// entry when it began, and then of the records, in as many read
+// transactions as the caller likes: Verify uses one, Prune one a chunk.
+// Entries are only ever appended (and cut by Prune, which holds pruneMu
+// and runs the verification itself), so a walk across transactions sees
+// every entry up to head as it was; a record whose latest entry is after
+// head changed since the walk began and is left to the next verification.
+type verification struct {
+	rep    store.VerifyReport
+	w      *walker
+	head   uint64
+	latest map[uint64]latestEntry
+	// Records: the break reported is the one earliest in the journal.
+	first   *store.ChainError
+	firstAt uint64
+	seen    int
+}
+
+func newVerification(tx *bbolt.Tx) (*verification, error) {
 	w, err := newWalker(tx)
 	if err != nil {
-		return rep, nil, err
+		return nil, err
 	}
-	rep.Checkpoint = w.cp
-	rep.Head, rep.HeadHash = w.cp, hex.EncodeToString(w.prev[:])
+	v := &verification{w: w, head: tx.Bucket(bucketJournal).Sequence(), latest: make(map[uint64]latestEntry)}
+	v.rep.Checkpoint = w.cp
+	v.rep.Head, v.rep.HeadHash = w.cp, hex.EncodeToString(w.prev[:])
+	return v, nil
+}
 
-	latest := make(map[uint64]latestEntry)
+// entries checks up to limit entries (0: all) from where the walk stands.
+// done is true when it checked the last one.
+func (v *verification) entries(ctx context.Context, tx *bbolt.Tx, limit int) (done bool, brk *store.ChainError, err error) {
 	c := tx.Bucket(bucketJournal).Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		if rep.Entries%verifyChunk == 0 {
+	var k, val []byte
+	if v.rep.Entries == 0 {
+		k, val = c.First() // entries before the checkpoint show
+	} else {
+		k, val = c.Seek(u64(v.w.want))
+	}
+	for n := 0; k != nil; k, val = c.Next() {
+		if len(k) == 8 && binary.BigEndian.Uint64(k) > v.head {
+			break // appended since the walk began
+		}
+		if limit > 0 && n == limit {
+			return false, nil, nil
+		}
+		if v.rep.Entries%verifyChunk == 0 {
 			if err := ctx.Err(); err != nil {
-				return rep, nil, err
+				return false, nil, err
 			}
 		}
-		e, s, brk := w.step(k, v)
+		e, s, brk := v.w.step(k, val)
 		if brk != nil {
-			return rep, brk, nil
+			return true, brk, nil
 		}
-		seq := w.want - 1
-		if at, ok := latest[e.id]; ok && at.gone {
-			return rep, &store.ChainError{Problem: store.ChainExtra, Entry: seq, Record: e.id,
+		seq := v.w.want - 1
+		if at, ok := v.latest[e.id]; ok && at.gone {
+			return true, &store.ChainError{Problem: store.ChainExtra, Entry: seq, Record: e.id,
 				Detail: fmt.Sprintf("entry %d writes record %d after entry %d said a prune removed it: the store never wrote it", seq, e.id, at.seq)}, nil
 		}
-		latest[e.id] = latestEntry{seq, e.state, e.kind == kindTombstone}
-		rep.Entries++
-		rep.Head, rep.HeadHash = seq, hex.EncodeToString(s[:])
+		v.latest[e.id] = latestEntry{seq, e.state, e.kind == kindTombstone}
+		v.rep.Entries++
+		v.rep.Head, v.rep.HeadHash = seq, hex.EncodeToString(s[:])
+		n++
 	}
-	if brk := w.finish(tx); brk != nil {
-		return rep, brk, nil
-	}
+	return true, v.w.finish(v.head), nil
+}
 
-	// Records: the break reported is the one earliest in the journal.
-	var first *store.ChainError
-	firstAt := uint64(0)
-	note := func(at uint64, brk *store.ChainError) {
-		if first == nil || at < firstAt || (at == firstAt && brk.Record < first.Record) {
-			first, firstAt = brk, at
-		}
+func (v *verification) note(at uint64, brk *store.ChainError) {
+	if v.first == nil || at < v.firstAt || (at == v.firstAt && brk.Record < v.first.Record) {
+		v.first, v.firstAt = brk, at
 	}
+}
+
+// records checks up to limit records (0: all) from the key from on and
+// returns the key to go on from, nil at the end.
+func (v *verification) records(ctx context.Context, tx *bbolt.Tx, from []byte, limit int) ([]byte, error) {
 	const noEntry = math.MaxUint64
-	seen := 0
 	rc := tx.Bucket(bucketRecords).Cursor()
-	for k, v := rc.First(); k != nil; k, v = rc.Next() {
-		if seen%verifyChunk == 0 {
+	var k, val []byte
+	if from == nil {
+		k, val = rc.First()
+	} else {
+		k, val = rc.Seek(from)
+	}
+	for n := 0; k != nil; k, val = rc.Next() {
+		if limit > 0 && n == limit {
+			return append([]byte(nil), k...), nil
+		}
+		n++
+		if v.seen%verifyChunk == 0 {
 			if err := ctx.Err(); err != nil {
-				return rep, nil, err
+				return nil, err
 			}
 		}
-		seen++
+		v.seen++
 		if len(k) != 8 {
-			note(noEntry, &store.ChainError{Problem: store.ChainExtra,
+			v.note(noEntry, &store.ChainError{Problem: store.ChainExtra,
 				Detail: fmt.Sprintf("the records hold a key of %d bytes (%x): the store never wrote it", len(k), k)})
 			continue
 		}
 		id := binary.BigEndian.Uint64(k)
-		at, ok := latest[id]
+		if _, seq, err := recordHeader(val); err == nil && seq > v.head {
+			delete(v.latest, id) // changed since the walk began
+			continue
+		}
+		at, ok := v.latest[id]
 		if !ok {
-			note(noEntry, &store.ChainError{Problem: store.ChainExtra, Record: id,
+			v.note(noEntry, &store.ChainError{Problem: store.ChainExtra, Record: id,
 				Detail: fmt.Sprintf("record %d has no journal entry: it was added outside the store", id)})
 			continue
 		}
-		delete(latest, id)
+		delete(v.latest, id)
 		if at.gone {
-			note(at.seq, &store.ChainError{Problem: store.ChainExtra, Entry: at.seq, Record: id,
+			v.note(at.seq, &store.ChainError{Problem: store.ChainExtra, Entry: at.seq, Record: id,
 				Detail: fmt.Sprintf("record %d is in the store, but journal entry %d says a prune removed it: it was put back outside the store", id, at.seq)})
 			continue
 		}
-		if brk := checkRecord(id, at, v); brk != nil {
-			note(at.seq, brk)
+		if brk := checkRecord(id, at, val); brk != nil {
+			v.note(at.seq, brk)
 			continue
 		}
-		rep.Records++
+		v.rep.Records++
 	}
-	for id, at := range latest {
+	return nil, nil
+}
+
+// end reports the first break among the records, once every record was
+// checked: those the journal holds and the store does not are missing.
+func (v *verification) end() *store.ChainError {
+	for id, at := range v.latest {
 		if at.gone {
 			continue
 		}
-		note(at.seq, &store.ChainError{Problem: store.ChainMissing, Entry: at.seq, Record: id,
+		v.note(at.seq, &store.ChainError{Problem: store.ChainMissing, Entry: at.seq, Record: id,
 			Detail: fmt.Sprintf("record %d was removed: journal entry %d holds its latest state", id, at.seq)})
 	}
-	return rep, first, nil
+	return v.first
+}
+
+// verify walks the chain in tx and checks every record against its latest
+// entry. It returns the first break, or an error when it could not finish.
+func verify(ctx context.Context, tx *bbolt.Tx) (store.VerifyReport, *store.ChainError, error) {
+	v, err := newVerification(tx)
+	if err != nil {
+		return store.VerifyReport{}, nil, err
+	}
+	if _, brk, err := v.entries(ctx, tx, 0); err != nil || brk != nil {
+		return v.rep, brk, err
+	}
+	if _, err := v.records(ctx, tx, nil, 0); err != nil {
+		return v.rep, nil, err
+	}
+	return v.rep, v.end(), nil
+}
+
+// verifyInChunks is verify in read transactions of verifyChunk entries or
+// records each, honouring ctx between them: no long read transaction.
+func (s *Store) verifyInChunks(ctx context.Context) (store.VerifyReport, *store.ChainError, error) {
+	var v *verification
+	if err := s.view(ctx, func(tx *bbolt.Tx) error {
+		var err error
+		v, err = newVerification(tx)
+		return err
+	}); err != nil {
+		return store.VerifyReport{}, nil, err
+	}
+	for done := false; !done; {
+		var brk *store.ChainError
+		if err := s.view(ctx, func(tx *bbolt.Tx) error {
+			var err error
+			done, brk, err = v.entries(ctx, tx, verifyChunk)
+			return err
+		}); err != nil || brk != nil {
+			return v.rep, brk, err
+		}
+	}
+	for from, started := []byte(nil), false; !started || from != nil; started = true {
+		if err := s.view(ctx, func(tx *bbolt.Tx) error {
+			var err error
+			from, err = v.records(ctx, tx, from, verifyChunk)
+			return err
+		}); err != nil {
+			return v.rep, nil, err
+		}
+	}
+	return v.rep, v.end(), nil
 }
 
 // checkRecord compares a record with the state its latest entry holds.
@@ -416,19 +518,23 @@ func checkRecord(id uint64, at latestEntry, body []byte) *store.ChainError {
 // Verify implements store.Store. It reads the whole chain in one read
 // transaction, so it sees one consistent state while writes go on, and it
 // keeps one small entry per record in memory (about 100 bytes). It works
-// on a store opened with Options.ReadOnly.
+// on a store opened with Options.ReadOnly. Close ends it (with
+// store.ErrClosed) at its next 1024 entries or records rather than wait
+// for it.
 func (s *Store) Verify(ctx context.Context) (store.VerifyReport, error) {
 	var (
 		rep store.VerifyReport
 		brk *store.ChainError
 	)
+	ctx, cancel := s.untilClose(ctx)
+	defer cancel()
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
 		var err error
 		rep, brk, err = verify(ctx, tx)
 		return err
 	})
 	if err != nil {
-		return rep, err
+		return rep, s.closedErr(err)
 	}
 	if brk != nil {
 		return rep, brk

@@ -62,6 +62,11 @@
 // in progress, and closes the file; every method then returns
 // store.ErrClosed.
 //
+// Close first ends Verify and Prune, which look at it between chunks of
+// 1024 entries or records and return store.ErrClosed, so that it never
+// waits for a long transaction: a Prune's write chunks are bounded, and
+// what it removed so far stays removed, consistently.
+//
 // Reads (Query, Outstanding, Counter, Fact) run in bbolt read
 // transactions, concurrently with the writer and each other. Query and
 // Outstanding read 256 records per transaction and call fn outside any
@@ -121,7 +126,12 @@
 // # Retention
 //
 // Prune(before) first verifies the chain (it refuses to destroy the
-// evidence of a broken one) and, in that read transaction, plans: the
+// evidence of a broken one) and plans, in read transactions of at most
+// 1024 entries, records or keys each, looking at its ctx between them, so
+// that no long read transaction holds pages or keeps Close waiting: the
+// walk covers the journal up to its last entry when it began (entries
+// are only appended), and a record changed since is left to the next
+// Prune. The plan: the
 // records to remove are those finished (not Reserved or Unknown) with Time
 // before the cutoff, found through the time index, less those an
 // idempotency key younger than 24 hours by Options.Now points at; the

@@ -1,7 +1,9 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -49,9 +51,10 @@ func stillCounted(o audit.Outcome) bool { return o == audit.Reserved || o == aud
 
 // Prune implements store.Store.
 //
-// It first verifies the whole chain in a read transaction (as Verify does,
-// with its cost) and plans there. Then it cuts the journal from its start,
-// in transactions of at most 1024 entries queued with the other writes:
+// It first verifies the whole chain (as Verify does, with its cost, but
+// in read transactions of 1024 entries or records) and plans, in chunks
+// too. Then it cuts the journal from its start, in transactions of at
+// most 1024 entries queued with the other writes:
 // an entry whose record has a later one, or whose record is gone, is
 // dropped; a candidate's latest entry goes with the record, its time index
 // entry and its idempotency keys; the latest entry of a record that stays
@@ -71,21 +74,21 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (store.PruneReport,
 	}
 	s.pruneMu.Lock()
 	defer s.pruneMu.Unlock()
+	ctx, cancel := s.untilClose(ctx)
+	defer cancel()
+	rep, err := s.prune(ctx, before)
+	return rep, s.closedErr(err)
+}
+
+func (s *Store) prune(ctx context.Context, before time.Time) (store.PruneReport, error) {
+	var rep store.PruneReport
 
 	now := s.now()
 	keyCutoff := now.Add(-keyRetention)
 	if before.Before(keyCutoff) {
 		keyCutoff = before
 	}
-	var (
-		plan *prunePlan
-		brk  *store.ChainError
-	)
-	err := s.view(ctx, func(tx *bbolt.Tx) error {
-		var err error
-		plan, brk, err = makePlan(ctx, tx, before, keyCutoff)
-		return err
-	})
+	plan, brk, err := s.makePlan(ctx, before, keyCutoff)
 	if err != nil {
 		return rep, err
 	}
@@ -165,75 +168,69 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (store.PruneReport,
 	return rep, err
 }
 
-// makePlan verifies the chain and decides what Prune removes.
-func makePlan(ctx context.Context, tx *bbolt.Tx, before, keyCutoff time.Time) (*prunePlan, *store.ChainError, error) {
+// makePlan verifies the chain and decides what Prune removes, in read
+// transactions of at most pruneChunk entries, records or keys each, with
+// ctx looked at between them: Close never waits on a long one. What
+// changes meanwhile is decided again by cut and bury, which check each
+// record in their own transactions.
+func (s *Store) makePlan(ctx context.Context, before, keyCutoff time.Time) (*prunePlan, *store.ChainError, error) {
 	p := &prunePlan{
 		before:     before,
 		candidates: make(map[uint64]struct{}),
 		keys:       make(map[uint64][]string),
 		protected:  make(map[string]bool),
 	}
-	rep, brk, err := verify(ctx, tx)
+	rep, brk, err := s.verifyInChunks(ctx)
 	if err != nil || brk != nil {
 		return nil, brk, err
 	}
-	// The records still counted are exactly those the pending and unknown
-	// buckets list.
-	for _, name := range [][]byte{bucketPending, bucketUnknown} {
-		if err := tx.Bucket(name).ForEach(func(k, _ []byte) error {
-			if len(k) != 8 {
-				return corrupt("%s key is %d bytes", name, len(k))
-			}
-			r, err := getRecord(tx, binary.BigEndian.Uint64(k))
-			if err != nil {
-				return fmt.Errorf("%s: %w", name, err)
-			}
-			for _, h := range r.Holds {
-				p.protected[h.Key] = true
-			}
-			return nil
-		}); err != nil {
-			return nil, nil, err
-		}
-	}
 	p.head = rep.Head
+	// The records still counted are exactly those the pending and unknown
+	// buckets list: few, whatever the log's length.
+	err = s.Outstanding(ctx, func(r *audit.Record) error {
+		for _, h := range r.Holds {
+			p.protected[h.Key] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
 
 	// The records older than the cutoff, found through the time index.
 	times := make(map[uint64]time.Time)
-	records := tx.Bucket(bucketRecords)
-	d := newDict(tx)
 	end := timeOrder(before)
-	c := tx.Bucket(bucketTime).Cursor()
-	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+	err = s.inChunks(ctx, bucketTime, func(tx *bbolt.Tx, k, _ []byte) (bool, error) {
 		if len(k) != 16 {
-			return nil, nil, corrupt("time index key is %d bytes", len(k))
+			return false, corrupt("time index key is %d bytes", len(k))
 		}
 		if binary.BigEndian.Uint64(k) > end { // clamped keys: Before decides at equality
-			break
+			return false, nil
 		}
 		id := binary.BigEndian.Uint64(k[8:])
-		body := records.Get(k[8:])
+		body := tx.Bucket(bucketRecords).Get(k[8:])
 		if body == nil {
-			return nil, nil, corrupt("time index points at missing record %d", id)
+			return false, corrupt("time index points at missing record %d", id)
 		}
-		r, _, err := decodeRecord(d, id, body)
+		r, _, err := decodeRecord(newDict(tx), id, body)
 		if err != nil {
-			return nil, nil, err
+			return false, err
 		}
 		if !stillCounted(r.Outcome) && r.Time.Before(before) {
 			p.candidates[id] = struct{}{}
 			times[id] = r.Time
 		}
-	}
-	if len(p.candidates) == 0 {
-		return p, nil, nil
+		return true, nil
+	})
+	if err != nil || len(p.candidates) == 0 {
+		return p, nil, err
 	}
 	// A key younger than keyCutoff keeps its record, so that a retry
 	// still finds what it replays; an older one goes with its record.
-	err = tx.Bucket(bucketIdem).ForEach(func(k, v []byte) error {
+	err = s.inChunks(ctx, bucketIdem, func(_ *bbolt.Tx, k, v []byte) (bool, error) {
 		id, _, err := decodeIndex(k, v)
 		if err != nil {
-			return err
+			return false, err
 		}
 		t, ok := times[id]
 		switch {
@@ -243,9 +240,43 @@ func makePlan(ctx context.Context, tx *bbolt.Tx, before, keyCutoff time.Time) (*
 		default:
 			delete(p.candidates, id)
 		}
-		return nil
+		return true, nil
 	})
 	return p, nil, err
+}
+
+// inChunks calls fn for the keys of a bucket in order, pruneChunk of them
+// a read transaction, until fn returns false or the keys end.
+func (s *Store) inChunks(ctx context.Context, bucket []byte, fn func(tx *bbolt.Tx, k, v []byte) (bool, error)) error {
+	var from []byte
+	for {
+		more := false
+		err := s.view(ctx, func(tx *bbolt.Tx) error {
+			c := tx.Bucket(bucket).Cursor()
+			k, v := c.First()
+			if from != nil {
+				if k, v = c.Seek(from); bytes.Equal(k, from) {
+					k, v = c.Next()
+				}
+			}
+			for n := 0; k != nil; k, v = c.Next() {
+				if n == pruneChunk {
+					more = true
+					return nil
+				}
+				n++
+				goOn, err := fn(tx, k, v)
+				if err != nil || !goOn {
+					return err
+				}
+				from = append(from[:0], k...)
+			}
+			return nil
+		})
+		if err != nil || !more {
+			return err
+		}
+	}
 }
 
 // cutResult is what one Prune transaction did. cut and bury set every
@@ -313,6 +344,11 @@ walk:
 				return res, corrupt("record %d: %v", e.id, err)
 			}
 			latest = seq == step.seq
+			if latest && sha256.Sum256(cur) != e.state {
+				res.brk = &store.ChainError{Problem: store.ChainAltered, Entry: step.seq, Record: e.id,
+					Detail: fmt.Sprintf("record %d was altered: it differs from its latest journal entry %d", e.id, step.seq)}
+				return res, nil
+			}
 		}
 		if latest {
 			r, err := getRecord(tx, e.id)

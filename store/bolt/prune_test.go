@@ -3,6 +3,7 @@ package bolt
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -265,5 +266,45 @@ func TestQuickLink2AgreesWithJSON(t *testing.T) {
 	}
 	if l, _, err := readLink2([]byte(`{"prev":"` + prev + `","id":3}`)); err != nil || l.ID != 3 || l.Prev != prev {
 		t.Fatalf("readLink of another key order = %+v, %v", l, err)
+	}
+}
+
+// TestCloseDuringPrune: Close ends a Prune between its chunks; the Prune
+// returns ErrClosed (or had finished), and the file verifies after.
+func TestCloseDuringPrune(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keybrake.db")
+	s, err := Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.db.NoSync = true
+	ctx := context.Background()
+	for i := 0; i < 3000; i++ {
+		a, err := s.Reserve(ctx, benchReservation(int64(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Complete(ctx, &store.Completion{ID: a.ID, Outcome: audit.Settled, Settled: []int64{10_990_000, 1}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Prune(ctx, time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+		done <- err
+	}()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil && !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("Prune during Close = %v, want nil or ErrClosed", err)
+	}
+	s, err = Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Verify(ctx); err != nil {
+		t.Fatalf("Verify after a Prune that Close ended: %v", err)
 	}
 }
