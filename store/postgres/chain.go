@@ -411,6 +411,7 @@ func verify(ctx context.Context, tx pgx.Tx) (verifyResult, *store.ChainError, er
 			first, firstAt = brk, at
 		}
 	}
+	var altered *alteredRecord // the record of first, when it is an altered one
 	seen := make(map[uint64]bool, len(res.latest))
 	rrows, err := tx.Query(ctx, `SELECT id, time_ns, agent, vendor, decision, customer, outcome, body::text FROM keybrake_records ORDER BY id`)
 	if err != nil {
@@ -456,14 +457,12 @@ func verify(ctx context.Context, tx pgx.Tx) (verifyResult, *store.ChainError, er
 			return res, nil, err
 		}
 		if c != at.canon {
-			detail := fmt.Sprintf("record %d was altered: it differs from its latest journal entry %d", rid, at.n)
-			var eb string
-			if err := tx.QueryRow(ctx, `SELECT body FROM keybrake_journal WHERE session = $1 AND seq = $2`, at.session, at.seq).Scan(&eb); err == nil {
-				if fields := differingFields([]byte(eb), []byte(body)); len(fields) > 0 {
-					detail += " in " + strings.Join(fields, ", ")
-				}
+			brk := &store.ChainError{Problem: store.ChainAltered, Entry: uint64(at.n), Record: rid,
+				Detail: fmt.Sprintf("record %d was altered: it differs from its latest journal entry %d", rid, at.n)}
+			note(at.n, brk)
+			if first == brk {
+				altered = &alteredRecord{at, []byte(body)}
 			}
-			note(at.n, &store.ChainError{Problem: store.ChainAltered, Entry: uint64(at.n), Record: rid, Detail: detail})
 			continue
 		}
 		// The columns queries filter on must say what the record says,
@@ -484,6 +483,17 @@ func verify(ctx context.Context, tx pgx.Tx) (verifyResult, *store.ChainError, er
 	if err := rrows.Err(); err != nil {
 		return res, nil, err
 	}
+	rrows.Close()
+	if altered != nil && first != nil && first.Record == altered.body.ID() {
+		// Name the fields, for a person: the entry is read only now,
+		// with the records' rows closed.
+		var eb string
+		if err := tx.QueryRow(ctx, `SELECT body FROM keybrake_journal WHERE session = $1 AND seq = $2`, altered.at.session, altered.at.seq).Scan(&eb); err == nil {
+			if fields := differingFields([]byte(eb), altered.body); len(fields) > 0 {
+				first.Detail += " in " + strings.Join(fields, ", ")
+			}
+		}
+	}
 	for id, at := range res.latest {
 		if !at.gone && !seen[id] {
 			note(at.n, &store.ChainError{Problem: store.ChainMissing, Entry: uint64(at.n), Record: id,
@@ -491,6 +501,20 @@ func verify(ctx context.Context, tx pgx.Tx) (verifyResult, *store.ChainError, er
 		}
 	}
 	return res, first, nil
+}
+
+type alteredRecord struct {
+	at   latestEntry
+	body recordBody
+}
+
+// recordBody is a record's JSON as PostgreSQL gives it back.
+type recordBody []byte
+
+// ID is the record's "id", 0 when it has none.
+func (b recordBody) ID() uint64 {
+	l, _, _ := readLink(b)
+	return l.ID
 }
 
 // differingFields names the top-level JSON fields in which two records
