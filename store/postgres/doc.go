@@ -1,3 +1,200 @@
 // Package postgres is a store.Store in PostgreSQL, shared by every agent
-// process and proxy replica of a fleet.
+// process and proxy replica of a fleet, so that one cap is one cap however
+// many processes spend against it. It implements store.Store and passes
+// the conformance suites of store/storetest (Run and RunRestart) against a
+// real PostgreSQL.
+//
+//	st, err := postgres.Open(ctx, os.Getenv("KEYBRAKE_DATABASE_URL"), nil)
+//	if errors.Is(err, postgres.ErrUnavailable) {
+//		// the error names host, port, database and user; never the password
+//	}
+//	defer st.Close()
+//
+// It uses pgx/v5 with a pgxpool; the DSN is whatever pgx parses (a
+// postgres:// URL or key=value pairs, TLS and connect_timeout included).
+// Tables live in the first schema of the search_path, so several stores
+// can share a database in separate schemas (the tests do, one schema a
+// test); advisory locks are keyed by schema too.
+//
+// # Schema and migrations
+//
+// The schema is a sequence of SQL files embedded from migrations/
+// (0001_initial.sql, ...), recorded in keybrake_migrations. Open applies
+// the missing ones in one transaction holding a transaction-level
+// advisory lock, so that processes starting together migrate once; a
+// database migrated further than SchemaVersion is refused with ErrSchema,
+// naming both versions. The tables:
+//
+//	keybrake_meta        one row: last_session (sessions are numbered
+//	                     without gaps) and the checkpoint, the highest
+//	                     entry number a Prune removed, with its hash.
+//	keybrake_sessions    one row per Store that ever opened read-write:
+//	                     host, pid, heartbeat, ttl, closed, and its chain:
+//	                     head_seq/head_hash, cut_seq/cut_hash.
+//	keybrake_records     id, time_ns, agent, vendor, decision, customer,
+//	                     outcome (the columns reads filter on), session
+//	                     (who reserved it), replay, and body: the record
+//	                     as JSONB of audit.Record's own JSON form.
+//	keybrake_journal     (session, seq) -> n, record_id, hash, body (the
+//	                     exact JSON text that was hashed).
+//	keybrake_counters    key -> settled, pending, unknown (CHECK >= 0).
+//	keybrake_idempotency key -> record_id, fingerprint.
+//	keybrake_facts       key -> value, written once.
+//
+// Indexes: records by (time_ns, id) for Query; by (agent, time_ns, id) for
+// a query naming an agent; the primary key for After and ByID; a partial
+// index of the records Reserved or Unknown for Outstanding; a partial
+// index of Reserved records by session for recovery; the journal by
+// (record_id, n) and by n. time_ns is unix nanoseconds (clamped to the
+// int64 range, as store/bolt's time index is): timestamptz keeps only
+// microseconds and records are ordered by their exact Time;
+// audit.Query.Match decides at the edges.
+//
+// The body is JSONB of the JSON form for now. store/bolt has moved to a
+// compact binary body; JSONB keeps the rows readable with psql and
+// jq-like operators, at several times the size. JSONB cannot hold U+0000,
+// so a record with a NUL character is refused with ErrInvalid.
+//
+// # Transactions and exactness
+//
+// Every write is one READ COMMITTED transaction that takes row locks in
+// one order: the idempotency key's row, then the records it changes (by
+// ID), then the counters (sorted by key), then last its own session row
+// (the head of its chain). Reserve:
+//
+//  1. claims or locks the key: INSERT ... ON CONFLICT (key) DO UPDATE SET
+//     key = key RETURNING record_id, fingerprint; a new key's row holds
+//     record 0 until commit, so concurrent reservations with one key run
+//     one after the other, and KeyInUse, KeyReused, Replayed and the
+//     takeover of an Unknown call are decided on a locked row;
+//  2. locks every counter its holds touch, SELECT ... WHERE key = ANY($1)
+//     ORDER BY key FOR UPDATE (creating missing ones with INSERT ... ON
+//     CONFLICT DO NOTHING first), and checks every limit on the locked
+//     values, in Go, with store/bolt's arithmetic (overflow is an error);
+//  3. locks its session row, takes the record's ID from a sequence, writes
+//     the record, its journal entry, the counters and the key, and
+//     commits.
+//
+// A counter is changed only by a transaction holding its row lock, and a
+// reservation checks the limit against the value it locked, so no
+// interleaving of any number of processes takes a cap over by one minor
+// unit; TestFleetExactCap runs three stores with separate pools against
+// one cap. Locks are taken in one order, so waits rarely form a cycle:
+// only when a session is recovered while it still writes, or two
+// reservations create the same new counters while each holds an existing
+// one; PostgreSQL then reports a deadlock (40P01). A serialization failure (40001) or a
+// deadlock rolls the whole transaction back, and it runs again from the
+// start (at most 20 times, pauses from 1 ms doubling to 100 ms, jittered,
+// bounded by ctx): a retried transaction recomputes everything, so a
+// retry never double counts. A refusal (over the limit, key reused or in
+// use, not found) rolls back what the transaction had claimed.
+//
+// COMMIT runs without the caller's cancellation, bounded by
+// Options.CommitTimeout, so a reservation PostgreSQL committed is not
+// reported as failed because the caller gave up during the last round
+// trip. A COMMIT that fails with a broken connection is reported as an
+// error and never retried: it may have committed, and the caller, failing
+// closed, sends nothing; the record, if it exists, stays Reserved with
+// its money counted until its session is closed or recovered.
+//
+// Within one Store writes are serialized from the session row lock to
+// commit, so one Store's record IDs follow its commits: Query with After
+// sees each record of one process once. Across processes a record can
+// commit after one with a higher ID, and a follower that polls between
+// the two commits misses the lower one; closing that (IDs given at commit
+// from a fleet-wide row, or reads bounded by the oldest transaction still
+// writing) is left to do.
+//
+// # The audit chain: one per session
+//
+// The journal is a chain per session, so the writes of a fleet are not
+// serialized through one head row. Each Store's session has its own
+// chain: entries numbered 1, 2, 3 ... (seq) in the session, each
+//
+//	hash = SHA-256(prev hash | session | seq | n | body)
+//
+// where body is the record's new state, exactly as hashed, with its "prev"
+// set to the previous entry's hash (32 zero bytes for a session's first),
+// and n is a fleet-wide entry number from a sequence, taken under the
+// session lock, so increasing along every chain and, for the entries of
+// one record (whose writes hold its row lock), in the order they were
+// written. A record's latest entry is its entry with the highest n,
+// whichever session wrote it (a recovery, a Complete from another
+// process). The record's PrevHash is the hash its entry links to; with a
+// single writer that is VerifyReport.HeadHash from before the write.
+//
+// Verify reads in one REPEATABLE READ snapshot: sessions must be numbered
+// 1 to meta.last_session with none missing (a deleted session and its
+// records show, even the newest once another Store has started); each
+// chain is walked from its cut point: positions follow each other, each
+// entry hashes to what it says (an entry found at another position says
+// "reordered"), n increases, each names its predecessor, and the chain
+// ends at the session's head_seq and head_hash. Then every record must
+// equal its latest entry (compared in a canonical JSON form, since JSONB
+// reorders keys), its indexed columns must say what its body says (or a
+// query could hide it), and every record with an entry must be there.
+// The first break is reported as for store/bolt: journal breaks first,
+// then records by their latest entry. VerifyReport.Head is the highest n
+// checked; Entries counts the entries of all chains.
+//
+// As with store/bolt, a rewrite of a chain's end with hashes and head
+// recomputed does not show; note VerifyReport.Head and HeadHash
+// elsewhere. Sessions are not linked to each other (a session's first
+// entry links to zeros), so removing a whole session shows only through
+// the numbering of sessions.
+//
+// # Prune
+//
+// Prune holds a session-level advisory lock for the schema, so one
+// process prunes at a time. It verifies first (refusing a broken chain)
+// and plans in the same snapshot: finished records older than the cutoff,
+// less those an idempotency key younger than 24 hours points at. It then
+// cuts each session's chain from its cut point, at most 1024 entries a
+// transaction, locking the records those entries write: a superseded
+// entry goes; a record's latest entry goes with the record (and a
+// tombstone is appended when older entries of it remain in another
+// chain, so that they never read as its latest); a record that stays
+// although older than the cutoff is carried forward into the pruning
+// Store's chain; the cut stops at the first record younger than the
+// cutoff. Candidates no cut reached are removed with a tombstone, and
+// counters of days before the cutoff that no Reserved or Unknown record
+// holds go last (locked before that check, so a reservation committing
+// meanwhile is seen). Each chain's cut point and the fleet's checkpoint
+// move with the cut.
+//
+// # Sessions, heartbeats and crash recovery
+//
+// Open numbers a new session and writes its row; a goroutine sets its
+// heartbeat (the database's now()) every Options.Heartbeat (1 s) and
+// recovers expired sessions. A session is expired when heartbeat + ttl <
+// now(), ttl being the SessionTimeout (15 s) of the process that owns it,
+// judged on the database's clock. Recovery locks the expired session's
+// row (SKIP LOCKED: one recoverer at a time), turns each of its Reserved
+// records Unknown (Reason says it was interrupted, the money moves from
+// pending to unknown: still counted) journaling each in the recoverer's
+// chain, and closes the session, in one transaction: exactly once. Open
+// recovers before it returns, and every heartbeat does again.
+//
+// Close waits for the calls in progress, then turns its own session's
+// Reserved records Unknown and closes the session in one transaction:
+// their calls can no longer complete through it. That is what RunRestart
+// expects of a store closed between Reserve and Complete; a store that
+// crashed instead is recovered by the others when its heartbeat expires.
+//
+// A Store whose session was declared dead while it lived (a pause longer
+// than its timeout, the database unreachable) finds its session closed
+// on its next write (every write locks its session row WHERE closed IS
+// NULL) and goes on in a new session; its calls in flight find their
+// records Unknown and Complete returns store.ErrNotReserved, their money
+// still counted.
+//
+// # Left to do
+//
+// Batching the reservations of one process into one round trip (the hot
+// counter row is the bottleneck; pgx.Batch for the tail of each
+// transaction is the first step); a commit-ordered After across processes;
+// LISTEN/NOTIFY for fleet-wide revocation; the CLI's --db postgres://;
+// fault tests that SIGKILL processes and stop PostgreSQL with -m immediate
+// mid-run; bench/fleet; a compact record body; session rows are never
+// removed (one per Open; small).
 package postgres
