@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"context"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -165,4 +166,60 @@ func BenchmarkReserveParallelNoSync(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkSerialCaller is one agent calling in turn, its completions
+// handed to a completer goroutine as internal/transport does: with the
+// writer's linger a call costs one commit, without it two.
+func BenchmarkSerialCaller(b *testing.B) {
+	for _, linger := range []time.Duration{-1, 0} {
+		name := "linger=default"
+		if linger < 0 {
+			name = "linger=off"
+		}
+		b.Run(name, func(b *testing.B) {
+			s, err := Open(b.TempDir()+"/keybrake.db", &Options{Linger: linger})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			ctx := context.Background()
+			completions := make(chan uint64, 16)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for id := range completions {
+					if err := s.Complete(ctx, &store.Completion{ID: id, Outcome: audit.Settled, Settled: []int64{10_990_000, 1},
+						Moved: money.Amount{Micros: 10_990_000, Currency: "USD"}, Status: 200}); err != nil {
+						b.Error(err)
+					}
+				}
+			}()
+			b.ReportAllocs()
+			c, a := s.commits.Load(), s.applied.Load()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				adm, err := s.Reserve(ctx, benchReservation(int64(i)))
+				if err != nil {
+					b.Fatal(err)
+				}
+				spin(200 * time.Microsecond) // the vendor answers
+				completions <- adm.ID
+				spin(100 * time.Microsecond) // the agent reads it and calls again
+			}
+			close(completions)
+			<-done
+			b.StopTimer()
+			b.ReportMetric(float64(s.commits.Load()-c)/float64(b.N), "commits/call")
+			reportBatching(b, s, c, a)
+		})
+	}
+}
+
+// spin waits d without sleeping: time.Sleep may oversleep by a
+// millisecond, longer than what it models.
+func spin(d time.Duration) {
+	for start := time.Now(); time.Since(start) < d; {
+		runtime.Gosched()
+	}
 }

@@ -36,7 +36,10 @@ func TestSizeAtScale(t *testing.T) {
 		dir = d
 	}
 	path := filepath.Join(dir, "size.db")
-	os.Remove(path)
+	reuse := os.Getenv("KEYBRAKE_BOLT_SIZE_REUSE") != "" // measure the reads of a file written before
+	if !reuse {
+		os.Remove(path)
+	}
 	s, err := Open(path, &Options{Linger: -1}) // the caller completes before it reserves again
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +52,7 @@ func TestSizeAtScale(t *testing.T) {
 	usd := money.Amount{Micros: 10_990_000, Currency: "USD"}
 	start := time.Now()
 	var last time.Time
-	for i := 0; i < n; i++ {
+	for i := 0; i < n && !reuse; i++ {
 		agent := fmt.Sprintf("refund-bot-%d", i%agents)
 		at := t0.Add(time.Duration(i) * step)
 		day := at.Format(time.DateOnly)
@@ -82,6 +85,9 @@ func TestSizeAtScale(t *testing.T) {
 			t.Fatal(err)
 		}
 		last = at
+	}
+	if reuse {
+		last = t0.Add(time.Duration(n-1) * step)
 	}
 	write := time.Since(start)
 	if err := s.Close(); err != nil {
@@ -139,4 +145,32 @@ func TestSizeAtScale(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("Close after the reads: %v", time.Since(start).Round(time.Microsecond))
+
+	start = time.Now()
+	s, err = Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := time.Since(start)
+	start = time.Now()
+	s.Close()
+	t.Logf("Open again: %v, Close right after: %v", open.Round(time.Microsecond), time.Since(start).Round(time.Microsecond))
+
+	// Close while a Prune verifies (it would remove nothing: the cutoff
+	// is before every record).
+	s, err = Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pruned := make(chan error, 1)
+	go func() {
+		_, err := s.Prune(ctx, t0)
+		pruned <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+	start = time.Now()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Close 200ms into a Prune: %v (the Prune returned %v)", time.Since(start).Round(time.Microsecond), <-pruned)
 }
