@@ -30,7 +30,7 @@ func PostgresURL(t testing.TB) string {
 	}
 	msg := PostgresEnv + " is not set: these tests need a PostgreSQL. Start a throwaway one with\n" +
 		"\teval \"$(bash .ci/postgres.sh start)\"   # and later: bash .ci/postgres.sh stop\n" +
-		"(it installs Debian's postgresql package when missing, as CI and KEYBRAKE_INSTALL_TOOLS=1 runs of .ci/run do),\n" +
+		"(as root: it installs Debian's postgresql package when missing and runs the server as the postgres user),\n" +
 		"or point " + PostgresEnv + " at a database whose owner the URL names."
 	if underCI() {
 		t.Fatalf("testenv: CI=true and %s", msg)

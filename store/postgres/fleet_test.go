@@ -381,3 +381,75 @@ func TestErrorsHideThePassword(t *testing.T) {
 		})
 	}
 }
+
+// TestPruneAcrossSessions: records reserved by one store and completed by
+// another have entries in two chains; pruning them leaves chains that
+// verify, and the journal never says a removed record should be there.
+// The stores reserve in one session and complete in the other, in both
+// orders: when the chain holding the completions is cut first, older
+// entries remain in the other and the removed records leave tombstones.
+func TestPruneAcrossSessions(t *testing.T) {
+	for _, swap := range []bool{false, true} {
+		t.Run(fmt.Sprintf("swap=%v", swap), func(t *testing.T) {
+			_, stores := fleet(t, 2, nil)
+			a, b := stores[0], stores[1]
+			if swap {
+				a, b = b, a
+			}
+			testPruneAcrossSessions(t, a, b)
+		})
+	}
+}
+
+func testPruneAcrossSessions(t *testing.T, a, b *postgres.Store) {
+	day0 := call(0).Time
+	var ids []uint64
+	for i := 0; i < 5; i++ {
+		r := call(i)
+		adm, err := a.Reserve(ctx, &store.Reservation{Record: r, Holds: []audit.Hold{{Key: "agent/x/" + day0.Format(time.DateOnly) + "/USD", Unit: "USD", Limit: -1, Amount: 1}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, adm.ID)
+	}
+	young := call(0)
+	young.Time = day0.AddDate(0, 0, 2)
+	young.Decision = policy.Blocked
+	if _, err := a.Append(ctx, &young); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids[:4] { // the fifth stays Reserved: never pruned
+		if err := b.Complete(ctx, &store.Completion{ID: id, Outcome: audit.Settled, Settled: []int64{1}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, err := a.Verify(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := b.Prune(ctx, day0.AddDate(0, 0, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Records != 4 || rep.Counters != 0 || rep.Checkpoint == 0 {
+		t.Fatalf("Prune = %+v, want 4 records removed, the counter kept (record %d holds it) and a checkpoint", rep, ids[4])
+	}
+	after, err := a.Verify(ctx)
+	if err != nil {
+		t.Fatalf("Verify after Prune = %+v, %v (before: %+v)", after, err, before)
+	}
+	if after.Records != 2 {
+		t.Fatalf("Verify after Prune = %+v, want 2 records", after)
+	}
+	if err := a.Complete(ctx, &store.Completion{ID: ids[4], Outcome: audit.Released}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := a.Prune(ctx, day0.AddDate(0, 0, 1)); err != nil {
+			t.Fatal(err)
+		}
+		if rep, err := b.Verify(ctx); err != nil || rep.Records != 1 {
+			t.Fatalf("Verify after pruning again = %+v, %v; want the young record alone", rep, err)
+		}
+	}
+}
