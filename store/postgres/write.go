@@ -237,6 +237,7 @@ func lockCounters(ctx context.Context, tx pgx.Tx, holds []audit.Hold, create boo
 	if len(holds) == 0 {
 		return out, nil
 	}
+	found := make(map[string]bool, len(holds))
 	keys := make([]string, 0, len(holds))
 	for _, h := range holds {
 		if _, ok := out[h.Key]; !ok {
@@ -264,6 +265,7 @@ func lockCounters(ctx context.Context, tx pgx.Tx, holds []audit.Hold, create boo
 				return 0, corrupt("counter %q is %+v", k, c)
 			}
 			out[k] = c
+			found[k] = true
 			n++
 		}
 		return n, rows.Err()
@@ -277,7 +279,7 @@ func lockCounters(ctx context.Context, tx pgx.Tx, holds []audit.Hold, create boo
 	}
 	var missing []string
 	for _, k := range keys {
-		if out[k] == (store.Counter{}) {
+		if !found[k] {
 			missing = append(missing, k)
 		}
 	}
