@@ -10,7 +10,7 @@ import (
 	"github.com/keybrake/keybrake/store/storetest"
 )
 
-func open(t *testing.T, dsn string, opts *postgres.Options) *postgres.Store {
+func open(t testing.TB, dsn string, opts *postgres.Options) *postgres.Store {
 	t.Helper()
 	s, err := postgres.Open(context.Background(), dsn, opts)
 	if err != nil {
