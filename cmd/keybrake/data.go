@@ -37,6 +37,9 @@ type source struct {
 // anything before an error wrapping admin.ErrNoServer, which the socket
 // gives only when connecting.
 func withSource(db string, state func() admin.State, fn func(src source) error) error {
+	if isDatabaseURL(db) {
+		return withShared(db, state, fn)
+	}
 	sock := db + ".sock"
 	sockState := "there is no " + sock
 	if _, err := os.Lstat(sock); err == nil {
@@ -114,6 +117,9 @@ func (f fileQuerier) Query(ctx context.Context, q audit.Query, fn func(*audit.Re
 // polls the file every second otherwise, and moves between them when the
 // agent stops or starts, telling note.
 func follow(ctx context.Context, db string, q audit.Query, note func(string), fn func(*audit.Record) error) error {
+	if isDatabaseURL(db) {
+		return followShared(ctx, db, q, fn)
+	}
 	sock := db + ".sock"
 	limit := q.Limit
 	q.Limit = 0

@@ -43,9 +43,11 @@ policy file. Flags go anywhere on the line:
 halts refund-bot by that policy, as it would with the flag first.
 
 The policy file is --policy, else $KEYBRAKE_POLICY, else ./keybrake.yaml;
-the database --db, else $KEYBRAKE_DB, else ./keybrake.db. While the agent
-runs, its Brake answers the audit and status commands on a socket beside
-the database (<db>.sock); otherwise they read the file.
+the database --db, else $KEYBRAKE_DATABASE_URL, else $KEYBRAKE_DB, else
+./keybrake.db. While the agent runs, its Brake answers the audit and
+status commands on a socket beside a database file (<db>.sock); otherwise
+they read the file. A postgres:// URL is a fleet's shared store, which
+every process reads and writes at once.
 
 Exit status:
   0  done
@@ -74,8 +76,8 @@ Exit status:
 	pf.StringVar(&g.policy, "policy", orDefault(e.getenv("KEYBRAKE_POLICY"), "keybrake.yaml"),
 		"the policy `file` ($KEYBRAKE_POLICY)")
 	pf.StringVar(&g.color, "color", "auto", "colour decisions: auto (on a terminal, unless $NO_COLOR is set), always or never")
-	pf.StringVar(&g.db, "db", orDefault(e.getenv("KEYBRAKE_DB"), "keybrake.db"),
-		"the agent's database `file` ($KEYBRAKE_DB); a running agent answers on the file + \".sock\"")
+	pf.StringVar(&g.db, "db", orDefault(e.getenv("KEYBRAKE_DATABASE_URL"), orDefault(e.getenv("KEYBRAKE_DB"), "keybrake.db")),
+		"the agent's database `file` ($KEYBRAKE_DB; a running agent answers on the file + \".sock\"), or a fleet's shared store, postgres://... ($KEYBRAKE_DATABASE_URL, the default when set)")
 
 	root.AddCommand(
 		newAuditCmd(e, g),

@@ -93,14 +93,26 @@ func serve(ctx context.Context, e *env, g *globals, f *serveFlags) error {
 		return err
 	}
 	defer set.Close()
-	kb, err := brake.Open(brake.Options{
+	opts := brake.Options{
 		PolicyFile: g.policy,
 		DBPath:     g.db,
 		Endpoints:  endpoints,
 		ErrorLog:   func(err error) { fmt.Fprintln(e.stderr, "keybrake:", err) },
-	})
+	}
+	if isDatabaseURL(g.db) {
+		// Replicas share the store: one cap, whatever their number.
+		st, err := openShared(context.Background(), g.db)
+		if err != nil {
+			return err
+		}
+		opts.DBPath, opts.Store = "", st // the Brake closes it
+	}
+	kb, err := brake.Open(opts)
+	if err != nil && opts.Store != nil {
+		opts.Store.Close() // Open may fail before it takes the store over; closed twice is ErrClosed
+	}
 	if errors.Is(err, store.ErrLocked) {
-		return fmt.Errorf("%w\nAnother keybrake serve or agent holds %s. Replicas must not each keep their own cap: give each its own database, or wait for the fleet store, which shares one cap between processes", err, g.db)
+		return fmt.Errorf("%w\nAnother keybrake serve or agent holds %s. Replicas must not each keep their own cap: give them one shared store, --db postgres://...", err, g.db)
 	}
 	if err != nil {
 		return err
