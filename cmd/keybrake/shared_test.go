@@ -15,7 +15,7 @@ func TestDBName(t *testing.T) {
 	for in, want := range map[string]string{
 		"keybrake.db": "keybrake.db",
 		"postgres://kb:s3cret@db.internal:5432/keybrake?sslmode=require&password=x": "postgres://kb@db.internal:5432/keybrake",
-		"postgresql://db.internal/keybrake":                                          "postgresql://db.internal/keybrake",
+		"postgresql://db.internal/keybrake":                                         "postgresql://db.internal/keybrake",
 	} {
 		if got := dbName(in); got != want {
 			t.Errorf("dbName(%q) = %q, want %q", in, got, want)
