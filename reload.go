@@ -117,15 +117,35 @@ func (s *policyState) publish() {
 		s.swap(&inForce{err: s.invalid})
 		return
 	}
-	halt := s.halted || (s.kill.present && s.kill.agents == nil)
-	var revoked []string
+	s.swap(&inForce{pol: s.file.WithStops(s.stops())})
+}
+
+// stops are the revocations beyond the file, each naming its source, as
+// a refused call's reason and `keybrake status` say them. Called with mu
+// held.
+func (s *policyState) stops() policy.Stops {
+	kill := "the kill switch " + s.haltFile
+	var halt []string
+	if s.halted {
+		halt = append(halt, "Brake.Halt")
+	}
+	if s.kill.present && s.kill.agents == nil {
+		halt = append(halt, kill)
+	}
+	st := policy.Stops{Halt: strings.Join(halt, " and "), Revoked: map[string]string{}}
 	for a := range s.revoked {
-		revoked = append(revoked, a)
+		st.Revoked[a] = "Brake.Revoke"
 	}
 	if s.kill.present {
-		revoked = append(revoked, s.kill.agents...)
+		for _, a := range s.kill.agents {
+			if st.Revoked[a] != "" {
+				st.Revoked[a] += " and " + kill
+			} else {
+				st.Revoked[a] = kill
+			}
+		}
 	}
-	s.swap(&inForce{pol: s.file.WithRevocations(halt, revoked)})
+	return st
 }
 
 // swap puts f in force and wakes whoever waits on the state it replaces.

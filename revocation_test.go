@@ -267,6 +267,20 @@ func TestKillSwitch(t *testing.T) {
 	if events != 3 {
 		t.Fatalf("%d kill switch events, want 3", events)
 	}
+	// Every refusal names the kill switch and its path, not the policy.
+	refused := dump(t, f.kb, audit.Query{Decision: policy.Revoked})
+	if len(refused) < 3 {
+		t.Fatalf("%d refusals audited", len(refused))
+	}
+	for _, r := range refused {
+		want := "every agent is halted by the kill switch " + halt
+		if r.Code == "keybrake_revoked" {
+			want = "agent bot is revoked by the kill switch " + halt
+		}
+		if r.Reason != want {
+			t.Errorf("record %d (%s): reason %q, want %q", r.ID, r.Code, r.Reason, want)
+		}
+	}
 }
 
 // TestInvalidPolicyFailsClosed: a policy that stops parsing refuses every
@@ -352,6 +366,13 @@ func TestRevokeAndHaltFromTheRunner(t *testing.T) {
 	}
 	if events["revoke"] != 2 || events["halt"] != 2 {
 		t.Fatalf("events %v", events)
+	}
+	reasons := map[string]bool{}
+	for _, r := range dump(t, f.kb, audit.Query{Decision: policy.Revoked}) {
+		reasons[r.Reason] = true
+	}
+	if !reasons["agent bot is revoked by Brake.Revoke"] || !reasons["every agent is halted by Brake.Halt"] || len(reasons) != 2 {
+		t.Errorf("refusals' reasons: %v", reasons)
 	}
 }
 

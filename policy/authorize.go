@@ -36,8 +36,11 @@ func (p *Policy) Authorize(r Request) (Verdict, *Rule) {
 		return Verdict{Decision: Error, Rule: "policy", Code: "keybrake_no_policy", Reason: "no policy is loaded"}, nil
 	}
 	if p.Halt {
-		return Verdict{Decision: Revoked, Rule: "halt", Code: "keybrake_halted",
-			Reason: "the policy halts every agent (halt: true)"}, nil
+		why := "the policy halts every agent (halt: true)"
+		if p.HaltedBy != "" {
+			why = "every agent is halted by " + p.HaltedBy
+		}
+		return Verdict{Decision: Revoked, Rule: "halt", Code: "keybrake_halted", Reason: why}, nil
 	}
 	a := p.Agents[r.Agent]
 	if a == nil {
@@ -45,8 +48,11 @@ func (p *Policy) Authorize(r Request) (Verdict, *Rule) {
 			Reason: "agent " + quote(r.Agent) + " is not in the policy"}, nil
 	}
 	if a.Revoked {
-		return Verdict{Decision: Revoked, Rule: "agents." + a.Name + ".revoked", Code: "keybrake_revoked",
-			Reason: "agent " + a.Name + " is revoked"}, nil
+		why := "agent " + a.Name + " is revoked (revoked: true in the policy)"
+		if a.RevokedBy != "" {
+			why = "agent " + a.Name + " is revoked by " + a.RevokedBy
+		}
+		return Verdict{Decision: Revoked, Rule: "agents." + a.Name + ".revoked", Code: "keybrake_revoked", Reason: why}, nil
 	}
 	g := a.Grants[r.Vendor]
 	if g == nil {

@@ -111,3 +111,27 @@ func TestWithRevocations(t *testing.T) {
 		t.Fatalf("halt override: %v %q", h.Halt, h.Hash)
 	}
 }
+
+func TestWithStopsNamesTheSource(t *testing.T) {
+	p, err := Parse("k.yaml", []byte(editable))
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := Request{Agent: "refund-bot", Vendor: "stripe", Method: "POST", Path: "/v1/refunds"}
+	for _, tt := range []struct {
+		stops Stops
+		want  string
+	}{
+		{Stops{Halt: "the kill switch /etc/k.yaml.halt"}, "every agent is halted by the kill switch /etc/k.yaml.halt"},
+		{Stops{Halt: "Brake.Halt"}, "every agent is halted by Brake.Halt"},
+		{Stops{Revoked: map[string]string{"refund-bot": "Brake.Revoke"}}, "agent refund-bot is revoked by Brake.Revoke"},
+	} {
+		v, _ := p.WithStops(tt.stops).Authorize(call)
+		if v.Decision != Revoked || v.Reason != tt.want {
+			t.Errorf("%+v: %+v, want the reason %q", tt.stops, v, tt.want)
+		}
+	}
+	if p.WithStops(Stops{}) != p {
+		t.Error("no stop made a new policy")
+	}
+}

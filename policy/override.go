@@ -5,28 +5,54 @@ import (
 	"strings"
 )
 
-// WithRevocations returns p as an agent runner or operator has overridden
-// it outside the file: halt refuses every call, and every agent named in
-// revoked is revoked, whether or not the file says so. The result is a new
-// Policy sharing p's unchanged parts; p is not modified. Its Hash is p's
-// with the overrides appended ("a1b2...+halt", "a1b2...+revoked:refund-bot"),
-// so the audit log shows that a call was decided under an override. With no
-// overrides it returns p itself. Agents named in revoked that the file does
-// not know stay unknown (refused anyway).
+// Stops are the revocations beyond the policy file, each with what made
+// it, so that a refused call's reason names its real source.
+type Stops struct {
+	// Halt says what halts every agent ("Brake.Halt", "the kill switch
+	// /etc/keybrake/keybrake.yaml.halt"); "" for nothing.
+	Halt string
+	// Revoked names, for each agent revoked beyond the file, what
+	// revoked it.
+	Revoked map[string]string
+}
+
+// WithRevocations is WithStops for overrides whose source is not told:
+// halt refuses every call, and every agent named in revoked is revoked.
 func (p *Policy) WithRevocations(halt bool, revoked []string) *Policy {
-	var names []string
+	s := Stops{Revoked: map[string]string{}}
+	if halt {
+		s.Halt = "an override of the policy"
+	}
 	for _, a := range revoked {
+		s.Revoked[a] = "an override of the policy"
+	}
+	return p.WithStops(s)
+}
+
+// WithStops returns p as an agent runner or operator has overridden it
+// outside the file: s.Halt refuses every call, and every agent in
+// s.Revoked is revoked, whether or not the file says so, each refusal
+// naming its source. The result is a new Policy sharing p's unchanged
+// parts; p is not modified. Its Hash is p's with the overrides appended
+// ("a1b2...+halt", "a1b2...+revoked:refund-bot"), so the audit log shows
+// that a call was decided under an override. With no overrides it returns
+// p itself. Agents named in s.Revoked that the file does not know stay
+// unknown (refused anyway).
+func (p *Policy) WithStops(s Stops) *Policy {
+	var names []string
+	for a := range s.Revoked {
 		if ag, ok := p.Agents[a]; ok && !ag.Revoked {
 			names = append(names, a)
 		}
 	}
+	halt := s.Halt != ""
 	if (!halt || p.Halt) && len(names) == 0 {
 		return p
 	}
 	q := *p
 	var tags []string
 	if halt && !p.Halt {
-		q.Halt = true
+		q.Halt, q.HaltedBy = true, s.Halt
 		tags = append(tags, "halt")
 	}
 	if len(names) > 0 {
@@ -37,7 +63,7 @@ func (p *Policy) WithRevocations(halt bool, revoked []string) *Policy {
 		}
 		for _, a := range names {
 			ag := *p.Agents[a]
-			ag.Revoked = true
+			ag.Revoked, ag.RevokedBy = true, s.Revoked[a]
 			q.Agents[a] = &ag
 		}
 		tags = append(tags, "revoked:"+strings.Join(names, ","))

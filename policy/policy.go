@@ -18,6 +18,9 @@ type Policy struct {
 	Hash    string // hex SHA-256 of the file's bytes, first 16 characters
 	Version int
 	Halt    bool // every agent, every vendor refused (Revoked)
+	// HaltedBy says what halts every agent when it is not the file's
+	// halt: true (WithStops): "Brake.Halt", "the kill switch <path>".
+	HaltedBy string
 
 	Agents  map[string]*Agent
 	Vendors map[string]*VendorLimits        // limits shared by every agent of a vendor account
@@ -32,6 +35,9 @@ type Policy struct {
 type Agent struct {
 	Name    string
 	Revoked bool
+	// RevokedBy says what revoked the agent when it is not the file's
+	// revoked: true (WithStops).
+	RevokedBy string
 	Grants  map[string]*Grant // by vendor name
 	Line    int               // where the agent's name is written
 }

@@ -498,7 +498,7 @@ func TestServeRefusesASecondReplica(t *testing.T) {
 	second := runServe(t, dir, env, "--endpoint", "stripe="+vendor)
 	code := second.exit(t)
 	msg := second.stderr()
-	if code == 0 || !strings.Contains(msg, "locked") || !strings.Contains(msg, "keybrake.db") || !strings.Contains(msg, "fleet store") {
+	if code == 0 || !strings.Contains(msg, "locked") || !strings.Contains(msg, "keybrake.db") || !strings.Contains(msg, "--db postgres://") {
 		t.Fatalf("second serve: exit %d:\n%s", code, msg)
 	}
 	if strings.Contains(msg, "serving agents") {
