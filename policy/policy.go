@@ -38,8 +38,8 @@ type Agent struct {
 	// RevokedBy says what revoked the agent when it is not the file's
 	// revoked: true (WithStops).
 	RevokedBy string
-	Grants  map[string]*Grant // by vendor name
-	Line    int               // where the agent's name is written
+	Grants    map[string]*Grant // by vendor name
+	Line      int               // where the agent's name is written
 }
 
 // Grant is what an agent may do on one vendor. Allow is nil when the file
