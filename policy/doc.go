@@ -70,11 +70,11 @@
 // # Amounts
 //
 // An amount is a plain decimal number, one space, and an upper-case ISO 4217
-// code: "500.00 USD", "100000 JPY", "12.345 KWD". It may have no more decimals
-// than the currency's minor unit (2 for USD, 0 for JPY, 3 for KWD): "1.005 USD"
-// and "100.5 JPY" are errors, as are signs, exponents, thousands separators,
-// "500 dollars" and lower-case codes. Amounts are exact; no float is ever
-// involved.
+// code: "500.00 USD", "100000 JPY", "12.345 KWD". Caps and prices alike take
+// up to six decimals, so that a cap can be set in the fractions of a cent a
+// vendor charges ("0.0020 USD"); a seventh is an error, as are signs,
+// exponents, thousands separators, "500 dollars" and lower-case codes.
+// Amounts are exact; no float is ever involved.
 //
 // # Rules
 //

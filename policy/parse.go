@@ -443,15 +443,16 @@ func countKey[T any](field func(T) *int64) func(*decoder, string, *yaml.Node, *y
 	}
 }
 
-// amountKey decodes a limit written "500.00 USD" (money.Parse: exact, no
-// more decimals than the currency has).
+// amountKey decodes a limit written "500.00 USD" with the precision of a
+// price (money.ParsePrice: exact, up to six decimals), so that a cap can be
+// set in the units a vendor charges: "0.0020 USD" of Resend's emails.
 func amountKey[T any](field func(T) **money.Amount) func(*decoder, string, *yaml.Node, *yaml.Node, T) error {
 	return func(d *decoder, at string, _, v *yaml.Node, into T) error {
 		s, err := d.scalar(at, v, `an amount such as "500.00 USD"`)
 		if err != nil {
 			return err
 		}
-		a, err := money.Parse(s)
+		a, err := money.ParsePrice(s)
 		if err != nil {
 			return d.errorf(v, at, "%v", err)
 		}

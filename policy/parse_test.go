@@ -405,3 +405,15 @@ func TestParseAccepts(t *testing.T) {
 		t.Errorf("daily_count overflow: %v", err)
 	}
 }
+
+// Caps take the precision of prices: a Resend cap in the units it charges.
+func TestCapsTakeThePrecisionOfPrices(t *testing.T) {
+	p, err := Parse("k.yaml", []byte("version: 1\nagents:\n  mailer:\n    resend:\n      daily_cap: 0.0020 USD\n      per_call_max: 100.5 JPY\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := p.Agents["mailer"].Grants["resend"]
+	if g.DailyCap.Micros != 2000 || g.PerCallMax.String() != "100.5 JPY" {
+		t.Errorf("daily cap %v, per call max %v", g.DailyCap, g.PerCallMax)
+	}
+}
