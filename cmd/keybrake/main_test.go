@@ -189,6 +189,49 @@ agent texter on twilio
 	}
 }
 
+func TestPolicyCheckWarns(t *testing.T) {
+	p := writePolicy(t, `version: 1
+agents:
+  refund-bot:
+    stripe:
+      allow:
+        - POST /v1/refunds
+        - POST /v1/refunds
+  texter:
+    twilio:
+      daily_count: 100
+      to: ["+1*", "+4*"]
+      allow:
+        - POST /2010-04-01/Accounts/{AccountSid}/Messages.json
+vendors:
+  twilio:
+    prices:
+      sms: {default: 0.0079 USD, "+1876": 0.25 USD}
+`)
+	out, errs, code := keybrake(t, nil, "policy", "check", p)
+	for _, want := range []string{
+		"warning: agent refund-bot on stripe has no daily cap or count",
+		"warning: agent refund-bot on stripe: allow POST /v1/refunds (agents.refund-bot.stripe.allow[1]) can never match",
+		`warning: agent texter on twilio: to "+4*" admits every number of world numbering zone 4`,
+		`warning: agent texter on twilio: to "+1*" admits the high-cost NANP prefixes +1242 `,
+	} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("policy check (%d %q) lacks %q:\n%s", code, errs, want, out)
+		}
+	}
+	if strings.Contains(out, "+1876 ") {
+		t.Errorf("a priced prefix is warned about:\n%s", out)
+	}
+	_, errs, code = keybrake(t, nil, "policy", "check", "--strict", p)
+	if code != 1 || !strings.Contains(errs, "4 warning(s), and --strict") {
+		t.Errorf("--strict: %d %q", code, errs)
+	}
+	// A policy with nothing to warn about passes --strict.
+	if out, errs, code := keybrake(t, nil, "policy", "check", "--strict", writePolicy(t, cliPolicy)); code != 0 || strings.Contains(out, "warning") {
+		t.Errorf("--strict on a clean policy: %d %q\n%s", code, errs, out)
+	}
+}
+
 func TestPolicyCheck(t *testing.T) {
 	p := writePolicy(t, cliPolicy+"        - method: POST\n          path: /v1/subscriptions\n          uncapped: true\n")
 	out, _, code := keybrake(t, nil, "policy", "check", p)

@@ -11,23 +11,39 @@ import (
 )
 
 func newPolicyCheckCmd(e *env) *cobra.Command {
-	return &cobra.Command{
+	var strict bool
+	cmd := &cobra.Command{
 		Use:   "check FILE",
 		Short: "validate a policy file and print what it allows",
-		Long: `Reads FILE as Keybrake would and prints the effective policy: every agent,
-its caps and the rules it is allowed. Exits 1 with the file, line and
-reason on the first problem.`,
-		Example: `  keybrake policy check /etc/keybrake/keybrake.yaml`,
-		Args:    exactArgs(1, "one FILE"),
+		Long: `Reads FILE as Keybrake would and prints the effective policy: every agent
+on every vendor with its caps, its scopes and the rules it is allowed,
+then warnings about what is valid but probably not meant: an agent with no
+daily cap or count anywhere (its money-moving calls are all refused), a
+destination prefix that admits a whole world zone ("+4*"), Twilio destinations "+1*" without a price for
+the high-cost NANP prefixes SMS pumping targets, an allow rule an earlier
+one always wins over. Exits 1 with the file, line and reason on the first
+problem, and with --strict on any warning.`,
+		Example: `  keybrake policy check /etc/keybrake/keybrake.yaml
+  keybrake policy check --strict keybrake.yaml   # in CI, before a deploy`,
+		Args: exactArgs(1, "one FILE"),
 		RunE: func(_ *cobra.Command, args []string) error {
 			p, err := policy.Load(args[0])
 			if err != nil {
 				return err
 			}
 			printPolicy(e, p)
+			warnings := policyWarnings(p)
+			for _, w := range warnings {
+				fmt.Fprintf(e.stdout, "warning: %s\n", w)
+			}
+			if strict && len(warnings) > 0 {
+				return fmt.Errorf("%s: %d warning(s), and --strict", p.File, len(warnings))
+			}
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&strict, "strict", false, "exit 1 on any warning, not only on an invalid file")
+	return cmd
 }
 
 func printPolicy(e *env, p *policy.Policy) {
@@ -40,17 +56,80 @@ func printPolicy(e *env, p *policy.Policy) {
 			fmt.Fprintf(w, "  %s\n", show(f.key, f.value))
 		}
 	}
-	// An agent with no money limit anywhere has its money-moving calls
-	// refused: say so where the operator looks.
+}
+
+// highCostNANP are the +1 prefixes outside the US and Canada, billed as
+// international and the favourite targets of SMS pumping: "+1*" admits
+// them at the default price unless the policy prices them.
+var highCostNANP = []string{
+	"+1242", "+1246", "+1264", "+1268", "+1284", "+1340", "+1345", "+1441", "+1473", "+1649",
+	"+1658", "+1664", "+1670", "+1671", "+1684", "+1721", "+1758", "+1767", "+1784",
+	"+1809", "+1829", "+1849", "+1868", "+1869", "+1876",
+}
+
+// policyWarnings are what a valid policy says that is probably not meant.
+func policyWarnings(p *policy.Policy) []string {
+	var out []string
 	for _, name := range sortedKeys(p.Agents) {
 		for _, v := range sortedKeys(p.Agents[name].Grants) {
-			g := p.Agents[name].Grants[v]
-			shared := p.Vendors[v]
-			if g.DailyCap == nil && g.DailyCount == 0 && (shared == nil || (shared.DailyCap == nil && shared.DailyCount == 0)) {
-				fmt.Fprintf(w, "note: agent %s on %s has no daily cap or count, its own or the vendor's: its money-moving calls are refused\n", name, v)
+			g, shared := p.Agents[name].Grants[v], p.Vendors[v]
+			who := "agent " + name + " on " + v
+			if g.DailyCap == nil && g.DailyCount == 0 && (shared == nil || (shared.DailyCap == nil && shared.DailyCount == 0)) && len(g.Allow) > 0 {
+				out = append(out, who+" has no daily cap or count, its own or the vendor's: every call it is allowed that can move money is refused (set daily_cap)")
+			}
+			for _, l := range g.Lists {
+				for _, entry := range l.Entries {
+					// "+4*" is every number of world zone 4: dozens of
+					// countries, whatever the operator meant.
+					if len(entry) == 3 && entry[0] == '+' && entry[2] == '*' && entry != "+1*" {
+						out = append(out, fmt.Sprintf("%s: %s %q admits every number of world numbering zone %c, dozens of countries; name the countries (\"+44*\")", who, l.Key, entry, entry[1]))
+					}
+					if entry == "+1*" {
+						if missing := unpricedNANP(shared); len(missing) > 0 {
+							out = append(out, fmt.Sprintf("%s: %s \"+1*\" admits the high-cost NANP prefixes %s at the default price; price them under vendors.%s.prices (SMS pumping targets them)",
+								who, l.Key, strings.Join(missing, " "), v))
+						}
+					}
+				}
+			}
+			out = append(out, shadowed(who, g.Allow)...)
+		}
+	}
+	return out
+}
+
+// unpricedNANP are the high-cost NANP prefixes no price of l names.
+func unpricedNANP(l *policy.VendorLimits) []string {
+	var missing []string
+	for _, prefix := range highCostNANP {
+		priced := l != nil && len(l.Prices) > 0
+		if l != nil {
+			for _, t := range l.Prices {
+				if _, ok := t.Prefixes[prefix]; !ok {
+					priced = false
+				}
+			}
+		}
+		if !priced {
+			missing = append(missing, prefix)
+		}
+	}
+	return missing
+}
+
+// shadowed are the rules an earlier rule of the same method and path,
+// without parameter conditions, always wins over: they can never match.
+func shadowed(who string, rules []*policy.Rule) []string {
+	var out []string
+	for i, r := range rules {
+		for _, earlier := range rules[:i] {
+			if earlier.Method == r.Method && earlier.Path.String() == r.Path.String() && len(earlier.Params) == 0 && !r.Uncapped {
+				out = append(out, fmt.Sprintf("%s: allow %s %s (%s) can never match: %s, before it, always does", who, r.Method, r.Path, r.ID, earlier.ID))
+				break
 			}
 		}
 	}
+	return out
 }
 
 func ruleExtras(r *policy.Rule) string {

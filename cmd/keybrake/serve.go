@@ -112,7 +112,7 @@ func serve(ctx context.Context, e *env, g *globals, f *serveFlags) error {
 		opts.Store.Close() // Open may fail before it takes the store over; closed twice is ErrClosed
 	}
 	if errors.Is(err, store.ErrLocked) {
-		return fmt.Errorf("%w\nAnother keybrake serve or agent holds %s. Replicas must not each keep their own cap: give them one shared store, --db postgres://...", err, g.db)
+		return fmt.Errorf("%w\nAnother keybrake serve or agent holds %s. Replicas must not each keep their own cap: give them one shared store with --db postgres://URL", err, g.db)
 	}
 	if err != nil {
 		return err

@@ -19,9 +19,6 @@ type screen struct {
 	color bool // colour decisions
 }
 
-// colorModes are the values of --color.
-var colorModes = []string{"auto", "always", "never"}
-
 // screenOf looks at e's stdout. The width is the terminal's (x/term),
 // $COLUMNS overriding it (a test, or a pane the terminal misreports);
 // colour is on for a terminal unless $NO_COLOR is set (no-color.org) or
