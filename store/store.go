@@ -4,10 +4,12 @@
 //
 // The interface is shaped around the operations a call needs (reserve,
 // complete, append, query), not around any database. A reservation and the
-// call's audit record are one record: Reserve commits it, durably, before a
-// byte of the call leaves the process; Complete finishes it after the
-// response. A crash in between leaves a record that says so and keeps its
-// money counted.
+// call's audit record are one record: for a call that can move money,
+// Reserve commits it, durably, before a byte of the call leaves the
+// process; for one that holds nothing (a read), the transport sends the
+// call while Reserve commits and answers the agent only once it has.
+// Complete finishes it after the response. A crash in between leaves a
+// record that says so and keeps its money counted.
 //
 // # The audit chain
 //
