@@ -174,6 +174,7 @@ type Brake struct {
 	base      *http.Transport
 	alerts    *notify.Dispatcher // nil without a Notifier
 	admin     *admin.Server      // nil without an admin socket
+	metrics   *brakeMetrics      // the Collector (metrics.go)
 	stopPrune context.CancelFunc // cancels the prune in progress, and the next ones
 	pruned    chan struct{}      // closed once the pruning goroutine has returned
 
@@ -225,6 +226,7 @@ func Open(opts Options) (*Brake, error) {
 	}
 	b := &Brake{opts: opts, store: st, vendors: reg, endpoints: endpoints, policies: policies}
 	b.base = vendorTransport()
+	b.metrics = newMetrics(b) // metrics.go
 	lastDay, _, err := st.Fact(context.Background(), lastDayFact)
 	if err != nil {
 		st.Close()
@@ -245,6 +247,7 @@ func Open(opts Options) (*Brake, error) {
 		Report:        b.report,
 		LastDay:       lastDay,
 		Observe:       b.alerts.Offer, // a nil Dispatcher ignores
+		Metrics:       b.metrics,
 	})
 	policies.event = b.recordEvent
 	b.watcher, err = watch.Start(watch.Config{
@@ -278,7 +281,7 @@ func (b *Brake) serveAdmin() error {
 		return nil
 	}
 	src := &admin.Local{Store: b.store, Now: b.opts.Clock, State: b.adminState}
-	srv, err := admin.Serve(path, admin.Handler(&flushing{Local: src, env: b.env}))
+	srv, err := admin.Serve(path, admin.Handler(&flushing{Local: src, env: b.env, metrics: b.metrics.handler}))
 	if err != nil {
 		err = fmt.Errorf("keybrake: admin socket %s: %w", path, err)
 		if b.opts.AdminSocket == "" {
@@ -297,8 +300,12 @@ func (b *Brake) serveAdmin() error {
 // flushing lets queries see the settlements of calls that have answered.
 type flushing struct {
 	*admin.Local
-	env *transport.Env
+	env     *transport.Env
+	metrics http.Handler // GET /metrics (metrics.go)
 }
+
+// Metrics is the admin socket's /metrics (admin.MetricsSource).
+func (f *flushing) Metrics() http.Handler { return f.metrics }
 
 func (f *flushing) Query(ctx context.Context, q audit.Query, fn func(*audit.Record) error) error {
 	if err := f.env.Flush(ctx); err != nil {
@@ -364,6 +371,7 @@ func (b *Brake) recordEvent(rec audit.Record) {
 		b.report(fmt.Errorf("keybrake: audit event %s could not be written: %w", rec.Event, err))
 	}
 	rec.ID = id
+	b.metrics.policyEvent(rec.Event) // metrics: policy reloads by result
 	b.alerts.Offer(&rec)
 }
 

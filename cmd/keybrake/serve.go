@@ -45,7 +45,7 @@ proxy reads from the environment (STRIPE_SECRET_KEY; TWILIO_ACCOUNT_SID and
 TWILIO_AUTH_TOKEN; RESEND_API_KEY) or from a file the keys file names.
 
 It listens on loopback (or a unix socket, unix:/path) unless given
---tls-cert and --tls-key, or --insecure-listen. /healthz and /readyz are
+--tls-cert and --tls-key, or --insecure-listen. /healthz, /readyz and /metrics are
 served on --admin, not on the agent port. SIGTERM or SIGINT stops
 accepting, drains calls in flight for at most --shutdown-timeout, and exits
 0.`,
@@ -61,7 +61,7 @@ accepting, drains calls in flight for at most --shutdown-timeout, and exits
 	fs := cmd.Flags()
 	fs.StringVar(&f.keys, "keys", orDefault(e.getenv("KEYBRAKE_KEYS"), "keybrake.keys"), "the agent keys `file` ($KEYBRAKE_KEYS)")
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:8181", "where agents connect: `host:port` or unix:/path")
-	fs.StringVar(&f.admin, "admin", "127.0.0.1:8182", "where /healthz and /readyz are served: `host:port`, unix:/path, or - for none")
+	fs.StringVar(&f.admin, "admin", "127.0.0.1:8182", "where /healthz, /readyz and /metrics are served: `host:port`, unix:/path, or - for none")
 	fs.StringArrayVar(&f.endpoints, "endpoint", nil, "send a vendor's traffic elsewhere: `vendor=URL` (a mock), repeatable")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "serve TLS with this certificate `file` (needed to listen beyond loopback)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "the TLS key `file`")
@@ -157,7 +157,7 @@ func serve(ctx context.Context, e *env, g *globals, f *serveFlags) error {
 		}
 		adminSrv = &http.Server{Handler: adminHandler(kb, set), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
 		go func() { errs <- adminSrv.Serve(al) }()
-		fmt.Fprintf(e.stderr, "keybrake: admin on %s (/healthz, /readyz)\n", al.Addr())
+		fmt.Fprintf(e.stderr, "keybrake: admin on %s (/healthz, /readyz, /metrics)\n", al.Addr())
 	}
 	scheme := "http"
 	if tls {
@@ -252,12 +252,13 @@ func parseEndpointFlags(in []string) (map[brake.Vendor]string, error) {
 
 // adminHandler serves the probes: /healthz while the process runs,
 // /readyz while the policy and the keys file are valid and the store
-// answers (Brake.Ready).
+// answers (Brake.Ready), and /metrics in the Prometheus text format.
 func adminHandler(kb *brake.Brake, set *keys.Set) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
+	mux.Handle("GET /metrics", kb.MetricsHandler()) // the Brake's collector (metrics.go)
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		var problems []string
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)

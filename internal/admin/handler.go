@@ -21,10 +21,19 @@ const TrailerError = "Keybrake-Error"
 // FollowInterval is how often a followed /audit polls its Source.
 const FollowInterval = 200 * time.Millisecond
 
+// MetricsSource is a Source that also has metrics: Handler then serves
+// GET /metrics with the handler Metrics returns (the Brake's collector in
+// a registry of its own, in the Prometheus text format).
+type MetricsSource interface {
+	Source
+	Metrics() http.Handler
+}
+
 // Handler serves src read-only: GET /audit, GET /status and GET /verify
-// (see the package doc). Any other path is 404, any other method 405. It is
-// safe for concurrent use; one Verify runs at a time (it reads the whole
-// store), later ones wait for it within their request's context.
+// (see the package doc), and GET /metrics when src is a MetricsSource.
+// Any other path is 404, any other method 405. It is safe for concurrent
+// use; one Verify runs at a time (it reads the whole store), later ones
+// wait for it within their request's context.
 func Handler(src Source) http.Handler {
 	return &handler{src: src, verify: make(chan struct{}, 1)}
 }
@@ -43,6 +52,13 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		serve = h.status
 	case "/verify":
 		serve = h.verifyChain
+	case "/metrics":
+		ms, ok := h.src.(MetricsSource)
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		serve = ms.Metrics().ServeHTTP
 	default:
 		http.NotFound(w, r)
 		return

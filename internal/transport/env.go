@@ -40,6 +40,9 @@ type Config struct {
 	// Observe sees the audit record of every refused call once it is
 	// written (alerts). It must not block. nil: nothing observes.
 	Observe func(*audit.Record)
+	// Metrics sees every call's decision latency, store writes, money and
+	// final record (metrics.go). nil: nothing is measured.
+	Metrics Metrics
 }
 
 // Env is the state shared by the chains of one Brake. It is safe for
@@ -52,6 +55,7 @@ type Env struct {
 	bodyLimit int64
 	report    func(error)
 	observe   func(*audit.Record)
+	metrics   Metrics // never nil
 	days      *dayClock
 	completer *completer
 	metadata  metadataCache
@@ -82,7 +86,13 @@ func NewEnv(cfg Config) *Env {
 	if e.observe == nil {
 		e.observe = func(*audit.Record) {}
 	}
-	e.completer = newCompleter(cfg.Store, e.report)
+	// metrics: timed store writes (transport/metrics.go).
+	e.metrics = noMetrics{}
+	if cfg.Metrics != nil {
+		e.metrics = cfg.Metrics
+		e.store = timedStore{Store: cfg.Store, m: cfg.Metrics}
+	}
+	e.completer = newCompleter(e.store, e.report)
 	e.gate.cond = sync.NewCond(&e.gate.mu)
 	return e
 }

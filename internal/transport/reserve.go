@@ -77,6 +77,8 @@ func (t *RoundTripper) admitted(c *call, r *store.Reservation, adm store.Admissi
 		c.rec.Outcome = audit.Reserved
 		if adm.Result == store.Replayed {
 			c.rec.Reserved = money.Amount{}
+		} else if !c.rec.Reserved.IsZero() {
+			t.env.metrics.Reserved(t.agent, t.vendor.Name(), c.rec.Reserved)
 		}
 		return policy.Verdict{}, true
 	case store.OverLimit:

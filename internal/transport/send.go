@@ -321,6 +321,9 @@ func (t *RoundTripper) complete(c *call, cp completion) {
 		}
 		sc.Settled = settled
 	}
+	rec := c.rec // metrics: the record as this completion leaves it
+	rec.Outcome, rec.Settled, rec.Status = sc.Outcome, sc.Moved, sc.Status
+	t.env.metrics.Finished(&rec)
 	t.env.completer.enqueue(sc)
 }
 

@@ -84,6 +84,8 @@ type call struct {
 	charge policy.Charge  // what the call counts, once decided
 	rec    audit.Record
 	done   func() // ends the call for Drain, once; see admit
+	// classified is when classify began, on the real clock (metrics).
+	classified time.Time
 }
 
 // RoundTrip is the story of one call: check and classify it, authorize it
@@ -164,6 +166,7 @@ func (t *RoundTripper) begin(req *http.Request) *call {
 // classify refuses what cannot be read with certainty and asks the vendor
 // what the call is.
 func (t *RoundTripper) classify(c *call) (policy.Verdict, bool) {
+	c.classified = time.Now() // metrics: decision latency starts
 	tg, err := t.check(c.req)
 	if err != nil {
 		return invalid(err), false
@@ -277,6 +280,7 @@ func (t *RoundTripper) keep(c *call, learned []vendors.Fact) {
 // decide asks the policy, with everything known of the call, whether it
 // is in scope, what it costs and which counters it must fit.
 func (t *RoundTripper) decide(c *call) (policy.Verdict, bool) {
+	defer func() { t.env.metrics.Decided(time.Since(c.classified)) }() // metrics
 	vc := c.vc
 	v, charge := c.pol.Decide(policy.Call{
 		Request:    t.policyRequest(c),
