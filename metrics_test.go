@@ -248,3 +248,28 @@ func TestMetricsPolicyReload(t *testing.T) {
 	writeFile(t, pf, "version: 1\nagents: [[[\n")
 	eventually(t, "the invalid policy to be counted", func() bool { return reloads("invalid") == 1 })
 }
+
+// TestMetricsAfterClose: a scrape after Close answers, without the caps,
+// and says the store is down.
+func TestMetricsAfterClose(t *testing.T) {
+	kb := openBrake(t, metricsPolicy, keybrake.Options{})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(kb.Collector())
+	if err := kb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	gathered, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]*dto.MetricFamily{}
+	for _, f := range gathered {
+		m[f.GetName()] = f
+	}
+	if up := series(m, "keybrake_store_up")[""]; up != 0 || m["keybrake_store_up"] == nil {
+		t.Errorf("keybrake_store_up %v after Close", up)
+	}
+	if m["keybrake_cap_utilization"] != nil {
+		t.Error("caps reported from a closed store")
+	}
+}
