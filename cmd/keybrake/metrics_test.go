@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestServeMetrics: keybrake serve's --admin listener serves the Brake's
@@ -27,9 +28,19 @@ func TestServeMetrics(t *testing.T) {
 		t.Fatalf("refund through the proxy: %d", resp.StatusCode)
 	}
 
-	status, body := get(t, "http://"+admin+"/metrics")
-	if status != 200 {
-		t.Fatalf("/metrics: %d %s", status, body)
+	// A call is counted once its completion is handed to the store,
+	// which happens beside the answer, not before it: wait for it.
+	var status int
+	var body string
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		status, body = get(t, "http://"+admin+"/metrics")
+		if status != 200 {
+			t.Fatalf("/metrics: %d %s", status, body)
+		}
+		if strings.Contains(body, `decision="allowed"`) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond) // waiting for the completion, not asserting time
 	}
 	for _, want := range []string{
 		`keybrake_calls_total{agent="refund-bot",code="",decision="allowed",vendor="stripe"} 1`,
