@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -99,6 +100,12 @@ type Options struct {
 	// that could not be written: its money stays counted; a watcher that
 	// had to be rebuilt). nil drops them.
 	ErrorLog func(error)
+
+	// Logger, when set, receives the same failures and every policy event
+	// (reload, invalid file, kill switch, revoke, halt) as structured
+	// log/slog records; see logging.go for their shape. It and ErrorLog
+	// may be set together; nil logs nothing.
+	Logger *slog.Logger
 
 	// HaltFile is the kill switch. While a file exists at this path,
 	// every call of the agents it names (one per line, # comments) is
@@ -359,6 +366,7 @@ func (b *Brake) report(err error) {
 	if b.opts.ErrorLog != nil {
 		b.opts.ErrorLog(err)
 	}
+	b.logFailure(err)
 }
 
 // recordEvent writes a policy event (reload, kill switch, revocation) to
@@ -371,6 +379,7 @@ func (b *Brake) recordEvent(rec audit.Record) {
 		b.report(fmt.Errorf("keybrake: audit event %s could not be written: %w", rec.Event, err))
 	}
 	rec.ID = id
+	b.logEvent(&rec)
 	b.metrics.policyEvent(rec.Event) // metrics: policy reloads by result
 	b.alerts.Offer(&rec)
 }
