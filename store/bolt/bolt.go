@@ -15,6 +15,7 @@ import (
 
 	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/store"
+	"github.com/keybrake/keybrake/store/internal/checked"
 )
 
 // SchemaVersion is the on-disk format this package writes. Open refuses a
@@ -314,10 +315,10 @@ func recoverReserved(tx *bbolt.Tx) error {
 		}
 		if err := moveHolds(tx, r.Holds, func(c *store.Counter, h audit.Hold) bool {
 			var ok bool
-			if c.Pending, ok = sub(c.Pending, h.Amount); !ok {
+			if c.Pending, ok = checked.Sub(c.Pending, h.Amount); !ok {
 				return false
 			}
-			c.Unknown, ok = add(c.Unknown, h.Amount)
+			c.Unknown, ok = checked.Add(c.Unknown, h.Amount)
 			return ok
 		}); err != nil {
 			return fmt.Errorf("recovering record %d: %w", id, err)

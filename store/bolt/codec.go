@@ -12,6 +12,7 @@ import (
 	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/money"
 	"github.com/keybrake/keybrake/store"
+	"github.com/keybrake/keybrake/store/internal/checked"
 )
 
 // Bucket names. They are part of the on-disk format (see doc.go).
@@ -115,35 +116,10 @@ func decodeCounter(key string, b []byte) (store.Counter, error) {
 	if c.Settled < 0 || c.Pending < 0 || c.Unknown < 0 {
 		return store.Counter{}, corrupt("counter %q is negative: %+v", key, c)
 	}
-	if _, ok := total(c); !ok {
+	if _, ok := checked.Total(c); !ok {
 		return store.Counter{}, corrupt("counter %q overflows: %+v", key, c)
 	}
 	return c, nil
-}
-
-// total is Counter.Total with overflow reported instead of wrapped.
-func total(c store.Counter) (int64, bool) {
-	s, ok := add(c.Settled, c.Pending)
-	if !ok {
-		return 0, false
-	}
-	return add(s, c.Unknown)
-}
-
-// add returns a+b for non-negative a and b; ok is false on overflow.
-func add(a, b int64) (int64, bool) {
-	if b > math.MaxInt64-a {
-		return 0, false
-	}
-	return a + b, true
-}
-
-// sub returns a-b for 0 <= b; ok is false when the result would be negative.
-func sub(a, b int64) (int64, bool) {
-	if b > a {
-		return 0, false
-	}
-	return a - b, true
 }
 
 // agentKey orders one agent's records by time then ID, after the agent's

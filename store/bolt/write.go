@@ -12,6 +12,7 @@ import (
 	"github.com/keybrake/keybrake/money"
 	"github.com/keybrake/keybrake/policy"
 	"github.com/keybrake/keybrake/store"
+	"github.com/keybrake/keybrake/store/internal/checked"
 )
 
 // ErrInvalid is wrapped by the errors of calls whose arguments the store
@@ -139,24 +140,24 @@ func reserve(tx *bbolt.Tx, rec audit.Record, holds []audit.Hold, hasIdem bool, i
 		if takeover != nil {
 			// The money is already counted, as unknown: move it back to
 			// pending without checking the limit again.
-			if c.Unknown, ok = sub(c.Unknown, h.Amount); !ok {
+			if c.Unknown, ok = checked.Sub(c.Unknown, h.Amount); !ok {
 				return store.Admission{}, corrupt("counter %q holds %d unknown, less than record %d's hold of %d", h.Key, c.Unknown, takeover.ID, h.Amount)
 			}
 		} else if h.Limit >= 0 {
-			t, _ := total(c) // decodeCounter checked it fits
-			if next, fits := add(t, h.Amount); !fits || next > h.Limit {
+			t, _ := checked.Total(c) // decodeCounter checked it fits
+			if next, fits := checked.Add(t, h.Amount); !fits || next > h.Limit {
 				before, err := decodeCounter(h.Key, counters.Get([]byte(h.Key)))
 				if err != nil {
 					return store.Admission{}, err
 				}
-				used, _ := total(before)
+				used, _ := checked.Total(before)
 				return store.Admission{Result: store.OverLimit, Hold: i, Used: used}, nil
 			}
 		}
-		if c.Pending, ok = add(c.Pending, h.Amount); !ok {
+		if c.Pending, ok = checked.Add(c.Pending, h.Amount); !ok {
 			return store.Admission{}, fmt.Errorf("store/bolt: counter %q: pending %d + %d overflows", h.Key, c.Pending, h.Amount)
 		}
-		if _, ok := total(c); !ok {
+		if _, ok := checked.Total(c); !ok {
 			return store.Admission{}, fmt.Errorf("store/bolt: counter %q: total overflows with %d more", h.Key, h.Amount)
 		}
 		work[h.Key] = c
@@ -313,14 +314,14 @@ func complete(tx *bbolt.Tx, c *store.Completion) (result, err error) {
 
 	if err := moveHolds(tx, r.Holds, func(ctr *store.Counter, h audit.Hold) bool {
 		var ok bool
-		if ctr.Pending, ok = sub(ctr.Pending, h.Amount); !ok {
+		if ctr.Pending, ok = checked.Sub(ctr.Pending, h.Amount); !ok {
 			return false
 		}
 		switch outcome {
 		case audit.Settled, audit.Replayed:
-			ctr.Settled, ok = add(ctr.Settled, h.Settled)
+			ctr.Settled, ok = checked.Add(ctr.Settled, h.Settled)
 		case audit.Unknown:
-			ctr.Unknown, ok = add(ctr.Unknown, h.Amount)
+			ctr.Unknown, ok = checked.Add(ctr.Unknown, h.Amount)
 		}
 		return ok
 	}); err != nil {
@@ -387,10 +388,10 @@ func resettle(tx *bbolt.Tx, id uint64, settled []int64, moved money.Amount) (res
 		prev := old[i].Settled
 		if err := moveHolds(tx, []audit.Hold{h}, func(c *store.Counter, h audit.Hold) bool {
 			var ok bool
-			if c.Settled, ok = sub(c.Settled, prev); !ok {
+			if c.Settled, ok = checked.Sub(c.Settled, prev); !ok {
 				return false
 			}
-			c.Settled, ok = add(c.Settled, h.Settled)
+			c.Settled, ok = checked.Add(c.Settled, h.Settled)
 			return ok
 		}); err != nil {
 			return nil, fmt.Errorf("resettling record %d: %w", id, err)
@@ -517,7 +518,7 @@ func moveHolds(tx *bbolt.Tx, holds []audit.Hold, move func(c *store.Counter, h a
 		if !move(&c, h) {
 			return corrupt("counter %q %+v cannot move hold %+v", h.Key, before, h)
 		}
-		if _, ok := total(c); !ok {
+		if _, ok := checked.Total(c); !ok {
 			return fmt.Errorf("store/bolt: counter %q overflows: %+v", h.Key, c)
 		}
 		if err := counters.Put([]byte(h.Key), encodeCounter(c)); err != nil {

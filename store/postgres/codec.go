@@ -10,7 +10,6 @@ import (
 
 	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/money"
-	"github.com/keybrake/keybrake/store"
 )
 
 // maxKeyLen bounds counter, idempotency and fact keys: they are btree
@@ -47,30 +46,6 @@ func timeNS(t time.Time) int64 {
 	default:
 		return t.UnixNano()
 	}
-}
-
-func total(c store.Counter) (int64, bool) {
-	s, ok := add(c.Settled, c.Pending)
-	if !ok {
-		return 0, false
-	}
-	return add(s, c.Unknown)
-}
-
-// add returns a+b for non-negative a and b; ok is false on overflow.
-func add(a, b int64) (int64, bool) {
-	if b > math.MaxInt64-a {
-		return 0, false
-	}
-	return a + b, true
-}
-
-// sub returns a-b for 0 <= b; ok is false when the result would be negative.
-func sub(a, b int64) (int64, bool) {
-	if b > a {
-		return 0, false
-	}
-	return a - b, true
 }
 
 func encodeRecord(r *audit.Record) ([]byte, error) {

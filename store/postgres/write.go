@@ -13,6 +13,7 @@ import (
 	"github.com/keybrake/keybrake/money"
 	"github.com/keybrake/keybrake/policy"
 	"github.com/keybrake/keybrake/store"
+	"github.com/keybrake/keybrake/store/internal/checked"
 )
 
 // interrupted is appended to the Reason of a record recovered Unknown.
@@ -142,20 +143,20 @@ func (s *Store) reserve(ctx context.Context, tx pgx.Tx, rec audit.Record, holds 
 		var ok bool
 		if takeover != nil {
 			// Already counted, as unknown: back to pending, no check.
-			if c.Unknown, ok = sub(c.Unknown, h.Amount); !ok {
+			if c.Unknown, ok = checked.Sub(c.Unknown, h.Amount); !ok {
 				return store.Admission{}, corrupt("counter %q holds %d unknown, less than record %d's hold of %d", h.Key, c.Unknown, takeover.ID, h.Amount)
 			}
 		} else if h.Limit >= 0 {
-			t, _ := total(c)
-			if next, fits := add(t, h.Amount); !fits || next > h.Limit {
-				used, _ := total(before[h.Key])
+			t, _ := checked.Total(c)
+			if next, fits := checked.Add(t, h.Amount); !fits || next > h.Limit {
+				used, _ := checked.Total(before[h.Key])
 				return store.Admission{Result: store.OverLimit, Hold: i, Used: used}, nil
 			}
 		}
-		if c.Pending, ok = add(c.Pending, h.Amount); !ok {
+		if c.Pending, ok = checked.Add(c.Pending, h.Amount); !ok {
 			return store.Admission{}, fmt.Errorf("store/postgres: counter %q: pending %d + %d overflows", h.Key, c.Pending, h.Amount)
 		}
-		if _, ok := total(c); !ok {
+		if _, ok := checked.Total(c); !ok {
 			return store.Admission{}, fmt.Errorf("store/postgres: counter %q: total overflows with %d more", h.Key, h.Amount)
 		}
 		work[h.Key] = c
@@ -261,7 +262,7 @@ func lockCounters(ctx context.Context, tx pgx.Tx, holds []audit.Hold, create boo
 			if err := rows.Scan(&k, &c.Settled, &c.Pending, &c.Unknown); err != nil {
 				return 0, err
 			}
-			if _, ok := total(c); !ok || c.Settled < 0 || c.Pending < 0 || c.Unknown < 0 {
+			if _, ok := checked.Total(c); !ok || c.Settled < 0 || c.Pending < 0 || c.Unknown < 0 {
 				return 0, corrupt("counter %q is %+v", k, c)
 			}
 			out[k] = c
@@ -330,7 +331,7 @@ func moveHolds(ctx context.Context, tx pgx.Tx, holds []audit.Hold, move func(c *
 		if !move(&c, h) {
 			return corrupt("counter %q %+v cannot move hold %+v", h.Key, before, h)
 		}
-		if _, ok := total(c); !ok {
+		if _, ok := checked.Total(c); !ok {
 			return fmt.Errorf("store/postgres: counter %q overflows: %+v", h.Key, c)
 		}
 		cs[h.Key] = c
@@ -454,14 +455,14 @@ func (s *Store) complete(ctx context.Context, tx pgx.Tx, c *store.Completion) (r
 	}
 	if err := moveHolds(ctx, tx, r.Holds, func(ctr *store.Counter, h audit.Hold) bool {
 		var ok bool
-		if ctr.Pending, ok = sub(ctr.Pending, h.Amount); !ok {
+		if ctr.Pending, ok = checked.Sub(ctr.Pending, h.Amount); !ok {
 			return false
 		}
 		switch outcome {
 		case audit.Settled, audit.Replayed:
-			ctr.Settled, ok = add(ctr.Settled, h.Settled)
+			ctr.Settled, ok = checked.Add(ctr.Settled, h.Settled)
 		case audit.Unknown:
-			ctr.Unknown, ok = add(ctr.Unknown, h.Amount)
+			ctr.Unknown, ok = checked.Add(ctr.Unknown, h.Amount)
 		}
 		return ok
 	}); err != nil {
@@ -528,10 +529,10 @@ func (s *Store) resettle(ctx context.Context, tx pgx.Tx, id uint64, settled []in
 		prev := old[i].Settled
 		i++
 		var ok bool
-		if c.Settled, ok = sub(c.Settled, prev); !ok {
+		if c.Settled, ok = checked.Sub(c.Settled, prev); !ok {
 			return false
 		}
-		c.Settled, ok = add(c.Settled, h.Settled)
+		c.Settled, ok = checked.Add(c.Settled, h.Settled)
 		return ok
 	}); err != nil {
 		return nil, fmt.Errorf("resettling record %d: %w", id, err)
@@ -639,10 +640,10 @@ func (s *Store) recoverSession(ctx context.Context, tx pgx.Tx, dead, by int64) e
 		}
 		if err := moveHolds(ctx, tx, r.Holds, func(c *store.Counter, h audit.Hold) bool {
 			var ok bool
-			if c.Pending, ok = sub(c.Pending, h.Amount); !ok {
+			if c.Pending, ok = checked.Sub(c.Pending, h.Amount); !ok {
 				return false
 			}
-			c.Unknown, ok = add(c.Unknown, h.Amount)
+			c.Unknown, ok = checked.Add(c.Unknown, h.Amount)
 			return ok
 		}); err != nil {
 			return fmt.Errorf("recovering record %d of session %d: %w", id, dead, err)
