@@ -173,13 +173,13 @@ var tailWindows = []time.Duration{time.Minute, time.Hour, 24 * time.Hour, 7 * 24
 // fewer.
 func tailStart(ctx context.Context, src source, q audit.Query, n int, now time.Time) (uint64, error) {
 	if n == 0 {
-		// Only new records: start after the newest.
-		n = 1
-		after, err := tailStart(ctx, src, q, n, now)
-		if err != nil || after == 0 {
-			return after, err
+		// Only new records: start after the newest, found among the
+		// last one or two.
+		before, err := tailStart(ctx, src, q, 1, now)
+		if err != nil {
+			return 0, err
 		}
-		return newest(ctx, src, q, after)
+		return newest(ctx, src, q, before)
 	}
 	for _, w := range tailWindows {
 		wq := q

@@ -31,8 +31,8 @@ const SettleWait = 2 * time.Second
 // a Time before Until can still appear that long after it.
 const Lookback = time.Minute
 
-// errStop ends a poll early: q.Limit records were passed on, or a record
-// in flight holds back the ones after it.
+// errLimit and errHeld end a poll early: q.Limit records were passed on,
+// or a record in flight holds back the ones after it.
 var (
 	errLimit = errors.New("admin: follow limit reached")
 	errHeld  = errors.New("admin: a record in flight holds back the rest")
