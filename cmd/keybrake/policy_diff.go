@@ -50,7 +50,7 @@ func printDiff(w io.Writer, old, next *policy.Policy) {
 		}
 	}
 	changed := false
-	for _, s := range sortedStrings(order) {
+	for _, s := range slices.Sorted(slices.Values(order)) {
 		lines := diffFacts(oldBy[s], newBy[s])
 		if len(lines) == 0 {
 			continue

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/keybrake/keybrake/money"
@@ -134,10 +133,4 @@ func subjects(fs []fact) (order []string, by map[string][]fact) {
 		by[f.subject] = append(by[f.subject], f)
 	}
 	return order, by
-}
-
-func sortedStrings(s []string) []string {
-	out := append([]string(nil), s...)
-	sort.Strings(out)
-	return out
 }
