@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/keybrake/keybrake/internal/transport"
 	"github.com/keybrake/keybrake/policy"
@@ -80,7 +81,7 @@ func (b *Brake) Proxy(opts ProxyOptions) (http.Handler, error) {
 	if opts.MaxInFlight <= 0 {
 		opts.MaxInFlight = 256
 	}
-	p := &proxy{b: b, opts: opts, slots: make(chan struct{}, opts.MaxInFlight), chains: map[AgentKey]http.RoundTripper{}}
+	p := &proxy{b: b, opts: opts, slots: make(chan struct{}, opts.MaxInFlight), forwarders: map[AgentKey]*httputil.ReverseProxy{}}
 	for _, v := range b.vendors.sorted() {
 		if c, ok := v.(vendors.Custody); ok {
 			p.vendors = append(p.vendors, custodian{Vendor: v, Custody: c})
@@ -115,8 +116,8 @@ type proxy struct {
 	vendors []custodian
 	slots   chan struct{}
 
-	mu     sync.Mutex
-	chains map[AgentKey]http.RoundTripper
+	mu         sync.Mutex
+	forwarders map[AgentKey]*httputil.ReverseProxy
 }
 
 func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -147,9 +148,40 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.refuse(w, r, owner, key, v)
 		return
 	}
-	host, _ := vd.Host(r.URL.EscapedPath())
+	p.forwarder(key, vd).ServeHTTP(w, r)
+}
+
+// flushEvery bounds how long a response body the vendor streams slowly
+// waits in the proxy before what has come is passed on. A positive
+// interval, not "flush every write": with -1, ReverseProxy sends the
+// headers in a write (and a packet) of their own before the body of every
+// answer, and the agent wakes twice; with 0 a slow body of known length
+// would wait for its end. Bodies of unknown length and event streams are
+// flushed at once whatever it is (ReverseProxy's own rule).
+const flushEvery = 10 * time.Millisecond
+
+// buffers are ReverseProxy's copy buffers: without a pool it makes a
+// 32 KiB one for every answer, which at hundreds of calls a second is most
+// of the proxy's garbage.
+var buffers = bufferPool{sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+
+type bufferPool struct{ sync.Pool }
+
+func (p *bufferPool) Get() []byte  { return *p.Pool.Get().(*[]byte) }
+func (p *bufferPool) Put(b []byte) { p.Pool.Put(&b) }
+
+// forwarder is the ReverseProxy of key's calls: its chain, and a Rewrite
+// that sends the call to the vendor's host for its path without the
+// agent's key. One per key, kept, like the chain.
+func (p *proxy) forwarder(key AgentKey, vd custodian) *httputil.ReverseProxy {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if rp, ok := p.forwarders[key]; ok {
+		return rp
+	}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
+			host, _ := vd.Host(pr.In.URL.EscapedPath())
 			pr.Out.URL = &url.URL{Scheme: "https", Host: host, Path: pr.In.URL.Path, RawPath: pr.In.URL.RawPath, RawQuery: pr.In.URL.RawQuery}
 			pr.Out.Host = ""
 			pr.Out.Header.Del("Authorization") // the agent's key goes no further than here
@@ -160,15 +192,17 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			pr.Out.Header.Del("Connection")
 			pr.Out.Header.Del("Upgrade")
 		},
-		Transport:     p.chain(key, vd),
-		FlushInterval: -1,
+		Transport:     p.chainLocked(key, vd),
+		FlushInterval: flushEvery,
+		BufferPool:    &buffers,
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusBadGateway)
 			fmt.Fprintf(w, `{"error":{"type":"api_error","message":%q}}`, "keybrake: the vendor could not be reached: "+err.Error())
 		},
 	}
-	rp.ServeHTTP(w, r)
+	p.forwarders[key] = rp
+	return rp
 }
 
 // owner is the vendor whose error format a call is answered in before its
@@ -276,18 +310,11 @@ func (p *proxy) refuse(w http.ResponseWriter, r *http.Request, owner custodian, 
 	_, _ = io.Copy(w, resp.Body)
 }
 
-// chain is the agent's chain for key, over the custody step that presents
-// the vendor's secret; one per key, kept.
-func (p *proxy) chain(key AgentKey, vd custodian) http.RoundTripper {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if rt, ok := p.chains[key]; ok {
-		return rt
-	}
+// chainLocked is the agent's chain for key, over the custody step that
+// presents the vendor's secret. Called with mu held, once per key.
+func (p *proxy) chainLocked(key AgentKey, vd custodian) http.RoundTripper {
 	custody := &presenting{vd: vd, secret: func() (map[string]string, error) { return p.opts.Secret(key.Vendor, vd.SecretNames()) }, next: p.b.base}
-	rt := transport.New(p.b.env, key.Agent, vd.Vendor, p.b.endpoints[key.Vendor], custody).WithKeyID(key.ID)
-	p.chains[key] = rt
-	return rt
+	return transport.New(p.b.env, key.Agent, vd.Vendor, p.b.endpoints[key.Vendor], custody).WithKeyID(key.ID)
 }
 
 // presenting puts the vendor's secret on each request the chain sends
