@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -22,6 +23,27 @@ var derived = []string{
 	"proxy layer / hop's own cost (target <= 1.3x)",
 }
 
+// serveDerived are the rows -serve adds.
+var serveDerived = []string{
+	"hop's own cost, own process = (a') - direct",
+	"serve layer = (d) - (b)",
+	"serve layer / own-process hop (target <= 1.3x)",
+	"serve layer / in-process hop (a)",
+}
+
+// TestMain lets the test binary be the hop process of variant (a'), as
+// the bench binary is: startHopProcess runs os.Executable.
+func TestMain(m *testing.M) {
+	if fake := os.Getenv(hopEnv); fake != "" {
+		if err := runHopChild(fake); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
 func TestTableHasEveryRow(t *testing.T) {
 	tests := []struct {
 		name string
@@ -29,7 +51,7 @@ func TestTableHasEveryRow(t *testing.T) {
 		vs   []variant
 	}{
 		{"in-process", config{serial: 20, parallel: 60, clients: 4, rounds: 3}, variants},
-		{"with serve", config{serial: 10, parallel: 20, clients: 2, rounds: 2, serve: true}, append(append([]variant(nil), variants...), serveVariant)},
+		{"with serve", config{serial: 10, parallel: 20, clients: 2, rounds: 2, serve: true}, append(append([]variant(nil), variants...), hopProcessVariant, serveVariant)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -48,15 +70,25 @@ func TestTableHasEveryRow(t *testing.T) {
 						t.Errorf("no row for %s at %d clients", v.label, clients)
 					}
 				}
-				for _, d := range derived {
+				rows := derived
+				if tt.cfg.serve {
+					rows = append(append([]string(nil), derived...), serveDerived...)
+				}
+				for _, d := range rows {
 					row := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(d) + fmt.Sprintf(`\s+%d\s+(-?\d+ µs|n/a|-?\d+\.\d\dx)\s+(-?\d+ µs|n/a|-?\d+\.\d\dx)$`, clients))
 					if !row.MatchString(table) {
 						t.Errorf("no derived row %q at %d clients", d, clients)
 					}
 				}
 			}
-			if !strings.Contains(table, "): met.") && !strings.Contains(table, "): NOT met.") {
-				t.Error("no verdict on the target")
+			verdicts := []string{"kb.Proxy in process against the hop in process: "}
+			if tt.cfg.serve {
+				verdicts = append(verdicts, "keybrake serve against the hop as a process of its own: ")
+			}
+			for _, v := range verdicts {
+				if !strings.Contains(table, v+"met.") && !strings.Contains(table, v+"NOT met.") {
+					t.Errorf("no verdict %q", v)
+				}
 			}
 			if t.Failed() {
 				t.Logf("the table:\n%s", table)
