@@ -191,6 +191,7 @@ type completer struct {
 	written uint64 // completions ever finished (written or failed)
 	closed  bool
 	done    chan struct{}
+	retry   *retrier // completions the store failed to write (retry.go)
 }
 
 // completerQueue bounds the completions waiting; past it callers write
@@ -198,7 +199,7 @@ type completer struct {
 const completerQueue = 4096
 
 func newCompleter(st store.Store, report func(error)) *completer {
-	c := &completer{st: st, report: report, done: make(chan struct{})}
+	c := &completer{st: st, report: report, done: make(chan struct{}), retry: newRetrier(st, report)}
 	c.cond = sync.NewCond(&c.mu)
 	go c.run()
 	return c
@@ -252,7 +253,7 @@ func (c *completer) write(batch []*store.Completion) {
 			ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 			defer cancel()
 			if err := c.st.Complete(ctx, sc); err != nil {
-				c.report(fmt.Errorf("keybrake: completion of call %d (%s) could not be written; its reservation stays counted: %w", sc.ID, sc.Outcome, err))
+				c.retry.failed(sc, err)
 			}
 		}(sc)
 	}
@@ -292,6 +293,7 @@ func (c *completer) close() error {
 	c.cond.Broadcast()
 	c.mu.Unlock()
 	<-c.done
+	c.retry.close()
 	return nil
 }
 
