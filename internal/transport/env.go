@@ -145,8 +145,9 @@ func (t *RoundTripper) admit(c *call) (policy.Verdict, bool) {
 // LastDay is the latest UTC day a call was counted on.
 func (e *Env) LastDay() string { return e.days.latest() }
 
-// writeTimeout bounds writes made on behalf of a caller that may have gone.
-const writeTimeout = 10 * time.Second
+// writeTimeout bounds writes made on behalf of a caller that may have
+// gone, and the wait for a reservation; a var for tests of the bound.
+var writeTimeout = 10 * time.Second
 
 // writeContext is for audit writes that must happen even when the caller
 // has given up: the caller's values, not its cancellation.

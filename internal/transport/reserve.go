@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -20,19 +21,27 @@ import (
 func (t *RoundTripper) reserve(c *call) (store.Admission, policy.Verdict, bool) {
 	r := t.reservation(c)
 	ctx := c.req.Context()
-	adm, err := t.env.store.Reserve(ctx, r)
+	// A store that does not answer (a database unreachable without a
+	// refusal, a disk that hangs) is a refusal within writeTimeout, not
+	// a call that waits as long as its caller would.
+	wctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	adm, err := t.env.store.Reserve(wctx, r)
 	if err == nil && (adm.Result == store.OverLimit || adm.Result == store.KeyInUse) {
 		// Calls that have answered may only have their completions still
 		// queued (a release, a settlement below the reservation, an
 		// earlier attempt of this key): let them land, then ask once more,
 		// so that a refusal never rests on money already given back.
-		if err = t.env.completer.flush(ctx); err == nil {
-			adm, err = t.env.store.Reserve(ctx, r)
+		if err = t.env.completer.flush(wctx); err == nil {
+			adm, err = t.env.store.Reserve(wctx, r)
 		}
 	}
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return adm, cancelled(ctxErr), false
+		}
+		if wctx.Err() != nil {
+			return adm, storeError(fmt.Sprintf("the store did not answer within %s: %v", writeTimeout, err)), false
 		}
 		return adm, storeError("the reservation could not be written: " + err.Error()), false
 	}

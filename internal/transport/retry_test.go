@@ -193,3 +193,46 @@ func TestCompletionsKeptForRetryAreBounded(t *testing.T) {
 		t.Errorf("%d records reserved, want both: neither completion was written, both stay counted", reserved)
 	}
 }
+
+// hangingStore stands in for a database that accepts connections and
+// never answers: Reserve waits for its context.
+type hangingStore struct{ store.Store }
+
+func (hangingStore) Reserve(ctx context.Context, _ *store.Reservation) (store.Admission, error) {
+	<-ctx.Done()
+	return store.Admission{}, ctx.Err()
+}
+
+func TestStoreThatDoesNotAnswerIsARefusalWithinTheBound(t *testing.T) {
+	defer transport.SetWriteTimeout(50 * time.Millisecond)()
+	pol, err := policy.Parse("test.yaml", []byte(testPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "kb.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	env := transport.NewEnv(transport.Config{Store: hangingStore{st}, Policy: func() (*policy.Policy, error) { return pol, nil }})
+	defer env.Close()
+	stub := &vendorStub{}
+	rt := transport.New(env, "bot", stripevendor.Vendor{}, nil, stub)
+	req, _ := newRequest(t, "POST", "https://api.stripe.com/v1/refunds", "charge=ch_1&amount=1000")
+	resp, err := rt.RoundTrip(req) // the caller's context has no deadline
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || !strings.Contains(string(body), "keybrake_store_error") || !strings.Contains(string(body), "did not answer within 50ms") {
+		t.Fatalf("answer %d %s, want 503 keybrake_store_error naming the bound", resp.StatusCode, body)
+	}
+	stub.mu.Lock()
+	defer stub.mu.Unlock()
+	for _, r := range stub.received { // the charge's lookup may have gone; the refund must not
+		if strings.HasPrefix(r, "POST ") {
+			t.Fatalf("the call was sent although its reservation was never written: %s", r)
+		}
+	}
+}
