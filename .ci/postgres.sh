@@ -13,11 +13,14 @@
 #
 #   export KEYBRAKE_TEST_DATABASE_URL='postgres://keybrake:PASSWORD@127.0.0.1:PORT/keybrake?sslmode=disable'
 #   export KEYBRAKE_TEST_PGDIR='/tmp/keybrake-pg.XXXXXX'
+#   export KEYBRAKE_TEST_AGENT_DATABASE_URL='postgres://keybrake_agent:PASSWORD2@127.0.0.1:PORT/keybrake?sslmode=disable'
 #
 # and stop stops the cluster in $KEYBRAKE_TEST_PGDIR (or the directory given
 # as its second argument) with pg_ctl stop -m fast and removes the directory.
 # The role keybrake owns the database keybrake and is no superuser; the tests
-# create one schema per test in it. start installs Debian's postgresql
+# create one schema per test in it. The role keybrake_agent owns nothing and
+# may do nothing but connect: a test grants it, on one schema, exactly the
+# privileges docs/fleets.md lists for agents, and runs a store as it. start installs Debian's postgresql
 # package (15) when its binaries are missing, which needs root and apt.
 set -euo pipefail
 
@@ -53,7 +56,7 @@ free_port() {
 
 start() {
   install_missing
-  local dir port password
+  local dir port password agentpw
   dir=$(mktemp -d /tmp/keybrake-pg.XXXXXX)
   chmod 0755 "$dir"
   mkdir "$dir/data"
@@ -61,6 +64,7 @@ start() {
   chmod 0700 "$dir/data"
   port=$(free_port)
   password=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
+  agentpw=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
   log "initdb in $dir/data"
   as_postgres "$PGBIN/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
     { cat "$dir/initdb.log" >&2; exit 1; }
@@ -78,9 +82,11 @@ HBA
 SET password_encryption = 'scram-sha-256';
 CREATE ROLE keybrake LOGIN PASSWORD '$password';
 CREATE DATABASE keybrake OWNER keybrake;
+CREATE ROLE keybrake_agent LOGIN PASSWORD '$agentpw';
 SQL
   printf "export KEYBRAKE_TEST_DATABASE_URL='postgres://keybrake:%s@127.0.0.1:%s/keybrake?sslmode=disable'\n" "$password" "$port"
   printf "export KEYBRAKE_TEST_PGDIR='%s'\n" "$dir"
+  printf "export KEYBRAKE_TEST_AGENT_DATABASE_URL='postgres://keybrake_agent:%s@127.0.0.1:%s/keybrake?sslmode=disable'\n" "$agentpw" "$port"
 }
 
 stop() {

@@ -99,3 +99,36 @@ func PostgresExec(t testing.TB, dsn, sql string, args ...any) {
 		t.Fatalf("testenv: %s: %v", sql, fmt.Sprint(err))
 	}
 }
+
+// PostgresAgentEnv names the variable that holds the URL of a second role
+// of the same database that owns nothing and may only connect:
+// .ci/postgres.sh start prints it. Tests grant it what an agent's role
+// is documented to need, and nothing more.
+const PostgresAgentEnv = "KEYBRAKE_TEST_AGENT_DATABASE_URL"
+
+// PostgresAgentURL returns $KEYBRAKE_TEST_AGENT_DATABASE_URL with the
+// search_path of schemaURL (a URL PostgresSchema returned), and the role's
+// name. It skips, or fails under CI=true, as PostgresURL does.
+func PostgresAgentURL(t testing.TB, schemaURL string) (dsn, role string) {
+	t.Helper()
+	base := os.Getenv(PostgresAgentEnv)
+	if base == "" {
+		msg := PostgresAgentEnv + " is not set: .ci/postgres.sh start prints it with " + PostgresEnv
+		if underCI() {
+			t.Fatalf("testenv: CI=true and %s", msg)
+		}
+		t.Skipf("testenv: %s", msg)
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("testenv: %s is not a URL", PostgresAgentEnv)
+	}
+	s, err := url.Parse(schemaURL)
+	if err != nil {
+		t.Fatalf("testenv: the schema URL is not a URL")
+	}
+	q := u.Query()
+	q.Set("search_path", s.Query().Get("search_path"))
+	u.RawQuery = q.Encode()
+	return u.String(), u.User.Username()
+}
