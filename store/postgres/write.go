@@ -11,7 +11,6 @@ import (
 
 	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/money"
-	"github.com/keybrake/keybrake/policy"
 	"github.com/keybrake/keybrake/store"
 	"github.com/keybrake/keybrake/store/internal/checked"
 )
@@ -71,143 +70,25 @@ func (s *Store) Reserve(ctx context.Context, r *store.Reservation) (store.Admiss
 	for i := range holds {
 		holds[i].Settled = 0
 	}
-	var adm store.Admission
-	err := s.write(ctx, func(ctx context.Context, tx pgx.Tx) (bool, error) {
-		var err error
-		adm, err = s.reserve(ctx, tx, rec, holds, r.Idempotency != nil, idem)
-		return err == nil && (adm.Result == store.Admitted || adm.Result == store.Replayed), err
-	})
-	if err != nil {
+	o := &op{kind: opReserve, rec: rec, holds: holds}
+	if r.Idempotency != nil {
+		o.idem = &idem
+	}
+	if err := s.submit(ctx, o); err != nil {
 		return store.Admission{}, err
 	}
-	return adm, nil
+	return o.adm, nil
 }
 
-func (s *Store) reserve(ctx context.Context, tx pgx.Tx, rec audit.Record, holds []audit.Hold, hasIdem bool, idem store.Idempotency) (store.Admission, error) {
-	var (
-		retryOf  uint64
-		replay   bool
-		takeover *audit.Record
-	)
-	if hasIdem {
-		// Claim the key, or lock it: concurrent reservations with one key
-		// run one after the other from here. A new key's row holds
-		// record 0 until this transaction commits (or rolls it back).
-		var (
-			id int64
-			fp string
-		)
-		if err := tx.QueryRow(ctx, `INSERT INTO keybrake_idempotency (key, record_id, fingerprint) VALUES ($1, 0, $2)
-			ON CONFLICT (key) DO UPDATE SET key = EXCLUDED.key RETURNING record_id, fingerprint`,
-			idem.Key, idem.Fingerprint).Scan(&id, &fp); err != nil {
-			return store.Admission{}, err
-		}
-		if id != 0 {
-			if fp != idem.Fingerprint {
-				return store.Admission{Result: store.KeyReused}, nil
-			}
-			prev, _, err := lockRecord(ctx, tx, uint64(id))
-			if errors.Is(err, store.ErrNotFound) {
-				return store.Admission{}, corrupt("idempotency key %q points at missing record %d", idem.Key, id)
-			}
-			if err != nil {
-				return store.Admission{}, err
-			}
-			retryOf = uint64(id)
-			switch prev.Outcome {
-			case audit.Reserved:
-				return store.Admission{Result: store.KeyInUse}, nil
-			case audit.Settled, audit.Replayed:
-				replay, holds = true, nil
-			case audit.Released:
-				// Reserve afresh below, limits checked.
-			case audit.Unknown:
-				takeover = prev
-				holds = append([]audit.Hold(nil), prev.Holds...)
-			default:
-				return store.Admission{}, corrupt("idempotency key %q points at record %d, which is %q", idem.Key, id, prev.Outcome)
-			}
-		}
+// dbKey is an idempotency key as its row holds it. PostgreSQL's text
+// cannot hold U+0000, which Keybrake's keys use to separate agent, vendor,
+// account and the request's own key; the escape is one to one, so keys
+// that differ stay different.
+func dbKey(k string) string {
+	if !strings.ContainsAny(k, "\\\x00") {
+		return k
 	}
-
-	before, err := lockCounters(ctx, tx, holds, true)
-	if err != nil {
-		return store.Admission{}, err
-	}
-	work := make(map[string]store.Counter, len(before))
-	for k, c := range before {
-		work[k] = c
-	}
-	for i, h := range holds {
-		c := work[h.Key]
-		var ok bool
-		if takeover != nil {
-			// Already counted, as unknown: back to pending, no check.
-			if c.Unknown, ok = checked.Sub(c.Unknown, h.Amount); !ok {
-				return store.Admission{}, corrupt("counter %q holds %d unknown, less than record %d's hold of %d", h.Key, c.Unknown, takeover.ID, h.Amount)
-			}
-		} else if h.Limit >= 0 {
-			t, _ := checked.Total(c)
-			if next, fits := checked.Add(t, h.Amount); !fits || next > h.Limit {
-				used, _ := checked.Total(before[h.Key])
-				return store.Admission{Result: store.OverLimit, Hold: i, Used: used}, nil
-			}
-		}
-		if c.Pending, ok = checked.Add(c.Pending, h.Amount); !ok {
-			return store.Admission{}, fmt.Errorf("store/postgres: counter %q: pending %d + %d overflows", h.Key, c.Pending, h.Amount)
-		}
-		if _, ok := checked.Total(c); !ok {
-			return store.Admission{}, fmt.Errorf("store/postgres: counter %q: total overflows with %d more", h.Key, h.Amount)
-		}
-		work[h.Key] = c
-	}
-
-	hd, err := s.lockHead(ctx, tx)
-	if err != nil {
-		return store.Admission{}, err
-	}
-	var id int64
-	if err := tx.QueryRow(ctx, `SELECT nextval('keybrake_record_ids')`).Scan(&id); err != nil {
-		return store.Admission{}, err
-	}
-	rec.ID = uint64(id)
-	rec.Outcome = audit.Reserved
-	rec.Holds = holds
-	if retryOf != 0 {
-		rec.RetryOf = retryOf
-	}
-	if replay {
-		rec.Reserved.Micros = 0
-	}
-	if err := putRecord(ctx, tx, hd, &rec, true, replay); err != nil {
-		return store.Admission{}, err
-	}
-	if err := writeCounters(ctx, tx, work); err != nil {
-		return store.Admission{}, err
-	}
-	if takeover != nil {
-		takeover.Outcome = audit.Retried
-		if err := putRecord(ctx, tx, hd, takeover, false, false); err != nil {
-			return store.Admission{}, err
-		}
-	}
-	if hasIdem && !replay {
-		if _, err := tx.Exec(ctx, `UPDATE keybrake_idempotency SET record_id = $2, fingerprint = $3 WHERE key = $1`,
-			idem.Key, id, idem.Fingerprint); err != nil {
-			return store.Admission{}, err
-		}
-	}
-	if err := hd.save(ctx, tx); err != nil {
-		return store.Admission{}, err
-	}
-	adm := store.Admission{Result: store.Admitted, ID: rec.ID, RetryOf: retryOf}
-	if replay {
-		adm.Result = store.Replayed
-	}
-	if len(holds) > 0 {
-		adm.Holds = append([]audit.Hold(nil), holds...)
-	}
-	return adm, nil
+	return strings.ReplaceAll(strings.ReplaceAll(k, `\`, `\\`), "\x00", `\0`)
 }
 
 // lockRecord reads a record and locks its row until the transaction ends.
@@ -390,92 +271,11 @@ func (s *Store) Complete(ctx context.Context, c *store.Completion) error {
 	comp := *c
 	comp.Duration = max(comp.Duration, 0)
 	comp.Settled = append([]int64(nil), c.Settled...)
-	var result error
-	err := s.write(ctx, func(ctx context.Context, tx pgx.Tx) (bool, error) {
-		var err error
-		result, err = s.complete(ctx, tx, &comp)
-		return err == nil && result == nil, err
-	})
-	if err != nil {
+	o := &op{kind: opComplete, comp: &comp}
+	if err := s.submit(ctx, o); err != nil {
 		return err
 	}
-	return result
-}
-
-// complete returns the caller's error (not found, not reserved, invalid)
-// as result, and internal errors as err.
-func (s *Store) complete(ctx context.Context, tx pgx.Tx, c *store.Completion) (result, err error) {
-	r, replay, err := lockRecord(ctx, tx, c.ID)
-	if errors.Is(err, store.ErrNotFound) {
-		return err, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	if r.Outcome != audit.Reserved {
-		return fmt.Errorf("%w: record %d is %s", store.ErrNotReserved, c.ID, r.Outcome), nil
-	}
-	if len(c.Settled) > len(r.Holds) {
-		return invalid("completion of record %d: %d settled amounts for %d holds", c.ID, len(c.Settled), len(r.Holds)), nil
-	}
-	if f := c.Refused; f != nil && (c.Outcome != audit.Released || !f.Decision.Valid() || f.Decision == policy.Allowed) {
-		return invalid("completion of record %d: a refusal (%q) must be released, and not allowed", c.ID, f.Decision), nil
-	}
-	outcome := c.Outcome
-	switch {
-	case replay && outcome == audit.Settled:
-		outcome = audit.Replayed
-	case !replay && outcome == audit.Replayed:
-		return invalid("completion of record %d: outcome replayed, but it holds money", c.ID), nil
-	}
-	r.Outcome = outcome
-	for i := range r.Holds {
-		r.Holds[i].Settled = 0
-		if (outcome == audit.Settled || outcome == audit.Replayed) && i < len(c.Settled) {
-			r.Holds[i].Settled = c.Settled[i]
-		}
-	}
-	r.Settled = c.Moved
-	r.Estimated = c.Estimated && outcome == audit.Settled
-	r.Object = c.Object
-	r.Status = c.Status
-	r.RequestID = c.RequestID
-	r.Duration = c.Duration
-	if c.Reason != "" {
-		r.Reason = c.Reason
-	}
-	if f := c.Refused; f != nil {
-		r.Decision, r.Code, r.Rule = f.Decision, f.Code, f.Rule
-		if f.Policy != "" {
-			r.PolicyHash = f.Policy
-		}
-	}
-	if _, err := checkEncodable(r); err != nil {
-		return fmt.Errorf("%w: completion of record %d: %w", ErrInvalid, c.ID, err), nil
-	}
-	if err := moveHolds(ctx, tx, r.Holds, func(ctr *store.Counter, h audit.Hold) bool {
-		var ok bool
-		if ctr.Pending, ok = checked.Sub(ctr.Pending, h.Amount); !ok {
-			return false
-		}
-		switch outcome {
-		case audit.Settled, audit.Replayed:
-			ctr.Settled, ok = checked.Add(ctr.Settled, h.Settled)
-		case audit.Unknown:
-			ctr.Unknown, ok = checked.Add(ctr.Unknown, h.Amount)
-		}
-		return ok
-	}); err != nil {
-		return nil, fmt.Errorf("completing record %d: %w", c.ID, err)
-	}
-	hd, err := s.lockHead(ctx, tx)
-	if err != nil {
-		return nil, err
-	}
-	if err := putRecord(ctx, tx, hd, r, false, false); err != nil {
-		return nil, err
-	}
-	return nil, hd.save(ctx, tx)
+	return o.result
 }
 
 // Resettle implements store.Store.
@@ -567,27 +367,11 @@ func (s *Store) Append(ctx context.Context, r *audit.Record) (uint64, error) {
 	if _, err := checkEncodable(&rec); err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	var id uint64
-	err := s.write(ctx, func(ctx context.Context, tx pgx.Tx) (bool, error) {
-		hd, err := s.lockHead(ctx, tx)
-		if err != nil {
-			return false, err
-		}
-		var n int64
-		if err := tx.QueryRow(ctx, `SELECT nextval('keybrake_record_ids')`).Scan(&n); err != nil {
-			return false, err
-		}
-		rec := rec
-		rec.ID, id = uint64(n), uint64(n)
-		if err := putRecord(ctx, tx, hd, &rec, true, false); err != nil {
-			return false, err
-		}
-		return true, hd.save(ctx, tx)
-	})
-	if err != nil {
+	o := &op{kind: opAppend, rec: rec}
+	if err := s.submit(ctx, o); err != nil {
 		return 0, err
 	}
-	return id, nil
+	return o.id, nil
 }
 
 // SetFact implements store.Store. Setting a fact to the value it has is a
@@ -605,6 +389,11 @@ func (s *Store) SetFact(ctx context.Context, key, value string) error {
 		var old string
 		err := tx.QueryRow(ctx, `WITH ins AS (INSERT INTO keybrake_facts (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING value)
 			SELECT value FROM ins UNION ALL SELECT value FROM keybrake_facts WHERE key = $1 LIMIT 1`, key, value).Scan(&old)
+		if errors.Is(err, pgx.ErrNoRows) {
+			// Another transaction set it after this statement's snapshot
+			// was taken, and committed while the insert waited for it.
+			return false, errRetry
+		}
 		if err != nil {
 			return false, err
 		}
