@@ -114,6 +114,11 @@ type batcher struct {
 	running bool
 	wake    chan struct{} // a Reserve or Append queued while Completes linger
 
+	// known are counters this Store has seen exist: a reservation does
+	// not ask to create them. (A counter pruned meanwhile shows as
+	// missing when locked, and the batch runs again creating it.)
+	known map[string]bool
+
 	// remembered holds, by record ID, the counter keys of the records this
 	// Store reserved and has not completed. Only the running leader
 	// touches it, and leaders run one after another.
@@ -129,7 +134,7 @@ func (s *Store) batcher() *batcher {
 	if b, ok := batchers.Load(k); ok {
 		return b.(*batcher)
 	}
-	b, loaded := batchers.LoadOrStore(k, &batcher{wake: make(chan struct{}, 1), remembered: map[uint64][]string{}})
+	b, loaded := batchers.LoadOrStore(k, &batcher{wake: make(chan struct{}, 1), remembered: map[uint64][]string{}, known: map[string]bool{}})
 	if !loaded {
 		runtime.AddCleanup(s, func(k weak.Pointer[Store]) { batchers.Delete(k) }, k)
 	}
@@ -279,25 +284,34 @@ const (
 		ORDER BY id FOR UPDATE`
 	sqlCreateCounters = `INSERT INTO keybrake_counters (key) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`
 	sqlLockCounters   = `SELECT key, settled, pending, unknown FROM keybrake_counters WHERE key = ANY($1::text[]) ORDER BY key FOR UPDATE`
-	sqlLockHead       = `SELECT head_seq, head_hash FROM keybrake_sessions WHERE id = $1 AND closed IS NULL FOR UPDATE`
-	sqlNumbers        = `SELECT ARRAY(SELECT nextval('keybrake_record_ids') FROM generate_series(1, $1::int)),
-		ARRAY(SELECT nextval('keybrake_entry_numbers') FROM generate_series(1, $2::int))`
-	sqlInsertRecords = `INSERT INTO keybrake_records (id, time_ns, agent, vendor, decision, customer, outcome, session, replay, body)
-		SELECT u.id, u.t, u.a, u.v, u.d, u.c, u.o, $1, u.r, u.b::jsonb
-		FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::boolean[], $10::text[])
-		AS u(id, t, a, v, d, c, o, r, b)`
-	sqlUpdateRecords = `UPDATE keybrake_records AS r SET time_ns = u.t, agent = u.a, vendor = u.v, decision = u.d, customer = u.c,
-		outcome = u.o, body = u.b::jsonb
-		FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
-		AS u(id, t, a, v, d, c, o, b) WHERE r.id = u.id`
-	sqlInsertEntries = `INSERT INTO keybrake_journal (session, seq, n, record_id, hash, body)
-		SELECT $1, u.s, u.n, u.r, u.h, u.b FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::bytea[], $6::text[]) AS u(s, n, r, h, b)`
-	sqlWriteCounters = `UPDATE keybrake_counters AS c SET settled = u.s, pending = u.p, unknown = u.n
-		FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS u(k, s, p, n) WHERE c.key = u.k`
-	sqlSetKeys = `UPDATE keybrake_idempotency AS i SET record_id = u.r, fingerprint = u.f
-		FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u(k, r, f) WHERE i.key = u.k`
-	sqlDropKeys  = `DELETE FROM keybrake_idempotency WHERE key = ANY($1::text[]) AND record_id = 0`
-	sqlSaveHead  = `UPDATE keybrake_sessions SET head_seq = $2, head_hash = $3 WHERE id = $1`
+	// The numbers are drawn once the session row is locked (the CTE is
+	// materialized: its rows come out locked before the outer select
+	// runs), so they increase along the chain; none when it is closed.
+	sqlLockHead = `WITH h AS MATERIALIZED (SELECT head_seq, head_hash FROM keybrake_sessions WHERE id = $1 AND closed IS NULL FOR UPDATE)
+		SELECT h.head_seq, h.head_hash,
+			ARRAY(SELECT nextval('keybrake_record_ids') FROM generate_series(1, $2::int)),
+			ARRAY(SELECT nextval('keybrake_entry_numbers') FROM generate_series(1, $3::int))
+		FROM h`
+	// sqlWrite is everything a batch decided, in one statement: no
+	// two of its parts touch one row (a record written new and changed in
+	// the same batch is written once, new).
+	sqlWrite = `WITH
+		ins AS (INSERT INTO keybrake_records (id, time_ns, agent, vendor, decision, customer, outcome, session, replay, body)
+			SELECT u.id, u.t, u.a, u.v, u.d, u.c, u.o, $1, u.r, u.b::jsonb
+			FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::boolean[], $10::text[])
+			AS u(id, t, a, v, d, c, o, r, b)),
+		upd AS (UPDATE keybrake_records AS r SET time_ns = u.t, agent = u.a, vendor = u.v, decision = u.d, customer = u.c,
+			outcome = u.o, body = u.b::jsonb
+			FROM unnest($11::bigint[], $12::bigint[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[])
+			AS u(id, t, a, v, d, c, o, b) WHERE r.id = u.id),
+		jr AS (INSERT INTO keybrake_journal (session, seq, n, record_id, hash, body)
+			SELECT $1, u.s, u.n, u.r, u.h, u.b FROM unnest($19::bigint[], $20::bigint[], $21::bigint[], $22::bytea[], $23::text[]) AS u(s, n, r, h, b)),
+		ctr AS (UPDATE keybrake_counters AS c SET settled = u.s, pending = u.p, unknown = u.n
+			FROM unnest($24::text[], $25::bigint[], $26::bigint[], $27::bigint[]) AS u(k, s, p, n) WHERE c.key = u.k),
+		setk AS (UPDATE keybrake_idempotency AS i SET record_id = u.r, fingerprint = u.f
+			FROM unnest($28::text[], $29::bigint[], $30::text[]) AS u(k, r, f) WHERE i.key = u.k),
+		dropk AS (DELETE FROM keybrake_idempotency WHERE key = ANY($31::text[]) AND record_id = 0)
+		UPDATE keybrake_sessions SET head_seq = $32, head_hash = $33 WHERE id = $1`
 	sqlBeginRC   = `BEGIN ISOLATION LEVEL READ COMMITTED`
 	sqlCommit    = `COMMIT`
 	sqlRollback  = `ROLLBACK`
@@ -394,7 +408,10 @@ func (s *Store) batchOnce(ctx context.Context, b *batcher, ops []*op, session in
 				}
 			}
 			for _, h := range o.holds {
-				create[h.Key], lock[h.Key] = true, true
+				lock[h.Key] = true
+				if !b.known[h.Key] {
+					create[h.Key] = true
+				}
 			}
 		case opComplete:
 			nEntries++
@@ -427,6 +444,19 @@ func (s *Store) batchOnce(ctx context.Context, b *batcher, ops []*op, session in
 	if err := t.lock(ctx, conn, keys, fps, recIDs, sortedKeys(create), sortedKeys(lock), nRecords, nEntries); err != nil {
 		rollback(conn)
 		return err
+	}
+	for k := range lock {
+		if _, ok := t.counters[k]; ok {
+			if len(b.known) < maxRemembered {
+				b.known[k] = true
+			}
+		} else if create[k] || b.known[k] {
+			// Pruned between creating (or seeing) and locking it: run
+			// again, creating it.
+			delete(b.known, k)
+			rollback(conn)
+			return errRetry
+		}
 	}
 
 	// Every counter a locked record holds must be locked too.
@@ -571,13 +601,13 @@ func (t *batchTx) lock(ctx context.Context, conn *pgxpool.Conn, keys, fps []stri
 		})
 	}
 	var gone bool
-	q.Queue(sqlLockHead, t.session).Query(func(rows pgx.Rows) error {
+	q.Queue(sqlLockHead, t.session, nRecords, nEntries).Query(func(rows pgx.Rows) error {
 		if !rows.Next() {
 			gone = true
 			return rows.Err()
 		}
 		var hash []byte
-		if err := rows.Scan(&t.seq, &hash); err != nil {
+		if err := rows.Scan(&t.seq, &hash, &t.ids, &t.entries); err != nil {
 			return err
 		}
 		var ok bool
@@ -586,19 +616,11 @@ func (t *batchTx) lock(ctx context.Context, conn *pgxpool.Conn, keys, fps []stri
 		}
 		return rows.Err()
 	})
-	q.Queue(sqlNumbers, nRecords, nEntries).QueryRow(func(row pgx.Row) error {
-		return row.Scan(&t.ids, &t.entries)
-	})
 	if err := conn.SendBatch(ctx, &q).Close(); err != nil {
 		return err
 	}
 	if gone {
 		return errSessionGone
-	}
-	for _, k := range create {
-		if _, ok := t.counters[k]; !ok {
-			return errRetry // pruned between creating and locking: run again
-		}
 	}
 	slices.Sort(t.ids)
 	slices.Sort(t.entries)
@@ -869,51 +891,38 @@ func (t *batchTx) append(rec audit.Record) (uint64, error) {
 // write is the second round trip: everything the batch decided, and
 // COMMIT.
 func (t *batchTx) write(ctx context.Context, conn *pgxpool.Conn) error {
-	var q pgx.Batch
-	if len(t.inserts) > 0 {
-		n := len(t.inserts)
-		ids, ts, rp := make([]int64, n), make([]int64, n), make([]bool, n)
-		ag, ve, de, cu, ou, bo := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		for i, r := range t.inserts {
-			c := r.row.cols
-			ids[i], ts[i], rp[i] = int64(r.id), c.TimeNS, r.replay
-			ag[i], ve[i], de[i], cu[i], ou[i], bo[i] = c.Agent, c.Vendor, c.Decision, c.Customer, c.Outcome, r.row.body
-		}
-		q.Queue(sqlInsertRecords, t.session, ids, ts, ag, ve, de, cu, ou, rp, bo)
+	n := len(t.inserts)
+	iID, iT, iR := make([]int64, n), make([]int64, n), make([]bool, n)
+	iA, iV, iD, iC, iO, iB := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	for i, r := range t.inserts {
+		c := r.row.cols
+		iID[i], iT[i], iR[i] = int64(r.id), c.TimeNS, r.replay
+		iA[i], iV[i], iD[i], iC[i], iO[i], iB[i] = c.Agent, c.Vendor, c.Decision, c.Customer, c.Outcome, r.row.body
 	}
-	if len(t.order) > 0 {
-		n := len(t.order)
-		ids, ts := make([]int64, n), make([]int64, n)
-		ag, ve, de, cu, ou, bo := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		for i, id := range t.order {
-			r := t.updates[id]
-			c := r.cols
-			ids[i], ts[i] = int64(id), c.TimeNS
-			ag[i], ve[i], de[i], cu[i], ou[i], bo[i] = c.Agent, c.Vendor, c.Decision, c.Customer, c.Outcome, r.body
-		}
-		q.Queue(sqlUpdateRecords, ids, ts, ag, ve, de, cu, ou, bo)
+	n = len(t.order)
+	uID, uT := make([]int64, n), make([]int64, n)
+	uA, uV, uD, uC, uO, uB := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	for i, id := range t.order {
+		r := t.updates[id]
+		c := r.cols
+		uID[i], uT[i] = int64(id), c.TimeNS
+		uA[i], uV[i], uD[i], uC[i], uO[i], uB[i] = c.Agent, c.Vendor, c.Decision, c.Customer, c.Outcome, r.body
 	}
-	{
-		n := len(t.journal)
-		seqs, ns, rs, bs := make([]int64, n), make([]int64, n), make([]int64, n), make([]string, n)
-		hs := make([][]byte, n)
-		for i, e := range t.journal {
-			seqs[i], ns[i], rs[i], bs[i] = e.seq, e.n, int64(e.record), e.body
-			hs[i] = e.hash[:]
-		}
-		q.Queue(sqlInsertEntries, t.session, seqs, ns, rs, hs, bs)
+	n = len(t.journal)
+	jS, jN, jR, jB := make([]int64, n), make([]int64, n), make([]int64, n), make([]string, n)
+	jH := make([][]byte, n)
+	for i, e := range t.journal {
+		jS[i], jN[i], jR[i], jB[i] = e.seq, e.n, int64(e.record), e.body
+		jH[i] = e.hash[:]
 	}
-	if len(t.changed) > 0 {
-		keys := sortedKeys(t.changed)
-		st, pe, un := make([]int64, len(keys)), make([]int64, len(keys)), make([]int64, len(keys))
-		for i, k := range keys {
-			c := t.counters[k]
-			st[i], pe[i], un[i] = c.Settled, c.Pending, c.Unknown
-		}
-		q.Queue(sqlWriteCounters, keys, st, pe, un)
+	cK := sortedKeys(t.changed)
+	cS, cP, cU := make([]int64, len(cK)), make([]int64, len(cK)), make([]int64, len(cK))
+	for i, k := range cK {
+		c := t.counters[k]
+		cS[i], cP[i], cU[i] = c.Settled, c.Pending, c.Unknown
 	}
-	var setK, dropK, setF []string
-	var setR []int64
+	setK, dropK, setF := []string{}, []string{}, []string{}
+	setR := []int64{}
 	for _, k := range sortedKeys(t.keys) {
 		switch ks := t.keys[k]; {
 		case ks.assigned:
@@ -922,13 +931,14 @@ func (t *batchTx) write(ctx context.Context, conn *pgxpool.Conn) error {
 			dropK = append(dropK, k)
 		}
 	}
-	if len(setK) > 0 {
-		q.Queue(sqlSetKeys, setK, setR, setF)
-	}
-	if len(dropK) > 0 {
-		q.Queue(sqlDropKeys, dropK)
-	}
-	q.Queue(sqlSaveHead, t.session, t.seq, t.hash[:])
+	var q pgx.Batch
+	q.Queue(sqlWrite, t.session,
+		iID, iT, iA, iV, iD, iC, iO, iR, iB,
+		uID, uT, uA, uV, uD, uC, uO, uB,
+		jS, jN, jR, jH, jB,
+		cK, cS, cP, cU,
+		setK, setR, setF, dropK,
+		t.seq, t.hash[:])
 	q.Queue(sqlCommit)
 	return conn.SendBatch(ctx, &q).Close()
 }
