@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"slices"
@@ -40,19 +41,28 @@ import (
 // reservation commit together. A batch with anyone waiting in it starts
 // at once.
 //
-// A batch is two round trips. The first, pipelined behind BEGIN, takes
-// every lock in the package's order across the whole batch: the
-// idempotency keys (sorted), the records the batch changes or its keys
-// point at (by ID), the counters (the batch's reservation keys created if
-// missing, then every counter locked, sorted), the session row; and draws
-// record IDs and entry numbers for the most the batch can write. Then
-// each operation is decided in Go in arrival order against those locked
-// values, as if it ran alone after the ones before it: an over-limit
-// refusal, a reused key or a record not found is that operation's answer,
-// and the others go on. The second round trip writes what was decided,
-// several rows a statement, and commits. A serialization failure or
-// deadlock runs the whole batch again, decided afresh; numbers drawn and
-// not used are gaps, which IDs and entry numbers may have.
+// A batch is three round trips. The first, pipelined behind BEGIN, takes
+// the locks of what only this Store changes, in the package's order
+// across the whole batch: the idempotency keys (sorted), the records the
+// batch changes or its keys point at (by ID), the session row; it reads
+// the counters (the batch's reservation keys created if missing) without
+// locking them, and draws record IDs and entry numbers for the most the
+// batch can write. Then each operation is decided in Go in arrival order
+// against those values, as if it ran alone after the ones before it: an
+// over-limit refusal, a reused key or a record not found is that
+// operation's answer, and the others go on. The second round trip writes
+// what was decided, several rows a statement, and last moves each counter
+// by what the batch changed (in key order, one statement each) with the
+// condition that keeps every admission of the batch within its limit:
+// UPDATE ... SET pending = pending + d WHERE key = k AND total <= bound,
+// the fleet's hot row held from there to COMMIT only, as a lone
+// conditional UPDATE holds it. The third commits. When a counter moved
+// under the batch so that the condition fails, the batch rolls back and
+// runs again with the counters locked (SELECT ... FOR UPDATE, in key order)
+// from the first round trip, which cannot fail that way. A serialization
+// failure or deadlock runs the whole batch again, decided afresh; numbers
+// drawn and not used are gaps, which IDs and entry numbers may have (a
+// refusal leaves one).
 //
 // The counters a Complete touches are in its record, which the first
 // round trip reads; to lock them in order in that same round trip, the
@@ -226,6 +236,11 @@ func (s *Store) lead(b *batcher) {
 	}
 }
 
+// errCounterMoved: a counter the batch read changed, before its update,
+// so that what the batch admitted no longer fits; it runs again holding
+// the counters' locks from the start.
+var errCounterMoved = errors.New("store/postgres: a counter moved under the batch")
+
 // errMoreCounters: a batch's records hold counters it did not lock; it
 // runs again with them.
 var errMoreCounters = errors.New("store/postgres: the batch needs more counters")
@@ -238,14 +253,19 @@ func (s *Store) runBatch(b *batcher, ops []*op) {
 	defer cancel()
 	extra := map[string]bool{}
 	pause := time.Millisecond
+	locking := false
 	for attempt := 1; ; attempt++ {
 		session := s.session.Load()
-		err := s.batchOnce(ctx, b, ops, session, extra)
+		err := s.batchOnce(ctx, b, ops, session, extra, locking)
 		if err == nil {
 			return
 		}
 		if attempt < maxAttempts {
 			if errors.Is(err, errMoreCounters) {
+				continue
+			}
+			if errors.Is(err, errCounterMoved) {
+				locking = true
 				continue
 			}
 			if errors.Is(err, errSessionGone) {
@@ -284,6 +304,12 @@ const (
 		ORDER BY id FOR UPDATE`
 	sqlCreateCounters = `INSERT INTO keybrake_counters (key) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`
 	sqlLockCounters   = `SELECT key, settled, pending, unknown FROM keybrake_counters WHERE key = ANY($1::text[]) ORDER BY key FOR UPDATE`
+	sqlReadCounters   = `SELECT key, settled, pending, unknown FROM keybrake_counters WHERE key = ANY($1::text[])`
+	// sqlMoveCounter applies a batch's change to one counter, if the
+	// counter's total is still at most what keeps every reservation the
+	// batch admitted within its limit.
+	sqlMoveCounter = `UPDATE keybrake_counters SET settled = settled + $2, pending = pending + $3, unknown = unknown + $4
+		WHERE key = $1 AND settled + pending + unknown <= $5 RETURNING key`
 	// The numbers are drawn once the session row is locked (the CTE is
 	// materialized: its rows come out locked before the outer select
 	// runs), so they increase along the chain; none when it is closed.
@@ -306,12 +332,10 @@ const (
 			AS u(id, t, a, v, d, c, o, b) WHERE r.id = u.id),
 		jr AS (INSERT INTO keybrake_journal (session, seq, n, record_id, hash, body)
 			SELECT $1, u.s, u.n, u.r, u.h, u.b FROM unnest($19::bigint[], $20::bigint[], $21::bigint[], $22::bytea[], $23::text[]) AS u(s, n, r, h, b)),
-		ctr AS (UPDATE keybrake_counters AS c SET settled = u.s, pending = u.p, unknown = u.n
-			FROM unnest($24::text[], $25::bigint[], $26::bigint[], $27::bigint[]) AS u(k, s, p, n) WHERE c.key = u.k),
 		setk AS (UPDATE keybrake_idempotency AS i SET record_id = u.r, fingerprint = u.f
-			FROM unnest($28::text[], $29::bigint[], $30::text[]) AS u(k, r, f) WHERE i.key = u.k),
-		dropk AS (DELETE FROM keybrake_idempotency WHERE key = ANY($31::text[]) AND record_id = 0)
-		UPDATE keybrake_sessions SET head_seq = $32, head_hash = $33 WHERE id = $1`
+			FROM unnest($24::text[], $25::bigint[], $26::text[]) AS u(k, r, f) WHERE i.key = u.k),
+		dropk AS (DELETE FROM keybrake_idempotency WHERE key = ANY($27::text[]) AND record_id = 0)
+		UPDATE keybrake_sessions SET head_seq = $28, head_hash = $29 WHERE id = $1`
 	sqlBeginRC   = `BEGIN ISOLATION LEVEL READ COMMITTED`
 	sqlCommit    = `COMMIT`
 	sqlRollback  = `ROLLBACK`
@@ -347,7 +371,9 @@ type batchTx struct {
 	keys     map[string]*keyState
 	records  map[uint64]*lockedRecord
 	counters map[string]store.Counter
-	locked   map[string]bool // the counters this attempt asked to lock
+	read     map[string]store.Counter // as the first round trip read them
+	bound    map[string]int64         // the most each counter's total may be for the batch's admissions to fit
+	locked   map[string]bool          // the counters this attempt asked to lock
 	changed  map[string]bool
 
 	session  int64
@@ -384,7 +410,7 @@ type outcome struct {
 	skip   bool // abandoned
 }
 
-func (s *Store) batchOnce(ctx context.Context, b *batcher, ops []*op, session int64, extra map[string]bool) error {
+func (s *Store) batchOnce(ctx context.Context, b *batcher, ops []*op, session int64, extra map[string]bool, locking bool) error {
 	// Plan the locks.
 	var (
 		keySet   = map[string]string{} // db key -> fingerprint
@@ -440,8 +466,8 @@ func (s *Store) batchOnce(ctx context.Context, b *batcher, ops []*op, session in
 	}
 	defer conn.Release()
 	t := &batchTx{ctx: ctx, conn: conn, keys: map[string]*keyState{}, records: map[uint64]*lockedRecord{}, counters: map[string]store.Counter{},
-		locked: lock, changed: map[string]bool{}, session: session, inserted: map[uint64]int{}, updates: map[uint64]rowState{}}
-	if err := t.lock(ctx, conn, keys, fps, recIDs, sortedKeys(create), sortedKeys(lock), nRecords, nEntries); err != nil {
+		read: map[string]store.Counter{}, bound: map[string]int64{}, locked: lock, changed: map[string]bool{}, session: session, inserted: map[uint64]int{}, updates: map[uint64]rowState{}}
+	if err := t.lock(ctx, conn, keys, fps, recIDs, sortedKeys(create), sortedKeys(lock), nRecords, nEntries, locking); err != nil {
 		rollback(conn)
 		return err
 	}
@@ -541,7 +567,7 @@ func rollback(conn *pgxpool.Conn) {
 
 // lock is the first round trip: BEGIN and every lock of the batch, in
 // the package's order, and the numbers it may use.
-func (t *batchTx) lock(ctx context.Context, conn *pgxpool.Conn, keys, fps []string, recIDs []int64, create, lock []string, nRecords, nEntries int) error {
+func (t *batchTx) lock(ctx context.Context, conn *pgxpool.Conn, keys, fps []string, recIDs []int64, create, lock []string, nRecords, nEntries int, locking bool) error {
 	var q pgx.Batch
 	q.Queue(sqlBeginRC)
 	if len(keys) > 0 {
@@ -583,7 +609,11 @@ func (t *batchTx) lock(ctx context.Context, conn *pgxpool.Conn, keys, fps []stri
 		q.Queue(sqlCreateCounters, create)
 	}
 	if len(lock) > 0 {
-		q.Queue(sqlLockCounters, lock).Query(func(rows pgx.Rows) error {
+		read := sqlReadCounters
+		if locking {
+			read = sqlLockCounters
+		}
+		q.Queue(read, lock).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var (
 					k string
@@ -595,7 +625,7 @@ func (t *batchTx) lock(ctx context.Context, conn *pgxpool.Conn, keys, fps []stri
 				if _, ok := checked.Total(c); !ok || c.Settled < 0 || c.Pending < 0 || c.Unknown < 0 {
 					return corrupt("counter %q is %+v", k, c)
 				}
-				t.counters[k] = c
+				t.counters[k], t.read[k] = c, c
 			}
 			return rows.Err()
 		})
@@ -714,6 +744,7 @@ func (t *batchTx) reserve(o *op) (store.Admission, error) {
 		}
 	}
 	work := map[string]store.Counter{}
+	bounds := map[string]int64{}
 	for _, h := range holds {
 		c, ok := t.counters[h.Key]
 		if !ok {
@@ -730,9 +761,16 @@ func (t *batchTx) reserve(o *op) (store.Admission, error) {
 			}
 		} else if h.Limit >= 0 {
 			tot, _ := checked.Total(c)
-			if next, fits := checked.Add(tot, h.Amount); !fits || next > h.Limit {
+			next, fits := checked.Add(tot, h.Amount)
+			if !fits || next > h.Limit {
 				used, _ := checked.Total(t.counters[h.Key])
 				return store.Admission{Result: store.OverLimit, Hold: i, Used: used}, nil
+			}
+			// It fits as long as the counter's total, when the batch
+			// moves it, is at most this.
+			read, _ := checked.Total(t.read[h.Key])
+			if b, ok := bounds[h.Key]; !ok || h.Limit-(next-read) < b {
+				bounds[h.Key] = h.Limit - (next - read)
 			}
 		}
 		if c.Pending, ok = checked.Add(c.Pending, h.Amount); !ok {
@@ -765,6 +803,11 @@ func (t *batchTx) reserve(o *op) (store.Admission, error) {
 	for k, c := range work {
 		t.counters[k] = c
 		t.changed[k] = true
+	}
+	for k, v := range bounds {
+		if b, ok := t.bound[k]; !ok || v < b {
+			t.bound[k] = v
+		}
 	}
 	if takeover != nil {
 		prev := *takeover.rec
@@ -915,12 +958,6 @@ func (t *batchTx) write(ctx context.Context, conn *pgxpool.Conn) error {
 		jS[i], jN[i], jR[i], jB[i] = e.seq, e.n, int64(e.record), e.body
 		jH[i] = e.hash[:]
 	}
-	cK := sortedKeys(t.changed)
-	cS, cP, cU := make([]int64, len(cK)), make([]int64, len(cK)), make([]int64, len(cK))
-	for i, k := range cK {
-		c := t.counters[k]
-		cS[i], cP[i], cU[i] = c.Settled, c.Pending, c.Unknown
-	}
 	setK, dropK, setF := []string{}, []string{}, []string{}
 	setR := []int64{}
 	for _, k := range sortedKeys(t.keys) {
@@ -936,9 +973,33 @@ func (t *batchTx) write(ctx context.Context, conn *pgxpool.Conn) error {
 		iID, iT, iA, iV, iD, iC, iO, iR, iB,
 		uID, uT, uA, uV, uD, uC, uO, uB,
 		jS, jN, jR, jH, jB,
-		cK, cS, cP, cU,
 		setK, setR, setF, dropK,
 		t.seq, t.hash[:])
-	q.Queue(sqlCommit)
-	return conn.SendBatch(ctx, &q).Close()
+	// The counters last, one statement each in key order (so two batches
+	// never wait on each other's counters in a cycle), each changed by
+	// what the batch moved rather than set to what it read: a counter is
+	// held from here to COMMIT only, as a lone conditional UPDATE holds
+	// it.
+	moved := 0
+	for _, k := range sortedKeys(t.changed) {
+		from, to := t.read[k], t.counters[k]
+		bound, ok := t.bound[k]
+		if !ok {
+			bound = math.MaxInt64
+		}
+		q.Queue(sqlMoveCounter, k, to.Settled-from.Settled, to.Pending-from.Pending, to.Unknown-from.Unknown, bound).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				moved++
+			}
+			return rows.Err()
+		})
+	}
+	if err := conn.SendBatch(ctx, &q).Close(); err != nil {
+		return err
+	}
+	if moved != len(t.changed) {
+		return errCounterMoved
+	}
+	_, err := conn.Exec(ctx, sqlCommit)
+	return err
 }
