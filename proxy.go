@@ -195,11 +195,7 @@ func (p *proxy) forwarder(key AgentKey, vd custodian) *httputil.ReverseProxy {
 		Transport:     p.chainLocked(key, vd),
 		FlushInterval: flushEvery,
 		BufferPool:    &buffers,
-		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusBadGateway)
-			fmt.Fprintf(w, `{"error":{"type":"api_error","message":%q}}`, "keybrake: the vendor could not be reached: "+err.Error())
-		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) { unreachable(w, r, vd, err) },
 	}
 	p.forwarders[key] = rp
 	return rp
@@ -302,6 +298,22 @@ func (p *proxy) refuse(w http.ResponseWriter, r *http.Request, owner custodian, 
 		http.Error(w, "keybrake: refused: "+v.Reason, v.Decision.Status())
 		return
 	}
+	defer resp.Body.Close()
+	for k, vs := range resp.Header {
+		w.Header()[k] = vs
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, _ = io.Copy(w, resp.Body)
+}
+
+// unreachable answers a call the chain sent, or tried to, without getting
+// the vendor's answer (its record says so: released if nothing was sent,
+// unknown otherwise), as 502 in the vendor's own error format, so that
+// the agent's SDK reads it as the vendor's error rather than failing to
+// parse a body meant for another vendor's SDK.
+func unreachable(w http.ResponseWriter, r *http.Request, vd custodian, err error) {
+	resp := vd.Deny(r, vendors.Refusal{Status: http.StatusBadGateway, Code: "keybrake_vendor_unreachable",
+		Message: "keybrake: the vendor could not be reached: " + err.Error()})
 	defer resp.Body.Close()
 	for k, vs := range resp.Header {
 		w.Header()[k] = vs
