@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -147,7 +148,10 @@ func serve(ctx context.Context, e *env, g *globals, f *serveFlags) error {
 			errs <- srv.Serve(agents)
 		}
 	}()
-	var adminSrv *http.Server
+	var (
+		adminSrv *http.Server
+		draining atomic.Bool // from SIGTERM on: /readyz answers 503, so a balancer stops sending
+	)
 	if f.admin != "-" {
 		al, err := listen(f.admin)
 		if err != nil {
@@ -155,7 +159,7 @@ func serve(ctx context.Context, e *env, g *globals, f *serveFlags) error {
 			kb.Close()
 			return err
 		}
-		adminSrv = &http.Server{Handler: adminHandler(kb, set), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
+		adminSrv = &http.Server{Handler: adminHandler(kb, set, &draining), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
 		go func() { errs <- adminSrv.Serve(al) }()
 		fmt.Fprintf(e.stderr, "keybrake: admin on %s (/healthz, /readyz, /metrics)\n", al.Addr())
 	}
@@ -173,6 +177,7 @@ func serve(ctx context.Context, e *env, g *globals, f *serveFlags) error {
 	case <-ctx.Done():
 	case serveErr = <-errs:
 	}
+	draining.Store(true)
 	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
 	defer cancel()
 	errHTTP := srv.Shutdown(sctx) // stop accepting; wait for handlers
@@ -225,7 +230,13 @@ func listen(addr string) (net.Listener, error) {
 		case !errors.Is(err, os.ErrNotExist):
 			return nil, err
 		}
+		// The socket is made 0600 as it is created (umask), not after:
+		// between a plain Listen and a Chmod, anyone on the host could
+		// connect. The umask is the process's; for this instant it only
+		// makes what else is created stricter.
+		old := syscall.Umask(0o177)
 		l, err := net.Listen("unix", path)
+		syscall.Umask(old)
 		if err != nil {
 			return nil, err
 		}
@@ -251,9 +262,10 @@ func parseEndpointFlags(in []string) (map[brake.Vendor]string, error) {
 }
 
 // adminHandler serves the probes: /healthz while the process runs,
-// /readyz while the policy and the keys file are valid and the store
-// answers (Brake.Ready), and /metrics in the Prometheus text format.
-func adminHandler(kb *brake.Brake, set *keys.Set) http.Handler {
+// /readyz while the policy and the keys file are valid, the store answers
+// (Brake.Ready) and the proxy is not draining, and /metrics in the
+// Prometheus text format.
+func adminHandler(kb *brake.Brake, set *keys.Set, draining *atomic.Bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -261,6 +273,9 @@ func adminHandler(kb *brake.Brake, set *keys.Set) http.Handler {
 	mux.Handle("GET /metrics", kb.MetricsHandler()) // the Brake's collector (metrics.go)
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		var problems []string
+		if draining.Load() {
+			problems = append(problems, "draining: keybrake serve is shutting down and takes no new calls")
+		}
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := kb.Ready(ctx); err != nil {

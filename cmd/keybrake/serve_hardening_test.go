@@ -249,7 +249,7 @@ func TestServeDrainsOnSIGTERM(t *testing.T) {
 	vendor, arrived, release := gate(t, fs)
 	dir, key := stripeDir(t)
 	p := runServe(t, dir, []string{"STRIPE_SECRET_KEY=" + serveSecret}, "--endpoint", "stripe="+vendor)
-	agents, _ := p.started(t)
+	agents, admin := p.started(t)
 
 	type answer struct {
 		status int
@@ -292,6 +292,10 @@ func TestServeDrainsOnSIGTERM(t *testing.T) {
 	case <-p.done:
 		t.Fatalf("serve exited %d with a call in flight:\n%s", p.code, p.stderr())
 	default:
+	}
+	// While it drains, readiness says so: a balancer stops sending.
+	if status, body := get(t, "http://"+admin+"/readyz"); status != http.StatusServiceUnavailable || !strings.Contains(body, "draining") {
+		t.Fatalf("/readyz while draining: %d %s, want 503 saying it drains", status, body)
 	}
 	release()
 	var a answer
