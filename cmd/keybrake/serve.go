@@ -94,6 +94,13 @@ func serve(ctx context.Context, e *env, g *globals, f *serveFlags) error {
 		return err
 	}
 	defer set.Close()
+	usage := keys.NewUsage(f.keys)
+	stopUsage, usageDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(usageDone)
+		usage.Run(usedFlush, stopUsage, func(err error) { fmt.Fprintln(e.stderr, "keybrake:", err) })
+	}()
+	defer func() { close(stopUsage); <-usageDone }() // the last uses written before exit
 	opts := brake.Options{
 		PolicyFile: g.policy,
 		DBPath:     g.db,
@@ -119,7 +126,7 @@ func serve(ctx context.Context, e *env, g *globals, f *serveFlags) error {
 		return err
 	}
 	handler, err := kb.Proxy(brake.ProxyOptions{
-		Keys:        keyFinder{set},
+		Keys:        noteUse{KeyFinder: keyFinder{set}, usage: usage, now: time.Now},
 		Secret:      secretsFrom(set, e.getenv),
 		MaxInFlight: f.maxInFlight,
 	})
