@@ -67,9 +67,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
-	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -80,6 +78,7 @@ import (
 
 	"github.com/keybrake/keybrake"
 	"github.com/keybrake/keybrake/fakes/fakestripe"
+	"github.com/keybrake/keybrake/internal/benchutil"
 	stripevendor "github.com/keybrake/keybrake/vendors/stripe"
 )
 
@@ -247,7 +246,7 @@ func runCalls(w io.Writer, cfg config) error {
 		}
 		for i, v := range variants {
 			results[key(v.id, callers)] = rs[i]
-			fmt.Fprintf(w, "%-38s %7d %10s %10s %10.0f %12s\n", v.label, callers, us(rs[i].p50), us(rs[i].p99), rs[i].rate, rs[i].dialed())
+			fmt.Fprintf(w, "%-38s %7d %10s %10s %10.0f %12s\n", v.label, callers, benchutil.Micros(rs[i].p50), benchutil.Micros(rs[i].p99), rs[i].rate, rs[i].dialed())
 		}
 	}
 
@@ -284,8 +283,8 @@ func runCalls(w io.Writer, cfg config) error {
 		}
 		fmt.Fprintf(w, "%-52s %12s %12s %7.2fx %8s  %s\n", label, figure, baseline, ratio, fmt.Sprintf("%s%.1fx", rel, bound), verdict)
 	}
-	row("(1) added p50, serial / bbolt commit p50", us(added50), us(commit.p50), div(float64(added50), float64(commit.p50)), 1.5, true)
-	row("(1) added p99, serial / bbolt commit p99", us(added99), us(commit.p99), div(float64(added99), float64(commit.p99)), 2, true)
+	row("(1) added p50, serial / bbolt commit p50", benchutil.Micros(added50), benchutil.Micros(commit.p50), div(float64(added50), float64(commit.p50)), 1.5, true)
+	row("(1) added p99, serial / bbolt commit p99", benchutil.Micros(added99), benchutil.Micros(commit.p99), div(float64(added99), float64(commit.p99)), 2, true)
 	row("(2) calls/s serial / per-call fsync serial", perSec(kb1.rate), perSec(commit.rate), div(kb1.rate, commit.rate), 0.9, false)
 	row(fmt.Sprintf("(3) calls/s at %d / bare stripe-go at %d", cfg.callers, cfg.callers), perSec(kb64.rate), perSec(bare64.rate), div(kb64.rate, bare64.rate), 0.7, false)
 	row(fmt.Sprintf("(3) calls/s at %d / per-call fsync at %d", cfg.callers, cfg.callers), perSec(kb64.rate), perSec(fsync64.rate), div(kb64.rate, fsync64.rate), 5, false)
@@ -373,7 +372,7 @@ func (b *bench) measure(vs []variant, callers, warmup, n, rounds int) ([]result,
 		// Every charge is refunded once, so the Brake knows their
 		// currencies and no refund measured waits for a lookup.
 		before := b.dials.Load()
-		if _, _, err := load(s.do, callers, max(warmup, charges)); err != nil {
+		if _, _, err := benchutil.Load(callers, max(warmup, charges), s.do); err != nil {
 			return nil, fmt.Errorf("%s: warm-up: %w", v.label, err)
 		}
 		s.opened = b.dials.Load() - before
@@ -386,7 +385,7 @@ func (b *bench) measure(vs []variant, callers, warmup, n, rounds int) ([]result,
 		for k := range vs {
 			i := (r + k) % len(vs)
 			before := b.dials.Load()
-			lat, wall, err := load(ss[i].do, callers, share)
+			lat, wall, err := benchutil.Load(callers, share, ss[i].do)
 			ss[i].dials += b.dials.Load() - before
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", vs[i].label, err)
@@ -397,51 +396,10 @@ func (b *bench) measure(vs []variant, callers, warmup, n, rounds int) ([]result,
 	}
 	out := make([]result, len(vs))
 	for i, s := range ss {
-		out[i] = result{p50: pct(s.lat, 50), p99: pct(s.lat, 99), rate: float64(len(s.lat)) / s.wall.Seconds(),
+		out[i] = result{p50: benchutil.Percentile(s.lat, 50), p99: benchutil.Percentile(s.lat, 99), rate: float64(len(s.lat)) / s.wall.Seconds(),
 			dials: s.dials, opened: s.opened + s.dials, http: vs[i].id == "bare" || vs[i].id == "keybrake"}
 	}
 	return out, nil
-}
-
-// load makes n calls from `callers` goroutines and returns each call's
-// latency and the wall time. The first error stops them all.
-func load(do call, callers, n int) ([]time.Duration, time.Duration, error) {
-	var (
-		next  atomic.Int64
-		mu    sync.Mutex
-		all   = make([]time.Duration, 0, n)
-		first error
-		wg    sync.WaitGroup
-	)
-	start := time.Now()
-	for g := 0; g < callers; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			lat := make([]time.Duration, 0, n/callers+1)
-			var err error
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					break
-				}
-				t0 := time.Now()
-				if err = do(i); err != nil {
-					next.Store(int64(n)) // stop the others
-					break
-				}
-				lat = append(lat, time.Since(t0))
-			}
-			mu.Lock()
-			all = append(all, lat...)
-			if first == nil {
-				first = err
-			}
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	return all, time.Since(start), first
 }
 
 var value100 = []byte(strings.Repeat("v", 100))
@@ -613,7 +571,7 @@ func (b *bench) rss(cfg config) (rssRun, error) {
 	}
 	defer kb.Close()
 	do := refunds(client.New(stripeSecret, stripevendor.Backends(kb.HTTPClient(agent, keybrake.Stripe))))
-	if _, _, err := load(do, cfg.callers, run.warmup); err != nil {
+	if _, _, err := benchutil.Load(cfg.callers, run.warmup, do); err != nil {
 		return run, err
 	}
 	if run.start, err = readMemory(); err != nil {
@@ -626,7 +584,7 @@ func (b *bench) rss(cfg config) (rssRun, error) {
 		if s < run.calls%samples {
 			n++
 		}
-		if _, _, err := load(do, cfg.callers, n); err != nil {
+		if _, _, err := benchutil.Load(cfg.callers, n, do); err != nil {
 			return run, err
 		}
 		m, err := readMemory()
@@ -637,27 +595,6 @@ func (b *bench) rss(cfg config) (rssRun, error) {
 		run.end = m
 	}
 	return run, nil
-}
-
-func pct(d []time.Duration, p int) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	i := (len(s)*p + 99) / 100
-	if i < 1 {
-		i = 1
-	}
-	if i > len(s) {
-		i = len(s)
-	}
-	return s[i-1]
-}
-
-// us is a latency in microseconds, to the microsecond.
-func us(d time.Duration) string {
-	return fmt.Sprintf("%d µs", d.Round(time.Microsecond)/time.Microsecond)
 }
 
 // ms is a duration in milliseconds, to a hundredth.

@@ -100,21 +100,3 @@ func TestMillionTableHasEveryRow(t *testing.T) {
 		t.Logf("the table:\n%s", table)
 	}
 }
-
-func TestPercentiles(t *testing.T) {
-	var d []time.Duration
-	for i := 1; i <= 100; i++ {
-		d = append(d, time.Duration(101-i)*time.Millisecond)
-	}
-	tests := []struct{ p, want int }{{50, 50}, {99, 99}, {100, 100}, {1, 1}}
-	for _, tt := range tests {
-		t.Run(fmt.Sprint(tt.p), func(t *testing.T) {
-			if got := pct(d, tt.p); got != time.Duration(tt.want)*time.Millisecond {
-				t.Fatalf("pct(100..1, %d) = %v, want %dms", tt.p, got, tt.want)
-			}
-		})
-	}
-	if got := pct(nil, 50); got != 0 {
-		t.Fatalf("pct(nil) = %v, want 0", got)
-	}
-}

@@ -17,6 +17,7 @@ import (
 	"github.com/keybrake/keybrake"
 	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/internal/admin"
+	"github.com/keybrake/keybrake/internal/benchutil"
 	"github.com/keybrake/keybrake/policy"
 	"github.com/keybrake/keybrake/store"
 	"github.com/keybrake/keybrake/store/bolt"
@@ -137,7 +138,7 @@ func (b *bench) write(dir, url string, cfg config) (time.Duration, error) {
 		}
 	}()
 	t0 := time.Now()
-	_, _, err = load(func(i int) error {
+	_, _, err = benchutil.Load(cfg.callers, cfg.records, func(i int) error {
 		at := first.UnixNano() + int64(step*float64(i))
 		for {
 			now := clock.Load()
@@ -148,7 +149,7 @@ func (b *bench) write(dir, url string, cfg config) (time.Duration, error) {
 		err := refund(clients[i%rareEvery == 0], i)
 		done.Add(1)
 		return err
-	}, cfg.callers, cfg.records)
+	})
 	took := time.Since(t0)
 	close(stopped)
 	return took, errors.Join(err, kb.Close())
@@ -239,7 +240,7 @@ func (b *bench) reads(db string, cfg config) ([]read, error) {
 		sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
 		r := read{label: m.label, took: times[len(times)/2], records: n, target: m.target}
 		if m.target == 0 && n > 0 {
-			r.label += fmt.Sprintf(" (%s a record)", us(r.took/time.Duration(n)))
+			r.label += fmt.Sprintf(" (%s a record)", benchutil.Micros(r.took/time.Duration(n)))
 		}
 		out = append(out, r)
 	}

@@ -52,7 +52,6 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -60,6 +59,7 @@ import (
 
 	"github.com/keybrake/keybrake"
 	"github.com/keybrake/keybrake/fakes/fakestripe"
+	"github.com/keybrake/keybrake/internal/benchutil"
 	"github.com/keybrake/keybrake/internal/keys"
 )
 
@@ -221,7 +221,7 @@ func run(w io.Writer, cfg config) error {
 		}
 		for i, v := range vs {
 			results[key(v.id, clients)] = rs[i]
-			fmt.Fprintf(w, "%-28s %7d %10s %10s %10.0f %12d\n", v.label, clients, us(rs[i].p50), us(rs[i].p99), rs[i].rate, rs[i].dials)
+			fmt.Fprintf(w, "%-28s %7d %10s %10s %10.0f %12d\n", v.label, clients, benchutil.Micros(rs[i].p50), benchutil.Micros(rs[i].p99), rs[i].rate, rs[i].dials)
 		}
 	}
 
@@ -232,7 +232,7 @@ func run(w io.Writer, cfg config) error {
 		r := func(id string) result { return results[key(id, clients)] }
 		diff := func(label string, a, b result) (time.Duration, time.Duration) {
 			d50, d99 := a.p50-b.p50, a.p99-b.p99
-			fmt.Fprintf(w, "%-46s %7d %10s %10s\n", label, clients, us(d50), us(d99))
+			fmt.Fprintf(w, "%-46s %7d %10s %10s\n", label, clients, benchutil.Micros(d50), benchutil.Micros(d99))
 			return d50, d99
 		}
 		hop50, hop99 := diff("hop's own cost = (a) - direct", r("hop"), r("direct"))
@@ -363,7 +363,7 @@ func (b *bench) measure(vs []variant, clients, warmup, n, rounds int) ([]result,
 	}
 	out := make([]result, len(vs))
 	for i, s := range ss {
-		out[i] = result{p50: pct(s.lat, 50), p99: pct(s.lat, 99), rate: float64(len(s.lat)) / s.wall.Seconds(), dials: s.dials}
+		out[i] = result{p50: benchutil.Percentile(s.lat, 50), p99: benchutil.Percentile(s.lat, 99), rate: float64(len(s.lat)) / s.wall.Seconds(), dials: s.dials}
 	}
 	return out, nil
 }
@@ -395,42 +395,7 @@ func (b *bench) profile(v variant, clients, warmup, n int, file string) error {
 // load makes n calls from `clients` goroutines and returns each call's
 // latency, from sending to the end of the body, and the wall time.
 func (b *bench) load(t target, clients, n int) ([]time.Duration, time.Duration, error) {
-	var (
-		next  atomic.Int64
-		mu    sync.Mutex
-		all   = make([]time.Duration, 0, n)
-		first error
-		wg    sync.WaitGroup
-	)
-	start := time.Now()
-	for g := 0; g < clients; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			lat := make([]time.Duration, 0, n/clients+1)
-			var err error
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					break
-				}
-				t0 := time.Now()
-				if err = b.call(t, i); err != nil {
-					next.Store(int64(n)) // stop the others
-					break
-				}
-				lat = append(lat, time.Since(t0))
-			}
-			mu.Lock()
-			all = append(all, lat...)
-			if first == nil {
-				first = err
-			}
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	return all, time.Since(start), first
+	return benchutil.Load(clients, n, func(i int) error { return b.call(t, i) })
 }
 
 func chargeID(i int) string { return fmt.Sprintf("ch_bench%02d", i) }
@@ -649,25 +614,4 @@ func (a *announcement) text() string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.buf.String()
-}
-
-func pct(d []time.Duration, p int) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	i := (len(s)*p + 99) / 100
-	if i < 1 {
-		i = 1
-	}
-	if i > len(s) {
-		i = len(s)
-	}
-	return s[i-1]
-}
-
-// us is a latency in microseconds, to the microsecond.
-func us(d time.Duration) string {
-	return fmt.Sprintf("%d µs", d.Round(time.Microsecond)/time.Microsecond)
 }

@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 )
 
 // The measurement loop with tiny counts: every variant answers every call
@@ -103,39 +102,4 @@ func TestUnknownProfiledVariantIsAnError(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "nonesuch") {
 		t.Fatalf("run = %v, want an error naming the variant", err)
 	}
-}
-
-func TestPercentiles(t *testing.T) {
-	var d []int
-	for i := 1; i <= 100; i++ {
-		d = append(d, i)
-	}
-	tests := []struct{ p, want int }{{50, 50}, {99, 99}, {100, 100}, {1, 1}}
-	for _, tt := range tests {
-		t.Run(fmt.Sprint(tt.p), func(t *testing.T) {
-			lat := durations(d)
-			if got := pct(reversed(lat), tt.p); got != lat[tt.want-1] {
-				t.Fatalf("pct(1..100, %d) = %v, want %v", tt.p, got, lat[tt.want-1])
-			}
-		})
-	}
-	if got := pct(nil, 50); got != 0 {
-		t.Fatalf("pct(nil) = %v, want 0", got)
-	}
-}
-
-func durations(ms []int) []time.Duration {
-	out := make([]time.Duration, len(ms))
-	for i, m := range ms {
-		out[i] = time.Duration(m) * time.Millisecond
-	}
-	return out
-}
-
-func reversed(d []time.Duration) []time.Duration {
-	out := make([]time.Duration, len(d))
-	for i, x := range d {
-		out[len(d)-1-i] = x
-	}
-	return out
 }

@@ -22,7 +22,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -33,6 +32,7 @@ import (
 
 	"github.com/keybrake/keybrake"
 	"github.com/keybrake/keybrake/fakes/fakestripe"
+	"github.com/keybrake/keybrake/internal/benchutil"
 	stripevendor "github.com/keybrake/keybrake/vendors/stripe"
 )
 
@@ -103,9 +103,9 @@ func main() {
 		}
 		lat, base := measure(st, *trials)
 		fmt.Printf("%-28s %9s %9s %9s   %9s / %-9s %6.1fx\n", st.name,
-			round(pct(lat, 50)), round(pct(lat, 99)), round(pct(lat, 100)),
-			round(pct(base, 50)), round(pct(base, 99)),
-			float64(pct(lat, 50))/float64(max(pct(base, 50), 1)))
+			round(benchutil.Percentile(lat, 50)), round(benchutil.Percentile(lat, 99)), round(benchutil.Percentile(lat, 100)),
+			round(benchutil.Percentile(base, 50)), round(benchutil.Percentile(base, 99)),
+			float64(benchutil.Percentile(lat, 50))/float64(max(benchutil.Percentile(base, 50), 1)))
 	}
 	fmt.Printf("\nTargets: p99 under 50 ms with inotify, under 1 s on the poll fallback; the seed target was 10 s,\nthe dashboard key rotation 60 to 90 s.\n")
 }
@@ -221,22 +221,6 @@ func measure(st style, trials int) (lat, base []time.Duration) {
 		waitFor(false)
 	}
 	return lat, base
-}
-
-func pct(d []time.Duration, p int) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	i := (len(s)*p + 99) / 100
-	if i < 1 {
-		i = 1
-	}
-	if i > len(s) {
-		i = len(s)
-	}
-	return s[i-1]
 }
 
 func round(d time.Duration) string {
