@@ -344,22 +344,19 @@ func (b *bench) measure(vs []variant, clients, warmup, n, rounds int) ([]result,
 			return nil, fmt.Errorf("%s: warm-up: %w", v.label, err)
 		}
 	}
-	for r := 0; r < rounds; r++ {
-		share := n / rounds
-		if r < n%rounds {
-			share++
+	err := benchutil.Interleave(len(vs), n, rounds, func(i, share int) error {
+		before := b.dials.Load()
+		lat, wall, err := b.load(ss[i].target, clients, share)
+		ss[i].dials += b.dials.Load() - before
+		if err != nil {
+			return fmt.Errorf("%s: %w", vs[i].label, err)
 		}
-		for k := range vs {
-			i := (r + k) % len(vs)
-			before := b.dials.Load()
-			lat, wall, err := b.load(ss[i].target, clients, share)
-			ss[i].dials += b.dials.Load() - before
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", vs[i].label, err)
-			}
-			ss[i].lat = append(ss[i].lat, lat...)
-			ss[i].wall += wall
-		}
+		ss[i].lat = append(ss[i].lat, lat...)
+		ss[i].wall += wall
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	out := make([]result, len(vs))
 	for i, s := range ss {

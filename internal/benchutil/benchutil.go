@@ -73,3 +73,24 @@ func Percentile(d []time.Duration, p int) time.Duration {
 func Micros(d time.Duration) string {
 	return fmt.Sprintf("%d µs", d.Round(time.Microsecond)/time.Microsecond)
 }
+
+// Interleave gives each of k subjects n calls in `rounds` rounds: in every
+// round each subject makes its share (run(i, share)), starting with a
+// different subject each round, so that the noise of a shared machine
+// falls on all of them alike rather than on whichever ran when it struck.
+// It stops at the first error run returns.
+func Interleave(k, n, rounds int, run func(i, share int) error) error {
+	rounds = max(rounds, 1)
+	for r := 0; r < rounds; r++ {
+		share := n / rounds
+		if r < n%rounds {
+			share++
+		}
+		for j := 0; j < k; j++ {
+			if err := run((r+j)%k, share); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -63,3 +63,33 @@ func TestMicros(t *testing.T) {
 		t.Errorf("Micros = %q", got)
 	}
 }
+
+func TestInterleaveGivesEverySubjectItsShareInTurn(t *testing.T) {
+	var order []int
+	total := map[int]int{}
+	if err := benchutil.Interleave(3, 10, 4, func(i, share int) error {
+		order = append(order, i)
+		total[i] += share
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := []int{0, 1, 2, 1, 2, 0, 2, 0, 1, 0, 1, 2}
+	if len(order) != len(want) {
+		t.Fatalf("order %v, want %v", order, want)
+	}
+	for i := range want {
+		if order[i] != want[i] {
+			t.Fatalf("order %v, want %v", order, want)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		if total[i] != 10 {
+			t.Errorf("subject %d made %d calls, want 10", i, total[i])
+		}
+	}
+	boom := errors.New("boom")
+	if err := benchutil.Interleave(2, 4, 2, func(int, int) error { return boom }); !errors.Is(err, boom) {
+		t.Errorf("Interleave = %v, want the run's error", err)
+	}
+}
