@@ -77,7 +77,7 @@ const (
 	// completeLinger is how long a batch of Completes alone waits for a
 	// Reserve or Append to share its commit.
 	completeLinger = time.Millisecond
-	// maxRemembered bounds the counter keys remembered for Completes.
+	// maxRemembered bounds the records and counter keys remembered.
 	maxRemembered = 1 << 16
 )
 
@@ -129,10 +129,14 @@ type batcher struct {
 	// missing when locked, and the batch runs again creating it.)
 	known map[string]bool
 
-	// remembered holds, by record ID, the counter keys of the records this
-	// Store reserved and has not completed. Only the running leader
-	// touches it, and leaders run one after another.
-	remembered map[uint64][]string
+	// remembered holds, by record ID, the records this Store reserved
+	// and has not completed, as it wrote them: a Complete locks its
+	// record's counters in the first round trip, and reads only the
+	// record's outcome back, not its body. (A record that changed
+	// meanwhile, recovered Unknown by another process, is read whole.)
+	// Only the running leader touches it, and leaders run one after
+	// another.
+	remembered map[uint64]*lockedRecord
 }
 
 // batchers holds each Store's batcher, weakly keyed so that a Store no one
@@ -144,7 +148,7 @@ func (s *Store) batcher() *batcher {
 	if b, ok := batchers.Load(k); ok {
 		return b.(*batcher)
 	}
-	b, loaded := batchers.LoadOrStore(k, &batcher{wake: make(chan struct{}, 1), remembered: map[uint64][]string{}, known: map[string]bool{}})
+	b, loaded := batchers.LoadOrStore(k, &batcher{wake: make(chan struct{}, 1), remembered: map[uint64]*lockedRecord{}, known: map[string]bool{}})
 	if !loaded {
 		runtime.AddCleanup(s, func(k weak.Pointer[Store]) { batchers.Delete(k) }, k)
 	}
@@ -241,6 +245,9 @@ func (s *Store) lead(b *batcher) {
 // the counters' locks from the start.
 var errCounterMoved = errors.New("store/postgres: a counter moved under the batch")
 
+// errStale: a record the Store remembered changed in the database.
+var errStale = errors.New("store/postgres: a remembered record changed")
+
 // errMoreCounters: a batch's records hold counters it did not lock; it
 // runs again with them.
 var errMoreCounters = errors.New("store/postgres: the batch needs more counters")
@@ -299,7 +306,7 @@ const (
 	sqlClaimKeys = `INSERT INTO keybrake_idempotency (key, record_id, fingerprint)
 		SELECT k, 0, f FROM unnest($1::text[], $2::text[]) AS u(k, f)
 		ON CONFLICT (key) DO UPDATE SET key = EXCLUDED.key RETURNING key, record_id, fingerprint`
-	sqlLockRecords = `SELECT id, body, replay FROM keybrake_records
+	sqlLockRecords = `SELECT id, outcome, CASE WHEN id = ANY($3::bigint[]) THEN NULL ELSE body END, replay FROM keybrake_records
 		WHERE id = ANY($1::bigint[] || ARRAY(SELECT record_id FROM keybrake_idempotency WHERE key = ANY($2::text[]) AND record_id <> 0))
 		ORDER BY id FOR UPDATE`
 	sqlCreateCounters = `INSERT INTO keybrake_counters (key) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`
@@ -354,6 +361,13 @@ type keyState struct {
 type lockedRecord struct {
 	rec    *audit.Record
 	replay bool
+}
+
+// cloneRecord copies r with holds of its own, for the batch to change.
+func cloneRecord(r *audit.Record) *audit.Record {
+	c := *r
+	c.Holds = slices.Clone(r.Holds)
+	return &c
 }
 
 // rowState is a record's row as the batch writes it.
@@ -415,6 +429,7 @@ func (s *Store) batchOnce(ctx context.Context, b *batcher, ops []*op, session in
 	var (
 		keySet   = map[string]string{} // db key -> fingerprint
 		recIDs   = []int64{}
+		light    = []int64{} // remembered: no body read
 		create   = map[string]bool{}
 		lock     = map[string]bool{}
 		nRecords int
@@ -443,8 +458,11 @@ func (s *Store) batchOnce(ctx context.Context, b *batcher, ops []*op, session in
 			nEntries++
 			if o.comp.ID <= 1<<63-1 {
 				recIDs = append(recIDs, int64(o.comp.ID))
-				for _, k := range b.remembered[o.comp.ID] {
-					lock[k] = true
+				if r := b.remembered[o.comp.ID]; r != nil {
+					light = append(light, int64(o.comp.ID))
+					for _, h := range r.rec.Holds {
+						lock[h.Key] = true
+					}
 				}
 			}
 		case opAppend:
@@ -467,7 +485,10 @@ func (s *Store) batchOnce(ctx context.Context, b *batcher, ops []*op, session in
 	defer conn.Release()
 	t := &batchTx{ctx: ctx, conn: conn, keys: map[string]*keyState{}, records: map[uint64]*lockedRecord{}, counters: map[string]store.Counter{},
 		read: map[string]store.Counter{}, bound: map[string]int64{}, locked: lock, changed: map[string]bool{}, session: session, inserted: map[uint64]int{}, updates: map[uint64]rowState{}}
-	if err := t.lock(ctx, conn, keys, fps, recIDs, sortedKeys(create), sortedKeys(lock), nRecords, nEntries, locking); err != nil {
+	if err := t.lock(ctx, conn, keys, fps, recIDs, light, b.remembered, sortedKeys(create), sortedKeys(lock), nRecords, nEntries, locking); err != nil {
+		if errors.Is(err, errStale) {
+			err = errMoreCounters // run again: the record is read whole
+		}
 		rollback(conn)
 		return err
 	}
@@ -531,12 +552,8 @@ func (s *Store) batchOnce(ctx context.Context, b *batcher, ops []*op, session in
 		}
 		o.adm, o.id, o.result, o.err = outs[i].adm, outs[i].id, outs[i].result, outs[i].err
 		switch {
-		case o.kind == opReserve && o.err == nil && o.adm.Result == store.Admitted && len(o.adm.Holds) > 0 && len(b.remembered) < maxRemembered:
-			ks := make([]string, len(o.adm.Holds))
-			for j, h := range o.adm.Holds {
-				ks[j] = h.Key
-			}
-			b.remembered[o.adm.ID] = ks
+		case o.kind == opReserve && o.err == nil && (o.adm.Result == store.Admitted || o.adm.Result == store.Replayed) && len(b.remembered) < maxRemembered:
+			b.remembered[o.adm.ID] = t.records[o.adm.ID]
 		case o.kind == opComplete:
 			delete(b.remembered, o.comp.ID)
 		}
@@ -567,7 +584,9 @@ func rollback(conn *pgxpool.Conn) {
 
 // lock is the first round trip: BEGIN and every lock of the batch, in
 // the package's order, and the numbers it may use.
-func (t *batchTx) lock(ctx context.Context, conn *pgxpool.Conn, keys, fps []string, recIDs []int64, create, lock []string, nRecords, nEntries int, locking bool) error {
+func (t *batchTx) lock(ctx context.Context, conn *pgxpool.Conn, keys, fps []string, recIDs, light []int64, remembered map[uint64]*lockedRecord,
+	create, lock []string, nRecords, nEntries int, locking bool) error {
+	var stale error
 	var q pgx.Batch
 	q.Queue(sqlBeginRC)
 	if len(keys) > 0 {
@@ -586,15 +605,27 @@ func (t *batchTx) lock(ctx context.Context, conn *pgxpool.Conn, keys, fps []stri
 		})
 	}
 	if len(recIDs) > 0 || len(keys) > 0 {
-		q.Queue(sqlLockRecords, recIDs, keys).Query(func(rows pgx.Rows) error {
+		q.Queue(sqlLockRecords, recIDs, keys, light).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var (
-					id     int64
-					body   []byte
-					replay bool
+					id      int64
+					outcome string
+					body    []byte
+					replay  bool
 				)
-				if err := rows.Scan(&id, &body, &replay); err != nil {
+				if err := rows.Scan(&id, &outcome, &body, &replay); err != nil {
 					return err
+				}
+				if body == nil {
+					r := remembered[uint64(id)]
+					if r == nil || outcome != string(audit.Reserved) || replay != r.replay {
+						delete(remembered, uint64(id))
+						stale = errStale
+						continue
+					}
+					rec := cloneRecord(r.rec)
+					t.records[uint64(id)] = &lockedRecord{rec: rec, replay: replay}
+					continue
 				}
 				r, err := decodeRecord(uint64(id), body)
 				if err != nil {
@@ -651,6 +682,9 @@ func (t *batchTx) lock(ctx context.Context, conn *pgxpool.Conn, keys, fps []stri
 	}
 	if gone {
 		return errSessionGone
+	}
+	if stale != nil {
+		return stale
 	}
 	slices.Sort(t.ids)
 	slices.Sort(t.entries)
