@@ -76,7 +76,7 @@ const (
 	maxBatch = 128
 	// completeLinger is how long a batch of Completes alone waits for a
 	// Reserve or Append to share its commit.
-	completeLinger = time.Millisecond
+	completeLinger = 500 * time.Microsecond
 	// maxRemembered bounds the records and counter keys remembered.
 	maxRemembered = 1 << 16
 )
