@@ -339,3 +339,84 @@ func (e *ChainError) Error() string { return "store: audit chain broken: " + e.D
 
 // Unwrap returns ErrChainBroken.
 func (e *ChainError) Unwrap() error { return ErrChainBroken }
+
+// Stops is what a store shared by several processes (store/postgres)
+// implements so that a halt or a revocation made anywhere stops the whole
+// fleet: the stops are kept in the store, and every process watches them.
+// A Brake whose Options.Store implements it writes Brake.Halt, Resume,
+// Revoke and Restore there, and the command's halt, resume, revoke,
+// restore and keys revoke with --db postgres:// write there too.
+//
+// A store held by one process has no fleet to stop and does not implement
+// it: store/bolt's stops are the Brake's own (Brake.Halt, the kill switch
+// file). store/storetest.RunStops is the conformance suite.
+//
+// SetStop and ClearStop that change something also append one audit
+// record of the change (Event "halt" for StopHalt, "revoke" otherwise,
+// Vendor "keybrake", Outcome audit.None, naming Stop.By and the Agent or
+// KeyID), atomically with it: a stop is never in force without its
+// record, nor a record written for a stop that is not. A call that
+// changes nothing writes nothing. Every method is safe for concurrent use.
+type Stops interface {
+	// SetStop puts s in force. When a stop of s.Kind and s.Subject is
+	// already in force it changes nothing and returns that one with
+	// changed false; otherwise it returns s as stored, changed true. A
+	// zero s.Time means the store's clock. A stop of an unknown kind, with
+	// no By, or a StopRevoke or StopKey with no Subject is refused with
+	// an error and writes nothing.
+	SetStop(ctx context.Context, s Stop) (inForce Stop, changed bool, err error)
+
+	// ClearStop lifts the stop of s.Kind and s.Subject; s.By, s.Reason and
+	// s.Time say who lifted it, for the audit record. It reports false
+	// when no such stop was in force.
+	ClearStop(ctx context.Context, s Stop) (changed bool, err error)
+
+	// ReadStops returns the stops in force, ordered by Kind, then Subject.
+	ReadStops(ctx context.Context) ([]Stop, error)
+
+	// WatchStops calls fn with the stops in force as soon as it watches
+	// (so a change made between an earlier ReadStops and the watch is not
+	// missed), then each time they change, from one goroutine, one call
+	// at a time, until ctx ends; it then returns ctx's error. A change in
+	// another process reaches fn within a second. When the stops cannot
+	// be read, fn is called with the error (once, until a read succeeds
+	// again) and nil stops: the caller keeps the stops it has.
+	WatchStops(ctx context.Context, fn func(stops []Stop, err error)) error
+}
+
+// StopKind says what a Stop stops.
+type StopKind string
+
+// The kinds of stop.
+const (
+	// StopHalt halts every agent (Subject "") or the agent Subject names,
+	// as the kill switch file does; keybrake resume lifts every halt.
+	StopHalt StopKind = "halt"
+	// StopRevoke revokes the agent Subject names, as revoked: true in the
+	// policy does.
+	StopRevoke StopKind = "revoke"
+	// StopKey revokes the keybrake serve agent key whose id (kbk_...)
+	// Subject is, as keybrake keys revoke does in the keys file.
+	StopKey StopKind = "key"
+)
+
+// Stop is one fleet-wide halt or revocation, with who made it, when and
+// why, which a refused call's reason and keybrake status name.
+type Stop struct {
+	Kind    StopKind
+	Subject string // the agent or key id; "" for a StopHalt of every agent
+	// By says who made it, as a person reads it: "keybrake halt --db on
+	// HOST by USER", "Brake.Halt in pid 4242 on HOST". Required.
+	By     string
+	Reason string    // why, in words; may be empty
+	Time   time.Time // when; the store keeps it to the microsecond at least
+}
+
+// Source is how a refusal names the stop: By, and when, in UTC, and why.
+func (s Stop) Source() string {
+	out := s.By + " at " + s.Time.UTC().Format(time.RFC3339)
+	if s.Reason != "" {
+		out += " (" + s.Reason + ")"
+	}
+	return out
+}

@@ -40,6 +40,8 @@
 //	keybrake_counters    key -> settled, pending, unknown (CHECK >= 0).
 //	keybrake_idempotency key -> record_id, fingerprint.
 //	keybrake_facts       key -> value, written once.
+//	keybrake_stops       (kind, subject) -> source, reason, time_ns,
+//	                     record_id: the fleet's stops in force.
 //
 // Indexes: records by (time_ns, id) for Query; by (agent, time_ns, id) for
 // a query naming an agent; the primary key for After and ByID; a partial
@@ -188,12 +190,48 @@
 // records Unknown and Complete returns store.ErrNotReserved, their money
 // still counted.
 //
+// # Fleet stops
+//
+// Store implements store.Stops: the halts and revocations every process
+// of the fleet obeys, kept in keybrake_stops (migration 0002), one row a
+// stop in force. A Brake on this store writes Brake.Halt, Resume, Revoke
+// and Restore there; `keybrake halt|resume|revoke|restore --db
+// postgres://...` and `keybrake keys revoke --db postgres://...` too.
+//
+// SetStop and ClearStop are one transaction each (the package's write
+// loop, retried as every write is): insert the row (ON CONFLICT DO
+// NOTHING: a stop already in force is returned as it is, and nothing is
+// written) or delete it, then append the change's audit record (Event
+// "halt" or "revoke", Params scope=fleet and by=...) to this Store's
+// chain, so that Verify covers it, then pg_notify. The stop and its
+// record commit together or not at all, and the notification leaves at
+// commit, never for a change that rolled back. A stop's row is locked
+// before the session row, the order of the package.
+//
+// The channel is "keybrake_stops_" followed by the md5 of the schema's
+// name, so stores in different schemas of one database neither see nor
+// wake each other. WatchStops holds a connection of its own, outside the
+// pool (application_name "keybrake stops"), that LISTENs on it; on each
+// notification, and every Options.StopsPoll (1 s) whatever arrives, it
+// reads the whole table (a handful of rows) and calls its fn when the
+// set differs from the last one delivered. A LISTEN connection that drops
+// (PostgreSQL restarted, the backend terminated, the network) is closed
+// and opened again at the next turn, and the stops are read after each
+// (re)connection, so a change made while nobody listened arrives within
+// one poll: TestWatchStopsListenerKilled terminates the listening backend
+// with pg_terminate_backend and still sees the change within a second.
+// Options.NoListen leaves the poll alone, for a pooler that cannot hold
+// a LISTEN. A read that fails is reported to fn once per outage; the
+// caller keeps the stops it had (a Brake never forgets a stop because the
+// database is down: its calls are refused by the store's own errors
+// meanwhile).
+//
 // # Left to do
 //
 // Batching the reservations of one process into one round trip (the hot
 // counter row is the bottleneck; pgx.Batch for the tail of each
 // transaction is the first step); a commit-ordered After across processes;
-// LISTEN/NOTIFY for fleet-wide revocation; the CLI's --db postgres://;
+// the CLI's --db postgres://;
 // fault tests that SIGKILL processes and stop PostgreSQL with -m immediate
 // mid-run; bench/fleet; a compact record body; session rows are never
 // removed (one per Open; small).

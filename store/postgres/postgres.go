@@ -140,9 +140,20 @@ type Options struct {
 	// round trip. Zero means DefaultCommitTimeout (10 seconds).
 	CommitTimeout time.Duration
 
-	// Now is the clock Prune uses to keep idempotency keys for 24 hours;
-	// nil means time.Now. Heartbeats and expiry use the database's clock.
+	// Now is the clock Prune uses to keep idempotency keys for 24 hours,
+	// and the time of a fleet stop set with none; nil means time.Now.
+	// Heartbeats and expiry use the database's clock.
 	Now func() time.Time
+
+	// StopsPoll is how often WatchStops reads the fleet's stops whatever
+	// its notifications say: the backstop when the LISTEN connection is
+	// lost. Zero means DefaultStopsPoll (1 second).
+	StopsPoll time.Duration
+
+	// NoListen turns LISTEN/NOTIFY off for WatchStops, which then learns
+	// of stops by the poll alone: for a connection pooler that cannot
+	// hold a LISTEN (PgBouncer in transaction mode).
+	NoListen bool
 }
 
 // Store is a store.Store in a PostgreSQL database, shared by any number of
