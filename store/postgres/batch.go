@@ -16,6 +16,7 @@ import (
 	"weak"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/keybrake/keybrake/audit"
@@ -41,7 +42,7 @@ import (
 // reservation commit together. A batch with anyone waiting in it starts
 // at once.
 //
-// A batch is three round trips. The first, pipelined behind BEGIN, takes
+// A batch is two round trips. The first, pipelined behind BEGIN, takes
 // the locks of what only this Store changes, in the package's order
 // across the whole batch: the idempotency keys (sorted), the records the
 // batch changes or its keys point at (by ID), the session row; it reads
@@ -55,8 +56,8 @@ import (
 // by what the batch changed (in key order, one statement each) with the
 // condition that keeps every admission of the batch within its limit:
 // UPDATE ... SET pending = pending + d WHERE key = k AND total <= bound,
-// the fleet's hot row held from there to COMMIT only, as a lone
-// conditional UPDATE holds it. The third commits. When a counter moved
+// and commits: the fleet's hot row is held from that UPDATE to COMMIT,
+// with no round trip in between. When a counter moved
 // under the batch so that the condition fails, the batch rolls back and
 // runs again with the counters locked (SELECT ... FOR UPDATE, in key order)
 // from the first round trip, which cannot fail that way. A serialization
@@ -314,9 +315,14 @@ const (
 	sqlReadCounters   = `SELECT key, settled, pending, unknown FROM keybrake_counters WHERE key = ANY($1::text[])`
 	// sqlMoveCounter applies a batch's change to one counter, if the
 	// counter's total is still at most what keeps every reservation the
-	// batch admitted within its limit.
-	sqlMoveCounter = `UPDATE keybrake_counters SET settled = settled + $2, pending = pending + $3, unknown = unknown + $4
-		WHERE key = $1 AND settled + pending + unknown <= $5 RETURNING key`
+	// batch admitted within its limit; if not, it fails with division by
+	// zero (SQLSTATE 22012, from the count of rows it changed: evaluated
+	// when it runs, never when it is planned), which aborts the
+	// transaction, and the COMMIT queued behind it in the same round trip
+	// is never run.
+	sqlMoveCounter = `WITH m AS (UPDATE keybrake_counters SET settled = settled + $2, pending = pending + $3, unknown = unknown + $4
+		WHERE key = $1 AND settled + pending + unknown <= $5 RETURNING 1)
+		SELECT 1 / (SELECT count(*)::int FROM m)`
 	// The numbers are drawn once the session row is locked (the CTE is
 	// materialized: its rows come out locked before the outer select
 	// runs), so they increase along the chain; none when it is closed.
@@ -1011,29 +1017,22 @@ func (t *batchTx) write(ctx context.Context, conn *pgxpool.Conn) error {
 		t.seq, t.hash[:])
 	// The counters last, one statement each in key order (so two batches
 	// never wait on each other's counters in a cycle), each changed by
-	// what the batch moved rather than set to what it read: a counter is
-	// held from here to COMMIT only, as a lone conditional UPDATE holds
-	// it.
-	moved := 0
+	// what the batch moved rather than set to what it read, and COMMIT
+	// in the same round trip: a counter is held from its UPDATE to
+	// COMMIT only, with no round trip in between.
 	for _, k := range sortedKeys(t.changed) {
 		from, to := t.read[k], t.counters[k]
 		bound, ok := t.bound[k]
 		if !ok {
 			bound = math.MaxInt64
 		}
-		q.Queue(sqlMoveCounter, k, to.Settled-from.Settled, to.Pending-from.Pending, to.Unknown-from.Unknown, bound).Query(func(rows pgx.Rows) error {
-			for rows.Next() {
-				moved++
-			}
-			return rows.Err()
-		})
+		q.Queue(sqlMoveCounter, k, to.Settled-from.Settled, to.Pending-from.Pending, to.Unknown-from.Unknown, bound)
 	}
-	if err := conn.SendBatch(ctx, &q).Close(); err != nil {
-		return err
-	}
-	if moved != len(t.changed) {
+	q.Queue(sqlCommit)
+	err := conn.SendBatch(ctx, &q).Close()
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "22012" {
 		return errCounterMoved
 	}
-	_, err := conn.Exec(ctx, sqlCommit)
 	return err
 }
