@@ -31,7 +31,7 @@ const childEnv = "KEYBRAKE_FLEET_CHILD"
 
 // job is what one child process does.
 type job struct {
-	Variant  string        // "baseline" or "keybrake"
+	Variant  string        // "baseline", "keybrake" or "revocation"
 	Callers  int           // goroutines in this process
 	Duration time.Duration // of the measured calls, after "go"
 	DSN      string        // with search_path set to the measurement's schema
@@ -66,6 +66,8 @@ func child(spec string, stdin io.Reader, stdout io.Writer) error {
 		do, stop, err = startBaseline(ctx, j)
 	case "keybrake":
 		do, stop, err = startKeybrake(ctx, j)
+	case "revocation":
+		return revocationChild(ctx, j, stdin, stdout)
 	default:
 		err = fmt.Errorf("child: unknown variant %q", j.Variant)
 	}

@@ -41,6 +41,13 @@
 //
 // The targets: keybrake's calls/s at least the baseline's at 1 caller,
 // and at least three times it at 64 (in one process and over four).
+//
+// Then the revocation rows: four processes each call one after another
+// while the parent, a Brake of its own on the same store, calls
+// Brake.Halt (a fleet stop, written to the store and announced with
+// NOTIFY); each process notes its first call refused, and the latency is
+// from the call of Halt to that refusal, over -trials halts (each then
+// lifted with Resume). The target: p99 under 100 ms.
 package main
 
 import (
@@ -95,6 +102,7 @@ type config struct {
 	duration time.Duration // measured calls, per measurement
 	rounds   int
 	cells    []cell
+	trials   int // revocations measured, each in every process
 }
 
 // cell is one concurrency: callers spread evenly over procs processes.
@@ -116,6 +124,7 @@ func main() {
 	flag.StringVar(&cfg.dsn, "dsn", os.Getenv("KEYBRAKE_TEST_DATABASE_URL"), "postgres:// URL of a database whose owner it names (default $KEYBRAKE_TEST_DATABASE_URL)")
 	flag.DurationVar(&cfg.duration, "duration", 3*time.Second, "measured calls per measurement")
 	flag.IntVar(&cfg.rounds, "rounds", 2, "measurements of each variant in each cell, in alternating order")
+	flag.IntVar(&cfg.trials, "trials", 25, "revocations measured (Brake.Halt, in 4 processes each); 0 leaves them out")
 	flag.Parse()
 	log.SetFlags(0)
 	if cfg.dsn == "" {
@@ -220,6 +229,24 @@ func run(w io.Writer, cfg config) error {
 		verdict = "NOT all met"
 	}
 	fmt.Fprintf(w, "\nThroughput targets: %s.\n", verdict)
+	if cfg.trials <= 0 {
+		return nil
+	}
+	lat, written, err := b.revocation(cfg.trials)
+	if err != nil {
+		return fmt.Errorf("revocation: %w", err)
+	}
+	fmt.Fprintf(w, "\nRevocation: Brake.Halt in another process while %d processes call one after another; from the\n", revocationProcs)
+	fmt.Fprintf(w, "call of Halt (its write to the store included) to each process's first call refused, %d trials:\n\n", cfg.trials)
+	fmt.Fprintf(w, "%-44s %10s %10s %10s %8s  %s\n", "", "p50", "p99", "max", "wanted", "verdict")
+	p99 := pct(lat, 99)
+	verdict = "MET"
+	if p99 >= 100*time.Millisecond {
+		verdict = "NOT met"
+	}
+	fmt.Fprintf(w, "%-44s %10s %10s %10s %8s  %s\n", fmt.Sprintf("Halt called to first refusal (%d samples)", len(lat)),
+		ms(pct(lat, 50)), ms(p99), ms(pct(lat, 100)), "<100 ms", verdict)
+	fmt.Fprintf(w, "%-44s %10s %10s %10s\n", "from Halt's return (the stop written)", ms(pct(written, 50)), ms(pct(written, 99)), ms(pct(written, 100)))
 	return nil
 }
 
@@ -412,6 +439,8 @@ func pct(d []time.Duration, p int) time.Duration {
 	i := min(max((len(s)*p+99)/100, 1), len(s))
 	return s[i-1]
 }
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
 
 func us(d time.Duration) string {
 	return fmt.Sprintf("%d µs", d.Round(time.Microsecond)/time.Microsecond)

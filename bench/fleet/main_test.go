@@ -29,7 +29,7 @@ func TestTableHasEveryRow(t *testing.T) {
 		t.Skip("starts processes and a PostgreSQL schema per measurement")
 	}
 	cfg := config{dsn: testenv.PostgresURL(t), duration: 300 * time.Millisecond, rounds: 1,
-		cells: []cell{{1, 1}, {4, 2}, {64, 1}}}
+		cells: []cell{{1, 1}, {4, 2}, {64, 1}}, trials: 2}
 	var out bytes.Buffer
 	if err := run(&out, cfg); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
@@ -55,6 +55,14 @@ func TestTableHasEveryRow(t *testing.T) {
 	}
 	if !regexp.MustCompile(`Throughput targets: (all MET|NOT all met)\.`).MatchString(table) {
 		t.Error("no verdict on the targets")
+	}
+	for _, row := range []string{
+		`(?m)^Halt called to first refusal \(8 samples\)\s+-?\d+\.\d ms\s+-?\d+\.\d ms\s+-?\d+\.\d ms\s+<100 ms\s+(MET|NOT met)$`,
+		`(?m)^from Halt's return \(the stop written\)\s+-?\d+\.\d ms\s+-?\d+\.\d ms\s+-?\d+\.\d ms$`,
+	} {
+		if !regexp.MustCompile(row).MatchString(table) {
+			t.Errorf("no revocation row matching %s", row)
+		}
 	}
 	if t.Failed() {
 		t.Logf("the table:\n%s", table)
