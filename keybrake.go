@@ -257,6 +257,12 @@ func Open(opts Options) (*Brake, error) {
 		Metrics:       b.metrics,
 	})
 	policies.event = b.recordEvent
+	if err := b.openFleet(); err != nil { // stops.go: a fleet's stops, before the first call
+		b.env.Close()
+		b.alerts.Close(context.Background())
+		st.Close()
+		return nil, err
+	}
 	b.watcher, err = watch.Start(watch.Config{
 		Files:    []string{opts.PolicyFile, opts.HaltFile},
 		Poll:     opts.PolicyPoll,
@@ -384,20 +390,35 @@ func (b *Brake) recordEvent(rec audit.Record) {
 	b.alerts.Offer(&rec)
 }
 
-// Revoke revokes agent in this process until Restore, whatever the policy
-// file says: its next call, and every call already waiting inside Keybrake,
-// is refused with 401. For agent runners with their own control plane; an
-// operator uses the kill switch file or `keybrake revoke`. Audited.
-func (b *Brake) Revoke(agent string) { b.policies.setRevoked(agent, true) }
+// Revoke revokes agent until Restore, whatever the policy file says: its
+// next call, and every call already waiting inside Keybrake, is refused
+// with 401. For agent runners with their own control plane; an operator
+// uses the kill switch file or `keybrake revoke`. Audited.
+//
+// With a store shared by a fleet (one that implements store.Stops, as
+// store/postgres does), Revoke, Restore, Halt and Resume act fleet-wide:
+// they write the stop to the store, waiting up to 10 s for it, and every
+// process on the store obeys it within a second, naming "Brake.Revoke in
+// pid N on HOST" as its source; a Restore or Resume in any process (or
+// `keybrake restore|resume --db`) lifts it. They fail closed: a Revoke or
+// Halt holds in this process before the store is asked, and goes on
+// holding here, as a local stop, when the store cannot be written; the
+// failure goes to Options.ErrorLog and Logger (Policy().HaltedBy and
+// Agent.RevokedBy then say "Brake.Halt", not the fleet's source).
+// Without such a store they act in this process alone.
+func (b *Brake) Revoke(agent string) { b.policies.revoke("Revoke", agent, true) }
 
 // Restore undoes Revoke. An agent the policy file revokes stays revoked.
-func (b *Brake) Restore(agent string) { b.policies.setRevoked(agent, false) }
+func (b *Brake) Restore(agent string) { b.policies.revoke("Restore", agent, false) }
 
-// Halt refuses every call of every agent in this process until Resume.
-func (b *Brake) Halt() { b.policies.setHalted(true) }
+// Halt refuses every call of every agent until Resume: in this process,
+// or in the whole fleet with a shared store (see Revoke).
+func (b *Brake) Halt() { b.policies.halt("Halt", true) }
 
-// Resume undoes Halt.
-func (b *Brake) Resume() { b.policies.setHalted(false) }
+// Resume undoes Halt, and with a shared store lifts the fleet's halt of
+// every agent, whoever set it (halts naming agents stay; `keybrake resume
+// --db` lifts those).
+func (b *Brake) Resume() { b.policies.halt("Resume", false) }
 
 // lastDayFact keeps the latest UTC day counted, across restarts.
 const lastDayFact = "keybrake/last_day"
@@ -578,6 +599,7 @@ func (b *Brake) Shutdown(ctx context.Context) error {
 	if b.watcher != nil {
 		b.watcher.Close()
 	}
+	b.closeFleet() // stops.go
 	if b.stopPrune != nil {
 		b.stopPrune() // a prune in progress stops between chunks
 		<-b.pruned

@@ -195,7 +195,7 @@ func (p *proxy) forwarder(key AgentKey, vd custodian) *httputil.ReverseProxy {
 		Transport:     p.chainLocked(key, vd),
 		FlushInterval: flushEvery,
 		BufferPool:    &buffers,
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) { unreachable(w, r, vd, err) },
+		ErrorHandler:  func(w http.ResponseWriter, r *http.Request, err error) { unreachable(w, r, vd, err) },
 	}
 	p.forwarders[key] = rp
 	return rp
@@ -253,6 +253,9 @@ func (p *proxy) identify(r *http.Request, owner custodian) (AgentKey, policy.Ver
 		return key, verdict("keybrake_key_revoked", "agent key %s (agent %s) is revoked", key.ID, key.Agent), false
 	case res != KeyFound:
 		return refused("keybrake_unknown_key", "the agent key presented is not in the keys file")
+	case p.b.policies.keyStoppedBy(key.ID) != "":
+		// keybrake keys revoke --db: every replica on the fleet's store
+		return key, verdict("keybrake_key_revoked", "agent key %s (agent %s) is revoked by %s", key.ID, key.Agent, p.b.policies.keyStoppedBy(key.ID)), false
 	case string(key.Vendor) != owner.Name():
 		return key, verdict("keybrake_key_wrong_vendor", "agent key %s is for %s, and this is a %s call", key.ID, key.Vendor, owner.Name()), false
 	}

@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -72,6 +74,9 @@ type policyState struct {
 	kill      killSwitch
 	halted    bool            // Halt()
 	revoked   map[string]bool // Revoke(agent)
+	fleet     *fleetState     // the shared store's stops (stops.go); nil without one
+
+	keys atomic.Pointer[map[string]string] // the fleet's revoked agent keys, for the proxy
 }
 
 // killSwitch is the state of the halt file: while it exists, it revokes the
@@ -113,6 +118,8 @@ func (s *policyState) load() error {
 // publish computes the effective policy and swaps it in. Called with mu
 // held (or before anyone else can see s).
 func (s *policyState) publish() {
+	_, _, keys := s.fleetStops()
+	s.keys.Store(&keys)
 	if s.invalid != nil && !s.keepLast {
 		s.swap(&inForce{err: s.invalid})
 		return
@@ -132,17 +139,29 @@ func (s *policyState) stops() policy.Stops {
 	if s.kill.present && s.kill.agents == nil {
 		halt = append(halt, kill)
 	}
+	fleetHalt, fleetRevoked, _ := s.fleetStops()
+	if fleetHalt != "" {
+		halt = append(halt, fleetHalt)
+	}
 	st := policy.Stops{Halt: strings.Join(halt, " and "), Revoked: map[string]string{}}
+	add := func(a, by string) {
+		if st.Revoked[a] != "" {
+			st.Revoked[a] += " and " + by
+		} else {
+			st.Revoked[a] = by
+		}
+	}
 	for a := range s.revoked {
-		st.Revoked[a] = "Brake.Revoke"
+		add(a, "Brake.Revoke")
 	}
 	if s.kill.present {
 		for _, a := range s.kill.agents {
-			if st.Revoked[a] != "" {
-				st.Revoked[a] += " and " + kill
-			} else {
-				st.Revoked[a] = kill
-			}
+			add(a, kill)
+		}
+	}
+	for _, a := range slices.Sorted(maps.Keys(fleetRevoked)) {
+		for _, by := range fleetRevoked[a] {
+			add(a, by)
 		}
 	}
 	return st
@@ -167,14 +186,21 @@ func (s *policyState) changed() <-chan struct{} {
 func (s *policyState) overrides() (halted bool, revoked []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	halted = s.halted || (s.kill.present && s.kill.agents == nil)
+	fleetHalt, fleetRevoked, _ := s.fleetStops()
+	halted = s.halted || (s.kill.present && s.kill.agents == nil) || fleetHalt != ""
+	seen := map[string]bool{}
 	for a := range s.revoked {
-		revoked = append(revoked, a)
+		seen[a] = true
 	}
 	if s.kill.present {
-		revoked = append(revoked, s.kill.agents...)
+		for _, a := range s.kill.agents {
+			seen[a] = true
+		}
 	}
-	sort.Strings(revoked)
+	for a := range fleetRevoked {
+		seen[a] = true
+	}
+	revoked = slices.Sorted(maps.Keys(seen))
 	return halted, revoked
 }
 
@@ -283,8 +309,14 @@ func (s *policyState) emit(event, reason string, params map[string]string) {
 	})
 }
 
-// setRevoked and setHalted are Revoke, Restore, Halt and Resume.
-func (s *policyState) setRevoked(agent string, revoked bool) {
+// setRevoked and setHalted are Revoke, Restore, Halt and Resume in this
+// process alone (stops.go writes them to a fleet's store); quiet leaves
+// the audit record to the fleet's store.
+func (s *policyState) setRevoked(agent string, revoked bool) { s.setRevokedAs(agent, revoked, false) }
+
+func (s *policyState) setHalted(halted bool) { s.setHaltedAs(halted, false) }
+
+func (s *policyState) setRevokedAs(agent string, revoked, quiet bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.revoked[agent] == revoked {
@@ -299,6 +331,9 @@ func (s *policyState) setRevoked(agent string, revoked bool) {
 		delete(s.revoked, agent)
 	}
 	s.publish()
+	if quiet {
+		return
+	}
 	what := "restored"
 	if revoked {
 		what = "revoked"
@@ -306,7 +341,7 @@ func (s *policyState) setRevoked(agent string, revoked bool) {
 	s.emit("revoke", fmt.Sprintf("agent %s %s by the agent runner", agent, what), map[string]string{"agent": agent, "revoked": fmt.Sprint(revoked)})
 }
 
-func (s *policyState) setHalted(halted bool) {
+func (s *policyState) setHaltedAs(halted, quiet bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.halted == halted {
@@ -314,6 +349,9 @@ func (s *policyState) setHalted(halted bool) {
 	}
 	s.halted = halted
 	s.publish()
+	if quiet {
+		return
+	}
 	what := "resumed"
 	if halted {
 		what = "halted"
