@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/policy"
 	"github.com/keybrake/keybrake/store"
@@ -43,6 +45,10 @@ type Config struct {
 	// Metrics sees every call's decision latency, store writes, money and
 	// final record (metrics.go). nil: nothing is measured.
 	Metrics Metrics
+	// Tracer starts one span per call, ended with its final record
+	// (trace.go). nil: no spans, and a call's requests carry the caller's
+	// context unchanged.
+	Tracer trace.Tracer
 }
 
 // Env is the state shared by the chains of one Brake. It is safe for
@@ -55,7 +61,8 @@ type Env struct {
 	bodyLimit int64
 	report    func(error)
 	observe   func(*audit.Record)
-	metrics   Metrics // never nil
+	metrics   Metrics      // never nil
+	tracer    trace.Tracer // nil: no spans
 	days      *dayClock
 	completer *completer
 	metadata  metadataCache
@@ -72,6 +79,7 @@ func NewEnv(cfg Config) *Env {
 		bodyLimit: cfg.BodyLimit,
 		report:    cfg.Report,
 		observe:   cfg.Observe,
+		tracer:    cfg.Tracer,
 		days:      &dayClock{last: cfg.LastDay},
 	}
 	if e.now == nil {

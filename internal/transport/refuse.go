@@ -36,7 +36,7 @@ func (t *RoundTripper) refuse(c *call, v policy.Verdict) (*http.Response, error)
 		t.env.report(fmt.Errorf("keybrake: audit record of a refused call could not be written: %w", err))
 	}
 	rec.ID = id
-	t.env.metrics.Finished(&rec)
+	t.finished(c, &rec)
 	return t.deny(c, &rec, v)
 }
 
@@ -55,7 +55,7 @@ func (t *RoundTripper) refuseReserved(c *call, adm store.Admission, v policy.Ver
 	if err != nil {
 		t.env.report(fmt.Errorf("keybrake: reservation %d of a call refused before sending could not be released (it stays counted): %w", adm.ID, err))
 	}
-	t.env.metrics.Finished(&rec)
+	t.finished(c, &rec)
 	return t.deny(c, &rec, v)
 }
 

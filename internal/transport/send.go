@@ -323,7 +323,7 @@ func (t *RoundTripper) complete(c *call, cp completion) {
 	}
 	rec := c.rec // metrics: the record as this completion leaves it
 	rec.Outcome, rec.Settled, rec.Status = sc.Outcome, sc.Moved, sc.Status
-	t.env.metrics.Finished(&rec)
+	t.finished(c, &rec)
 	t.env.completer.enqueue(sc)
 }
 

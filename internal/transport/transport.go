@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/policy"
 	"github.com/keybrake/keybrake/vendors"
@@ -86,6 +88,7 @@ type call struct {
 	done   func() // ends the call for Drain, once; see admit
 	// classified is when classify began, on the real clock (metrics).
 	classified time.Time
+	span       trace.Span // nil when the Brake does not trace (trace.go)
 }
 
 // RoundTrip is the story of one call: check and classify it, authorize it
@@ -160,6 +163,7 @@ func (t *RoundTripper) begin(req *http.Request) *call {
 		c.rec.Host = req.URL.Host
 		c.rec.Path = req.URL.EscapedPath()
 	}
+	t.startSpan(c) // traces: c.req carries the call's span from here on
 	return c
 }
 
