@@ -24,11 +24,21 @@ func newHaltCmd(e *env, g *globals) *cobra.Command {
 Brake revokes every agent it names, or every agent when it names none,
 whether or not the policy parses. Agents named here are added to those
 already named; with no agent, the file is emptied and halts everyone.
-'keybrake resume' removes it.`,
+'keybrake resume' removes it.
+
+With --db postgres://... (or $KEYBRAKE_DATABASE_URL), the halt is written to
+the fleet's shared store instead of the file: every process and keybrake
+serve replica on that store, on every machine, refuses the agents' next
+calls within a second, naming this command, host and user as the source.
+'keybrake resume --db' lifts it.`,
 		Example: `  keybrake halt refund-bot --policy /etc/keybrake/keybrake.yaml
-  keybrake halt                 # every agent`,
+  keybrake halt                 # every agent
+  keybrake halt refund-bot --db postgres://keybrake@db.internal/keybrake   # the whole fleet`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(_ *cobra.Command, args []string) error {
+			if isDatabaseURL(g.db) {
+				return fleetHalt(e, g.db, args) // fleetstops.go
+			}
 			return halt(e, haltPath(g, file), args)
 		},
 	}

@@ -69,8 +69,15 @@ A running proxy sees every change to it at once.`,
 	revoke := &cobra.Command{
 		Use:   "revoke KEY_ID",
 		Short: "revoke a key; a running proxy refuses it at once",
-		Args:  exactArgs(1, "a key id (kbk_...)"),
-		RunE: func(_ *cobra.Command, args []string) error {
+		Long: `Revokes the key in the keys file; a running proxy refuses it at once.
+With --db postgres://... (or $KEYBRAKE_DATABASE_URL) it is revoked in the
+fleet's shared store too, so every keybrake serve replica on the store
+refuses it within a second, whichever copy of the keys file it reads.`,
+		Args: exactArgs(1, "a key id (kbk_...)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if db := cmd.Flag("db"); db != nil && isDatabaseURL(db.Value.String()) {
+				return fleetKeyRevoke(e, db.Value.String(), file, args[0]) // fleetstops.go
+			}
 			if err := keys.Revoke(file, args[0], time.Now()); err != nil {
 				return err
 			}

@@ -18,10 +18,19 @@ func newRevokeCmd(e *env, g *globals) *cobra.Command {
 		Long: `Revokes AGENT in the policy file. The file is edited in place (comments and
 formatting kept), checked, and replaced atomically; a running Brake picks it
 up within milliseconds. For a stop that needs no valid policy at all, use
-'keybrake halt AGENT'. 'keybrake restore AGENT' undoes it.`,
-		Example: `  keybrake revoke refund-bot --policy /etc/keybrake/keybrake.yaml`,
-		Args:    exactArgs(1, "one AGENT"),
+'keybrake halt AGENT'. 'keybrake restore AGENT' undoes it.
+
+With --db postgres://... (or $KEYBRAKE_DATABASE_URL), the revocation is
+written to the fleet's shared store instead, and the policy file is left
+alone: every process and keybrake serve replica on the store refuses the
+agent's next call within a second, whichever policy file it reads.`,
+		Example: `  keybrake revoke refund-bot --policy /etc/keybrake/keybrake.yaml
+  keybrake revoke refund-bot --db postgres://keybrake@db.internal/keybrake`,
+		Args: exactArgs(1, "one AGENT"),
 		RunE: func(_ *cobra.Command, args []string) error {
+			if isDatabaseURL(g.db) {
+				return fleetRevoke(e, g.db, args[0], true) // fleetstops.go
+			}
 			return setRevoked(e, g.policy, args[0], true)
 		},
 	}
