@@ -28,6 +28,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/internal/admin"
 	"github.com/keybrake/keybrake/internal/transport"
@@ -106,6 +108,13 @@ type Options struct {
 	// log/slog records; see logging.go for their shape. It and ErrorLog
 	// may be set together; nil logs nothing.
 	Logger *slog.Logger
+
+	// TracerProvider, when set, receives one OpenTelemetry span per call,
+	// allowed or refused, started in the request's context; the request
+	// sent to the vendor carries it. Its name, attributes and status are
+	// in docs/observability.md (and tracing.go). nil traces nothing, at no
+	// cost: no span, and the caller's context passed on unchanged.
+	TracerProvider trace.TracerProvider
 
 	// HaltFile is the kill switch. While a file exists at this path,
 	// every call of the agents it names (one per line, # comments) is
@@ -255,6 +264,7 @@ func Open(opts Options) (*Brake, error) {
 		LastDay:       lastDay,
 		Observe:       b.alerts.Offer, // a nil Dispatcher ignores
 		Metrics:       b.metrics,
+		Tracer:        newTracer(opts.TracerProvider), // tracing.go
 	})
 	policies.event = b.recordEvent
 	if err := b.openFleet(); err != nil { // stops.go: a fleet's stops, before the first call
