@@ -278,7 +278,7 @@ func TestIssuePolicyAgainstStripeMock(t *testing.T) {
 			t.Errorf("dump line lacks %q: %s", f, buf.String())
 		}
 	}
-	if line["amount"] != float64(100) || line["currency"] != "USD" || line["status"] != float64(402) {
+	if line["amount"] != "1.00" || line["currency"] != "USD" || line["status"] != float64(402) {
 		t.Errorf("capped record: %s", buf.String())
 	}
 }

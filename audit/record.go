@@ -6,6 +6,7 @@ package audit
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/keybrake/keybrake/money"
@@ -30,14 +31,66 @@ const (
 )
 
 // Hold is one limit a call counts against: a day's money cap or call count.
-// Amount and Settled are in the limit's own unit (micros of its currency, or
-// calls).
+// Limit, Amount and Settled are in the limit's own Unit: micros of its
+// currency, or calls and messages ("units"). A negative Limit is no limit:
+// the store counts the hold without checking it.
+//
+// In JSON (MarshalJSON) the money of a currency Unit is an exact decimal
+// string in major units, as the record's own amounts are; a count is an
+// integer.
 type Hold struct {
-	Key     string `json:"key"`
-	Unit    string `json:"unit"` // a currency code (amounts in micros) or "units"
-	Limit   int64  `json:"limit"`
-	Amount  int64  `json:"amount"`
-	Settled int64  `json:"settled"`
+	Key     string
+	Unit    string // a currency code (amounts in micros) or "units"
+	Limit   int64
+	Amount  int64
+	Settled int64
+}
+
+type jsonHold struct {
+	Key     string          `json:"key"`
+	Unit    string          `json:"unit"`
+	Limit   json.RawMessage `json:"limit"`
+	Amount  json.RawMessage `json:"amount"`
+	Settled json.RawMessage `json:"settled"`
+}
+
+// MarshalJSON writes {"key":..,"unit":"USD","limit":"500.00","amount":"10.99",
+// "settled":"0.00"} for a money limit and {"key":..,"unit":"units",
+// "limit":100,"amount":1,"settled":0} for a count (or any unit that is not
+// a known currency).
+func (h Hold) MarshalJSON() ([]byte, error) {
+	j := jsonHold{Key: h.Key, Unit: h.Unit}
+	cur := money.Currency(h.Unit)
+	if _, ok := cur.Exponent(); ok {
+		j.Limit, j.Amount, j.Settled = decimalJSON(h.Limit, cur), decimalJSON(h.Amount, cur), decimalJSON(h.Settled, cur)
+	} else {
+		j.Limit, j.Amount, j.Settled = integerJSON(h.Limit), integerJSON(h.Amount), integerJSON(h.Settled)
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON reads what MarshalJSON writes, and the form before it,
+// where every hold's money was a JSON number of micros.
+func (h *Hold) UnmarshalJSON(b []byte) error {
+	var j jsonHold
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	cur := money.Currency(j.Unit)
+	var err error
+	read := func(field string, v json.RawMessage) int64 {
+		n, ferr := quantity(v, cur)
+		if ferr != nil && err == nil {
+			err = fmt.Errorf("audit: hold %q: %s: %w", j.Key, field, ferr)
+		}
+		return n
+	}
+	got := Hold{Key: j.Key, Unit: j.Unit, Limit: read("limit", j.Limit), Amount: read("amount", j.Amount), Settled: read("settled", j.Settled)}
+	if err != nil {
+		return err
+	}
+	*h = got
+	return nil
 }
 
 // Record is one call. ID and PrevHash are assigned by the store; everything
@@ -101,9 +154,9 @@ type jsonRecord struct {
 	Rule           string            `json:"rule"`
 	Reason         string            `json:"reason"`
 	Status         int               `json:"status"`
-	Amount         json.Number       `json:"amount"`
-	Reserved       json.Number       `json:"reserved"`
-	Settled        json.Number       `json:"settled"`
+	Amount         json.RawMessage   `json:"amount"`
+	Reserved       json.RawMessage   `json:"reserved"`
+	Settled        json.RawMessage   `json:"settled"`
 	Currency       string            `json:"currency,omitempty"`
 	Outcome        Outcome           `json:"outcome"`
 	Estimated      bool              `json:"estimated,omitempty"`
@@ -122,9 +175,13 @@ type jsonRecord struct {
 	PrevHash       string            `json:"prev,omitempty"`
 }
 
-// MarshalJSON writes the record as one Dump line. Amounts are exact decimals
-// in minor units of currency ("amount": 1099 for 10.99 USD), so a reader that
-// sums them in integers gets the truth.
+// MarshalJSON writes the record as one Dump line. Every money field is an
+// exact decimal string in major units of the currency beside it, as many
+// decimals as the amount has and never fewer than the currency's
+// ("amount":"10.99","currency":"USD"; "0.0085" for a Twilio segment): never a
+// float, and never a field in a unit its neighbours are not in. A record
+// that holds no money has "0" and no currency. Holds follow the same
+// convention in their own unit (Hold.MarshalJSON); counts are integers.
 func (r *Record) MarshalJSON() ([]byte, error) {
 	var cur money.Currency
 	for _, a := range []money.Amount{r.Amount, r.Reserved, r.Settled} {
@@ -146,9 +203,9 @@ func (r *Record) MarshalJSON() ([]byte, error) {
 		ID: r.ID, Time: r.Time.UTC(), Agent: r.Agent, Vendor: r.Vendor, Method: r.Method,
 		Host: r.Host, Path: r.Path, Operation: r.Operation, Event: r.Event, Decision: r.Decision, Code: r.Code,
 		Rule: r.Rule, Reason: r.Reason, Status: r.Status,
-		Amount:   minorNumber(r.Amount, cur),
-		Reserved: minorNumber(r.Reserved, cur),
-		Settled:  minorNumber(r.Settled, cur),
+		Amount:   decimalJSON(r.Amount.Micros, cur),
+		Reserved: decimalJSON(r.Reserved.Micros, cur),
+		Settled:  decimalJSON(r.Settled.Micros, cur),
 		Currency: string(cur), Outcome: r.Outcome, Estimated: r.Estimated, Object: r.Object, Params: r.Params,
 		IdempotencyKey: r.IdempotencyKey, KeyID: r.KeyID, Customer: r.Customer, Account: r.Account,
 		Holds: r.Holds, RetryOf: r.RetryOf, Lookup: r.Lookup, RequestID: r.RequestID,
@@ -158,7 +215,11 @@ func (r *Record) MarshalJSON() ([]byte, error) {
 	return json.Marshal(j)
 }
 
-// UnmarshalJSON reads a line written by MarshalJSON.
+// UnmarshalJSON reads a line written by MarshalJSON, and one written
+// before it, whose amounts were JSON numbers of minor units ("amount":1099
+// for 10.99 USD) and whose holds' money was JSON numbers of micros: old
+// dumps, and the records a store kept in JSON (store/postgres's rows,
+// store/bolt's schema 2), read as they were written.
 func (r *Record) UnmarshalJSON(b []byte) error {
 	var j jsonRecord
 	if err := json.Unmarshal(b, &j); err != nil {
@@ -166,19 +227,18 @@ func (r *Record) UnmarshalJSON(b []byte) error {
 	}
 	var err error
 	cur := money.Currency(j.Currency)
-	amount := func(n json.Number) money.Amount {
-		if err != nil || n == "" || (n == "0" && cur == "") {
-			return money.Amount{}
+	amount := func(field string, v json.RawMessage) money.Amount {
+		a, aerr := recordAmount(v, cur)
+		if aerr != nil && err == nil {
+			err = fmt.Errorf("%s: %w", field, aerr)
 		}
-		var a money.Amount
-		a, err = money.ParseMinorDecimal(string(n), cur)
 		return a
 	}
 	*r = Record{
 		ID: j.ID, Time: j.Time, Agent: j.Agent, Vendor: j.Vendor, Method: j.Method, Host: j.Host,
 		Path: j.Path, Operation: j.Operation, Event: j.Event, Decision: j.Decision, Code: j.Code, Rule: j.Rule,
 		Reason: j.Reason, Status: j.Status,
-		Amount: amount(j.Amount), Reserved: amount(j.Reserved), Settled: amount(j.Settled),
+		Amount: amount("amount", j.Amount), Reserved: amount("reserved", j.Reserved), Settled: amount("settled", j.Settled),
 		Outcome: j.Outcome, Estimated: j.Estimated, Object: j.Object, Params: j.Params, IdempotencyKey: j.IdempotencyKey, KeyID: j.KeyID,
 		Customer: j.Customer, Account: j.Account, Holds: j.Holds, RetryOf: j.RetryOf,
 		Lookup: j.Lookup, RequestID: j.RequestID, PolicyHash: j.PolicyHash, PrevHash: j.PrevHash,
@@ -196,12 +256,84 @@ func (r *Record) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-func minorNumber(a money.Amount, cur money.Currency) json.Number {
-	if cur == "" {
-		return "0"
+// recordAmount reads a record's amount field: a string of major units (this
+// format) or a number of minor units (the format before). Absent, or zero
+// without a currency, it is the zero Amount.
+func recordAmount(v json.RawMessage, cur money.Currency) (money.Amount, error) {
+	s, quoted, err := scalar(v)
+	if err != nil || s == "" {
+		return money.Amount{}, err
 	}
-	a.Currency = cur
-	return json.Number(a.MinorDecimal())
+	if cur == "" {
+		if zero(s) {
+			return money.Amount{}, nil
+		}
+		return money.Amount{}, fmt.Errorf("%s without a currency", v)
+	}
+	if quoted {
+		return money.ParseDecimal(s, cur)
+	}
+	return money.ParseMinorDecimal(s, cur)
+}
+
+// quantity reads a hold's limit, amount or settled in unit: a string of
+// major units of a currency (this format), or an integer, which is micros
+// of a currency (the format before) or a count.
+func quantity(v json.RawMessage, unit money.Currency) (int64, error) {
+	s, quoted, err := scalar(v)
+	if err != nil || s == "" {
+		return 0, err
+	}
+	if quoted {
+		a, err := money.ParseDecimal(s, unit)
+		return a.Micros, err
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s is not an integer", s)
+	}
+	return n, nil
+}
+
+// scalar is v's text and whether it was a JSON string; "" when v is
+// absent. Anything but a string or a number is an error.
+func scalar(v json.RawMessage) (string, bool, error) {
+	if len(v) == 0 {
+		return "", false, nil
+	}
+	if v[0] == '"' {
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return "", false, err
+		}
+		if s == "" {
+			return "", false, fmt.Errorf("an empty string is not an amount")
+		}
+		return s, true, nil
+	}
+	if v[0] == '-' || (v[0] >= '0' && v[0] <= '9') {
+		return string(v), false, nil
+	}
+	return "", false, fmt.Errorf("%s is not an amount", v)
+}
+
+// zero reports whether s is a plain decimal that is zero ("0", "0.00").
+func zero(s string) bool {
+	a, err := money.ParseDecimal(s, "USD") // any currency: only the number is read
+	return err == nil && a.IsZero()
+}
+
+// decimalJSON is n micros of cur as a JSON string in major units, or "0"
+// without a currency.
+func decimalJSON(n int64, cur money.Currency) json.RawMessage {
+	if cur == "" {
+		return json.RawMessage(`"0"`)
+	}
+	return json.RawMessage(strconv.Quote(money.Amount{Micros: n, Currency: cur}.Decimal()))
+}
+
+func integerJSON(n int64) json.RawMessage {
+	return json.RawMessage(strconv.FormatInt(n, 10))
 }
 
 func durationMS(d time.Duration) string {

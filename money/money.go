@@ -15,6 +15,7 @@ package money
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -135,15 +136,49 @@ func ParseMinorDecimal(s string, c Currency) (Amount, error) {
 // decimals, more where a fraction of a minor unit needs them: "500.00 USD",
 // "100000 JPY", "0.0079 USD".
 func (a Amount) String() string {
-	exp, ok := a.Currency.Exponent()
-	if !ok {
-		exp = 2
-	}
-	s := trimFraction(decimal(a.Micros, 6), exp)
+	s := a.Decimal()
 	if a.Currency == "" {
 		return s
 	}
 	return s + " " + string(a.Currency)
+}
+
+// Decimal renders the amount in major units as an exact decimal without its
+// currency code: the currency's usual decimals, more where a fraction of a
+// minor unit needs them, never rounded ("10.99", "0.0085", "100000",
+// "-0.50"). It is String without the code, and what the audit log writes.
+func (a Amount) Decimal() string {
+	exp, ok := a.Currency.Exponent()
+	if !ok {
+		exp = 2
+	}
+	return trimFraction(decimal(a.Micros, 6), exp)
+}
+
+// minMicros is the magnitude of the most negative Amount, in major units.
+const minMicros = "9223372036854.775808"
+
+// ParseDecimal reads what Decimal writes: an exact, possibly negative
+// decimal in major units of c with at most six decimals ("10.99", "10.990",
+// "0.0085", "-1"). Unlike Parse it takes more decimals than the currency
+// has, as a price may; it refuses a plus sign, exponents, separators, a
+// leading zero and more than six decimals, which no Amount can hold.
+func ParseDecimal(s string, c Currency) (Amount, error) {
+	if _, ok := c.Exponent(); !ok {
+		return Amount{}, fmt.Errorf("unknown currency %q", c)
+	}
+	num, neg := strings.CutPrefix(s, "-")
+	if neg && num == minMicros {
+		return Amount{Micros: math.MinInt64, Currency: c}, nil // its magnitude is no int64
+	}
+	micros, err := parseDecimal(num, 6)
+	if err != nil {
+		return Amount{}, fmt.Errorf("amount %q %s: %w", s, c, err)
+	}
+	if neg {
+		micros = -micros
+	}
+	return Amount{Micros: micros, Currency: c}, nil
 }
 
 // IsZero reports whether the amount is zero.

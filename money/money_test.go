@@ -2,6 +2,7 @@ package money
 
 import (
 	"errors"
+	"math"
 	"testing"
 )
 
@@ -178,5 +179,69 @@ func TestMinorDecimalRoundTrip(t *testing.T) {
 	}
 	if _, err := ParseMinorDecimal("1.0000001", "USD"); err == nil {
 		t.Error("accepted sub-micro precision")
+	}
+}
+
+func TestDecimal(t *testing.T) {
+	tests := []struct {
+		a    Amount
+		want string
+	}{
+		{Amount{Micros: 5_000_000, Currency: "USD"}, "5.00"},
+		{Amount{Micros: 8500, Currency: "USD"}, "0.0085"}, // a Twilio segment
+		{Amount{Micros: 1, Currency: "USD"}, "0.000001"},
+		{Amount{Micros: -500_000, Currency: "USD"}, "-0.50"},
+		{Amount{Micros: 100_000 * MicrosPerUnit, Currency: "JPY"}, "100000"},
+		{Amount{Micros: 500_000, Currency: "JPY"}, "0.5"}, // a converted yen price keeps its fraction
+		{Amount{Micros: 12_340_000, Currency: "KWD"}, "12.340"},
+		{Amount{Currency: "EUR"}, "0.00"},
+		{Amount{Micros: math.MaxInt64, Currency: "USD"}, "9223372036854.775807"},
+		{Amount{Micros: math.MinInt64, Currency: "USD"}, "-9223372036854.775808"},
+	}
+	for _, tt := range tests {
+		if got := tt.a.Decimal(); got != tt.want {
+			t.Errorf("%+v.Decimal() = %q, want %q", tt.a, got, tt.want)
+		}
+		if got := tt.a.String(); got != tt.want+" "+string(tt.a.Currency) {
+			t.Errorf("%+v.String() = %q, want Decimal and the code", tt.a, got)
+		}
+		got, err := ParseDecimal(tt.want, tt.a.Currency)
+		if err != nil || got != tt.a {
+			t.Errorf("ParseDecimal(%q, %s) = %+v, %v; want %+v", tt.want, tt.a.Currency, got, err, tt.a)
+		}
+	}
+}
+
+func TestParseDecimal(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		cur  Currency
+		want int64
+	}{
+		{"5", "USD", 5_000_000},
+		{"5.000000", "USD", 5_000_000},
+		{"0.0085", "USD", 8500},
+		{"-0", "USD", 0},
+		{"9223372036854.775807", "USD", 1<<63 - 1},
+	} {
+		got, err := ParseDecimal(tt.in, tt.cur)
+		if err != nil || got != (Amount{Micros: tt.want, Currency: tt.cur}) {
+			t.Errorf("ParseDecimal(%q, %s) = %+v, %v; want %d micros", tt.in, tt.cur, got, err, tt.want)
+		}
+	}
+	for _, bad := range []struct {
+		in  string
+		cur Currency
+	}{
+		{"0.0000001", "USD"}, // finer than a micro
+		{"+5", "USD"}, {"5e3", "USD"}, {"1,000", "USD"}, {"05", "USD"}, {"", "USD"}, {"-", "USD"},
+		{".5", "USD"}, {"5.", "USD"}, {" 5", "USD"}, {"--5", "USD"}, {"5.00 USD", "USD"},
+		{"9223372036854.775808", "USD"}, // one micro past the largest amount
+		{"-9223372036854.775809", "USD"},
+		{"5", "XYZ"}, {"5", ""},
+	} {
+		if got, err := ParseDecimal(bad.in, bad.cur); err == nil {
+			t.Errorf("ParseDecimal(%q, %q) = %+v, want an error", bad.in, bad.cur, got)
+		}
 	}
 }

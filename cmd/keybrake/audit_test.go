@@ -157,6 +157,13 @@ func TestAuditJSONL(t *testing.T) {
 	if want := storeJSONL(t, d.path, audit.Query{}); out != want || strings.Count(out, "\n") != 8 {
 		t.Fatalf("jsonl:\n%s\nwant:\n%s", out, want)
 	}
+	// Money in major units beside its currency, a hold's in its own unit.
+	for _, want := range []string{`"amount":"30.00","reserved":"30.00","settled":"25.00","currency":"USD"`,
+		`"unit":"USD","limit":"500.00","amount":"30.00","settled":"25.00"}`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("jsonl lacks %s:\n%s", want, out)
+		}
+	}
 	recs := recordsOf(t, out)
 	if recs[0].ID != d.ids["old"] || recs[1].Settled != usd("20.00") {
 		t.Errorf("first records %+v %+v", recs[0], recs[1])

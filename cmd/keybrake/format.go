@@ -214,7 +214,7 @@ func major(a money.Amount) string {
 	if a.Currency == "" {
 		return ""
 	}
-	return strings.TrimSuffix(a.String(), " "+string(a.Currency))
+	return a.Decimal()
 }
 
 // showAmount is "10.00 USD", "" for none.

@@ -423,7 +423,7 @@ func TestAbortedStreamIsAnError(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "db.sock")
 	serve(t, sock, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(200)
-		w.Write([]byte(`{"id":1,"time":"2026-01-02T03:04:05Z","agent":"a","vendor":"stripe","method":"POST","path":"/v1/refunds","decision":"allowed","rule":"","reason":"","status":200,"amount":0,"reserved":0,"settled":0,"outcome":"none","duration_ms":0,"policy":""}` + "\n"))
+		w.Write([]byte(`{"id":1,"time":"2026-01-02T03:04:05Z","agent":"a","vendor":"stripe","method":"POST","path":"/v1/refunds","decision":"allowed","rule":"","reason":"","status":200,"amount":"0","reserved":"0","settled":"0","outcome":"none","duration_ms":0,"policy":""}` + "\n"))
 		w.(http.Flusher).Flush()
 		panic(http.ErrAbortHandler) // the process died mid-stream
 	}))

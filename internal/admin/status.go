@@ -2,9 +2,10 @@ package admin
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
-	"strings"
+	"strconv"
 	"time"
 
 	"github.com/keybrake/keybrake/audit"
@@ -30,16 +31,83 @@ type Status struct {
 
 // LimitStatus is one daily limit of the policy and where its counter
 // stands. Amounts are in Unit: micros of a currency, or units ("units").
+// In JSON they follow the audit log's convention (audit.Hold): money is an
+// exact decimal string in major units of Unit ("500.00"), a count an
+// integer.
 type LimitStatus struct {
-	Agent   string `json:"agent,omitempty"` // "" for a limit shared by every agent of the vendor
-	Vendor  string `json:"vendor"`
-	Rule    string `json:"rule"` // "agents.refund-bot.stripe.daily_cap"
-	Key     string `json:"key"`  // the store's counter key
-	Unit    string `json:"unit"` // a currency code, or "units"
-	Max     int64  `json:"max"`
-	Settled int64  `json:"settled"` // moved, as the vendor confirmed
-	Pending int64  `json:"pending"` // held by calls in flight
-	Unknown int64  `json:"unknown"` // held by calls whose outcome is unknown
+	Agent   string // "" for a limit shared by every agent of the vendor
+	Vendor  string
+	Rule    string // "agents.refund-bot.stripe.daily_cap"
+	Key     string // the store's counter key
+	Unit    string // a currency code, or "units"
+	Max     int64
+	Settled int64 // moved, as the vendor confirmed
+	Pending int64 // held by calls in flight
+	Unknown int64 // held by calls whose outcome is unknown
+}
+
+type jsonLimit struct {
+	Agent   string          `json:"agent,omitempty"`
+	Vendor  string          `json:"vendor"`
+	Rule    string          `json:"rule"`
+	Key     string          `json:"key"`
+	Unit    string          `json:"unit"`
+	Max     json.RawMessage `json:"max"`
+	Settled json.RawMessage `json:"settled"`
+	Pending json.RawMessage `json:"pending"`
+	Unknown json.RawMessage `json:"unknown"`
+}
+
+// MarshalJSON writes the limit with its money as decimal strings.
+func (l LimitStatus) MarshalJSON() ([]byte, error) {
+	q := func(n int64) json.RawMessage {
+		if c := money.Currency(l.Unit); known(c) {
+			return json.RawMessage(strconv.Quote(money.Amount{Micros: n, Currency: c}.Decimal()))
+		}
+		return json.RawMessage(strconv.FormatInt(n, 10))
+	}
+	return json.Marshal(jsonLimit{Agent: l.Agent, Vendor: l.Vendor, Rule: l.Rule, Key: l.Key, Unit: l.Unit,
+		Max: q(l.Max), Settled: q(l.Settled), Pending: q(l.Pending), Unknown: q(l.Unknown)})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes, and the numbers of micros
+// a Brake wrote before it.
+func (l *LimitStatus) UnmarshalJSON(b []byte) error {
+	var j jsonLimit
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	var err error
+	q := func(field string, v json.RawMessage) int64 {
+		var n int64
+		var ferr error
+		var s string
+		switch {
+		case len(v) == 0:
+		case json.Unmarshal(v, &s) == nil:
+			var a money.Amount
+			a, ferr = money.ParseDecimal(s, money.Currency(j.Unit))
+			n = a.Micros
+		default:
+			n, ferr = strconv.ParseInt(string(v), 10, 64)
+		}
+		if ferr != nil && err == nil {
+			err = fmt.Errorf("admin: limit %s: %s %s: %w", j.Key, field, v, ferr)
+		}
+		return n
+	}
+	got := LimitStatus{Agent: j.Agent, Vendor: j.Vendor, Rule: j.Rule, Key: j.Key, Unit: j.Unit,
+		Max: q("max", j.Max), Settled: q("settled", j.Settled), Pending: q("pending", j.Pending), Unknown: q("unknown", j.Unknown)}
+	if err != nil {
+		return err
+	}
+	*l = got
+	return nil
+}
+
+func known(c money.Currency) bool {
+	_, ok := c.Exponent()
+	return ok
 }
 
 // Used is what counts against the limit: settled, pending and unknown.
@@ -191,15 +259,9 @@ func openReservations(ctx context.Context, st store.Store) (OpenStatus, error) {
 		if o.Amounts == nil {
 			o.Amounts = map[string]string{}
 		}
-		o.Amounts[string(c)] = Major(a)
+		o.Amounts[string(c)] = a.Decimal()
 	}
 	return o, nil
-}
-
-// Major is a in its currency's major units, exact, without the code:
-// "12.50" for 12.50 USD, "0.0079" for 0.0079 USD, "100000" for 100000 JPY.
-func Major(a money.Amount) string {
-	return strings.TrimSuffix(a.String(), " "+string(a.Currency))
 }
 
 func sortedKeys[V any](m map[string]V) []string {

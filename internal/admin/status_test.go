@@ -2,6 +2,7 @@ package admin_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"reflect"
 	"strings"
@@ -175,5 +176,38 @@ func TestLocalStatus(t *testing.T) {
 	}
 	if s.Day != clock.UTC().Format("2006-01-02") || !s.Time.Equal(clock) || s.PolicyFile != "/srv/policy.yaml" || s.PolicyError != "gone" {
 		t.Errorf("status %+v", s)
+	}
+}
+
+// TestLimitStatusJSON: /status writes money as the audit log does, a
+// decimal string in major units of the limit's unit, and reads the numbers
+// of micros an older Brake wrote.
+func TestLimitStatusJSON(t *testing.T) {
+	limits := []admin.LimitStatus{
+		{Agent: "texter", Vendor: "twilio", Rule: "agents.texter.twilio.daily_cap", Key: "agent/texter/twilio/2026-12-02/USD",
+			Unit: "USD", Max: 20_000_000, Settled: 8500, Pending: 17_000, Unknown: 0},
+		{Vendor: "twilio", Rule: "vendors.twilio.daily_count", Key: "vendor/twilio/2026-12-02/units", Unit: "units", Max: 1000, Settled: 3},
+	}
+	b, err := json.Marshal(limits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `[{"agent":"texter","vendor":"twilio","rule":"agents.texter.twilio.daily_cap","key":"agent/texter/twilio/2026-12-02/USD","unit":"USD","max":"20.00","settled":"0.0085","pending":"0.017","unknown":"0.00"},` +
+		`{"vendor":"twilio","rule":"vendors.twilio.daily_count","key":"vendor/twilio/2026-12-02/units","unit":"units","max":1000,"settled":3,"pending":0,"unknown":0}]`
+	if string(b) != want {
+		t.Fatalf("got  %s\nwant %s", b, want)
+	}
+	for _, in := range []string{want,
+		`[{"agent":"texter","vendor":"twilio","rule":"agents.texter.twilio.daily_cap","key":"agent/texter/twilio/2026-12-02/USD","unit":"USD","max":20000000,"settled":8500,"pending":17000,"unknown":0},` +
+			`{"vendor":"twilio","rule":"vendors.twilio.daily_count","key":"vendor/twilio/2026-12-02/units","unit":"units","max":1000,"settled":3,"pending":0,"unknown":0}]`,
+	} {
+		var got []admin.LimitStatus
+		if err := json.Unmarshal([]byte(in), &got); err != nil || !reflect.DeepEqual(got, limits) {
+			t.Errorf("%s read as %+v, %v", in, got, err)
+		}
+	}
+	var bad []admin.LimitStatus
+	if err := json.Unmarshal([]byte(`[{"unit":"USD","max":"20 USD"}]`), &bad); err == nil {
+		t.Errorf("a max of \"20 USD\" read as %+v", bad)
 	}
 }
