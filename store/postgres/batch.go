@@ -32,10 +32,11 @@ import (
 // hot row alone. So the Reserves, Completes and Appends of one Store that
 // arrive together share one transaction.
 //
-// A caller queues its operation and waits. When no batch is running, a
-// leader goroutine starts, takes what is queued (at most maxBatch) and
-// runs it in one transaction; what arrives meanwhile waits for the next
-// batch. Nobody waits for a Complete (the transport hands completions to
+// A caller queues its operation and waits. When no batch is running, the
+// caller leads: it takes what is queued (at most maxBatch, its own
+// operation among it) and runs it in one transaction; what arrives
+// meanwhile waits for the next batch, which a goroutine leads, and so on
+// until the queue is empty. Nobody waits for a Complete (the transport hands completions to
 // the store after answering the agent), so a batch of Completes alone
 // lingers up to completeLinger for a Reserve or Append to share its
 // commit: at one caller, a call's completion and the next call's
@@ -102,9 +103,10 @@ const (
 
 // op is one caller's operation in a batch.
 type op struct {
-	kind  opKind
-	state atomic.Int32
-	done  chan struct{}
+	kind     opKind
+	state    atomic.Int32
+	done     chan struct{}
+	deadline time.Time // its caller's, zero for none
 
 	rec   audit.Record       // Reserve, Append: the record to write
 	holds []audit.Hold       // Reserve
@@ -156,11 +158,12 @@ func (s *Store) batcher() *batcher {
 	return b.(*batcher)
 }
 
-// submit queues o, starts a leader when none runs, and waits for o's
+// submit queues o, leads a batch when none runs, and waits for o's
 // batch. A caller whose ctx ends before its batch decided it leaves with
-// ctx's error and nothing of it is written; once decided, it waits for
-// the commit, which runs bounded by Options.CommitTimeout, as a COMMIT
-// does.
+// ctx's error and nothing of it is written; once decided (or while it
+// leads the batch itself), it waits for the commit, which runs bounded by
+// the latest deadline of the batch's callers and Options.CommitTimeout,
+// as a COMMIT does.
 func (s *Store) submit(ctx context.Context, o *op) error {
 	if err := s.enter(ctx); err != nil {
 		return err
@@ -168,13 +171,19 @@ func (s *Store) submit(ctx context.Context, o *op) error {
 	defer s.leave()
 	b := s.batcher()
 	o.done = make(chan struct{})
+	o.deadline, _ = ctx.Deadline()
 	b.mu.Lock()
 	b.queue = append(b.queue, o)
 	lead := !b.running
 	b.running = true
 	b.mu.Unlock()
 	if lead {
-		go s.lead(b)
+		// The first caller leads the first batch itself, which holds its
+		// own operation, and leaves the next to a goroutine: alone, a
+		// call waits on no other goroutine.
+		if s.leadOnce(b) {
+			go s.lead(b)
+		}
 	} else if o.kind != opComplete {
 		select {
 		case b.wake <- struct{}{}:
@@ -204,41 +213,47 @@ func (s *Store) submit(ctx context.Context, o *op) error {
 
 // lead runs batches until the queue is empty.
 func (s *Store) lead(b *batcher) {
-	for {
-		b.mu.Lock()
+	for s.leadOnce(b) {
+	}
+}
+
+// leadOnce runs one batch of what is queued, and reports false (leading
+// no more) when nothing was.
+func (s *Store) leadOnce(b *batcher) bool {
+	b.mu.Lock()
+	select {
+	case <-b.wake:
+	default:
+	}
+	if len(b.queue) == 0 {
+		b.running = false
+		b.mu.Unlock()
+		return false
+	}
+	if len(b.queue) < maxBatch && !slices.ContainsFunc(b.queue, func(o *op) bool { return o.kind != opComplete }) {
+		b.mu.Unlock()
+		t := time.NewTimer(completeLinger)
 		select {
 		case <-b.wake:
-		default:
+		case <-t.C:
 		}
-		if len(b.queue) == 0 {
-			b.running = false
-			b.mu.Unlock()
-			return
-		}
-		if len(b.queue) < maxBatch && !slices.ContainsFunc(b.queue, func(o *op) bool { return o.kind != opComplete }) {
-			b.mu.Unlock()
-			t := time.NewTimer(completeLinger)
-			select {
-			case <-b.wake:
-			case <-t.C:
-			}
-			t.Stop()
-			b.mu.Lock()
-		}
-		n := min(len(b.queue), maxBatch)
-		ops := slices.Clone(b.queue[:n])
-		b.queue = slices.Delete(b.queue, 0, n)
-		for _, o := range ops {
-			o.state.Store(opTaken)
-		}
-		b.mu.Unlock()
-		if len(ops) > 0 {
-			s.runBatch(b, ops)
-		}
-		for _, o := range ops {
-			close(o.done)
-		}
+		t.Stop()
+		b.mu.Lock()
 	}
+	n := min(len(b.queue), maxBatch)
+	ops := slices.Clone(b.queue[:n])
+	b.queue = slices.Delete(b.queue, 0, n)
+	for _, o := range ops {
+		o.state.Store(opTaken)
+	}
+	b.mu.Unlock()
+	if len(ops) > 0 {
+		s.runBatch(b, ops)
+	}
+	for _, o := range ops {
+		close(o.done)
+	}
+	return true
 }
 
 // errCounterMoved: a counter the batch read changed, before its update,
@@ -257,7 +272,24 @@ var errMoreCounters = errors.New("store/postgres: the batch needs more counters"
 // serialization failure, a deadlock or a session that expired under the
 // Store, and sets every op's result.
 func (s *Store) runBatch(b *batcher, ops []*op) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.CommitTimeout)
+	// The batch runs for its callers, none of whose contexts it has: it is
+	// bounded by the latest of their deadlines when they all have one,
+	// and by Options.CommitTimeout.
+	deadline := time.Now().Add(s.opts.CommitTimeout)
+	var latest time.Time
+	for _, o := range ops {
+		if o.deadline.IsZero() {
+			latest = deadline
+			break
+		}
+		if o.deadline.After(latest) {
+			latest = o.deadline
+		}
+	}
+	if latest.Before(deadline) {
+		deadline = latest
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	extra := map[string]bool{}
 	pause := time.Millisecond
