@@ -2,14 +2,12 @@ package transport
 
 import (
 	"fmt"
-	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/keybrake/keybrake/audit"
-	"github.com/keybrake/keybrake/money"
 	"github.com/keybrake/keybrake/policy"
 )
 
@@ -99,10 +97,10 @@ func spanEnd(span trace.Span, rec *audit.Record) {
 		attrs = append(attrs, attrCode.String(rec.Code))
 	}
 	if rec.Amount.Currency != "" {
-		attrs = append(attrs, attrAmount.String(decimal(rec.Amount)), attrCurrency.String(string(rec.Amount.Currency)))
+		attrs = append(attrs, attrAmount.String(rec.Amount.Decimal()), attrCurrency.String(string(rec.Amount.Currency)))
 	}
 	if rec.Outcome == audit.Settled && rec.Settled.Currency != "" {
-		attrs = append(attrs, attrSettled.String(decimal(rec.Settled)))
+		attrs = append(attrs, attrSettled.String(rec.Settled.Decimal()))
 	}
 	if rec.ID != 0 {
 		attrs = append(attrs, attrRecordID.Int64(int64(rec.ID)))
@@ -147,10 +145,4 @@ func spanMethod(m string) string {
 		return "GET" // net/http's meaning of an empty method
 	}
 	return "_OTHER"
-}
-
-// decimal is a's exact decimal in major units, without its currency, as
-// the audit log writes it ("5.00", "0.0079").
-func decimal(a money.Amount) string {
-	return strings.TrimSuffix(a.String(), " "+string(a.Currency))
 }
