@@ -13,6 +13,8 @@ import (
 
 	"github.com/keybrake/keybrake"
 	"github.com/keybrake/keybrake/audit"
+	"github.com/keybrake/keybrake/fakes/fakestripe"
+	"github.com/keybrake/keybrake/internal/admin"
 	"github.com/keybrake/keybrake/internal/testenv"
 	"github.com/keybrake/keybrake/store"
 	"github.com/keybrake/keybrake/store/bolt"
@@ -222,5 +224,76 @@ func TestFleetStopFailsClosed(t *testing.T) {
 	}
 	if !sawHalt || !sawRead {
 		t.Errorf("reported: %v", reported)
+	}
+}
+
+// A call waiting inside Keybrake (on a lookup fake Stripe never answers)
+// in one process is refused, and never sent, when another process halts.
+func TestFleetHaltStopsAWaitingCall(t *testing.T) {
+	dsn := testenv.PostgresSchema(t)
+	fs, url := fakestripe.Start(t)
+	fs.AddCharge(fakestripe.Charge{ID: "ch_1", Amount: 3000, Currency: "usd", Captured: true})
+	fs.On("GET", "/v1/charges/").HangNext(1)
+	open := func() *keybrake.Brake {
+		st, err := postgres.Open(context.Background(), dsn, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return openBrake(t, "", keybrake.Options{PolicyFile: writePolicy(t, capPolicy), Store: st, Endpoints: fakeEndpoint(url)})
+	}
+	a, b := open(), open()
+	below := &observed{lookup: make(chan string, 1)}
+	bot := refundBot(b, below)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := bot.Refunds.New(refund("ch_1", 0)) // no amount: Keybrake looks the charge up
+		errc <- err
+	}()
+	select {
+	case <-below.lookup:
+	case err := <-errc:
+		t.Fatalf("the refund ended before its lookup: %v", err)
+	case <-time.After(liveness):
+		t.Fatal("no lookup")
+	}
+	a.Halt()
+	start := time.Now()
+	var err error
+	select {
+	case err = <-errc:
+	case <-time.After(liveness):
+		t.Fatal("the call waiting on its lookup was not stopped by the other process's Halt")
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("the waiting call was refused %v after the halt, want within 1s", d)
+	}
+	if d, ok := keybrake.AsDenial(err); !ok || d.Code != "keybrake_halted" || !strings.Contains(d.Reason, "Brake.Halt in pid") {
+		t.Fatalf("denial %+v (%v)", d, err)
+	}
+	if n := below.writes.Load(); n != 0 || fs.Refunded("ch_1") != 0 {
+		t.Fatalf("the refund was sent (%d writes, %d refunded)", n, fs.Refunded("ch_1"))
+	}
+}
+
+// The live status (the admin socket) shows a fleet's stops as this
+// process's own.
+func TestFleetStopsInTheLiveStatus(t *testing.T) {
+	dsn := testenv.PostgresSchema(t)
+	st, err := postgres.Open(context.Background(), dsn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "kb.sock")
+	f := newRevocationFixture(t, keybrake.Options{Store: st, AdminSocket: sock}, nil)
+	other := fleetBrake(t, dsn)
+	other.kb.Halt()
+	other.kb.Revoke("bot")
+	awaitWithin(t, f.other, time.Second, "keybrake_halted")
+	s, err := admin.Dial(sock).Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Halted || len(s.Revoked) != 1 || s.Revoked[0] != "bot" || !strings.Contains(s.PolicyHash, "+halt") {
+		t.Errorf("status: halted %v, revoked %v, policy %s", s.Halted, s.Revoked, s.PolicyHash)
 	}
 }
