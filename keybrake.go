@@ -79,6 +79,11 @@ type Options struct {
 	// store.Store, such as one of your own that passes the conformance
 	// suite in store/storetest, or a store/bolt Store opened with options
 	// of your choosing. The Brake closes it. Nil means open DBPath.
+	// A store shared by a fleet that implements store.Stops
+	// (store/postgres) also carries the fleet's halts and revocations:
+	// Open reads them before it returns (and fails when it cannot), the
+	// Brake obeys them as they change, and Halt, Resume, Revoke and
+	// Restore write them (see Revoke).
 	Store store.Store
 
 	// Vendors adds vendors of your own to the built-in ones, each under
