@@ -217,7 +217,12 @@ func (s *policyState) setFleetStop(method string, kind store.StopKind, agent str
 		if inForce, _, err = f.stops.SetStop(ctx, st); err == nil {
 			s.mu.Lock()
 			id, tok := idOf(inForce), &struct{}{}
-			f.pending[id], f.token[id] = inForce, tok
+			// Unless the watch has already read it (it may read between
+			// the commit and now, and then not again until the next
+			// change), the stop holds here until it does, or expires.
+			if !slices.ContainsFunc(f.known, func(k store.Stop) bool { return idOf(k) == id }) {
+				f.pending[id], f.token[id] = inForce, tok
+			}
 			s.mu.Unlock()
 			local(false, true) // publishes, with the fleet's stop in force
 			time.AfterFunc(fleetPending, func() {
