@@ -28,7 +28,7 @@ import (
 )
 
 // The fault tests run a fleet as it runs in production: 4 OS processes
-// (this test binary run again, as TestFaultChild) x 32 goroutines, each
+// (this test binary run again: see TestMain) x 32 goroutines, each
 // process a Brake on its own postgres.Store, every call a stripe-go v76
 // refund of one cent through Brake.HTTPClient, all against one
 // fakes/fakestripe served by the test. The fake stands in for Stripe's
@@ -61,21 +61,31 @@ type faultReport struct {
 	FirstOther        string
 }
 
-// TestFaultChild is a process of the fleet when faultChildEnv is set, and
-// skips otherwise.
-func TestFaultChild(t *testing.T) {
-	spec := os.Getenv(faultChildEnv)
-	if spec == "" {
-		t.Skip("a process of the fault tests' fleet; runs only as their child")
+// TestMain runs the test binary as a process of a fault test's fleet when
+// faultChildEnv is set, and the tests otherwise.
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(faultChildEnv); spec != "" {
+		if err := faultChild(spec); err != nil {
+			fmt.Fprintln(os.Stderr, "fault child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
+	os.Exit(m.Run())
+}
+
+// faultChild is one process of the fleet: its goroutines call until the
+// cap refuses each faultCappedInARow times in a row; then it closes its
+// Brake and prints its report.
+func faultChild(spec string) error {
 	var j faultJob
 	if err := json.Unmarshal([]byte(spec), &j); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	stripego.DefaultLeveledLogger = &stripego.LeveledLogger{Level: stripego.LevelNull}
 	st, err := postgres.Open(ctx, j.DSN, &postgres.Options{Heartbeat: 100 * time.Millisecond, SessionTimeout: time.Second, CommitTimeout: 2 * time.Second})
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	kb, err := keybrake.Open(keybrake.Options{
 		PolicyFile: j.Policy, Store: st, AdminSocket: "-",
@@ -83,7 +93,7 @@ func TestFaultChild(t *testing.T) {
 	})
 	if err != nil {
 		st.Close()
-		t.Fatal(err)
+		return err
 	}
 	backend := stripego.GetBackendWithConfig(stripego.APIBackend, &stripego.BackendConfig{
 		HTTPClient: kb.HTTPClient(faultAgent, keybrake.Stripe), URL: stripego.String(stripego.APIURL),
@@ -133,10 +143,11 @@ func TestFaultChild(t *testing.T) {
 	}
 	wg.Wait()
 	if err := kb.Close(); err != nil {
-		t.Errorf("Close: %v", err)
+		return fmt.Errorf("Close: %w", err)
 	}
 	b, _ := json.Marshal(rep)
 	fmt.Printf("\nfault-report %s\n", b)
+	return nil
 }
 
 // fleetRun is one fault test's fleet.
@@ -172,7 +183,7 @@ func startFleet(t *testing.T, dsn string, capCents int64) *fleetRun {
 	spec, _ := json.Marshal(faultJob{DSN: dsn, Fake: srv.URL, Policy: policy})
 	f := &fleetRun{t: t, dsn: dsn, fake: fs, cap: capCents, killed: map[int]bool{}}
 	for i := 0; i < faultProcs; i++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestFaultChild$", "-test.count=1", "-test.v")
+		cmd := exec.Command(os.Args[0])
 		cmd.Env = append(os.Environ(), faultChildEnv+"="+string(spec))
 		var out strings.Builder
 		cmd.Stdout, cmd.Stderr = &out, &out
@@ -347,11 +358,11 @@ func TestFaultFleetExactCap(t *testing.T) {
 // counted) and spend the rest of the cap. The fake never moves more than
 // the cap, and every refund it made has a record.
 func TestFaultFleetSIGKILL(t *testing.T) {
-	f := startFleet(t, testenv.PostgresSchema(t), 1500)
+	f := startFleet(t, testenv.PostgresSchema(t), 900)
 	order := rand.Perm(faultProcs)
-	f.waitMoved(150 + rand.Int64N(300))
+	f.waitMoved(100 + rand.Int64N(200))
 	f.kill(order[0])
-	f.waitMoved(f.movedCents() + 100 + rand.Int64N(300))
+	f.waitMoved(f.movedCents() + 100 + rand.Int64N(200))
 	f.kill(order[1])
 	f.wait()
 	c := f.check()
@@ -373,8 +384,8 @@ func TestFaultPostgresRestart(t *testing.T) {
 	testenv.PostgresURL(t) // skips, or fails under CI, without a database
 	cluster := ownCluster(t)
 	dsn := schemaOn(t, cluster.url)
-	f := startFleet(t, dsn, 1500)
-	f.waitMoved(300)
+	f := startFleet(t, dsn, 1200)
+	f.waitMoved(250)
 	cluster.pgctl("stop", "-m", "immediate")
 	stopped := f.movedCents()
 	time.Sleep(time.Second)
