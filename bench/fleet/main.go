@@ -6,6 +6,7 @@
 //	eval "$(bash .ci/postgres.sh start)"    # or -dsn postgres://...
 //	go run ./bench/fleet                    # about a minute and a half
 //	go run ./bench/fleet -duration 5s -rounds 3
+//	go run ./bench/fleet -before /tmp/fleet-old   # and an earlier store, in the same run
 //
 // Every call is a stripe-go v76 refund of one cent (POST /v1/refunds with
 // the Idempotency-Key stripe-go adds) of one of 64 charges, against a
@@ -29,6 +30,10 @@
 //     is a reservation (the cap's counter, the record, the journal entry,
 //     the idempotency key) committed before the refund is sent, and a
 //     completion after it.
+//
+// With -before, a third variant is the keybrake one run by another
+// binary: this command's sources built in a tree of an earlier commit, so
+// that a change to the store is measured before and after in one run.
 //
 // Both use pools of their defaults (pgxpool's: 4 connections on this
 // machine) and a cap that never binds. Each process warms up (every
@@ -102,7 +107,8 @@ type config struct {
 	duration time.Duration // measured calls, per measurement
 	rounds   int
 	cells    []cell
-	trials   int // revocations measured, each in every process
+	trials   int    // revocations measured, each in every process
+	before   string // a bench/fleet binary built on an earlier store, measured as one more variant
 }
 
 // cell is one concurrency: callers spread evenly over procs processes.
@@ -115,6 +121,8 @@ var variants = []struct{ id, label string }{
 	{"keybrake", "keybrake (store/postgres)"},
 }
 
+var beforeVariant = struct{ id, label string }{"before", "keybrake before (-before binary)"}
+
 func main() {
 	if spec := os.Getenv(childEnv); spec != "" {
 		runChild()
@@ -124,6 +132,7 @@ func main() {
 	flag.StringVar(&cfg.dsn, "dsn", os.Getenv("KEYBRAKE_TEST_DATABASE_URL"), "postgres:// URL of a database whose owner it names (default $KEYBRAKE_TEST_DATABASE_URL)")
 	flag.DurationVar(&cfg.duration, "duration", 3*time.Second, "measured calls per measurement")
 	flag.IntVar(&cfg.rounds, "rounds", 2, "measurements of each variant in each cell, in alternating order")
+	flag.StringVar(&cfg.before, "before", "", "also measure keybrake with this `binary`: bench/fleet built on an earlier commit (the same sources in bench/fleet), as \"keybrake before\"")
 	flag.IntVar(&cfg.trials, "trials", 25, "revocations measured (Brake.Halt, in 4 processes each); 0 leaves them out")
 	flag.Parse()
 	log.SetFlags(0)
@@ -179,6 +188,10 @@ func run(w io.Writer, cfg config) error {
 	fmt.Fprintf(w, "and cell, in alternating order, each in a fresh schema; every figure from this run.\n\n")
 	fmt.Fprintf(w, "%-36s %5s %7s %10s %10s %9s %7s\n", "variant", "procs", "callers", "p50", "p99", "calls/s", "ratio")
 	results := map[string]result{}
+	variants := variants
+	if cfg.before != "" {
+		variants = append(variants[:len(variants):len(variants)], beforeVariant)
+	}
 	for _, c := range cfg.cells {
 		rs := make([]result, len(variants))
 		for r := 0; r < max(cfg.rounds, 1); r++ {
@@ -266,7 +279,7 @@ func (b *bench) measure(variant string, c cell) (int, time.Duration, []time.Dura
 	case "baseline":
 		err = execOn(ctx, dsn, `CREATE TABLE bench_counter (key text PRIMARY KEY, used bigint NOT NULL, cap bigint NOT NULL);
 			INSERT INTO bench_counter VALUES ('hot', 0, 9223372036854775807)`)
-	case "keybrake":
+	case "keybrake": // (not "before": its store is of an older schema, and migrates itself)
 		// Migrate once here, so that the processes' Opens measure nothing
 		// of it and do not queue on the migration lock.
 		var st *postgres.Store
@@ -286,6 +299,9 @@ func (b *bench) measure(variant string, c cell) (int, time.Duration, []time.Dura
 	exe, err := os.Executable()
 	if err != nil {
 		return 0, 0, nil, err
+	}
+	if variant == "before" {
+		exe, variant = b.cfg.before, "keybrake"
 	}
 	procs := make([]*proc, c.procs)
 	defer func() {
