@@ -47,21 +47,34 @@ A running proxy sees every change to it at once.`,
 	}
 	list := &cobra.Command{
 		Use:   "list",
-		Short: "the keys: ids, agents, vendors, created, revoked (never the keys)",
-		Args:  exactArgs(0, "no arguments"),
+		Short: "the keys: ids, agents, vendors, created, last used, revoked (never the keys)",
+		Long: `Lists the keys of the keys file: id, agent, vendor, when each was created,
+when this host's keybrake serve last admitted a call presenting it (written
+beside the keys file, FILE.used, every 10 seconds and at exit; "never" if
+it has not), and when it was revoked. The keys themselves are never shown:
+the file holds only their hashes.`,
+		Args: exactArgs(0, "no arguments"),
 		RunE: func(*cobra.Command, []string) error {
 			f, err := keys.Load(file)
 			if err != nil {
 				return err
 			}
+			used, usedErr := keys.LoadUsage(file)
+			if usedErr != nil {
+				fmt.Fprintf(e.stderr, "keybrake: last uses unknown: %v\n", usedErr)
+			}
 			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tAGENT\tVENDOR\tCREATED\tREVOKED")
+			fmt.Fprintln(tw, "ID\tAGENT\tVENDOR\tCREATED\tLAST USED\tREVOKED")
 			for _, k := range f.Entries() {
 				revoked := "-"
 				if k.IsRevoked() {
 					revoked = k.Revoked.Format(time.RFC3339)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.Agent, k.Vendor, k.Created.Format(time.RFC3339), revoked)
+				when := lastUsed(used, k.ID)
+				if usedErr != nil {
+					when = "unknown"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Agent, k.Vendor, k.Created.Format(time.RFC3339), when, revoked)
 			}
 			return tw.Flush()
 		},

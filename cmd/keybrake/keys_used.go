@@ -27,3 +27,12 @@ func (n noteUse) FindKey(token string) (brake.AgentKey, brake.KeyResult) {
 	}
 	return key, res
 }
+
+// lastUsed is keys list's LAST USED: when this host's proxy last admitted
+// key id, or "never".
+func lastUsed(used map[string]time.Time, id string) string {
+	if t, ok := used[id]; ok {
+		return t.UTC().Format(time.RFC3339)
+	}
+	return "never"
+}

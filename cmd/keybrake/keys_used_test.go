@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/keybrake/keybrake/fakes/fakestripe"
 	"github.com/keybrake/keybrake/internal/keys"
@@ -69,5 +70,24 @@ func TestServeNotesWhenEachKeyWasLastUsed(t *testing.T) {
 	}
 	if presented != 1 || idle != 1 || len(used) != 1 {
 		t.Fatalf("last uses %v for keys %v: want the presented key only", used, entries)
+	}
+
+	out, errOut, code := keybrakeIn(t, dir, nil, "keys", "list")
+	if code != 0 {
+		t.Fatalf("keys list: %d %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[0], "LAST USED") {
+		t.Fatalf("keys list:\n%s", out)
+	}
+	for _, e := range entries {
+		for _, l := range lines[1:] {
+			if !strings.HasPrefix(l, e.ID+" ") {
+				continue
+			}
+			if t0, ok := used[e.ID]; ok != !strings.Contains(l, " never ") || ok && !strings.Contains(l, t0.UTC().Format(time.RFC3339)) {
+				t.Errorf("keys list row %q, last use %v", l, t0)
+			}
+		}
 	}
 }
