@@ -133,9 +133,20 @@ func main() {
 	flag.DurationVar(&cfg.duration, "duration", 3*time.Second, "measured calls per measurement")
 	flag.IntVar(&cfg.rounds, "rounds", 2, "measurements of each variant in each cell, in alternating order")
 	flag.StringVar(&cfg.before, "before", "", "also measure keybrake with this `binary`: bench/fleet built on an earlier commit (the same sources in bench/fleet), as \"keybrake before\"")
+	cells := flag.String("cells", "", "the cells to measure, as callers x processes: 1x1,64x4 (default 1x1,8x1,64x1,8x4,64x4)")
 	flag.IntVar(&cfg.trials, "trials", 25, "revocations measured (Brake.Halt, in 4 processes each); 0 leaves them out")
 	flag.Parse()
 	log.SetFlags(0)
+	if *cells != "" {
+		cfg.cells = nil
+		for _, c := range strings.Split(*cells, ",") {
+			var x cell
+			if _, err := fmt.Sscanf(c, "%dx%d", &x.callers, &x.procs); err != nil || x.callers < x.procs || x.procs < 1 {
+				log.Fatalf("-cells: %q is not callers x processes, with at least a caller a process", c)
+			}
+			cfg.cells = append(cfg.cells, x)
+		}
+	}
 	if cfg.dsn == "" {
 		log.Fatal("bench/fleet needs a PostgreSQL: -dsn postgres://... or KEYBRAKE_TEST_DATABASE_URL (eval \"$(bash .ci/postgres.sh start)\")")
 	}
