@@ -127,6 +127,9 @@ type batcher struct {
 	running bool
 	wake    chan struct{} // a Reserve or Append queued while Completes linger
 
+	// batches counts the transactions the batches have committed.
+	batches atomic.Int64
+
 	// known are counters this Store has seen exist: a reservation does
 	// not ask to create them. (A counter pruned meanwhile shows as
 	// missing when locked, and the batch runs again creating it.)
@@ -583,6 +586,8 @@ func (s *Store) batchOnce(ctx context.Context, b *batcher, ops []*op, session in
 	} else if err := t.write(ctx, conn); err != nil {
 		rollback(conn)
 		return err
+	} else {
+		b.batches.Add(1)
 	}
 	for i, o := range ops {
 		if outs[i].skip {
