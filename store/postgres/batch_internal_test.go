@@ -42,10 +42,10 @@ func TestConcurrentReservesShareTransactions(t *testing.T) {
 			}
 		}()
 	}
-	before := s.batcher().batches.Load()
+	before := s.batch.batches.Load()
 	close(start)
 	wg.Wait()
-	if got := s.batcher().batches.Load() - before; got > n/4 {
+	if got := s.batch.batches.Load() - before; got > n/4 {
 		t.Errorf("%d reservations made together committed in %d transactions; want them to share", n, got)
 	}
 	if c, err := s.Counter(ctx, "hot"); err != nil || c.Pending != n {

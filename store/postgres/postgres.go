@@ -167,6 +167,7 @@ type Store struct {
 	now      func() time.Time
 
 	session atomic.Int64
+	batch   *batcher   // group commit of Reserve, Complete and Append (batch.go)
 	renewMu sync.Mutex // one renewal of an expired session at a time
 
 	mu     sync.Mutex
@@ -223,7 +224,7 @@ func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
 		return nil, scrub(fmt.Errorf("%w: %s: %w", ErrUnavailable, where, err), password)
 	}
 	s := &Store{pool: pool, where: where, password: password, opts: o, now: o.Now,
-		stop: make(chan struct{}), done: make(chan struct{})}
+		batch: newBatcher(), stop: make(chan struct{}), done: make(chan struct{})}
 	fail := func(err error) (*Store, error) {
 		pool.Close()
 		return nil, s.scrub(err)
