@@ -168,6 +168,7 @@ type Store struct {
 
 	session atomic.Int64
 	batch   *batcher   // group commit of Reserve, Complete and Append (batch.go)
+	facts   factCache  // facts read or written once (facts.go)
 	renewMu sync.Mutex // one renewal of an expired session at a time
 
 	mu     sync.Mutex

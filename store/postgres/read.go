@@ -191,6 +191,9 @@ func (s *Store) Fact(ctx context.Context, key string) (string, bool, error) {
 		return "", false, err
 	}
 	defer s.leave()
+	if v, ok := s.facts.get(key); ok {
+		return v, true, nil
+	}
 	var v string
 	err := s.pool.QueryRow(ctx, `SELECT value FROM keybrake_facts WHERE key = $1`, key).Scan(&v)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -199,5 +202,6 @@ func (s *Store) Fact(ctx context.Context, key string) (string, bool, error) {
 	if err != nil {
 		return "", false, s.ctxErr(ctx, err)
 	}
+	s.facts.put(key, v)
 	return v, true, nil
 }

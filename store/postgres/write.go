@@ -406,6 +406,9 @@ func (s *Store) SetFact(ctx context.Context, key, value string) error {
 	if err != nil {
 		return err
 	}
+	if result == nil {
+		s.facts.put(key, value)
+	}
 	return result
 }
 
