@@ -217,7 +217,7 @@ func (m *brakeMetrics) collectCaps(ch chan<- prometheus.Metric) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), statusTimeout)
 	defer cancel()
-	s, err := admin.ComputeStatus(ctx, m.b.store, st.Policy, nil, day, false, nil)
+	s, err := admin.ComputeStatus(ctx, m.b.store, st.Policy, nil, day, policy.Stops{})
 	if err != nil {
 		return
 	}

@@ -468,7 +468,7 @@ func TestStatusOffline(t *testing.T) {
 		`keybrake status at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(UTC day ` + d.day + `\)`,
 		`policy ` + pol.Hash + ` in force \(` + regexp.QuoteMeta(p) + `\)`,
 		`halted: no`,
-		`REVOKED: texter`,
+		`REVOKED \(their calls answer 401\):\n  texter  by the policy \(revoked: true\)\n`,
 		`refund-bot\s+stripe\s+daily_cap\s+100\.00 USD\s+500\.00 USD\s+20%\s+\[####\.{16}\]\s+settled 50\.00, pending 10\.00, unknown 40\.00`,
 		`refund-bot\s+stripe\s+daily_count\s+0 units\s+40 units\s+0%`,
 		`texter\s+twilio\s+daily_cap\s+0\.00 USD\s+10\.00 USD\s+0%`,
@@ -483,13 +483,21 @@ func TestStatusOffline(t *testing.T) {
 	// The kill switch names refund-bot; then everyone.
 	os.WriteFile(p+".halt", []byte("refund-bot\n"), 0o600)
 	out, _, code = keybrake(t, nil, "status", "--db", d.path, "--policy", p)
-	if code != 0 || !strings.Contains(out, "REVOKED: refund-bot, texter") || !strings.Contains(out, "halted: no") || !strings.Contains(out, "present: halts refund-bot") {
+	if code != 0 || !strings.Contains(out, "REVOKED (their calls answer 401):\n  refund-bot  by the kill switch "+p+".halt\n  texter      by the policy (revoked: true)\n") ||
+		!strings.Contains(out, "halted: no") || !strings.Contains(out, "present: halts refund-bot") {
 		t.Errorf("kill switch for refund-bot (%d):\n%s", code, out)
 	}
 	os.WriteFile(p+".halt", nil, 0o600)
 	out, _, code = keybrake(t, nil, "status", "--db", d.path, "--policy", p)
-	if code != 0 || !strings.Contains(out, "HALTED: every call of every agent is refused") {
+	if code != 0 || !strings.Contains(out, "HALTED by the kill switch "+p+".halt: every call of every agent is refused\n") {
 		t.Errorf("kill switch for all (%d):\n%s", code, out)
+	}
+	// The policy's own halt: true is the source even with the kill switch present.
+	halting := writePolicy(t, strings.Replace(statusPolicy, "version: 1\n", "version: 1\nhalt: true\n", 1))
+	os.WriteFile(halting+".halt", nil, 0o600)
+	out, _, code = keybrake(t, nil, "status", "--db", d.path, "--policy", halting)
+	if code != 0 || !strings.Contains(out, "HALTED by the policy (halt: true): every call of every agent is refused\n") {
+		t.Errorf("halt: true (%d):\n%s", code, out)
 	}
 
 	// Without the policy file, no caps: a failure that says what to do.
@@ -544,7 +552,10 @@ func TestAgainstARunningAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := startAgent(t, path, admin.State{Policy: brakePolicy, Halted: true})
+	// As a Brake passes it: the policy in force carries its stops.
+	brakePolicy = brakePolicy.WithStops(policy.Stops{Halt: "Brake.Halt",
+		Revoked: map[string]string{"refund-bot": "Brake.Revoke and the kill switch /srv/agent/keybrake.yaml.halt"}})
+	a := startAgent(t, path, admin.State{Policy: brakePolicy})
 	written := time.Now().UTC()
 	ids := writeLog(t, a.s, written)
 
@@ -566,7 +577,8 @@ func TestAgainstARunningAgent(t *testing.T) {
 	// line (which does not even exist).
 	out, errs, code = keybrake(t, nil, "status", "--db", path, "--policy", filepath.Join(t.TempDir(), "other.yaml"))
 	if code != 0 || !strings.Contains(out, "policy "+brakePolicy.Hash+" in force (/srv/agent/keybrake.yaml)") ||
-		!strings.Contains(out, "HALTED") || !strings.Contains(out, "from the agent's Brake on") || strings.Contains(out, ".halt:") ||
+		!strings.Contains(out, "HALTED by Brake.Halt: every call") || !strings.Contains(out, "from the agent's Brake on") || strings.Contains(out, ".halt:") ||
+		!strings.Contains(out, "  refund-bot  by Brake.Revoke and the kill switch /srv/agent/keybrake.yaml.halt\n  texter      by the policy (revoked: true)\n") ||
 		!strings.Contains(out, "holding 50.00 USD") {
 		t.Errorf("status through the socket: %d %q\n%s", code, errs, out)
 	}

@@ -10,6 +10,7 @@ import (
 	"math/big"
 	"os"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -85,18 +86,25 @@ func offlineState(path string) offline {
 	} else {
 		o.Policy = pol
 	}
+	// The source a Brake gives the same stops (reload.go), so that
+	// status prints the same offline and live.
+	by := "the kill switch " + o.haltFile
+	o.Stops.Revoked = map[string]string{}
 	data, err := os.ReadFile(o.haltFile)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		o.kill = "absent"
 	case err != nil:
-		o.Halted, o.kill = true, "present but unreadable: every agent halted ("+err.Error()+")"
+		o.Stops.Halt, o.kill = by, "present but unreadable: every agent halted ("+err.Error()+")"
 	default:
 		names := agentsIn(data)
 		if len(names) == 0 {
-			o.Halted, o.kill = true, "present: every agent halted"
+			o.Stops.Halt, o.kill = by, "present: every agent halted"
 		} else {
-			o.Revoked, o.kill = names, "present: halts "+strings.Join(names, ", ")
+			for _, a := range names {
+				o.Stops.Revoked[a] = by
+			}
+			o.kill = "present: halts " + strings.Join(names, ", ")
 		}
 	}
 	return o
@@ -115,13 +123,27 @@ func printStatus(w io.Writer, s *admin.Status, where, kill string, sc screen) {
 	default:
 		fmt.Fprintf(w, "NO POLICY in force (%s): every call is refused: %s\n", s.PolicyFile, printable(s.PolicyError))
 	}
-	if s.Halted {
+	switch {
+	case s.Halted && s.HaltedBy != "":
+		fmt.Fprintf(w, "HALTED by %s: every call of every agent is refused\n", printable(s.HaltedBy))
+	case s.Halted: // a Brake that does not say why
 		fmt.Fprintln(w, "HALTED: every call of every agent is refused (halt: true in the policy, the kill switch file, or the agent runner's Halt)")
-	} else {
+	default:
 		fmt.Fprintln(w, "halted: no")
 	}
 	if len(s.Revoked) > 0 {
-		fmt.Fprintf(w, "REVOKED: %s (their calls answer 401)\n", strings.Join(s.Revoked, ", "))
+		fmt.Fprintln(w, "REVOKED (their calls answer 401):")
+		wide := 0
+		for _, a := range s.Revoked {
+			wide = max(wide, utf8.RuneCountInString(printable(a)))
+		}
+		for _, a := range s.Revoked {
+			by := "(the Brake does not say by what)"
+			if s.RevokedBy[a] != "" {
+				by = "by " + printable(s.RevokedBy[a])
+			}
+			fmt.Fprintf(w, "  %-*s  %s\n", wide, printable(a), by)
+		}
 	} else {
 		fmt.Fprintln(w, "revoked: none")
 	}

@@ -3,6 +3,7 @@ package admin_test
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -144,4 +145,17 @@ func (f *fixture) local(halted bool, revoked ...string) *admin.Local {
 	return &admin.Local{Store: f.s, State: func() admin.State {
 		return admin.State{Policy: pol, Halted: halted, Revoked: revoked, Day: f.day}
 	}}
+}
+
+// haltingPolicy is testPolicy with the file's own halt: true.
+func haltingPolicy(t testing.TB) *policy.Policy {
+	t.Helper()
+	p, err := policy.Parse("/etc/keybrake.yaml", []byte(strings.Replace(testPolicy, "version: 1\n", "version: 1\nhalt: true\n", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Halt {
+		t.Fatal("halt: true did not halt")
+	}
+	return p
 }

@@ -72,7 +72,7 @@ func BenchmarkComputeStatus(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
-				if _, err := admin.ComputeStatus(context.Background(), f.s, pol, nil, f.day, false, nil); err != nil {
+				if _, err := admin.ComputeStatus(context.Background(), f.s, pol, nil, f.day, policy.Stops{}); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"errors"
+	"maps"
 	"time"
 
 	"github.com/keybrake/keybrake/audit"
@@ -31,7 +32,11 @@ type State struct {
 	PolicyErr  error          // why none is, or why the file is not the one in force
 	Halted     bool           // every agent stopped beyond the policy's own halt
 	Revoked    []string       // agents revoked beyond the policy's own
-	Day        string         // the UTC day counted; "" means Now's
+	// Stops name the sources of stops beyond the policy, for when Policy
+	// does not carry them (policy.WithStops does): Halted and Revoked
+	// without a source here are named "the agent runner".
+	Stops policy.Stops
+	Day   string // the UTC day counted; "" means Now's
 }
 
 // Local is a Source over a store in this process: what a Brake serves, and
@@ -77,7 +82,7 @@ func (l *Local) Status(ctx context.Context) (*Status, error) {
 	if day == "" {
 		day = t.Format("2006-01-02")
 	}
-	s, err := ComputeStatus(ctx, l.Store, st.Policy, st.PolicyErr, day, st.Halted, st.Revoked)
+	s, err := ComputeStatus(ctx, l.Store, st.Policy, st.PolicyErr, day, st.stops())
 	if err != nil {
 		return nil, err
 	}
@@ -95,3 +100,23 @@ func (l *Local) Verify(ctx context.Context) (store.VerifyReport, error) {
 	}
 	return l.Store.Verify(ctx)
 }
+
+// stops is Stops with Halted and Revoked added, a source named for each.
+func (st State) stops() policy.Stops {
+	out := policy.Stops{Halt: st.Stops.Halt, Revoked: maps.Clone(st.Stops.Revoked)}
+	if out.Revoked == nil {
+		out.Revoked = map[string]string{}
+	}
+	if st.Halted && out.Halt == "" {
+		out.Halt = byRunner
+	}
+	for _, a := range st.Revoked {
+		if out.Revoked[a] == "" {
+			out.Revoked[a] = byRunner
+		}
+	}
+	return out
+}
+
+// byRunner is the source of a stop the State does not name.
+const byRunner = "the agent runner"

@@ -1,9 +1,12 @@
 package admin
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -18,15 +21,21 @@ import (
 // status` prints. The zero Status says nothing is known; ComputeStatus and
 // Source.Status build real ones.
 type Status struct {
-	Time        time.Time     `json:"time"`
-	Day         string        `json:"day"` // the UTC day counted, "2006-01-02"
-	PolicyFile  string        `json:"policy_file,omitempty"`
-	PolicyHash  string        `json:"policy_hash"`            // in force; "" when none is
-	PolicyError string        `json:"policy_error,omitempty"` // why no policy is in force, or why the file is not the one in force
-	Halted      bool          `json:"halted"`                 // every agent stopped: halt: true, the kill switch for all, or Halt()
-	Revoked     []string      `json:"revoked"`                // agents revoked by the file, the kill switch or Revoke(), sorted
-	Limits      []LimitStatus `json:"limits"`                 // every daily money cap and count of the policy, today
-	Open        OpenStatus    `json:"open"`                   // reservations still reserved or unknown: still counted
+	Time        time.Time `json:"time"`
+	Day         string    `json:"day"` // the UTC day counted, "2006-01-02"
+	PolicyFile  string    `json:"policy_file,omitempty"`
+	PolicyHash  string    `json:"policy_hash"`            // in force; "" when none is
+	PolicyError string    `json:"policy_error,omitempty"` // why no policy is in force, or why the file is not the one in force
+	Halted      bool      `json:"halted"`                 // every agent stopped: halt: true, the kill switch for all, or Halt()
+	// HaltedBy says what halts every agent, as the policy in force says
+	// it ("Brake.Halt", "the kill switch /etc/keybrake.yaml.halt", "the
+	// policy (halt: true)", a fleet stop's own words); "" when not halted,
+	// or from a Brake that did not say.
+	HaltedBy  string            `json:"halted_by,omitempty"`
+	Revoked   []string          `json:"revoked"`              // agents revoked by the file, the kill switch or Revoke(), sorted
+	RevokedBy map[string]string `json:"revoked_by,omitempty"` // for each of Revoked, what revoked it, as HaltedBy
+	Limits    []LimitStatus     `json:"limits"`               // every daily money cap and count of the policy, today
+	Open      OpenStatus        `json:"open"`                 // reservations still reserved or unknown: still counted
 }
 
 // LimitStatus is one daily limit of the policy and where its counter
@@ -128,28 +137,35 @@ type OpenStatus struct {
 	Amounts map[string]string `json:"amounts,omitempty"`
 }
 
+// The sources of the policy's own stops, as HaltedBy and RevokedBy name them.
+const (
+	byPolicyHalt    = "the policy (halt: true)"
+	byPolicyRevoked = "the policy (revoked: true)"
+)
+
 // ComputeStatus builds a Status from a store and the policy in force, for
-// day (UTC, "2006-01-02"). halted and revoked are what the caller knows
-// beyond the policy (a Brake knows its kill switch, Halt and Revoke; the
-// CLI reads the kill switch file); agents the policy revokes and its halt
-// are added. pol may be nil, with polErr saying why no policy is in force;
-// both may be set when a last valid policy is kept while the file is
-// invalid. Without a policy Limits is empty: only the policy names them.
+// day (UTC, "2006-01-02"). stops are what the caller knows beyond the
+// policy, each with its source (a Brake's policy in force already carries
+// its kill switch, Halt, Revoke and fleet stops: policy.WithStops; the CLI
+// reading files without one passes the kill switch when no policy loads).
+// The sources come from the policy first (HaltedBy, Agent.RevokedBy, or
+// its own halt: and revoked:), then from stops; they are printed as they
+// are, whatever they name. pol may be nil, with polErr saying why no
+// policy is in force; both may be set when a last valid policy is kept
+// while the file is invalid. Without a policy Limits is empty: only the
+// policy names them.
 //
 // It reads one counter per limit and the store's outstanding records
 // (store.Store.Outstanding, found by index), so its cost does not grow
-// with the log. Per-customer limits are not listed; their keys cannot be
-// enumerated. Any store error is returned; a Status is never partial.
-func ComputeStatus(ctx context.Context, st store.Store, pol *policy.Policy, polErr error, day string, halted bool, revoked []string) (*Status, error) {
+// with the log. Per-customer limits are not listed here (CustomerUsage
+// lists them). Any store error is returned; a Status is never partial.
+func ComputeStatus(ctx context.Context, st store.Store, pol *policy.Policy, polErr error, day string, stops policy.Stops) (*Status, error) {
 	start, err := time.Parse("2006-01-02", day)
 	if err != nil || start.Format("2006-01-02") != day {
 		return nil, fmt.Errorf("admin: day %q is not a date like 2006-01-02", day)
 	}
-	s := &Status{Time: time.Now().UTC(), Day: day, Halted: halted, Revoked: []string{}, Limits: []LimitStatus{}}
-	names := map[string]bool{}
-	for _, a := range revoked {
-		names[a] = true
-	}
+	s := &Status{Time: time.Now().UTC(), Day: day, Revoked: []string{}, Limits: []LimitStatus{}}
+	by := map[string]string{}
 	switch {
 	case polErr != nil:
 		s.PolicyError = polErr.Error()
@@ -158,18 +174,33 @@ func ComputeStatus(ctx context.Context, st store.Store, pol *policy.Policy, polE
 	}
 	if pol != nil {
 		s.PolicyFile, s.PolicyHash = pol.File, pol.Hash
-		s.Halted = s.Halted || pol.Halt
+		if pol.Halt {
+			s.Halted, s.HaltedBy = true, cmp.Or(pol.HaltedBy, byPolicyHalt)
+		}
 		for name, a := range pol.Agents {
 			if a.Revoked {
-				names[name] = true
+				by[name] = cmp.Or(a.RevokedBy, byPolicyRevoked)
 			}
 		}
 		s.Limits = limitsOf(pol, day)
 	}
-	for a := range names {
-		s.Revoked = append(s.Revoked, a)
+	if !s.Halted && stops.Halt != "" {
+		s.Halted, s.HaltedBy = true, stops.Halt
 	}
-	sort.Strings(s.Revoked)
+	for a, src := range stops.Revoked {
+		if _, ok := by[a]; !ok {
+			by[a] = src
+		}
+	}
+	s.Revoked = append(s.Revoked, slices.Sorted(maps.Keys(by))...)
+	for a, src := range by {
+		if src != "" {
+			if s.RevokedBy == nil {
+				s.RevokedBy = map[string]string{}
+			}
+			s.RevokedBy[a] = src
+		}
+	}
 
 	for i := range s.Limits {
 		l := &s.Limits[i]

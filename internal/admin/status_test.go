@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -48,40 +50,50 @@ func TestComputeStatus(t *testing.T) {
 	}
 	wantOpen := admin.OpenStatus{Reserved: 1, Unknown: 1, Oldest: f.now.Add(2).UTC(), Amounts: map[string]string{"USD": "50.00"}}
 
+	kill := "the kill switch /etc/keybrake.yaml.halt"
 	tests := []struct {
-		name        string
-		pol         *policy.Policy
-		polErr      error
-		halted      bool
-		revoked     []string
-		wantHalted  bool
-		wantRevoked []string
-		wantHash    string
-		wantErr     string
-		wantLimits  []admin.LimitStatus
+		name          string
+		pol           *policy.Policy
+		polErr        error
+		stops         policy.Stops
+		wantHaltedBy  string // "": not halted
+		wantRevokedBy map[string]string
+		wantHash      string
+		wantErr       string
+		wantLimits    []admin.LimitStatus
 	}{
-		{name: "policy only", pol: pol, wantRevoked: []string{"texter"}, wantHash: pol.Hash, wantLimits: wantLimits},
-		{name: "kill switch names an agent", pol: pol, revoked: []string{"refund-bot", "texter"},
-			wantRevoked: []string{"refund-bot", "texter"}, wantHash: pol.Hash, wantLimits: wantLimits},
-		{name: "halted", pol: pol, halted: true, wantHalted: true, wantRevoked: []string{"texter"}, wantHash: pol.Hash, wantLimits: wantLimits},
-		{name: "policy halts", pol: pol.WithRevocations(true, nil), wantHalted: true, wantRevoked: []string{"texter"},
-			wantHash: pol.Hash + "+halt", wantLimits: wantLimits},
-		{name: "invalid policy", polErr: errors.New("keybrake.yaml:3: daily_cap: bad"), revoked: []string{"x"},
-			wantRevoked: []string{"x"}, wantErr: "keybrake.yaml:3: daily_cap: bad", wantLimits: []admin.LimitStatus{}},
-		{name: "no policy at all", wantRevoked: []string{}, wantErr: "no policy is in force", wantLimits: []admin.LimitStatus{}},
-		{name: "last valid policy kept", pol: pol, polErr: errors.New("file invalid"), wantRevoked: []string{"texter"},
+		{name: "policy only", pol: pol, wantRevokedBy: map[string]string{"texter": "the policy (revoked: true)"}, wantHash: pol.Hash, wantLimits: wantLimits},
+		// What a Brake passes: its policy in force carries its stops.
+		{name: "kill switch names an agent", pol: pol.WithStops(policy.Stops{Revoked: map[string]string{"refund-bot": kill, "texter": kill}}),
+			wantRevokedBy: map[string]string{"refund-bot": kill, "texter": "the policy (revoked: true)"}, wantHash: pol.Hash + "+revoked:refund-bot", wantLimits: wantLimits},
+		{name: "Brake.Halt", pol: pol.WithStops(policy.Stops{Halt: "Brake.Halt"}), wantHaltedBy: "Brake.Halt",
+			wantRevokedBy: map[string]string{"texter": "the policy (revoked: true)"}, wantHash: pol.Hash + "+halt", wantLimits: wantLimits},
+		// A source Keybrake does not know is printed as it is.
+		{name: "fleet stop", pol: pol.WithStops(policy.Stops{Halt: "fleet halt 7 by alice: incident 42", Revoked: map[string]string{"refund-bot": "fleet revoke 8 by bob"}}),
+			wantHaltedBy: "fleet halt 7 by alice: incident 42", wantRevokedBy: map[string]string{"refund-bot": "fleet revoke 8 by bob", "texter": "the policy (revoked: true)"},
+			wantHash: pol.Hash + "+halt+revoked:refund-bot", wantLimits: wantLimits},
+		{name: "policy halts", pol: haltingPolicy(t), stops: policy.Stops{Halt: kill}, wantHaltedBy: "the policy (halt: true)",
+			wantRevokedBy: map[string]string{"texter": "the policy (revoked: true)"}, wantHash: haltingPolicy(t).Hash, wantLimits: wantLimits},
+		{name: "invalid policy", polErr: errors.New("keybrake.yaml:3: daily_cap: bad"), stops: policy.Stops{Halt: kill, Revoked: map[string]string{"x": kill}},
+			wantHaltedBy: kill, wantRevokedBy: map[string]string{"x": kill}, wantErr: "keybrake.yaml:3: daily_cap: bad", wantLimits: []admin.LimitStatus{}},
+		{name: "no policy at all", wantErr: "no policy is in force", wantLimits: []admin.LimitStatus{}},
+		{name: "last valid policy kept", pol: pol, polErr: errors.New("file invalid"), wantRevokedBy: map[string]string{"texter": "the policy (revoked: true)"},
 			wantHash: pol.Hash, wantErr: "file invalid", wantLimits: wantLimits},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := admin.ComputeStatus(context.Background(), f.s, tt.pol, tt.polErr, day, tt.halted, tt.revoked)
+			s, err := admin.ComputeStatus(context.Background(), f.s, tt.pol, tt.polErr, day, tt.stops)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if s.Day != day || s.Halted != tt.wantHalted || s.PolicyHash != tt.wantHash || s.PolicyError != tt.wantErr ||
-				!reflect.DeepEqual(s.Revoked, tt.wantRevoked) {
-				t.Errorf("status = day %s halted %v hash %q error %q revoked %q\nwant day %s halted %v hash %q error %q revoked %q",
-					s.Day, s.Halted, s.PolicyHash, s.PolicyError, s.Revoked, day, tt.wantHalted, tt.wantHash, tt.wantErr, tt.wantRevoked)
+			wantRevoked := slices.Sorted(maps.Keys(tt.wantRevokedBy))
+			if wantRevoked == nil {
+				wantRevoked = []string{}
+			}
+			if s.Day != day || s.Halted != (tt.wantHaltedBy != "") || s.HaltedBy != tt.wantHaltedBy || s.PolicyHash != tt.wantHash || s.PolicyError != tt.wantErr ||
+				!reflect.DeepEqual(s.Revoked, wantRevoked) || !maps.Equal(s.RevokedBy, tt.wantRevokedBy) {
+				t.Errorf("status = day %s halted %v by %q hash %q error %q revoked %q by %q\nwant day %s halted by %q hash %q error %q revoked by %q",
+					s.Day, s.Halted, s.HaltedBy, s.PolicyHash, s.PolicyError, s.Revoked, s.RevokedBy, day, tt.wantHaltedBy, tt.wantHash, tt.wantErr, tt.wantRevokedBy)
 			}
 			if !reflect.DeepEqual(s.Limits, tt.wantLimits) {
 				t.Errorf("limits:\n got %+v\nwant %+v", s.Limits, tt.wantLimits)
@@ -107,7 +119,7 @@ func TestComputeStatusOtherDay(t *testing.T) {
 	// Another day's counters are empty; open reservations are shown
 	// whatever their day: their money is still counted.
 	for _, day := range []string{tomorrow, later} {
-		s, err := admin.ComputeStatus(context.Background(), f.s, parsePolicy(t), nil, day, false, nil)
+		s, err := admin.ComputeStatus(context.Background(), f.s, parsePolicy(t), nil, day, policy.Stops{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -125,12 +137,12 @@ func TestComputeStatusOtherDay(t *testing.T) {
 func TestComputeStatusRefuses(t *testing.T) {
 	f := newFixture(t)
 	for _, day := range []string{"", "today", "2025-13-01", "2025-1-01", "2025-02-30"} {
-		if _, err := admin.ComputeStatus(context.Background(), f.s, nil, nil, day, false, nil); err == nil {
+		if _, err := admin.ComputeStatus(context.Background(), f.s, nil, nil, day, policy.Stops{}); err == nil {
 			t.Errorf("day %q accepted", day)
 		}
 	}
 	f.s.Close()
-	_, err := admin.ComputeStatus(context.Background(), f.s, parsePolicy(t), nil, f.day, false, nil)
+	_, err := admin.ComputeStatus(context.Background(), f.s, parsePolicy(t), nil, f.day, policy.Stops{})
 	if !errors.Is(err, store.ErrClosed) {
 		t.Errorf("closed store: %v", err)
 	}
@@ -153,7 +165,7 @@ func TestOpenAmountsPerCurrency(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s, err := admin.ComputeStatus(context.Background(), f.s, nil, nil, f.day, false, nil)
+	s, err := admin.ComputeStatus(context.Background(), f.s, nil, nil, f.day, policy.Stops{})
 	if err != nil {
 		t.Fatal(err)
 	}
