@@ -81,7 +81,10 @@ HBA
   as_postgres "$PGBIN/psql" -h "$dir" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 -q >&2 <<SQL
 SET password_encryption = 'scram-sha-256';
 CREATE ROLE keybrake LOGIN PASSWORD '$password';
-CREATE DATABASE keybrake OWNER keybrake;
+-- A database collation that is not bytewise, as most production
+-- databases have (en_US.UTF-8 and the like): a query that relies on
+-- bytewise order of text fails here rather than in someone's fleet.
+CREATE DATABASE keybrake OWNER keybrake TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8';
 CREATE ROLE keybrake_agent LOGIN PASSWORD '$agentpw';
 SQL
   printf "export KEYBRAKE_TEST_DATABASE_URL='postgres://keybrake:%s@127.0.0.1:%s/keybrake?sslmode=disable'\n" "$password" "$port"

@@ -127,6 +127,14 @@ type Store interface {
 	// the zero Counter.
 	Counter(ctx context.Context, key string) (Counter, error)
 
+	// Counters calls fn, in key order (bytewise), for every counter whose
+	// key begins with prefix and that was ever used, and stops at the
+	// first error fn returns, which it returns. It costs in proportion to
+	// those counters, not to the store: `keybrake status` lists one
+	// grant's per-customer counters with it. fn may be called outside
+	// any transaction; counters written meanwhile may or may not be seen.
+	Counters(ctx context.Context, prefix string, fn func(key string, c Counter) error) error
+
 	// Verify walks the audit chain from its start (or from the checkpoint
 	// the last Prune left) and checks every link, then that every record in
 	// the store equals the state its latest journal entry holds. It

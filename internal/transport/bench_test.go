@@ -48,6 +48,9 @@ func (s *nullStore) SetFact(_ context.Context, key, value string) error {
 func (s *nullStore) Counter(context.Context, string) (store.Counter, error) {
 	return store.Counter{}, nil
 }
+func (s *nullStore) Counters(context.Context, string, func(string, store.Counter) error) error {
+	return nil
+}
 func (s *nullStore) Resettle(context.Context, uint64, []int64, money.Amount) error { return nil }
 
 // BenchmarkRoundTrip is the transport's own cost of one call, from the

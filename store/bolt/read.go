@@ -141,6 +141,46 @@ func (s *Store) Counter(ctx context.Context, key string) (store.Counter, error) 
 	return c, err
 }
 
+// Counters implements store.Store. It walks the counters bucket from
+// prefix, a page of 256 at a time in read transactions; fn runs outside
+// any transaction.
+func (s *Store) Counters(ctx context.Context, prefix string, fn func(key string, c store.Counter) error) error {
+	type counter struct {
+		key string
+		c   store.Counter
+	}
+	from := []byte(prefix)
+	for {
+		var page []counter
+		err := s.view(ctx, func(tx *bbolt.Tx) error {
+			cur := tx.Bucket(bucketCounters).Cursor()
+			for k, v := cur.Seek(from); k != nil && bytes.HasPrefix(k, []byte(prefix)) && len(page) < queryPage; k, v = cur.Next() {
+				c, err := decodeCounter(string(k), v)
+				if err != nil {
+					return err
+				}
+				page = append(page, counter{string(k), c})
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, p := range page {
+			if err := fn(p.key, p.c); err != nil {
+				return err
+			}
+		}
+		if len(page) < queryPage {
+			return nil
+		}
+		from = append([]byte(page[len(page)-1].key), 0) // the next key after it
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+}
+
 // Fact implements store.Store.
 func (s *Store) Fact(ctx context.Context, key string) (value string, ok bool, err error) {
 	err = s.view(ctx, func(tx *bbolt.Tx) error {

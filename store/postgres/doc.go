@@ -47,7 +47,9 @@
 // a query naming an agent; the primary key for After and ByID; a partial
 // index of the records Reserved or Unknown for Outstanding; a partial
 // index of Reserved records by session for recovery; the journal by
-// (record_id, n) and by n. time_ns is unix nanoseconds (clamped to the
+// (record_id, n) and by n; the counters by key in bytewise order
+// (COLLATE "C", migration 0003) for Counters, whatever the database's
+// collation (CI runs an ICU en-US one). time_ns is unix nanoseconds (clamped to the
 // int64 range, as store/bolt's time index is): timestamptz keeps only
 // microseconds and records are ordered by their exact Time;
 // audit.Query.Match decides at the edges.

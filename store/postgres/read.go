@@ -185,6 +185,57 @@ func (s *Store) Counter(ctx context.Context, key string) (store.Counter, error) 
 	return c, nil
 }
 
+// Counters implements store.Store. It reads the keys at or after prefix
+// in bytewise order (index keybrake_counters_bytewise, migration 0003), a
+// page of 256 at a time, and stops at the first key without the prefix;
+// fn runs between pages, outside any transaction.
+func (s *Store) Counters(ctx context.Context, prefix string, fn func(key string, c store.Counter) error) error {
+	if err := s.enter(ctx); err != nil {
+		return err
+	}
+	defer s.leave()
+	type counter struct {
+		key string
+		c   store.Counter
+	}
+	const sel = `SELECT key, settled, pending, unknown FROM keybrake_counters WHERE key COLLATE "C" `
+	stmt := func(from string) string {
+		return sel + from + ` $1 ORDER BY key COLLATE "C" LIMIT ` + fmt.Sprint(queryPage)
+	}
+	q, from := stmt(">="), prefix // the first page, then after the last key seen
+	for {
+		var page []counter
+		rows, err := s.pool.Query(ctx, q, from)
+		if err != nil {
+			return s.ctxErr(ctx, err)
+		}
+		n := 0
+		for rows.Next() {
+			var p counter
+			if err := rows.Scan(&p.key, &p.c.Settled, &p.c.Pending, &p.c.Unknown); err != nil {
+				rows.Close()
+				return s.ctxErr(ctx, err)
+			}
+			n++
+			if strings.HasPrefix(p.key, prefix) {
+				page = append(page, p)
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return s.ctxErr(ctx, err)
+		}
+		for _, p := range page {
+			if err := fn(p.key, p.c); err != nil {
+				return err
+			}
+		}
+		if n < queryPage || len(page) < n {
+			return nil
+		}
+		q, from = stmt(">"), page[len(page)-1].key
+	}
+}
+
 // Fact implements store.Store.
 func (s *Store) Fact(ctx context.Context, key string) (string, bool, error) {
 	if err := s.enter(ctx); err != nil {

@@ -123,6 +123,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("ChainAfterClose", h(testChainAfterClose))
 	t.Run("Outstanding", h(testOutstanding))
 	t.Run("OutstandingMany", h(testOutstandingMany))
+	t.Run("CountersByPrefix", h(testCountersByPrefix))
 	t.Run("QueryAfter", h(testQueryAfter))
 	t.Run("QueryAgentLongLog", h(testQueryAgentLongLog))
 }
