@@ -454,10 +454,7 @@ func TestCloseStopsWatching(t *testing.T) {
 // TestOperatorCommandRevokes: `keybrake revoke` and `keybrake halt`, run
 // as an operator would, stop a running agent's next call.
 func TestOperatorCommandRevokes(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "keybrake")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/keybrake").CombinedOutput(); err != nil {
-		t.Fatalf("building the command: %v\n%s", err, out)
-	}
+	bin := buildCLI(t)
 	f := newRevocationFixture(t, keybrake.Options{}, nil)
 	f.await(f.bot, "allowed")
 	run := func(args ...string) {

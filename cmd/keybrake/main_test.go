@@ -263,3 +263,22 @@ func TestUsage(t *testing.T) {
 		t.Fatalf("revoke -h: %d %q", code, out)
 	}
 }
+
+func TestSparkline(t *testing.T) {
+	var hours [24]int64
+	hours[0], hours[1], hours[2], hours[3], hours[5] = 800, 100, 1, 400, 799
+	for _, tt := range []struct {
+		upTo int
+		want string
+	}{
+		{23, "█▁▁▄.█.................."},
+		{5, "█▁▁▄.█                  "},
+	} {
+		if got := sparkline(hours, tt.upTo); got != tt.want {
+			t.Errorf("sparkline up to %d = %q, want %q", tt.upTo, got, tt.want)
+		}
+	}
+	if got := sparkline([24]int64{}, 23); got != strings.Repeat(".", 24) {
+		t.Errorf("an empty day = %q", got)
+	}
+}

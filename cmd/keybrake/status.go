@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/big"
 	"os"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -176,6 +177,9 @@ func printStatus(w io.Writer, s *admin.Status, where, kill string, sc screen) {
 		t.flush()
 	}
 
+	printSpend(w, s, sc)
+	printCustomers(w, s.Customers, sc)
+
 	fmt.Fprintln(w)
 	o := s.Open
 	fmt.Fprintf(w, "open reservations: %d reserved (in flight), %d unknown (sent, outcome never learnt)", o.Reserved, o.Unknown)
@@ -190,6 +194,90 @@ func printStatus(w io.Writer, s *admin.Status, where, kill string, sc screen) {
 		fmt.Fprintf(w, ", holding %s", strings.Join(parts, " + "))
 	}
 	fmt.Fprintln(w)
+}
+
+// printSpend prints each agent's spend of the day as a sparkline of its
+// 24 UTC hours, scaled to the row's busiest hour: "." is an hour with
+// nothing, blank one still to come.
+func printSpend(w io.Writer, s *admin.Status, sc screen) {
+	if len(s.Spend) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "spend today by UTC hour (settled, and still held), each row scaled to its busiest hour:")
+	t := newTable(w, sc, false, []column{
+		{name: "AGENT", max: 24}, {name: "VENDOR", max: 10}, {name: "TODAY", max: 20, right: true},
+		{name: "00    06    12    18    ", max: 24}, {name: "BUSIEST HOUR"},
+	})
+	upTo := 23
+	if s.Time.UTC().Format("2006-01-02") == s.Day {
+		upTo = s.Time.UTC().Hour()
+	}
+	for _, a := range s.Spend {
+		total, peak := "over", 0
+		if n, ok := a.Total(); ok {
+			total = quantity(n, string(a.Currency))
+		}
+		for h, n := range a.Hours {
+			if n > a.Hours[peak] {
+				peak = h
+			}
+		}
+		t.row([]string{a.Agent, a.Vendor, total, sparkline(a.Hours, upTo),
+			fmt.Sprintf("%02d:00 %s", peak, quantity(a.Hours[peak], string(a.Currency)))})
+	}
+	t.flush()
+}
+
+// sparkline draws hours up to upTo, each as one of eight heights of the
+// busiest; an hour with nothing is ".", one after upTo blank.
+func sparkline(hours [24]int64, upTo int) string {
+	const bars = "▁▂▃▄▅▆▇█"
+	busiest := slices.Max(hours[:])
+	var b strings.Builder
+	for h, n := range hours {
+		switch {
+		case h > upTo && n == 0:
+			b.WriteByte(' ')
+		case n <= 0 || busiest <= 0:
+			b.WriteByte('.')
+		default:
+			level := min(int(math.Ceil(float64(n)/float64(busiest)*8))-1, 7)
+			b.WriteString(string([]rune(bars)[max(level, 0)]))
+		}
+	}
+	return b.String()
+}
+
+// printCustomers prints each per-customer limit's most used customers.
+func printCustomers(w io.Writer, cls []admin.CustomerLimits, sc screen) {
+	for _, cl := range cls {
+		fmt.Fprintln(w)
+		kind := strings.TrimPrefix(cl.Rule, "agents."+cl.Agent+"."+cl.Vendor+".")
+		if cl.Counted == 0 {
+			fmt.Fprintf(w, "%s %s %s: no customer counted today\n", printable(cl.Agent), cl.Vendor, printable(kind))
+			continue
+		}
+		shown := fmt.Sprintf("the %d most used", len(cl.Top))
+		if len(cl.Top) == cl.Counted {
+			shown = "all"
+		}
+		fmt.Fprintf(w, "%s %s %s: %d customers counted today, %s:\n", printable(cl.Agent), cl.Vendor, printable(kind), cl.Counted, shown)
+		t := newTable(w, sc, false, []column{
+			{name: "CUSTOMER", max: 28}, {name: "ACCOUNT", max: 24}, {name: "USED", max: 20, right: true},
+			{name: "MAX", max: 20, right: true}, {name: "%", max: 5, right: true}, {name: "", max: 22}, {name: "OF WHICH"},
+		})
+		for _, l := range cl.Top {
+			account := l.Account
+			if account == "" {
+				account = "(platform)"
+			}
+			pct, bar := gauge(l.Used(), l.Max)
+			t.row([]string{l.Customer, account, quantity(l.Used(), l.Unit), quantity(l.Max, l.Unit), pct, bar,
+				fmt.Sprintf("settled %s, pending %s, unknown %s", bare(l.Settled, l.Unit), bare(l.Pending, l.Unit), bare(l.Unknown, l.Unit))})
+		}
+		t.flush()
+	}
 }
 
 // quantity is an amount in a limit's unit: "95.00 USD", "12 units".

@@ -64,7 +64,10 @@ func (l *Local) Query(ctx context.Context, q audit.Query, fn func(*audit.Record)
 	return l.Store.Query(ctx, q, fn)
 }
 
-// Status implements Source with ComputeStatus.
+// Status implements Source with ComputeStatus, and lists the customers of
+// every per-customer limit (store.Store.Counters: in proportion to the
+// per-customer counters kept) and the day's spend hour by hour (a Query
+// of the day's records: in proportion to them).
 func (l *Local) Status(ctx context.Context) (*Status, error) {
 	if l.Store == nil {
 		return nil, errNoStore
@@ -84,6 +87,14 @@ func (l *Local) Status(ctx context.Context) (*Status, error) {
 	}
 	s, err := ComputeStatus(ctx, l.Store, st.Policy, st.PolicyErr, day, st.stops())
 	if err != nil {
+		return nil, err
+	}
+	if st.Policy != nil {
+		if s.Customers, err = customerLimits(ctx, l.Store, st.Policy, day); err != nil {
+			return nil, err
+		}
+	}
+	if s.Spend, err = daySpend(ctx, l.Store, day); err != nil {
 		return nil, err
 	}
 	s.Time = t

@@ -35,7 +35,13 @@ type Status struct {
 	Revoked   []string          `json:"revoked"`              // agents revoked by the file, the kill switch or Revoke(), sorted
 	RevokedBy map[string]string `json:"revoked_by,omitempty"` // for each of Revoked, what revoked it, as HaltedBy
 	Limits    []LimitStatus     `json:"limits"`               // every daily money cap and count of the policy, today
-	Open      OpenStatus        `json:"open"`                 // reservations still reserved or unknown: still counted
+	// Customers are the grants' per-customer daily limits, today: how
+	// many customers each counted and the most used of them.
+	Customers []CustomerLimits `json:"customers"`
+	// Spend is the money each agent moved (or still holds) today, hour by
+	// hour, per vendor and currency.
+	Spend []AgentSpend `json:"spend"`
+	Open  OpenStatus   `json:"open"` // reservations still reserved or unknown: still counted
 }
 
 // LimitStatus is one daily limit of the policy and where its counter
@@ -44,27 +50,31 @@ type Status struct {
 // exact decimal string in major units of Unit ("500.00"), a count an
 // integer.
 type LimitStatus struct {
-	Agent   string // "" for a limit shared by every agent of the vendor
-	Vendor  string
-	Rule    string // "agents.refund-bot.stripe.daily_cap"
-	Key     string // the store's counter key
-	Unit    string // a currency code, or "units"
-	Max     int64
-	Settled int64 // moved, as the vendor confirmed
-	Pending int64 // held by calls in flight
-	Unknown int64 // held by calls whose outcome is unknown
+	Agent    string // "" for a limit shared by every agent of the vendor
+	Vendor   string
+	Account  string // of one customer's counter (CustomerLimits): the connected account, "" for the platform's own
+	Customer string // of one customer's counter (CustomerLimits): the customer's ID
+	Rule     string // "agents.refund-bot.stripe.daily_cap"
+	Key      string // the store's counter key
+	Unit     string // a currency code, or "units"
+	Max      int64
+	Settled  int64 // moved, as the vendor confirmed
+	Pending  int64 // held by calls in flight
+	Unknown  int64 // held by calls whose outcome is unknown
 }
 
 type jsonLimit struct {
-	Agent   string          `json:"agent,omitempty"`
-	Vendor  string          `json:"vendor"`
-	Rule    string          `json:"rule"`
-	Key     string          `json:"key"`
-	Unit    string          `json:"unit"`
-	Max     json.RawMessage `json:"max"`
-	Settled json.RawMessage `json:"settled"`
-	Pending json.RawMessage `json:"pending"`
-	Unknown json.RawMessage `json:"unknown"`
+	Agent    string          `json:"agent,omitempty"`
+	Vendor   string          `json:"vendor"`
+	Account  string          `json:"account,omitempty"`
+	Customer string          `json:"customer,omitempty"`
+	Rule     string          `json:"rule"`
+	Key      string          `json:"key"`
+	Unit     string          `json:"unit"`
+	Max      json.RawMessage `json:"max"`
+	Settled  json.RawMessage `json:"settled"`
+	Pending  json.RawMessage `json:"pending"`
+	Unknown  json.RawMessage `json:"unknown"`
 }
 
 // MarshalJSON writes the limit with its money as decimal strings.
@@ -75,7 +85,7 @@ func (l LimitStatus) MarshalJSON() ([]byte, error) {
 		}
 		return json.RawMessage(strconv.FormatInt(n, 10))
 	}
-	return json.Marshal(jsonLimit{Agent: l.Agent, Vendor: l.Vendor, Rule: l.Rule, Key: l.Key, Unit: l.Unit,
+	return json.Marshal(jsonLimit{Agent: l.Agent, Vendor: l.Vendor, Account: l.Account, Customer: l.Customer, Rule: l.Rule, Key: l.Key, Unit: l.Unit,
 		Max: q(l.Max), Settled: q(l.Settled), Pending: q(l.Pending), Unknown: q(l.Unknown)})
 }
 
@@ -105,7 +115,7 @@ func (l *LimitStatus) UnmarshalJSON(b []byte) error {
 		}
 		return n
 	}
-	got := LimitStatus{Agent: j.Agent, Vendor: j.Vendor, Rule: j.Rule, Key: j.Key, Unit: j.Unit,
+	got := LimitStatus{Agent: j.Agent, Vendor: j.Vendor, Account: j.Account, Customer: j.Customer, Rule: j.Rule, Key: j.Key, Unit: j.Unit,
 		Max: q("max", j.Max), Settled: q("settled", j.Settled), Pending: q("pending", j.Pending), Unknown: q("unknown", j.Unknown)}
 	if err != nil {
 		return err
@@ -157,14 +167,15 @@ const (
 //
 // It reads one counter per limit and the store's outstanding records
 // (store.Store.Outstanding, found by index), so its cost does not grow
-// with the log. Per-customer limits are not listed here (CustomerUsage
-// lists them). Any store error is returned; a Status is never partial.
+// with the log: a metrics scrape calls it. Customers and Spend are left
+// empty (Local.Status fills them, at a cost of their own). Any store
+// error is returned; a Status is never partial.
 func ComputeStatus(ctx context.Context, st store.Store, pol *policy.Policy, polErr error, day string, stops policy.Stops) (*Status, error) {
 	start, err := time.Parse("2006-01-02", day)
 	if err != nil || start.Format("2006-01-02") != day {
 		return nil, fmt.Errorf("admin: day %q is not a date like 2006-01-02", day)
 	}
-	s := &Status{Time: time.Now().UTC(), Day: day, Revoked: []string{}, Limits: []LimitStatus{}}
+	s := &Status{Time: time.Now().UTC(), Day: day, Revoked: []string{}, Limits: []LimitStatus{}, Customers: []CustomerLimits{}, Spend: []AgentSpend{}}
 	by := map[string]string{}
 	switch {
 	case polErr != nil:
