@@ -307,3 +307,28 @@ func TestStoreStops(t *testing.T) {
 		t.Errorf("keys = %v", keys)
 	}
 }
+
+// TestFleetStatus: status of a shared store names the fleet's stops and
+// their sources beside the host's kill switch.
+func TestFleetStatus(t *testing.T) {
+	dsn := testenv.PostgresSchema(t)
+	p := writePolicy(t, fleetPolicy)
+	for _, args := range [][]string{{"halt", "--db", dsn}, {"revoke", "texter", "--db", dsn}} {
+		if out, errs, code := keybrake(t, nil, args...); code != 0 {
+			t.Fatalf("%v: %d %q %q", args, code, out, errs)
+		}
+	}
+	os.WriteFile(p+".halt", []byte("texter\n"), 0o600)
+	out, errs, code := keybrake(t, nil, "status", "--db", dsn, "--policy", p)
+	if code != 0 {
+		t.Fatalf("status: %d %q\n%s", code, errs, out)
+	}
+	for _, re := range []string{
+		`HALTED by keybrake halt --db on \S+ by \S+ at 20\S+: every call of every agent is refused\n`,
+		`REVOKED \(their calls answer 401\):\n  texter  by the kill switch ` + regexp.QuoteMeta(p) + `\.halt and keybrake revoke --db on \S+ by \S+ at 20\S+\n`,
+	} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("status lacks %s:\n%s", re, out)
+		}
+	}
+}

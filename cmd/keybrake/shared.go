@@ -8,6 +8,7 @@ import (
 
 	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/internal/admin"
+	"github.com/keybrake/keybrake/policy"
 	"github.com/keybrake/keybrake/store/postgres"
 )
 
@@ -53,7 +54,50 @@ func withShared(db string, state func() admin.State, fn func(src source) error) 
 		return err
 	}
 	defer st.Close()
-	return fn(source{Source: &admin.Local{Store: st, State: state}, where: "the shared store " + dbName(db)})
+	return fn(source{Source: fleetStatus{&admin.Local{Store: st, State: state}}, where: "the shared store " + dbName(db)})
+}
+
+// fleetStatus is a shared store's Local whose Status also shows the
+// fleet's stops (store.Stops), each with its source, as every Brake on the
+// store obeys them besides the host's policy file and kill switch.
+type fleetStatus struct{ *admin.Local }
+
+func (f fleetStatus) Status(ctx context.Context) (*admin.Status, error) {
+	fleet, _, ok, err := storeStops(ctx, f.Store)
+	if err != nil {
+		return nil, err
+	}
+	l := *f.Local
+	if ok {
+		host := l.State
+		l.State = func() admin.State {
+			var s admin.State
+			if host != nil {
+				s = host()
+			}
+			s.Stops = joinStops(s.Stops, fleet)
+			return s
+		}
+	}
+	return l.Status(ctx)
+}
+
+// joinStops is what a and b stop together, each stop naming both sources
+// where both stop it.
+func joinStops(a, b policy.Stops) policy.Stops {
+	and := func(x, y string) string {
+		if x == "" || y == "" {
+			return x + y
+		}
+		return x + " and " + y
+	}
+	out := policy.Stops{Halt: and(a.Halt, b.Halt), Revoked: map[string]string{}}
+	for _, m := range []map[string]string{a.Revoked, b.Revoked} {
+		for agent, by := range m {
+			out.Revoked[agent] = and(out.Revoked[agent], by)
+		}
+	}
+	return out
 }
 
 // followShared follows the shared store db names: the store answers every
