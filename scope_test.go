@@ -77,7 +77,8 @@ func TestCreatedByAgent(t *testing.T) {
 	// The second refund of the same charge: max_refunds_per_charge is 1.
 	_, err = bot.Refunds.New(refund(ch.ID, 1000))
 	stripeErr(t, err, 402)
-	if d, _ := keybrake.AsDenial(err); d == nil || d.Rule != "agents.onboarding-bot.stripe.customers.max_refunds_per_charge" {
+	if d, _ := keybrake.AsDenial(err); d == nil || d.Rule != "agents.onboarding-bot.stripe.customers.max_refunds_per_charge" ||
+		d.Code != "keybrake_count_reached" || d.Reason != "count of 1 for the charge "+ch.ID+" reached: 1 used, this call 1" {
 		t.Fatalf("second refund: %+v", d)
 	}
 	// Someone else's customer, found by looking up the charge.

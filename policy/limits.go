@@ -116,7 +116,7 @@ func (p *Policy) Limits(r Request, rule *Rule, amount money.Amount, count int64,
 		}
 		if r.RefundOf != "" {
 			limits = append(limits, Limit{Key: "refunds" + who + r.RefundOf,
-				Max: cs.MaxRefundsPerCharge, Add: 1, Unit: "units", Rule: rules.maxRefundsPerCharge})
+				Max: cs.MaxRefundsPerCharge, Add: 1, Unit: "units", Rule: rules.maxRefundsPerCharge, Per: "the charge " + r.RefundOf})
 		}
 	}
 	if len(limits) == 0 {

@@ -278,4 +278,7 @@ type Limit struct {
 	Add  int64  // what this call adds, in Unit
 	Unit string // a currency code (amounts in micros) or "units"
 	Rule string // "agents.refund-bot.stripe.daily_cap"
+	// Per is what the limit counts over when it is not one UTC day: "the
+	// charge ch_1" for max_refunds_per_charge, which counts for good.
+	Per string
 }

@@ -112,6 +112,10 @@ func overLimit(c *call, adm store.Admission) policy.Verdict {
 		return storeError(fmt.Sprintf("the store refused hold %d of %d", adm.Hold, len(limits)))
 	}
 	l := limits[adm.Hold]
+	if l.Per != "" {
+		return policy.Verdict{Decision: policy.Capped, Rule: l.Rule, Code: "keybrake_count_reached",
+			Reason: fmt.Sprintf("count of %d for %s reached: %d used, this call %d", l.Max, l.Per, adm.Used, l.Add)}
+	}
 	if l.Unit == "units" {
 		return policy.Verdict{Decision: policy.Capped, Rule: l.Rule, Code: "keybrake_daily_count",
 			Reason: fmt.Sprintf("daily count of %d reached: %d used on %s, this call %d", l.Max, adm.Used, c.day, l.Add)}
