@@ -18,6 +18,15 @@ package keybrake
 //	keybrake_money_settled_micros_total{agent,vendor,currency}   counter
 //	    Money the vendor says moved (the audit record's settled amount),
 //	    in millionths of the currency's major unit.
+//	keybrake_money_reconciled_micros_total{agent,vendor,currency,direction}
+//	                                                             counter
+//	    How far Reconcile moved settled money from the estimate it replaced
+//	    to the vendor's real price, in millionths of the currency's major
+//	    unit: direction "up" when the price was above the estimate, "down"
+//	    below. A counter cannot fall, so a lower price is counted here
+//	    rather than taken off settled: settled + up - down is what the
+//	    audit says moved, for the calls this process settled and
+//	    reconciled.
 //	keybrake_money_unknown_micros_total{agent,vendor,currency}   counter
 //	    Money reserved by calls whose outcome is unknown (no answer, a 5xx,
 //	    an unreadable body): counted against the caps until reconciled, in
@@ -49,9 +58,9 @@ package keybrake
 //
 // Label values are bounded: agent is an agent of the policy in force (or
 // of one in force earlier in this process), else "other"; vendor is a
-// registered vendor; decision a fixed set; code a keybrake_ or vendor
-// refusal code, else "other"; currency a three-letter code, else
-// "other"; rule a limit of the policy. No customer, record, request or
+// registered vendor; decision and direction fixed sets; code a keybrake_
+// or vendor refusal code, else "other"; currency a three-letter code,
+// else "other"; rule a limit of the policy. No customer, record, request or
 // idempotency id, path, key or amount is ever a label.
 
 import (
@@ -101,13 +110,14 @@ const maxAgentLabels = 10000
 type brakeMetrics struct {
 	b *Brake
 
-	calls    *prometheus.CounterVec
-	reserved *prometheus.CounterVec
-	settled  *prometheus.CounterVec
-	unknown  *prometheus.CounterVec
-	decision prometheus.Histogram
-	commit   *prometheus.HistogramVec
-	reloads  *prometheus.CounterVec
+	calls      *prometheus.CounterVec
+	reserved   *prometheus.CounterVec
+	settled    *prometheus.CounterVec
+	reconciled *prometheus.CounterVec // direction up or down
+	unknown    *prometheus.CounterVec
+	decision   prometheus.Histogram
+	commit     *prometheus.HistogramVec
+	reloads    *prometheus.CounterVec
 
 	capUtil *prometheus.Desc
 	capUsed *prometheus.Desc
@@ -134,6 +144,9 @@ func newMetrics(b *Brake) *brakeMetrics {
 			Help: "Money durably reserved against the caps, in millionths of the currency's major unit."}, money),
 		settled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keybrake_money_settled_micros_total",
 			Help: "Money the vendor says moved, in millionths of the currency's major unit."}, money),
+		reconciled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keybrake_money_reconciled_micros_total",
+			Help: "How far reconciliation moved settled money from its estimate to the vendor's price (direction up or down), in millionths of the currency's major unit."},
+			[]string{"agent", "vendor", "currency", "direction"}),
 		unknown: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keybrake_money_unknown_micros_total",
 			Help: "Money reserved by calls whose outcome is unknown (counted until reconciled), in millionths of the currency's major unit."}, money),
 		decision: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "keybrake_decision_duration_seconds",
@@ -174,6 +187,7 @@ func (m *brakeMetrics) Describe(ch chan<- *prometheus.Desc) {
 	m.calls.Describe(ch)
 	m.reserved.Describe(ch)
 	m.settled.Describe(ch)
+	m.reconciled.Describe(ch)
 	m.unknown.Describe(ch)
 	m.decision.Describe(ch)
 	m.commit.Describe(ch)
@@ -189,6 +203,7 @@ func (m *brakeMetrics) Collect(ch chan<- prometheus.Metric) {
 	m.calls.Collect(ch)
 	m.reserved.Collect(ch)
 	m.settled.Collect(ch)
+	m.reconciled.Collect(ch)
 	m.unknown.Collect(ch)
 	m.decision.Collect(ch)
 	m.commit.Collect(ch)
@@ -265,7 +280,27 @@ func (m *brakeMetrics) Finished(rec *audit.Record) {
 	}
 }
 
-func (m *brakeMetrics) addMoney(v *prometheus.CounterVec, agent, vendor string, a money.Amount) {
+// resettled counts the change Reconcile made to a settled record: from
+// the estimate rec says was settled to moved, the vendor's price.
+func (m *brakeMetrics) resettled(rec *audit.Record, moved money.Amount) {
+	was := rec.Settled
+	if was.Currency != moved.Currency { // a price in another currency: the estimate goes, the price comes
+		m.addMoney(m.reconciled, rec.Agent, rec.Vendor, was, "down")
+		m.addMoney(m.reconciled, rec.Agent, rec.Vendor, moved, "up")
+		return
+	}
+	delta := money.Amount{Micros: moved.Micros - was.Micros, Currency: moved.Currency}
+	if delta.Micros < 0 {
+		delta.Micros = -delta.Micros
+		m.addMoney(m.reconciled, rec.Agent, rec.Vendor, delta, "down")
+		return
+	}
+	m.addMoney(m.reconciled, rec.Agent, rec.Vendor, delta, "up")
+}
+
+// addMoney adds a to v's series of agent, vendor, a's currency and extra
+// labels.
+func (m *brakeMetrics) addMoney(v *prometheus.CounterVec, agent, vendor string, a money.Amount, extra ...string) {
 	if a.Micros <= 0 {
 		return
 	}
@@ -273,7 +308,7 @@ func (m *brakeMetrics) addMoney(v *prometheus.CounterVec, agent, vendor string, 
 	if len(cur) != 3 {
 		cur = other
 	}
-	v.WithLabelValues(m.agent(agent), vendor, cur).Add(float64(a.Micros))
+	v.WithLabelValues(append([]string{m.agent(agent), vendor, cur}, extra...)...).Add(float64(a.Micros))
 }
 
 // agent is name as a label: an agent of a policy in force, else "other",

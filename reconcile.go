@@ -88,6 +88,7 @@ func (b *Brake) Reconcile(ctx context.Context, v Vendor, authorize func(*http.Re
 			errs = append(errs, fmt.Errorf("call %d: %w", r.ID, err))
 			continue
 		}
+		b.metrics.resettled(&r, moved)
 		res.Settled++
 	}
 	return res, errors.Join(errs...)
