@@ -2,6 +2,7 @@ package keybrake
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 
 	"github.com/keybrake/keybrake/audit"
@@ -13,21 +14,50 @@ import (
 //	level ERROR, message "keybrake: failure", attribute error: a failure
 //	    no caller can be told of (a completion that could not be written,
 //	    its money still counted; an audit event lost; a prune that failed;
-//	    a watcher rebuilt). The same errors reach Options.ErrorLog.
+//	    a watcher rebuilt). The same errors reach Options.ErrorLog. A
+//	    failure of the fleet's stops (stops.go) adds op (fleet_stop_write,
+//	    fleet_stops_read, fleet_stops_watch), and for a write method (the
+//	    Brake method: Halt, Resume, Revoke, Restore) and agent (Revoke and
+//	    Restore).
 //	level INFO (ERROR for policy_invalid), message "keybrake: event",
 //	    attributes event (policy_reload, policy_invalid, kill_switch,
-//	    revoke, halt), reason, policy (the hash in force) and record (the
-//	    audit record's ID): what changed what the agents may do.
+//	    revoke, halt, fleet_stops), reason, policy (the hash in force),
+//	    record (the audit record's ID; 0 when it could not be written) and,
+//	    for a revoke, agent: what changed what the agents may do.
 //
 // Calls are not logged: the audit log is their record. Nothing logged
 // holds a secret, an agent key or a card number; reasons are the audit's,
 // redacted as it is.
 
+// failure is an error reported with what failed, for the log to key on:
+// op is a fixed word, attrs what it acted on (never a secret or an id
+// of a customer). ErrorLog receives it as the error it wraps would read.
+type failure struct {
+	op    string
+	attrs []slog.Attr
+	err   error
+}
+
+func (f *failure) Error() string { return f.err.Error() }
+func (f *failure) Unwrap() error { return f.err }
+
+// failed is err reported as a failure of op.
+func failed(op string, err error, attrs ...slog.Attr) error {
+	return &failure{op: op, attrs: attrs, err: err}
+}
+
 // logFailure logs err, a failure no caller can be told of.
 func (b *Brake) logFailure(err error) {
-	if l := b.opts.Logger; l != nil {
-		l.LogAttrs(context.Background(), slog.LevelError, "keybrake: failure", slog.String("error", err.Error()))
+	l := b.opts.Logger
+	if l == nil {
+		return
 	}
+	attrs := []slog.Attr{slog.String("error", err.Error())}
+	var f *failure
+	if errors.As(err, &f) {
+		attrs = append(append(attrs, slog.String("op", f.op)), f.attrs...)
+	}
+	l.LogAttrs(context.Background(), slog.LevelError, "keybrake: failure", attrs...)
 }
 
 // logEvent logs a policy event the audit log now holds as record rec.
@@ -40,7 +70,10 @@ func (b *Brake) logEvent(rec *audit.Record) {
 	if rec.Event == "policy_invalid" {
 		level = slog.LevelError
 	}
-	l.LogAttrs(context.Background(), level, "keybrake: event",
-		slog.String("event", rec.Event), slog.String("reason", rec.Reason),
-		slog.String("policy", rec.PolicyHash), slog.Uint64("record", rec.ID))
+	attrs := []slog.Attr{slog.String("event", rec.Event), slog.String("reason", rec.Reason),
+		slog.String("policy", rec.PolicyHash), slog.Uint64("record", rec.ID)}
+	if agent := rec.Params["agent"]; agent != "" {
+		attrs = append(attrs, slog.String("agent", agent))
+	}
+	l.LogAttrs(context.Background(), level, "keybrake: event", attrs...)
 }

@@ -3,6 +3,7 @@ package keybrake
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"sort"
@@ -131,17 +132,17 @@ func (s *policyState) watchFleet(ctx context.Context) {
 	err := f.stops.WatchStops(ctx, func(stops []store.Stop, err error) {
 		if err != nil {
 			failing = true
-			f.report(fmt.Errorf("keybrake: reading the fleet's stops: %w (the stops known are kept)", err))
+			f.report(failed("fleet_stops_read", fmt.Errorf("keybrake: reading the fleet's stops: %w (the stops known are kept)", err)))
 			return
 		}
 		if failing {
 			failing = false
-			f.report(fmt.Errorf("keybrake: reading the fleet's stops works again"))
+			f.report(failed("fleet_stops_read", fmt.Errorf("keybrake: reading the fleet's stops works again")))
 		}
 		s.learnFleet(stops)
 	})
 	if err != nil && ctx.Err() == nil {
-		f.report(fmt.Errorf("keybrake: watching the fleet's stops ended: %w", err))
+		f.report(failed("fleet_stops_watch", fmt.Errorf("keybrake: watching the fleet's stops ended: %w", err)))
 	}
 }
 
@@ -237,12 +238,12 @@ func (s *policyState) setFleetStop(method string, kind store.StopKind, agent str
 			return
 		}
 		s.emitLocal(kind, agent, true, err)
-		f.report(fmt.Errorf("keybrake: Brake.%s: the fleet's store could not be written; in force in this process only: %w", method, err))
+		f.report(writeFailed(method, agent, fmt.Errorf("keybrake: Brake.%s: the fleet's store could not be written; in force in this process only: %w", method, err)))
 		return
 	}
 	local(false, true)
 	if _, err = f.stops.ClearStop(ctx, st); err != nil {
-		f.report(fmt.Errorf("keybrake: Brake.%s: the fleet's store could not be written; its stop stays in force: %w", method, err))
+		f.report(writeFailed(method, agent, fmt.Errorf("keybrake: Brake.%s: the fleet's store could not be written; its stop stays in force: %w", method, err)))
 		return
 	}
 	s.mu.Lock()
@@ -252,6 +253,16 @@ func (s *policyState) setFleetStop(method string, kind store.StopKind, agent str
 	delete(f.token, id)
 	f.known = slices.DeleteFunc(slices.Clone(f.known), func(k store.Stop) bool { return idOf(k) == id })
 	s.publish()
+}
+
+// writeFailed is err, a write of Brake.method's stop of agent ("" for
+// every agent) that the fleet's store refused, as the log keys it.
+func writeFailed(method, agent string, err error) error {
+	attrs := []slog.Attr{slog.String("method", method)}
+	if agent != "" {
+		attrs = append(attrs, slog.String("agent", agent))
+	}
+	return failed("fleet_stop_write", err, attrs...)
 }
 
 // emitLocal audits a stop that holds in this process only, since the
