@@ -342,11 +342,16 @@ func (f *flushing) Query(ctx context.Context, q audit.Query, fn func(*audit.Reco
 	return f.Local.Query(ctx, q, fn)
 }
 
+// adminState is what the admin socket's status reads besides the store.
+// Stops names the source of each stop beyond the file (the kill switch
+// and its path, Brake.Halt, a fleet's stop), for when no policy is in
+// force to carry them; without it status could only say "the agent
+// runner".
 func (b *Brake) adminState() admin.State {
 	pol, err := b.policies.inForce()
 	halted, revoked := b.policies.overrides()
 	return admin.State{PolicyFile: b.opts.PolicyFile, Policy: pol, PolicyErr: err,
-		Halted: halted, Revoked: revoked, Day: b.env.LastDay()}
+		Halted: halted, Revoked: revoked, Stops: b.policies.stopSources(), Day: b.env.LastDay()}
 }
 
 // startPruning keeps the audit log bounded: a Prune now and every hour.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keybrake/keybrake/audit"
+	"github.com/keybrake/keybrake/policy"
 	"github.com/keybrake/keybrake/store"
 )
 
@@ -99,6 +100,14 @@ func (s *policyState) fleetStops() (halt string, revoked map[string][]string, ke
 		}
 	}
 	return halt, revoked, keys
+}
+
+// stopSources is stops for a reader that does not hold mu: the sources
+// of the stops beyond the file, known whether or not a policy is in force.
+func (s *policyState) stopSources() policy.Stops {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stops()
 }
 
 // keyStoppedBy says what revoked the agent key id fleet-wide, or "".
