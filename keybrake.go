@@ -163,6 +163,11 @@ type Options struct {
 	// while the agent runs. Zero means DBPath + ".sock" (none without a
 	// DBPath); "-" turns it off.
 	AdminSocket string
+	// Warnings are lines `keybrake status` repeats, from the admin
+	// socket, for as long as the Brake runs: what its runner wants an
+	// operator to see ("keybrake serve" says it listens in plain HTTP
+	// beyond loopback). Keep secrets out of them.
+	Warnings []string
 
 	// Retention is how long audit records and closed days' counters are
 	// kept; older ones are pruned in the background, every hour. Records
@@ -351,7 +356,7 @@ func (b *Brake) adminState() admin.State {
 	pol, err := b.policies.inForce()
 	halted, revoked := b.policies.overrides()
 	return admin.State{PolicyFile: b.opts.PolicyFile, Policy: pol, PolicyErr: err,
-		Halted: halted, Revoked: revoked, Stops: b.policies.stopSources(), Day: b.env.LastDay()}
+		Halted: halted, Revoked: revoked, Stops: b.policies.stopSources(), Warnings: b.opts.Warnings, Day: b.env.LastDay()}
 }
 
 // startPruning keeps the audit log bounded: a Prune now and every hour.

@@ -107,6 +107,14 @@ func serve(ctx context.Context, e *env, g *globals, f *serveFlags) error {
 		Endpoints:  endpoints,
 		ErrorLog:   func(err error) { fmt.Fprintln(e.stderr, "keybrake:", err) },
 	}
+	agents, err := listen(f.listen) // before Open, so that status can name the address it took
+	if err != nil {
+		return err
+	}
+	defer agents.Close() // the server has closed it; on an early return it is still open
+	if f.insecureListen && !tls {
+		opts.Warnings = []string{fmt.Sprintf("keybrake serve --insecure-listen: plain HTTP on %s; agent keys cross the network in clear", agents.Addr())}
+	}
 	if isDatabaseURL(g.db) {
 		// Replicas share the store: one cap, whatever their number.
 		st, err := openShared(context.Background(), g.db)
@@ -135,11 +143,6 @@ func serve(ctx context.Context, e *env, g *globals, f *serveFlags) error {
 		return err
 	}
 
-	agents, err := listen(f.listen)
-	if err != nil {
-		kb.Close()
-		return err
-	}
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second, // slowloris

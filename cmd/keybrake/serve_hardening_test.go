@@ -600,4 +600,10 @@ func TestServeListeningFlags(t *testing.T) {
 	if status, body := refundAt(t, "http://127.0.0.1:"+m[1], "Bearer "+key, "100"); status != 200 {
 		t.Fatalf("a refund on the insecure listener: %d %s", status, body)
 	}
+	// status repeats it, from the running proxy's socket.
+	out, errOut, code := keybrakeIn(t, dir, nil, "status")
+	if code != 0 || !strings.Contains(out, "from the agent's Brake on") ||
+		!regexp.MustCompile(`WARNING: keybrake serve --insecure-listen: plain HTTP on \S+:`+m[1]+`; agent keys cross the network in clear\n`).MatchString(out) {
+		t.Errorf("status of an insecure proxy: %d %s\n%s", code, errOut, out)
+	}
 }

@@ -124,6 +124,9 @@ func printStatus(w io.Writer, s *admin.Status, where, kill string, sc screen) {
 	default:
 		fmt.Fprintf(w, "NO POLICY in force (%s): every call is refused: %s\n", s.PolicyFile, printable(s.PolicyError))
 	}
+	for _, warning := range s.Warnings {
+		fmt.Fprintf(w, "WARNING: %s\n", printable(warning))
+	}
 	switch {
 	case s.Halted && s.HaltedBy != "":
 		fmt.Fprintf(w, "HALTED by %s: every call of every agent is refused\n", printable(s.HaltedBy))

@@ -36,7 +36,10 @@ type State struct {
 	// does not carry them (policy.WithStops does): Halted and Revoked
 	// without a source here are named "the agent runner".
 	Stops policy.Stops
-	Day   string // the UTC day counted; "" means Now's
+	// Warnings are lines the runner wants status to repeat
+	// (keybrake.Options.Warnings).
+	Warnings []string
+	Day      string // the UTC day counted; "" means Now's
 }
 
 // Local is a Source over a store in this process: what a Brake serves, and
@@ -98,6 +101,7 @@ func (l *Local) Status(ctx context.Context) (*Status, error) {
 		return nil, err
 	}
 	s.Time = t
+	s.Warnings = append([]string(nil), st.Warnings...)
 	if st.PolicyFile != "" {
 		s.PolicyFile = st.PolicyFile
 	}

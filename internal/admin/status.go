@@ -42,6 +42,9 @@ type Status struct {
 	// hour, per vendor and currency.
 	Spend []AgentSpend `json:"spend"`
 	Open  OpenStatus   `json:"open"` // reservations still reserved or unknown: still counted
+	// Warnings are what the Brake's runner asks status to repeat, such
+	// as keybrake serve listening in plain HTTP beyond loopback.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // LimitStatus is one daily limit of the policy and where its counter
