@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/keybrake/keybrake/audit"
+	"github.com/keybrake/keybrake/internal/transport"
 )
 
 // Logs: what the Brake says of itself, as log/slog records on
@@ -18,7 +19,14 @@ import (
 //	    failure of the fleet's stops (stops.go) adds op (fleet_stop_write,
 //	    fleet_stops_read, fleet_stops_watch), and for a write method (the
 //	    Brake method: Halt, Resume, Revoke, Restore) and agent (Revoke and
-//	    Restore).
+//	    Restore). A failure of a call's writes (internal/transport's
+//	    Failure) adds op (audit_write, release_write, completion_write,
+//	    completion_retry, completions_left, created_customer_write,
+//	    fact_write), record (the audit record's ID) where there is one,
+//	    and agent and vendor where it is one call's.
+//	level INFO, message "keybrake: recovered", attributes error and op
+//	    (completions_written): the completions that had failed are all
+//	    written now.
 //	level INFO (ERROR for policy_invalid), message "keybrake: event",
 //	    attributes event (policy_reload, policy_invalid, kill_switch,
 //	    revoke, halt, fleet_stops), reason, policy (the hash in force),
@@ -53,11 +61,25 @@ func (b *Brake) logFailure(err error) {
 		return
 	}
 	attrs := []slog.Attr{slog.String("error", err.Error())}
+	level, msg := slog.LevelError, "keybrake: failure"
 	var f *failure
-	if errors.As(err, &f) {
+	var tf *transport.Failure
+	switch {
+	case errors.As(err, &f):
 		attrs = append(append(attrs, slog.String("op", f.op)), f.attrs...)
+	case errors.As(err, &tf):
+		attrs = append(attrs, slog.String("op", tf.Op))
+		if tf.Record != 0 {
+			attrs = append(attrs, slog.Uint64("record", tf.Record))
+		}
+		if tf.Agent != "" {
+			attrs = append(attrs, slog.String("agent", tf.Agent), slog.String("vendor", tf.Vendor))
+		}
+		if tf.Recovered {
+			level, msg = slog.LevelInfo, "keybrake: recovered"
+		}
 	}
-	l.LogAttrs(context.Background(), slog.LevelError, "keybrake: failure", attrs...)
+	l.LogAttrs(context.Background(), level, msg, attrs...)
 }
 
 // logEvent logs a policy event the audit log now holds as record rec.

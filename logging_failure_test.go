@@ -105,6 +105,10 @@ func TestLoggerGetsCompletionFailure(t *testing.T) {
 		!strings.Contains(text, errReadOnly.Error()) {
 		t.Errorf("failure record %v, want ERROR naming call %d and the store's error", f, recs[0].ID)
 	}
+	// What a pipeline keys on, beside the sentence (JSON numbers decode as float64).
+	if f["op"] != "completion_write" || f["record"] != float64(recs[0].ID) {
+		t.Errorf("failure record %v, want op completion_write and record %d", f, recs[0].ID)
+	}
 	if errs := reported.all(); len(errs) != 1 || !errors.Is(errs[0], store.ErrReadOnly) || errs[0].Error() != text {
 		t.Errorf("ErrorLog got %v, want the same failure as the log", errs)
 	}
@@ -158,6 +162,38 @@ func TestLoggerGetsFleetWriteFailure(t *testing.T) {
 	}
 	if !sawWrite {
 		t.Errorf("ErrorLog got %v, want the failed write wrapping the store's error", reported.all())
+	}
+	noSecretLogged(t, &logs)
+}
+
+// failingAppend is a store that cannot write a refused call's record.
+type failingAppend struct {
+	store.Store
+}
+
+func (failingAppend) Append(context.Context, *audit.Record) (uint64, error) { return 0, errReadOnly }
+
+// A refusal whose audit record the store cannot write is still refused,
+// and logged as a failure with op audit_write and the call's agent and
+// vendor, so a pipeline can page the team that runs that agent.
+func TestLoggerGetsRefusalWriteFailure(t *testing.T) {
+	inner, err := bolt.Open(filepath.Join(t.TempDir(), "keybrake.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs logBuffer
+	kb := openBrake(t, drainPolicy, keybrake.Options{Store: failingAppend{inner}, Endpoints: fakeEndpoint("http://127.0.0.1:1"),
+		Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	_, err = stripeWithKey(kb, "nobody-bot").Refunds.New(refund("ch_log", 1200))
+	stripeErr(t, err, 403)
+	failures := failureRecords(t, &logs)
+	if len(failures) != 1 {
+		t.Fatalf("logged %d failures, want the refusal's record: %v", len(failures), failures)
+	}
+	f := failures[0]
+	if f["level"] != "ERROR" || f["op"] != "audit_write" || f["agent"] != "nobody-bot" || f["vendor"] != "stripe" ||
+		!strings.Contains(f["error"].(string), errReadOnly.Error()) {
+		t.Errorf("failure record %v, want op audit_write for nobody-bot and stripe, with the store's error", f)
 	}
 	noSecretLogged(t, &logs)
 }

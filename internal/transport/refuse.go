@@ -33,7 +33,8 @@ func (t *RoundTripper) refuse(c *call, v policy.Verdict) (*http.Response, error)
 	defer cancel()
 	id, err := t.env.store.Append(ctx, &rec)
 	if err != nil {
-		t.env.report(fmt.Errorf("keybrake: audit record of a refused call could not be written: %w", err))
+		t.env.report(&Failure{Op: "audit_write", Agent: t.agent, Vendor: t.vendor.Name(),
+			Err: fmt.Errorf("keybrake: audit record of a refused call could not be written: %w", err)})
 	}
 	rec.ID = id
 	t.finished(c, &rec)
@@ -53,7 +54,8 @@ func (t *RoundTripper) refuseReserved(c *call, adm store.Admission, v policy.Ver
 		Refused: &store.Refusal{Decision: v.Decision, Code: v.Code, Rule: v.Rule, Policy: rec.PolicyHash},
 	})
 	if err != nil {
-		t.env.report(fmt.Errorf("keybrake: reservation %d of a call refused before sending could not be released (it stays counted): %w", adm.ID, err))
+		t.env.report(&Failure{Op: "release_write", Record: adm.ID, Agent: t.agent, Vendor: t.vendor.Name(),
+			Err: fmt.Errorf("keybrake: reservation %d of a call refused before sending could not be released (it stays counted): %w", adm.ID, err)})
 	}
 	t.finished(c, &rec)
 	return t.deny(c, &rec, v)

@@ -60,20 +60,23 @@ func permanent(err error) bool {
 // failed takes a completion the store did not write with err.
 func (r *retrier) failed(sc *store.Completion, err error) {
 	if permanent(err) {
-		r.report(fmt.Errorf("keybrake: completion of call %d (%s) could not be written; its reservation stays counted: %w", sc.ID, sc.Outcome, err))
+		r.report(&Failure{Op: "completion_write", Record: sc.ID,
+			Err: fmt.Errorf("keybrake: completion of call %d (%s) could not be written; its reservation stays counted: %w", sc.ID, sc.Outcome, err)})
 		return
 	}
 	r.mu.Lock()
 	if len(r.pending) >= retryKept {
 		n := len(r.pending)
 		r.mu.Unlock()
-		r.report(fmt.Errorf("keybrake: completion of call %d (%s) could not be written, and %d more wait to be written again, the most kept; "+
-			"this one is not kept: its record stays reserved and its money counted until it is recovered or reconciled: %w", sc.ID, sc.Outcome, n, err))
+		r.report(&Failure{Op: "completion_write", Record: sc.ID,
+			Err: fmt.Errorf("keybrake: completion of call %d (%s) could not be written, and %d more wait to be written again, the most kept; "+
+				"this one is not kept: its record stays reserved and its money counted until it is recovered or reconciled: %w", sc.ID, sc.Outcome, n, err)})
 		return
 	}
 	r.pending = append(r.pending, sc)
 	r.mu.Unlock()
-	r.report(fmt.Errorf("keybrake: completion of call %d (%s) could not be written; it is written again until it lands, its reservation counted meanwhile: %w", sc.ID, sc.Outcome, err))
+	r.report(&Failure{Op: "completion_write", Record: sc.ID,
+		Err: fmt.Errorf("keybrake: completion of call %d (%s) could not be written; it is written again until it lands, its reservation counted meanwhile: %w", sc.ID, sc.Outcome, err)})
 	select {
 	case r.kick <- struct{}{}:
 	default:
@@ -134,7 +137,8 @@ func (r *retrier) attempt() bool {
 			case err == nil:
 				landed++
 			case permanent(err):
-				r.report(fmt.Errorf("keybrake: completion of call %d (%s), written again, cannot be written; its reservation stays counted: %w", sc.ID, sc.Outcome, err))
+				r.report(&Failure{Op: "completion_retry", Record: sc.ID,
+					Err: fmt.Errorf("keybrake: completion of call %d (%s), written again, cannot be written; its reservation stays counted: %w", sc.ID, sc.Outcome, err)})
 			default:
 				left = append(left, sc)
 			}
@@ -142,7 +146,8 @@ func (r *retrier) attempt() bool {
 	}
 	wg.Wait()
 	if landed > 0 {
-		r.report(fmt.Errorf("keybrake: %d completions the store had failed to write are written now; %d still wait", landed, len(left)))
+		r.report(&Failure{Op: "completions_written", Recovered: len(left) == 0,
+			Err: fmt.Errorf("keybrake: %d completions the store had failed to write are written now; %d still wait", landed, len(left))})
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -160,5 +165,6 @@ func (r *retrier) close() {
 	r.mu.Lock()
 	n := len(r.pending)
 	r.mu.Unlock()
-	r.report(fmt.Errorf("keybrake: closing with %d completions the store could not write; their records stay reserved and their money counted until they are recovered or reconciled", n))
+	r.report(&Failure{Op: "completions_left",
+		Err: fmt.Errorf("keybrake: closing with %d completions the store could not write; their records stay reserved and their money counted until they are recovered or reconciled", n)})
 }

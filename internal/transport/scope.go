@@ -70,7 +70,8 @@ func (t *RoundTripper) rememberCreated(c *call, id string) {
 	ctx, cancel := t.env.writeContext(c.req.Context())
 	defer cancel()
 	if err := t.env.store.SetFact(ctx, createdFact(t.vendor.Name(), c.vc.Account, t.agent, id), "1"); err != nil {
-		t.env.report(fmt.Errorf("keybrake: customer %s created by %s could not be recorded; calls on it will be out of scope: %w", id, t.agent, err))
+		t.env.report(&Failure{Op: "created_customer_write", Agent: t.agent, Vendor: t.vendor.Name(),
+			Err: fmt.Errorf("keybrake: customer %s created by %s could not be recorded; calls on it will be out of scope: %w", id, t.agent, err)})
 	}
 }
 

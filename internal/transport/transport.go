@@ -276,7 +276,8 @@ func (t *RoundTripper) keep(c *call, learned []vendors.Fact) {
 	defer cancel()
 	for _, f := range learned {
 		if err := t.env.store.SetFact(ctx, f.Key, f.Value); err != nil {
-			t.env.report(fmt.Errorf("keybrake: fact %s learned by a %s lookup could not be kept: %w", f.Key, t.vendor.Name(), err))
+			t.env.report(&Failure{Op: "fact_write", Agent: t.agent, Vendor: t.vendor.Name(),
+				Err: fmt.Errorf("keybrake: fact %s learned by a %s lookup could not be kept: %w", f.Key, t.vendor.Name(), err)})
 		}
 	}
 }
