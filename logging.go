@@ -25,8 +25,10 @@ import (
 //	    fact_write), record (the audit record's ID) where there is one,
 //	    and agent and vendor where it is one call's.
 //	level INFO, message "keybrake: recovered", attributes error and op
-//	    (completions_written): the completions that had failed are all
-//	    written now.
+//	    (completions_written, fleet_stops_read): the completions that had
+//	    failed are all written now, the fleet's stops read again. A read
+//	    of the fleet's stops that keeps failing is logged once, then once
+//	    a minute.
 //	level INFO (ERROR for policy_invalid), message "keybrake: event",
 //	    attributes event (policy_reload, policy_invalid, kill_switch,
 //	    revoke, halt, fleet_stops), reason, policy (the hash in force),
@@ -41,9 +43,10 @@ import (
 // op is a fixed word, attrs what it acted on (never a secret or an id
 // of a customer). ErrorLog receives it as the error it wraps would read.
 type failure struct {
-	op    string
-	attrs []slog.Attr
-	err   error
+	op        string
+	attrs     []slog.Attr
+	err       error
+	recovered bool // the failure is over: logged at INFO as "keybrake: recovered"
 }
 
 func (f *failure) Error() string { return f.err.Error() }
@@ -52,6 +55,11 @@ func (f *failure) Unwrap() error { return f.err }
 // failed is err reported as a failure of op.
 func failed(op string, err error, attrs ...slog.Attr) error {
 	return &failure{op: op, attrs: attrs, err: err}
+}
+
+// recovered is a failure of op that is over, err saying so.
+func recovered(op string, err error, attrs ...slog.Attr) error {
+	return &failure{op: op, attrs: attrs, err: err, recovered: true}
 }
 
 // logFailure logs err, a failure no caller can be told of.
@@ -67,6 +75,9 @@ func (b *Brake) logFailure(err error) {
 	switch {
 	case errors.As(err, &f):
 		attrs = append(append(attrs, slog.String("op", f.op)), f.attrs...)
+		if f.recovered {
+			level, msg = slog.LevelInfo, "keybrake: recovered"
+		}
 	case errors.As(err, &tf):
 		attrs = append(attrs, slog.String("op", tf.Op))
 		if tf.Record != 0 {

@@ -134,19 +134,39 @@ func (s *policyState) attachFleet(st store.Stops, learned func(audit.Record), re
 	return nil
 }
 
-// watchFleet follows the fleet's stops until ctx ends.
+// fleetReadReport is how often a fleet's stops that keep failing to read
+// are reported again: the watch reads every second, and an on-call whose
+// database is down wants one line a minute, not sixty.
+const fleetReadReport = time.Minute
+
+// watchFleet follows the fleet's stops until ctx ends. A read that fails
+// is reported at once, then at most once every fleetReadReport while the
+// reads keep failing, and the first read that works again once.
 func (s *policyState) watchFleet(ctx context.Context) {
 	f := s.fleet
-	failing := false
+	var (
+		failed0, reported time.Time // the first failure of the run, and the last report
+		failures          int
+	)
 	err := f.stops.WatchStops(ctx, func(stops []store.Stop, err error) {
+		now := time.Now()
 		if err != nil {
-			failing = true
-			f.report(failed("fleet_stops_read", fmt.Errorf("keybrake: reading the fleet's stops: %w (the stops known are kept)", err)))
+			failures++
+			switch {
+			case failures == 1:
+				failed0, reported = now, now
+				f.report(failed("fleet_stops_read", fmt.Errorf("keybrake: reading the fleet's stops: %w (the stops known are kept)", err)))
+			case now.Sub(reported) >= fleetReadReport:
+				reported = now
+				f.report(failed("fleet_stops_read", fmt.Errorf("keybrake: reading the fleet's stops still fails, %d reads since %s: %w (the stops known are kept)",
+					failures, failed0.UTC().Format(time.RFC3339), err)))
+			}
 			return
 		}
-		if failing {
-			failing = false
-			f.report(failed("fleet_stops_read", fmt.Errorf("keybrake: reading the fleet's stops works again")))
+		if failures > 0 {
+			f.report(recovered("fleet_stops_read", fmt.Errorf("keybrake: reading the fleet's stops works again, after %d failed reads since %s",
+				failures, failed0.UTC().Format(time.RFC3339))))
+			failures = 0
 		}
 		s.learnFleet(stops)
 	})

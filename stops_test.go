@@ -3,7 +3,9 @@ package keybrake_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -133,6 +135,7 @@ type failingStops struct {
 	store.Store
 	mu    sync.Mutex
 	fail  bool
+	reads int // ReadStops calls while failing
 	stops []store.Stop
 }
 
@@ -162,6 +165,7 @@ func (f *failingStops) ReadStops(context.Context) ([]store.Stop, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fail {
+		f.reads++
 		return nil, errDown
 	}
 	return append([]store.Stop(nil), f.stops...), nil
@@ -295,5 +299,50 @@ func TestFleetStopsInTheLiveStatus(t *testing.T) {
 	}
 	if !s.Halted || len(s.Revoked) != 1 || s.Revoked[0] != "bot" || !strings.Contains(s.PolicyHash, "+halt") {
 		t.Errorf("status: halted %v, revoked %v, policy %s", s.Halted, s.Revoked, s.PolicyHash)
+	}
+}
+
+// Reads of the fleet's stops that keep failing are logged once (then once
+// a minute), not once a read, and the read that works again once, at
+// INFO: an on-call whose database is down reads one line, not sixty a
+// minute.
+func TestFleetReadFailuresLoggedOnce(t *testing.T) {
+	inner, err := bolt.Open(filepath.Join(t.TempDir(), "k.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := &failingStops{Store: inner}
+	var logs logBuffer
+	newRevocationFixture(t, keybrake.Options{Store: fs, Logger: slog.New(slog.NewJSONHandler(&logs, nil))}, nil)
+	fs.mu.Lock()
+	fs.fail = true
+	fs.mu.Unlock()
+	eventually(t, "20 failed reads", func() bool { fs.mu.Lock(); defer fs.mu.Unlock(); return fs.reads >= 20 })
+	fs.mu.Lock()
+	fs.fail = false
+	fs.mu.Unlock()
+	recovered := func() []map[string]any {
+		var out []map[string]any
+		for _, r := range logs.records(t) {
+			if r["msg"] == "keybrake: recovered" {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	eventually(t, "the recovery to be logged", func() bool { return len(recovered()) > 0 })
+	var failures []map[string]any
+	for _, r := range logs.records(t) {
+		if r["op"] == "fleet_stops_read" && r["msg"] == "keybrake: failure" {
+			failures = append(failures, r)
+		}
+	}
+	if len(failures) != 1 || failures[0]["level"] != "ERROR" || !strings.Contains(failures[0]["error"].(string), errDown.Error()) {
+		t.Errorf("read failures logged: %v, want one ERROR naming the store's error", failures)
+	}
+	r := recovered()
+	if len(r) != 1 || r[0]["level"] != "INFO" || r[0]["op"] != "fleet_stops_read" ||
+		!regexp.MustCompile(`works again, after \d+ failed reads since 20`).MatchString(r[0]["error"].(string)) {
+		t.Errorf("recoveries logged: %v, want one INFO saying how many reads failed since when", r)
 	}
 }
