@@ -354,9 +354,10 @@ func (f *flushing) Query(ctx context.Context, q audit.Query, fn func(*audit.Reco
 // runner".
 func (b *Brake) adminState() admin.State {
 	pol, err := b.policies.inForce()
-	halted, revoked := b.policies.overrides()
+	// The stops beyond the file, each with its source, read under one
+	// lock: what is halted and revoked follows from them.
 	return admin.State{PolicyFile: b.opts.PolicyFile, Policy: pol, PolicyErr: err,
-		Halted: halted, Revoked: revoked, Stops: b.policies.stopSources(), Warnings: b.opts.Warnings, Day: b.env.LastDay()}
+		Stops: b.policies.stopSources(), Warnings: b.opts.Warnings, Day: b.env.LastDay()}
 }
 
 // startPruning keeps the audit log bounded: a Prune now and every hour.

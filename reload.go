@@ -181,29 +181,6 @@ func (s *policyState) changed() <-chan struct{} {
 	return s.current.Load().replaced
 }
 
-// overrides reports the revocations beyond the policy file's own: Halt,
-// the kill switch, Revoke. They hold even while the file is invalid.
-func (s *policyState) overrides() (halted bool, revoked []string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	fleetHalt, fleetRevoked, _ := s.fleetStops()
-	halted = s.halted || (s.kill.present && s.kill.agents == nil) || fleetHalt != ""
-	seen := map[string]bool{}
-	for a := range s.revoked {
-		seen[a] = true
-	}
-	if s.kill.present {
-		for _, a := range s.kill.agents {
-			seen[a] = true
-		}
-	}
-	for a := range fleetRevoked {
-		seen[a] = true
-	}
-	revoked = slices.Sorted(maps.Keys(seen))
-	return halted, revoked
-}
-
 func (s *policyState) inForce() (*policy.Policy, error) {
 	f := s.current.Load()
 	return f.pol, f.err
