@@ -21,7 +21,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -304,96 +303,6 @@ func Open(opts Options) (*Brake, error) {
 	return b, nil
 }
 
-// serveAdmin serves the admin socket, when there is one.
-func (b *Brake) serveAdmin() error {
-	path := b.opts.AdminSocket
-	if path == "" && b.opts.DBPath != "" && b.opts.Store == nil {
-		path = b.opts.DBPath + ".sock"
-	}
-	if path == "" || path == "-" {
-		return nil
-	}
-	src := &admin.Local{Store: b.store, Now: b.opts.Clock, State: b.adminState}
-	srv, err := admin.Serve(path, admin.Handler(&flushing{Local: src, env: b.env, metrics: b.metrics.handler}))
-	if err != nil {
-		err = fmt.Errorf("keybrake: admin socket %s: %w", path, err)
-		if b.opts.AdminSocket == "" {
-			// The default socket is a convenience: the agent runs on
-			// without it, and the operator is told why the command
-			// cannot read the live database.
-			b.report(err)
-			return nil
-		}
-		return err
-	}
-	b.admin = srv
-	return nil
-}
-
-// flushing lets queries see the settlements of calls that have answered.
-type flushing struct {
-	*admin.Local
-	env     *transport.Env
-	metrics http.Handler // GET /metrics (metrics.go)
-}
-
-// Metrics is the admin socket's /metrics (admin.MetricsSource).
-func (f *flushing) Metrics() http.Handler { return f.metrics }
-
-func (f *flushing) Query(ctx context.Context, q audit.Query, fn func(*audit.Record) error) error {
-	if err := f.env.Flush(ctx); err != nil {
-		return err
-	}
-	return f.Local.Query(ctx, q, fn)
-}
-
-// adminState is what the admin socket's status reads besides the store.
-// Stops names the source of each stop beyond the file (the kill switch
-// and its path, Brake.Halt, a fleet's stop), for when no policy is in
-// force to carry them; without it status could only say "the agent
-// runner".
-func (b *Brake) adminState() admin.State {
-	pol, err := b.policies.inForce()
-	// The stops beyond the file, each with its source, read under one
-	// lock: what is halted and revoked follows from them.
-	return admin.State{PolicyFile: b.opts.PolicyFile, Policy: pol, PolicyErr: err,
-		Stops: b.policies.stopSources(), Warnings: b.opts.Warnings, Day: b.env.LastDay()}
-}
-
-// startPruning keeps the audit log bounded: a Prune now and every hour.
-// A prune of a long log can take minutes; Shutdown cancels it rather than
-// waiting, and the store leaves what it pruned so far consistent.
-func (b *Brake) startPruning() {
-	ctx, cancel := context.WithCancel(context.Background())
-	b.stopPrune, b.pruned = cancel, make(chan struct{})
-	keep := b.opts.Retention
-	if keep == 0 {
-		keep = DefaultRetention
-	}
-	if keep < 0 {
-		close(b.pruned)
-		return
-	}
-	go func() {
-		defer close(b.pruned)
-		t := time.NewTicker(time.Hour)
-		defer t.Stop()
-		for {
-			pctx, stop := context.WithTimeout(ctx, 10*time.Minute)
-			_, err := b.store.Prune(pctx, b.opts.Clock().Add(-keep))
-			stop()
-			if err != nil && ctx.Err() == nil {
-				b.report(fmt.Errorf("keybrake: pruning the audit log: %w", err))
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
-}
-
 func (b *Brake) report(err error) {
 	if b.opts.ErrorLog != nil {
 		b.opts.ErrorLog(err)
@@ -454,46 +363,6 @@ const lastDayFact = "keybrake/last_day"
 // while the policy file is invalid.
 func (b *Brake) Policy() (*policy.Policy, error) { return b.policies.inForce() }
 
-func (r registry) parseEndpoints(in map[Vendor]string) (map[Vendor]*url.URL, error) {
-	out := make(map[Vendor]*url.URL, len(in))
-	for v, raw := range in {
-		if _, ok := r[v]; !ok {
-			return nil, fmt.Errorf("keybrake: Options.Endpoints names unknown vendor %q", v)
-		}
-		u, err := url.Parse(raw)
-		if err != nil {
-			return nil, fmt.Errorf("keybrake: endpoint for %s: %w", v, err)
-		}
-		if u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
-			return nil, fmt.Errorf("keybrake: endpoint for %s %q must be scheme://host[:port][/prefix]", v, raw)
-		}
-		if u.Host != strings.ToLower(u.Host) {
-			return nil, fmt.Errorf("keybrake: endpoint for %s %q: write the host in lower case", v, raw)
-		}
-		switch u.Scheme {
-		case "https":
-		case "http":
-			if !loopback(u.Hostname()) {
-				return nil, fmt.Errorf("keybrake: endpoint for %s %q: plain http only to a loopback host", v, raw)
-			}
-		default:
-			return nil, fmt.Errorf("keybrake: endpoint for %s %q: scheme must be https (or http on loopback)", v, raw)
-		}
-		u.Path = strings.TrimSuffix(u.Path, "/")
-		u.RawPath = ""
-		out[v] = u
-	}
-	return out, nil
-}
-
-// Connections kept idle per vendor host, and in all. http.DefaultTransport
-// keeps 2 a host: behind a proxy or a runner of many agents, every call
-// past the second concurrent one would dial (and handshake TLS) afresh.
-const (
-	idlePerHost = 256
-	idleInAll   = 1024
-)
-
 // vendorTransport is http.DefaultTransport's clone with a pool sized for
 // many concurrent agents: the base under every chain that names no other.
 func vendorTransport() *http.Transport {
@@ -501,14 +370,6 @@ func vendorTransport() *http.Transport {
 	t.MaxIdleConnsPerHost = idlePerHost
 	t.MaxIdleConns = idleInAll
 	return t
-}
-
-func loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Transport returns the chain for agent on vendor v over next (nil means a

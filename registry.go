@@ -2,7 +2,10 @@ package keybrake
 
 import (
 	"fmt"
+	"net"
+	"net/url"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/keybrake/keybrake/vendors"
@@ -94,4 +97,52 @@ func known() registry {
 		r[n] = v
 	}
 	return r
+}
+
+func (r registry) parseEndpoints(in map[Vendor]string) (map[Vendor]*url.URL, error) {
+	out := make(map[Vendor]*url.URL, len(in))
+	for v, raw := range in {
+		if _, ok := r[v]; !ok {
+			return nil, fmt.Errorf("keybrake: Options.Endpoints names unknown vendor %q", v)
+		}
+		u, err := url.Parse(raw)
+		if err != nil {
+			return nil, fmt.Errorf("keybrake: endpoint for %s: %w", v, err)
+		}
+		if u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+			return nil, fmt.Errorf("keybrake: endpoint for %s %q must be scheme://host[:port][/prefix]", v, raw)
+		}
+		if u.Host != strings.ToLower(u.Host) {
+			return nil, fmt.Errorf("keybrake: endpoint for %s %q: write the host in lower case", v, raw)
+		}
+		switch u.Scheme {
+		case "https":
+		case "http":
+			if !loopback(u.Hostname()) {
+				return nil, fmt.Errorf("keybrake: endpoint for %s %q: plain http only to a loopback host", v, raw)
+			}
+		default:
+			return nil, fmt.Errorf("keybrake: endpoint for %s %q: scheme must be https (or http on loopback)", v, raw)
+		}
+		u.Path = strings.TrimSuffix(u.Path, "/")
+		u.RawPath = ""
+		out[v] = u
+	}
+	return out, nil
+}
+
+// Connections kept idle per vendor host, and in all. http.DefaultTransport
+// keeps 2 a host: behind a proxy or a runner of many agents, every call
+// past the second concurrent one would dial (and handshake TLS) afresh.
+const (
+	idlePerHost = 256
+	idleInAll   = 1024
+)
+
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
