@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -14,7 +15,37 @@ var (
 	inMain  bool                 // Main is running the tests
 	stopped bool                 // Main has stopped every server
 	byName  = map[string]*slot{} // one slot per kind of server
+	ownDir  string               // files the shared servers read, for as long as they run (ownFile)
 )
+
+// ownFile copies src into a directory that lives as long as the test
+// binary's servers, and returns the copy's path. A shared server outlives
+// the test that started it, so it must not read (or, as Prism does, watch)
+// a file in that test's TempDir: in CI that TempDir went before Prism's
+// watch began, the watch of the missing directory threw, and Prism exited
+// in the middle of another test.
+func ownFile(src string) (string, error) {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return "", err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if ownDir == "" {
+		if ownDir, err = os.MkdirTemp("", "keybrake-testenv-"); err != nil {
+			return "", err
+		}
+	}
+	f, err := os.CreateTemp(ownDir, "*-"+filepath.Base(src))
+	if err != nil {
+		return "", err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return "", err
+	}
+	return f.Name(), f.Close()
+}
 
 // slot holds the one server of a kind, or why there is none. Its first
 // outcome sticks: a server that could not start is not retried by every
@@ -49,6 +80,11 @@ func Run(m *testing.M) int {
 			code = 1
 		}
 	}
+	mu.Lock()
+	if ownDir != "" {
+		os.RemoveAll(ownDir)
+	}
+	mu.Unlock()
 	return code
 }
 

@@ -65,7 +65,9 @@ func startPrism(t testing.TB, spec string) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	abs, err := filepath.Abs(spec)
+	// A copy that outlives the test that asked first (spec may be in its
+	// TempDir), since every later test of the binary shares the server.
+	abs, err := ownFile(spec)
 	if err != nil {
 		return nil, err
 	}

@@ -535,3 +535,54 @@ func emptyModule(t *testing.T) string {
 	}
 	return dir
 }
+
+// TestPrismOutlivesTheSpecsTest: a shared Prism keeps answering after the
+// test whose TempDir held its spec has ended. Prism watches its spec
+// (chokidar) once it listens; when the file is missing by then, chokidar
+// watches its directory instead, and a missing directory made it throw:
+// in CI the first test to ask ended, its TempDir went before the watch
+// began, and Prism exited in the middle of the next test. That race is
+// rare on an idle machine, so TestOwnFile pins the fix itself: Prism now
+// reads a copy that lives as long as the test binary's servers.
+func TestPrismOutlivesTheSpecsTest(t *testing.T) {
+	var base string
+	t.Run("starts it", func(t *testing.T) { base = Prism(t, TwilioSpecWithMediaURLFix(t)) })
+	// The subtest's TempDir is removed now. Prism's watch polls every
+	// 100 ms and waits 500 ms for a file to settle: give it time to see.
+	time.Sleep(2 * time.Second)
+	if again := Prism(t, TwilioSpecWithMediaURLFix(t)); again != base {
+		t.Fatalf("the shared Prism changed: %q then %q", base, again)
+	}
+	tw, _ := twilioOn(t, base)
+	p := &api.CreateMessageParams{}
+	p.SetTo("+15558675310").SetFrom("+15005550006").SetBody("still there")
+	if _, err := tw.Api.CreateMessage(p); err != nil {
+		t.Fatalf("Prism after the first test's TempDir went: %v", err)
+	}
+}
+
+// TestOwnFile: the copy a shared server reads has the content of the
+// original and survives the removal of the original's directory.
+func TestOwnFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "test")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(dir, "spec.json")
+	if err := os.WriteFile(src, []byte(`{"openapi":"3.0.0"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	own, err := ownFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.HasPrefix(own, dir+string(filepath.Separator)) {
+		t.Fatalf("ownFile(%s) = %s, inside the original's directory", src, own)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(own); err != nil || string(b) != `{"openapi":"3.0.0"}` {
+		t.Fatalf("the copy after the original's directory went: %q, %v", b, err)
+	}
+}
