@@ -74,7 +74,6 @@ func customerLimits(ctx context.Context, st store.Store, pol *policy.Policy, day
 			}
 			for _, l := range []*CustomerLimits{money, count} {
 				if l != nil {
-					l.Top = l.Top[:min(len(l.Top), TopCustomers)]
 					out = append(out, *l)
 				}
 			}
@@ -84,8 +83,7 @@ func customerLimits(ctx context.Context, st store.Store, pol *policy.Policy, day
 }
 
 // add counts a customer and keeps it if it is among the most used: Top
-// stays sorted, most used first (then by key), and at most twice
-// TopCustomers long until it is cut.
+// stays sorted, most used first (then by key), at most TopCustomers long.
 func (c *CustomerLimits) add(l LimitStatus) {
 	c.Counted++
 	if c.Top == nil {
@@ -98,7 +96,7 @@ func (c *CustomerLimits) add(l LimitStatus) {
 		return
 	}
 	c.Top = slices.Insert(c.Top, i, l)
-	if len(c.Top) > 2*TopCustomers {
+	if len(c.Top) > TopCustomers {
 		c.Top = c.Top[:TopCustomers]
 	}
 }
