@@ -132,36 +132,28 @@ func (s *policyState) publish() {
 // held.
 func (s *policyState) stops() policy.Stops {
 	kill := "the kill switch " + s.haltFile
-	var halt []string
+	st := policy.Stops{Revoked: map[string]string{}}
 	if s.halted {
-		halt = append(halt, "Brake.Halt")
+		st.HaltBy("Brake.Halt")
 	}
 	if s.kill.present && s.kill.agents == nil {
-		halt = append(halt, kill)
+		st.HaltBy(kill)
 	}
 	fleetHalt, fleetRevoked, _ := s.fleetStops()
 	if fleetHalt != "" {
-		halt = append(halt, fleetHalt)
-	}
-	st := policy.Stops{Halt: strings.Join(halt, " and "), Revoked: map[string]string{}}
-	add := func(a, by string) {
-		if st.Revoked[a] != "" {
-			st.Revoked[a] += " and " + by
-		} else {
-			st.Revoked[a] = by
-		}
+		st.HaltBy(fleetHalt)
 	}
 	for a := range s.revoked {
-		add(a, "Brake.Revoke")
+		st.RevokeBy(a, "Brake.Revoke")
 	}
 	if s.kill.present {
 		for _, a := range s.kill.agents {
-			add(a, kill)
+			st.RevokeBy(a, kill)
 		}
 	}
 	for _, a := range slices.Sorted(maps.Keys(fleetRevoked)) {
 		for _, by := range fleetRevoked[a] {
-			add(a, by)
+			st.RevokeBy(a, by)
 		}
 	}
 	return st

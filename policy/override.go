@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -14,6 +16,37 @@ type Stops struct {
 	// Revoked names, for each agent revoked beyond the file, what
 	// revoked it.
 	Revoked map[string]string
+}
+
+// HaltBy adds a halt of every agent by what by names: where something
+// halts them already, Halt names both ("Brake.Halt and the kill switch
+// ...").
+func (s *Stops) HaltBy(by string) { s.Halt = andSource(s.Halt, by) }
+
+// RevokeBy adds a revocation of agent by what by names, naming both
+// sources where the agent is revoked already.
+func (s *Stops) RevokeBy(agent, by string) {
+	if s.Revoked == nil {
+		s.Revoked = map[string]string{}
+	}
+	s.Revoked[agent] = andSource(s.Revoked[agent], by)
+}
+
+// Add adds every stop of o to s, as HaltBy and RevokeBy do.
+func (s *Stops) Add(o Stops) {
+	if o.Halt != "" {
+		s.HaltBy(o.Halt)
+	}
+	for _, a := range slices.Sorted(maps.Keys(o.Revoked)) {
+		s.RevokeBy(a, o.Revoked[a])
+	}
+}
+
+func andSource(have, by string) string {
+	if have == "" {
+		return by
+	}
+	return have + " and " + by
 }
 
 // WithRevocations is WithStops for overrides whose source is not told:

@@ -227,10 +227,8 @@ func storeStops(ctx context.Context, st store.Store) (stops policy.Stops, revoke
 			stops.Halt = s.Source()
 		case s.Kind == store.StopKey:
 			revokedKeys[s.Subject] = s.Source()
-		case stops.Revoked[s.Subject] != "":
-			stops.Revoked[s.Subject] += " and " + s.Source()
 		default:
-			stops.Revoked[s.Subject] = s.Source()
+			stops.RevokeBy(s.Subject, s.Source())
 		}
 	}
 	return stops, revokedKeys, true, nil

@@ -75,29 +75,14 @@ func (f fleetStatus) Status(ctx context.Context) (*admin.Status, error) {
 			if host != nil {
 				s = host()
 			}
-			s.Stops = joinStops(s.Stops, fleet)
+			var stops policy.Stops
+			stops.Add(s.Stops) // a copy: the host's map is not this one's to change
+			stops.Add(fleet)
+			s.Stops = stops
 			return s
 		}
 	}
 	return l.Status(ctx)
-}
-
-// joinStops is what a and b stop together, each stop naming both sources
-// where both stop it.
-func joinStops(a, b policy.Stops) policy.Stops {
-	and := func(x, y string) string {
-		if x == "" || y == "" {
-			return x + y
-		}
-		return x + " and " + y
-	}
-	out := policy.Stops{Halt: and(a.Halt, b.Halt), Revoked: map[string]string{}}
-	for _, m := range []map[string]string{a.Revoked, b.Revoked} {
-		for agent, by := range m {
-			out.Revoked[agent] = and(out.Revoked[agent], by)
-		}
-	}
-	return out
 }
 
 // followShared follows the shared store db names: the store answers every
