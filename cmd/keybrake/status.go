@@ -175,7 +175,7 @@ func printStatus(w io.Writer, s *admin.Status, where, kill string, sc screen) {
 			}
 			pct, bar := gauge(l.Used(), l.Max)
 			t.row([]string{agent, l.Vendor, kind, quantity(l.Used(), l.Unit), quantity(l.Max, l.Unit), pct, bar,
-				fmt.Sprintf("settled %s, pending %s, unknown %s", bare(l.Settled, l.Unit), bare(l.Pending, l.Unit), bare(l.Unknown, l.Unit))})
+				ofWhich(l)})
 		}
 		t.flush()
 	}
@@ -277,7 +277,7 @@ func printCustomers(w io.Writer, cls []admin.CustomerLimits, sc screen) {
 			}
 			pct, bar := gauge(l.Used(), l.Max)
 			t.row([]string{l.Customer, account, quantity(l.Used(), l.Unit), quantity(l.Max, l.Unit), pct, bar,
-				fmt.Sprintf("settled %s, pending %s, unknown %s", bare(l.Settled, l.Unit), bare(l.Pending, l.Unit), bare(l.Unknown, l.Unit))})
+				ofWhich(l)})
 		}
 		t.flush()
 	}
@@ -289,6 +289,11 @@ func quantity(n int64, unit string) string {
 		return fmt.Sprintf("%d units", n)
 	}
 	return money.Amount{Micros: n, Currency: money.Currency(unit)}.String()
+}
+
+// ofWhich is what a limit's use is made of.
+func ofWhich(l admin.LimitStatus) string {
+	return fmt.Sprintf("settled %s, pending %s, unknown %s", bare(l.Settled, l.Unit), bare(l.Pending, l.Unit), bare(l.Unknown, l.Unit))
 }
 
 // bare is quantity without its unit.
