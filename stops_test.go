@@ -293,12 +293,22 @@ func TestFleetStopsInTheLiveStatus(t *testing.T) {
 	other.kb.Halt()
 	other.kb.Revoke("bot")
 	awaitWithin(t, f.other, time.Second, "keybrake_halted")
-	s, err := admin.Dial(sock).Status(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !s.Halted || len(s.Revoked) != 1 || s.Revoked[0] != "bot" || !strings.Contains(s.PolicyHash, "+halt") {
-		t.Errorf("status: halted %v, revoked %v, policy %s", s.Halted, s.Revoked, s.PolicyHash)
+	// The halt and the revocation are two writes: a read of the fleet's
+	// stops may fall between them, so the status is asked until it shows
+	// both (or liveness passes).
+	deadline := time.Now().Add(liveness)
+	for {
+		s, err := admin.Dial(sock).Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Halted && len(s.Revoked) == 1 && s.Revoked[0] == "bot" && strings.Contains(s.PolicyHash, "+halt") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status: halted %v, revoked %v, policy %s", s.Halted, s.Revoked, s.PolicyHash)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -198,6 +198,9 @@ func TestSetFailsClosed(t *testing.T) {
 			if f, ferr := s.File(); f != nil || ferr == nil {
 				t.Fatalf("File() = %v, %v", f, ferr)
 			}
+			// The refusal is in force before Report is called (fail
+			// closed first), so the report may come a moment later.
+			await(t, "the report", func() bool { mu.Lock(); defer mu.Unlock(); return len(reported) > n })
 			mu.Lock()
 			if len(reported) != n+1 || reported[n].Error() != err.Error() {
 				t.Errorf("reported %v, want %v", reported[n:], err)

@@ -135,6 +135,11 @@ func TestFailedCompletionIsWrittenAgainUntilItLands(t *testing.T) {
 	if got := fs.calls.Load(); got != 4 {
 		t.Errorf("Complete was called %d times, want 4 (3 failures, then the one that landed)", got)
 	}
+	// The recovery is reported after the write that landed, so it may
+	// come a moment after the record reads settled.
+	for !strings.Contains(rep.text(), "are written now") && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
 	text := rep.text()
 	for _, want := range []string{"written again until it lands", "connection refused", "1 completions the store had failed to write are written now"} {
 		if !strings.Contains(text, want) {
