@@ -88,6 +88,7 @@ Exit status:
 		newResumeCmd(e, g),
 		newPolicyCmd(e),
 		newServeCmd(e, g),
+		newUICmd(e, g),
 		newKeysCmd(e),
 	)
 	// Made now rather than when the root runs, so that their argument

@@ -30,6 +30,8 @@ type serveFlags struct {
 	insecureListen  bool
 	shutdownTimeout time.Duration
 	maxInFlight     int
+	uiTokenFile     string
+	allowActions    bool
 }
 
 func newServeCmd(e *env, g *globals) *cobra.Command {
@@ -47,7 +49,9 @@ TWILIO_AUTH_TOKEN; RESEND_API_KEY) or from a file the keys file names.
 
 It listens on loopback (or a unix socket, unix:/path) unless given
 --tls-cert and --tls-key, or --insecure-listen. /healthz, /readyz and /metrics are
-served on --admin, not on the agent port. SIGTERM or SIGINT stops
+served on --admin, not on the agent port, beside the incident page (see
+'keybrake ui'), whose token is kept in --ui-token-file rather than printed
+to a log. SIGTERM or SIGINT stops
 accepting, drains calls in flight for at most --shutdown-timeout, and exits
 0.`,
 		Example: `  keybrake keys add refund-bot stripe --keys keybrake.keys
@@ -69,6 +73,8 @@ accepting, drains calls in flight for at most --shutdown-timeout, and exits
 	fs.BoolVar(&f.insecureListen, "insecure-listen", false, "allow plain HTTP on a non-loopback address (agents' keys then cross the network in clear)")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long calls in flight may take to finish on SIGTERM")
 	fs.IntVar(&f.maxInFlight, "max-in-flight", 256, "calls in flight beyond which the proxy answers 503")
+	fs.StringVar(&f.uiTokenFile, "ui-token-file", "", "the incident page's token `file` on --admin, made (0600) when missing (default: the keys file + \".ui-token\")")
+	fs.BoolVar(&f.allowActions, "allow-actions", false, "let the incident page on --admin halt, resume, revoke and restore agents")
 	return cmd
 }
 
@@ -169,9 +175,18 @@ func serve(ctx context.Context, e *env, g *globals, f *serveFlags) error {
 			kb.Close()
 			return err
 		}
-		adminSrv = &http.Server{Handler: adminHandler(kb, set, &draining), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
+		page, closePage, err := servePage(ctx, e, g, f)
+		if err != nil {
+			al.Close()
+			srv.Close()
+			kb.Close()
+			return err
+		}
+		defer closePage()
+		adminSrv = &http.Server{Handler: adminHandler(kb, set, &draining, page), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
 		go func() { errs <- adminSrv.Serve(al) }()
 		fmt.Fprintf(e.stderr, "keybrake: admin on %s (/healthz, /readyz, /metrics)\n", al.Addr())
+		fmt.Fprintf(e.stderr, "keybrake: the incident page on http://%s/?token=$(cat %s)%s\n", al.Addr(), tokenFile(f), map[bool]string{true: " (with actions)", false: " (read-only)"}[f.allowActions])
 	}
 	scheme := "http"
 	if tls {
@@ -211,19 +226,22 @@ func checkListen(flag, addr string, tls, insecure bool) error {
 	if err != nil {
 		return &usageError{err: fmt.Errorf("%s %q: want host:port or unix:/path", flag, addr), path: "keybrake serve"}
 	}
-	if host == "localhost" {
-		return nil
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-		return nil
-	}
-	if tls || insecure {
+	if loopbackHost(host) || tls || insecure {
 		return nil
 	}
 	if flag == "--admin" {
 		return &usageError{err: fmt.Errorf("--admin %s is not a loopback address; the admin listener stays on this machine", addr), path: "keybrake serve"}
 	}
 	return &usageError{err: fmt.Errorf("--listen %s is not a loopback address: give --tls-cert and --tls-key, or --insecure-listen", addr), path: "keybrake serve"}
+}
+
+// loopbackHost reports whether host is this machine alone.
+func loopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func listen(addr string) (net.Listener, error) {
@@ -273,10 +291,11 @@ func parseEndpointFlags(in []string) (map[brake.Vendor]string, error) {
 
 // adminHandler serves the probes: /healthz while the process runs,
 // /readyz while the policy and the keys file are valid, the store answers
-// (Brake.Ready) and the proxy is not draining, and /metrics in the
-// Prometheus text format.
-func adminHandler(kb *brake.Brake, set *keys.Set, draining *atomic.Bool) http.Handler {
+// (Brake.Ready) and the proxy is not draining, /metrics in the
+// Prometheus text format, and the incident page on everything else.
+func adminHandler(kb *brake.Brake, set *keys.Set, draining *atomic.Bool, page http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("/", page) // the incident page (ui.go), behind its token
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
