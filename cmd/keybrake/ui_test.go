@@ -192,7 +192,7 @@ func browser(t *testing.T) context.Context {
 		chromedp.ExecPath(path),
 		chromedp.NoSandbox, // CI runs as root, where Chromium's sandbox cannot start
 		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.WindowSize(1400, 1000),
+		chromedp.WindowSize(1280, 800), // the laptop screen the page must be legible on
 	)
 	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	t.Cleanup(cancel)
@@ -259,6 +259,9 @@ func TestUIShowsTheRunawayAsTheAuditLogHasIt(t *testing.T) {
 	rows := inBrowser(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('tr[data-id]').length`))
 	html := inBrowser(t, ctx, chromedp.OuterHTML(chromedp.CSS("html")))
 	screenshot(t, ctx, "runaway.png")
+	inBrowser(t, ctx, chromedp.Click(chromedp.CSS(`button[data-range="1m"]`)))
+	inBrowser(t, ctx, chromedp.Poll[bool](`document.querySelector('#chart').dataset.span === '60'`, chromedp.WithPollingTimeout(10*time.Second)))
+	screenshot(t, ctx, "minute.png") // the one docs/ui.png shows
 
 	got := map[string]int{}
 	for _, b := range bars {

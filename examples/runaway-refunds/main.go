@@ -11,6 +11,9 @@
 //	go run ./examples/runaway-refunds
 //	STRIPE_KEY=sk_test_... go run ./examples/runaway-refunds -attempts 80
 //	STRIPE_KEY=sk_test_123 STRIPE_BASE_URL=http://127.0.0.1:12111 go run ./examples/runaway-refunds
+//
+// Then look at it: the run prints the keybrake ui command that serves the
+// incident page on its database (-dir keeps it where you say).
 package main
 
 import (
@@ -65,6 +68,8 @@ func main() {
 			log.Fatal(err)
 		}
 		*dir = d
+	} else if err := os.MkdirAll(*dir, 0o700); err != nil {
+		log.Fatal(err)
 	}
 	policyFile := filepath.Join(*dir, "keybrake.yaml")
 	if err := os.WriteFile(policyFile, []byte(policyText), 0o600); err != nil {
@@ -134,6 +139,8 @@ func main() {
 		fmt.Printf("Fake Stripe's own tally of refunds:  %s\n", usd(target.moved()))
 	}
 	fmt.Printf("Policy and audit database: %s\n", *dir)
+	fmt.Printf("See it second by second on the incident page:\n  go run ./cmd/keybrake ui --db %s --policy %s\n",
+		filepath.Join(*dir, "keybrake.db"), policyFile)
 }
 
 // summarize reads the incident back from the audit log.

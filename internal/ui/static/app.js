@@ -380,6 +380,7 @@
     const buckets = arr(tl.buckets);
     const since = isFinite(ms(tl.since)) ? ms(tl.since) : st.win.since, until = isFinite(ms(tl.until)) ? ms(tl.until) : st.win.until;
     const span = Math.max(1, until - since), step = tl.step_ms || (buckets.length ? span / buckets.length : 1000);
+    chart.dataset.span = String(Math.round(span / 1000)); // seconds drawn: what a test waits for after choosing a range
     const X = (t) => M.l + ((t - since) / span) * pw;
     let maxC = 0, busiest = -1;
     buckets.forEach((b, i) => { let c = 0; for (const d of DECISIONS) c += +b[d] || 0; if (c > maxC) { maxC = c; busiest = i; } });
