@@ -46,8 +46,10 @@
 // calls, their times spread evenly over -span ending now (Options.Clock),
 // and then measures the store as the keybrake command reads it: bytes per
 // record on disk, status (admin.Local.Status), audit --agent --since 1h,
-// a one-minute window, each agent's whole history, Open, Close right
-// after Open, and Close during the Prune a Brake starts at Open.
+// a one-minute window, what the incident page reads before it draws and
+// its 90-second and 24-hour timelines (page.go), each agent's whole
+// history, Open, Close right after Open, and Close during the Prune a
+// Brake starts at Open.
 //
 // The measured calls are made in rounds, every variant in each, so that
 // the noise of a shared machine falls on all of them alike. Everything

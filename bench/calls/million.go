@@ -207,6 +207,10 @@ func (b *bench) reads(db string, cfg config) ([]read, error) {
 		}
 	}
 	minute := now.Add(-cfg.span / 2).Truncate(time.Minute)
+	page, err := newPageBench(src, now)
+	if err != nil {
+		return nil, err
+	}
 	type measured struct {
 		label  string
 		runs   int
@@ -223,6 +227,9 @@ func (b *bench) reads(db string, cfg config) ([]read, error) {
 		}},
 		{"audit --agent " + agent + " --since 1h", 5, 200 * time.Millisecond, query(audit.Query{Agent: agent, Since: now.Add(-time.Hour)})},
 		{"a 1-minute window, every agent", 5, 50 * time.Millisecond, query(audit.Query{Since: minute, Until: minute.Add(time.Minute)})},
+		{"page: first data (now, 15-min timeline, records)", 5, 300 * time.Millisecond, page.firstData(now)},
+		{"page: a 90-second timeline", 5, 100 * time.Millisecond, page.timeline(minute, 90*time.Second)},
+		{"page: a 24-hour timeline", 3, 0, page.timeline(now.Add(-24*time.Hour), 24*time.Hour)},
 		{"whole history of " + agent, 1, 0, query(audit.Query{Agent: agent})},
 		{"whole history of " + rareAgent, 1, 0, query(audit.Query{Agent: rareAgent})},
 	}
