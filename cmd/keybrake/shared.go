@@ -63,6 +63,16 @@ func withShared(db string, state func() admin.State, fn func(src source) error) 
 type fleetStatus struct{ *admin.Local }
 
 func (f fleetStatus) Status(ctx context.Context) (*admin.Status, error) {
+	return f.with(ctx, (*admin.Local).Status)
+}
+
+func (f fleetStatus) Glance(ctx context.Context) (*admin.Status, error) {
+	return f.with(ctx, (*admin.Local).Glance)
+}
+
+// with calls status on a copy of the Local whose State adds the fleet's
+// stops.
+func (f fleetStatus) with(ctx context.Context, status func(*admin.Local, context.Context) (*admin.Status, error)) (*admin.Status, error) {
 	fleet, _, ok, err := storeStops(ctx, f.Store)
 	if err != nil {
 		return nil, err
@@ -82,7 +92,7 @@ func (f fleetStatus) Status(ctx context.Context) (*admin.Status, error) {
 			return s
 		}
 	}
-	return l.Status(ctx)
+	return status(&l, ctx)
 }
 
 // followShared follows the shared store db names: the store answers every

@@ -224,10 +224,18 @@ func (f fileSource) Query(ctx context.Context, q audit.Query, fn func(*audit.Rec
 }
 
 func (f fileSource) Status(ctx context.Context) (*admin.Status, error) {
+	return f.status(ctx, admin.Source.Status)
+}
+
+func (f fileSource) Glance(ctx context.Context) (*admin.Status, error) {
+	return f.status(ctx, admin.Source.Glance)
+}
+
+func (f fileSource) status(ctx context.Context, status func(admin.Source, context.Context) (*admin.Status, error)) (*admin.Status, error) {
 	var st *admin.Status
 	err := withSource(f.db, f.state, func(src source) error {
 		var err error
-		st, err = src.Status(ctx)
+		st, err = status(src.Source, ctx)
 		return err
 	})
 	return st, err

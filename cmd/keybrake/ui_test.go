@@ -298,6 +298,38 @@ func TestUIShowsTheRunawayAsTheAuditLogHasIt(t *testing.T) {
 		t.Errorf("zoomed to %s, the table has %d rows; the audit log has %d calls in that second", second, rows, inSecond)
 	}
 	screenshot(t, ctx, "zoomed.png")
+
+	// A capped row opens its full record: the rule, the policy hash, the
+	// chain link, exactly as the audit log has them.
+	id := inBrowser(t, ctx, chromedp.AttributeValue(chromedp.CSS(`tr[data-id][data-decision="capped"]`), "data-id")).Value
+	inBrowser(t, ctx, chromedp.Click(chromedp.CSS(`tr[data-id="`+id+`"]`)))
+	detail := inBrowser(t, ctx, chromedp.Poll[string](`(document.querySelector('dialog#detail[open] dl.fields') || {}).textContent || null`,
+		chromedp.WithPollingTimeout(10*time.Second)))
+	rec := r.record(t, id)
+	for _, want := range []string{rec.Rule, rec.PolicyHash, rec.PrevHash, rec.Code, "10.00 USD"} {
+		if want == "" || !strings.Contains(detail, want) {
+			t.Errorf("record %s's detail lacks %q:\n%s", id, want, detail)
+		}
+	}
+	screenshot(t, ctx, "record.png")
+}
+
+// record is the audit log's record id.
+func (r *runaway) record(t *testing.T, id string) *audit.Record {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := r.kb.Dump(&buf, audit.Query{}); err != nil {
+		t.Fatal(err)
+	}
+	for dec := json.NewDecoder(&buf); ; {
+		var rec audit.Record
+		if err := dec.Decode(&rec); err != nil {
+			t.Fatalf("no record %s in the audit log (%v)", id, err)
+		}
+		if fmt.Sprint(rec.ID) == id {
+			return &rec
+		}
+	}
 }
 
 // get sends a request to the page's server as a program would, with the
@@ -425,9 +457,14 @@ func TestUIHaltsAndResumesTheRunningAgent(t *testing.T) {
 		t.Errorf("the page says %q after the halt", msg)
 	}
 	screenshot(t, ctx, "halted.png")
-	if d := r.nextRefusal(t, brake.Revoked); !strings.Contains(d.Reason, "kill switch") {
+	d := r.nextRefusal(t, brake.Revoked)
+	if !strings.Contains(d.Reason, "kill switch") {
 		t.Errorf("the halted agent's call was refused for %q; want the kill switch named", d.Reason)
 	}
+	// Live, with no reload: the refused call reaches the table and the
+	// kill switch's event the timeline (server-sent events).
+	inBrowser(t, ctx, chromedp.Poll[bool](fmt.Sprintf(`document.querySelector('tr[data-id="%d"][data-decision="revoked"]') !== null && document.querySelector('.mark[data-kind="kill_switch"]') !== null`, d.CallID),
+		chromedp.WithPollingTimeout(15*time.Second)))
 
 	// Resume: the kill switch is gone and the agent is decided by its
 	// policy again (capped: the day's cap is spent).

@@ -163,8 +163,15 @@ func (c *Client) Query(ctx context.Context, q audit.Query, fn func(*audit.Record
 }
 
 // Status implements Source.
-func (c *Client) Status(ctx context.Context) (*Status, error) {
-	resp, done, err := c.get(ctx, "/status", c.headerTimeout)
+func (c *Client) Status(ctx context.Context) (*Status, error) { return c.status(ctx, "/status") }
+
+// Glance implements Source.
+func (c *Client) Glance(ctx context.Context) (*Status, error) {
+	return c.status(ctx, "/status?spend=false")
+}
+
+func (c *Client) status(ctx context.Context, path string) (*Status, error) {
+	resp, done, err := c.get(ctx, path, c.headerTimeout)
 	if err != nil {
 		return nil, err
 	}

@@ -27,7 +27,7 @@
 //	             later records, in ID order), follow=1. An unknown or
 //	             repeated parameter is refused (400): a misspelt filter
 //	             must not silently select everything.
-//	GET /status  the Status as JSON.
+//	GET /status  the Status as JSON (?spend=false: without Spend, Glance).
 //	GET /verify  {"report": {...}} or, for a broken chain, also
 //	             {"chain_error": {"problem", "entry", "record", "detail"}}.
 //

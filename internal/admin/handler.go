@@ -130,11 +130,16 @@ func (h *handler) audit(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) status(w http.ResponseWriter, r *http.Request) {
-	if len(r.URL.RawQuery) > 0 {
-		http.Error(w, "admin: /status takes no parameters", http.StatusBadRequest)
+	status := h.src.Status
+	switch r.URL.RawQuery {
+	case "":
+	case "spend=false":
+		status = h.src.Glance
+	default:
+		http.Error(w, "admin: /status takes no parameters but spend=false", http.StatusBadRequest)
 		return
 	}
-	s, err := h.src.Status(r.Context())
+	s, err := status(r.Context())
 	if err != nil {
 		http.Error(w, "admin: status: "+err.Error(), http.StatusInternalServerError)
 		return

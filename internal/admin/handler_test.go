@@ -152,8 +152,22 @@ func TestHandlerStatus(t *testing.T) {
 	if !reflect.DeepEqual(&got, want) {
 		t.Errorf("status over HTTP:\n%+v\nwant\n%+v", got, *want)
 	}
-	if !got.Halted || len(got.Limits) != 5 || got.Limits[0].Pending == 0 {
+	if !got.Halted || len(got.Limits) != 5 || got.Limits[0].Pending == 0 || len(got.Spend) == 0 {
 		t.Errorf("status %+v", got)
+	}
+
+	// Glance, over the socket as in process: the same but the spend.
+	w = get(admin.Handler(src), "GET", "/status?spend=false")
+	var glance admin.Status
+	if err := json.Unmarshal(w.Body.Bytes(), &glance); w.Code != 200 || err != nil {
+		t.Fatalf("status?spend=false: %d %v %s", w.Code, err, w.Body)
+	}
+	glance.Time, want.Spend = time.Time{}, []admin.AgentSpend{}
+	if !reflect.DeepEqual(&glance, want) {
+		t.Errorf("glance over HTTP:\n%+v\nwant the status without its spend\n%+v", glance, *want)
+	}
+	if w := get(admin.Handler(src), "GET", "/status?spend=true"); w.Code != 400 {
+		t.Errorf("status?spend=true: %d, want 400", w.Code)
 	}
 
 	f.s.Close()

@@ -19,6 +19,9 @@ type Source interface {
 	Query(ctx context.Context, q audit.Query, fn func(*audit.Record) error) error
 	// Status is where the day's limits stand and who is stopped.
 	Status(ctx context.Context) (*Status, error)
+	// Glance is Status without its Spend, whose cost grows with the
+	// day's records: what a page that redraws on every change asks for.
+	Glance(ctx context.Context) (*Status, error)
 	// Verify checks the audit chain: store.Store.Verify.
 	Verify(ctx context.Context) (store.VerifyReport, error)
 }
@@ -71,7 +74,12 @@ func (l *Local) Query(ctx context.Context, q audit.Query, fn func(*audit.Record)
 // every per-customer limit (store.Store.Counters: in proportion to the
 // per-customer counters kept) and the day's spend hour by hour (a Query
 // of the day's records: in proportion to them).
-func (l *Local) Status(ctx context.Context) (*Status, error) {
+func (l *Local) Status(ctx context.Context) (*Status, error) { return l.status(ctx, true) }
+
+// Glance implements Source: Status without the day's spend.
+func (l *Local) Glance(ctx context.Context) (*Status, error) { return l.status(ctx, false) }
+
+func (l *Local) status(ctx context.Context, spend bool) (*Status, error) {
 	if l.Store == nil {
 		return nil, errNoStore
 	}
@@ -97,8 +105,10 @@ func (l *Local) Status(ctx context.Context) (*Status, error) {
 			return nil, err
 		}
 	}
-	if s.Spend, err = daySpend(ctx, l.Store, day); err != nil {
-		return nil, err
+	if spend {
+		if s.Spend, err = daySpend(ctx, l.Store, day); err != nil {
+			return nil, err
+		}
 	}
 	s.Time = t
 	s.Warnings = append([]string(nil), st.Warnings...)

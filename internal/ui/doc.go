@@ -31,8 +31,8 @@
 //
 // # Security
 //
-// Every request needs the token: the link New's Server prints carries it
-// once, the page then holds it in a cookie (HttpOnly, SameSite=Strict,
+// Every request needs the token: the link keybrake ui prints carries it
+// once (keybrake serve keeps it in a 0600 file instead of its log), the page then holds it in a cookie (HttpOnly, SameSite=Strict,
 // named for this server so that two pages on one host do not clobber each
 // other). A program may send it as "Authorization: Bearer TOKEN" instead.
 // Anything else is 401 with no data. POST /api/act also needs the header

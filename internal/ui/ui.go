@@ -64,6 +64,7 @@ type Server struct {
 	csrf   string
 	cookie string
 	mux    *http.ServeMux
+	spend  spendCache
 }
 
 // New returns the Server opts describe.
@@ -176,10 +177,13 @@ func (s *Server) session(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) now(w http.ResponseWriter, r *http.Request) {
-	st, err := s.opts.Source.Status(r.Context())
+	st, err := s.opts.Source.Glance(r.Context())
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "reading the status: "+err.Error())
 		return
+	}
+	if sp := s.spend.get(st.Day, s.opts.Source, s.opts.Logger); sp != nil {
+		st.Spend = sp // else none yet: the next refresh has it
 	}
 	writeJSON(w, http.StatusOK, st)
 }

@@ -70,7 +70,8 @@ func newPage(t *testing.T, act bool) *page {
 	add(3*time.Second, policy.Blocked, 2)
 
 	p := &page{store: st, acts: &[]ui.Action{}}
-	opts := ui.Options{Source: &admin.Local{Store: st}, Now: func() time.Time { return t0.Add(10 * time.Second) }, Poll: 10 * time.Millisecond,
+	now := func() time.Time { return t0.Add(10 * time.Second) }
+	opts := ui.Options{Source: &admin.Local{Store: st, Now: now}, Now: now, Poll: 10 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if act {
 		var mu sync.Mutex
@@ -352,5 +353,34 @@ func TestEventsSayWhenRecordsArrive(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(next()), &ev); err != nil || ev.LastID != id {
 		t.Errorf("after record %d was written the page is told %+v (%v)", id, ev, err)
+	}
+}
+
+func TestNowReadsCountersAndTheSpendArrivesAfter(t *testing.T) {
+	p := newPage(t, false)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var now struct {
+			Day   string
+			Spend []struct {
+				Agent string
+				Hours []string
+			}
+		}
+		if code := p.get(t, "/api/now", &now); code != 200 || now.Day != "2026-12-03" {
+			t.Fatalf("now: %d %+v", code, now)
+		}
+		// The spend per hour reads the day's records: it is computed
+		// beside the page's requests, not in them, and comes with a later one.
+		if len(now.Spend) == 1 {
+			if now.Spend[0].Agent != "refund-bot" || now.Spend[0].Hours[10] != "30.00" {
+				t.Errorf("spend %+v, want refund-bot's 30.00 at 10:00", now.Spend)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no spend after 10 s: %+v", now)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
