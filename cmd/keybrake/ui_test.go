@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +28,7 @@ import (
 	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/fakes/fakestripe"
 	"github.com/keybrake/keybrake/internal/testenv"
+	"github.com/keybrake/keybrake/store/postgres"
 	stripevendor "github.com/keybrake/keybrake/vendors/stripe"
 )
 
@@ -104,8 +106,23 @@ type runaway struct {
 
 func startRunaway(t *testing.T, bursts int) *runaway {
 	t.Helper()
+	return startRunawayOn(t, "", bursts)
+}
+
+// startRunawayOn is startRunaway on the shared store dsn names ("": a
+// bbolt file).
+func startRunawayOn(t *testing.T, dsn string, bursts int) *runaway {
+	t.Helper()
 	dir := t.TempDir()
 	r := &runaway{db: filepath.Join(dir, "keybrake.db"), policy: filepath.Join(dir, "keybrake.yaml"), key: "sk_test_" + strings.Repeat("R", 24)}
+	opts := brake.Options{PolicyFile: r.policy, DBPath: r.db}
+	if dsn != "" {
+		st, err := postgres.Open(context.Background(), dsn, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.db, opts.DBPath, opts.Store = dsn, "", st // the Brake closes it
+	}
 	if err := os.WriteFile(r.policy, []byte(uiPolicy), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +133,8 @@ func startRunaway(t *testing.T, bursts int) *runaway {
 		fs.AddCustomer(fmt.Sprintf("cus_ui%02d", i))
 		fs.AddCharge(fakestripe.Charge{ID: fmt.Sprintf("ch_ui%02d", i), Amount: 10000, Currency: "usd", Customer: fmt.Sprintf("cus_ui%02d", i), Captured: true})
 	}
-	kb, err := brake.Open(brake.Options{PolicyFile: r.policy, DBPath: r.db, Endpoints: map[brake.Vendor]string{brake.Stripe: srv.URL}})
+	opts.Endpoints = map[brake.Vendor]string{brake.Stripe: srv.URL}
+	kb, err := brake.Open(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -564,5 +582,51 @@ func TestUIListensOnLoopbackOnly(t *testing.T) {
 		if code != 2 || !strings.Contains(errOut, c.want) {
 			t.Errorf("keybrake ui %v: exit %d, %q; want 2 saying %q", c.args, code, errOut, c.want)
 		}
+	}
+}
+
+func TestUIOnAFleetsStore(t *testing.T) {
+	r := startRunawayOn(t, testenv.PostgresSchema(t), 1)
+	want, _, total := r.perSecond(t)
+	u := startUI(t, "--db", r.db, "--policy", r.policy, "--allow-actions")
+	if dsn, err := url.Parse(r.db); err != nil {
+		t.Fatal(err)
+	} else if pw, _ := dsn.User.Password(); pw == "" || strings.Contains(u.stderr.String(), pw) {
+		t.Errorf("keybrake ui printed the database's password (or the test's URL has none):\n%s", u.stderr)
+	}
+	var tl struct {
+		Buckets []map[string]any
+		Records int
+	}
+	since := time.Now().Add(-time.Minute).UTC().Truncate(time.Second)
+	code, body := u.do(t, "GET", "/api/timeline?since="+since.Format(time.RFC3339)+"&until="+since.Add(2*time.Minute).Format(time.RFC3339), u.token, nil, "")
+	if err := json.Unmarshal([]byte(body), &tl); code != 200 || err != nil {
+		t.Fatalf("timeline: %d %v %.300s", code, err, body)
+	}
+	got := map[string]int{}
+	for _, b := range tl.Buckets {
+		at, _ := time.Parse(time.RFC3339, b["t"].(string))
+		for _, d := range []string{"allowed", "capped", "blocked", "scoped", "revoked", "error"} {
+			if n, ok := b[d].(float64); ok {
+				got[fmt.Sprintf("%d %s", at.Unix(), d)] += int(n)
+			}
+		}
+	}
+	if tl.Records != total || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("the shared store's timeline (%d calls)\n  %v\nis not its audit log's (%d)\n  %v", tl.Records, got, total, want)
+	}
+
+	// Halt from the page: a fleet stop in the store, which the running
+	// Brake obeys.
+	code, body = u.do(t, "POST", "/api/act", u.token, map[string]string{"Content-Type": "application/json", "X-Keybrake-CSRF": u.csrf(t)}, `{"verb":"halt","agent":"refund-bot"}`)
+	if code != 200 || !strings.Contains(body, "fleet-wide") {
+		t.Fatalf("halt from the page: %d %s", code, body)
+	}
+	if d := r.nextRefusal(t, brake.Revoked); !strings.Contains(d.Reason, "keybrake halt --db") {
+		t.Errorf("the halted agent's call was refused for %q; want the fleet halt named", d.Reason)
+	}
+	var now struct{ Revoked []string }
+	if code, body := u.do(t, "GET", "/api/now", u.token, nil, ""); code != 200 || json.Unmarshal([]byte(body), &now) != nil || fmt.Sprint(now.Revoked) != "[refund-bot]" {
+		t.Errorf("the page's now after the fleet halt: %d %.300s", code, body)
 	}
 }
