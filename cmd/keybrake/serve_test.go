@@ -99,22 +99,31 @@ func refundAt(t *testing.T, base, auth, amount string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func TestServe(t *testing.T) {
+// serveDir is a directory holding servePolicy and a keys file with one
+// key for refund-bot on Stripe, and a fake Stripe (with a charge ch_1 of
+// 900.00 USD) to send the calls to.
+func serveDir(t *testing.T) (dir, vendor, key string) {
+	t.Helper()
 	fs := fakestripe.New()
 	fs.AddCharge(fakestripe.Charge{ID: "ch_1", Amount: 90000, Currency: "usd", Captured: true})
-	vendor := httptest.NewServer(fs)
-	defer vendor.Close()
+	srv := httptest.NewServer(fs)
+	t.Cleanup(srv.Close)
 
-	dir := t.TempDir()
+	dir = t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "keybrake.yaml"), []byte(servePolicy), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	out, errOut, code := keybrakeIn(t, dir, nil, "keys", "add", "refund-bot", "stripe")
-	key := strings.TrimSpace(out)
+	key = strings.TrimSpace(out)
 	if code != 0 || strings.Count(out, "\n") != 1 || !strings.HasPrefix(key, "kb_") {
 		t.Fatalf("keys add: %d %q %q, want one line with the key", code, out, errOut)
 	}
-	s := startServe(t, dir, []string{"STRIPE_SECRET_KEY=" + serveSecret}, "--endpoint", "stripe="+vendor.URL)
+	return dir, srv.URL, key
+}
+
+func TestServe(t *testing.T) {
+	dir, vendor, key := serveDir(t)
+	s := startServe(t, dir, []string{"STRIPE_SECRET_KEY=" + serveSecret}, "--endpoint", "stripe="+vendor)
 
 	for i := 0; i < 2; i++ {
 		if status, body := refundAt(t, s.url, "Bearer "+key, "2500"); status != 200 {

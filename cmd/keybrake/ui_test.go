@@ -50,7 +50,7 @@ agents:
 // uiServer is a running keybrake ui.
 type uiServer struct {
 	link, base, token string
-	stderr            *strings.Builder
+	stderr            *syncBuffer
 }
 
 // startUI runs keybrake ui and reads the link it prints.
@@ -61,8 +61,8 @@ func startUI(t *testing.T, args ...string) *uiServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := &uiServer{stderr: &strings.Builder{}}
-	cmd.Stderr = &syncWriter{w: u.stderr}
+	u := &uiServer{stderr: &syncBuffer{}}
+	cmd.Stderr = u.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -81,17 +81,6 @@ func startUI(t *testing.T, args ...string) *uiServer {
 	}
 	u.base, u.token = base, token
 	return u
-}
-
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }
 
 // runaway is a running agent's Brake that has just refunded up to its cap
@@ -518,20 +507,8 @@ func (r *runaway) nextRefusal(t *testing.T, want brake.Decision) *brake.Denial {
 }
 
 func TestServeServesThePageOnItsAdminListener(t *testing.T) {
-	fs := fakestripe.New()
-	fs.AddCharge(fakestripe.Charge{ID: "ch_1", Amount: 90000, Currency: "usd", Captured: true})
-	vendor := httptest.NewServer(fs)
-	defer vendor.Close()
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "keybrake.yaml"), []byte(servePolicy), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, _, code := keybrakeIn(t, dir, nil, "keys", "add", "refund-bot", "stripe")
-	if code != 0 {
-		t.Fatalf("keys add: %d", code)
-	}
-	key := strings.TrimSpace(out)
-	s := startServe(t, dir, []string{"STRIPE_SECRET_KEY=" + serveSecret}, "--endpoint", "stripe="+vendor.URL)
+	dir, vendor, key := serveDir(t)
+	s := startServe(t, dir, []string{"STRIPE_SECRET_KEY=" + serveSecret}, "--endpoint", "stripe="+vendor)
 	m := regexp.MustCompile(`the incident page on (http://\S+)/\?token=\$\(cat (\S+)\) \(read-only\)`).FindStringSubmatch(s.stderr.String())
 	if m == nil {
 		t.Fatalf("keybrake serve did not say where its page is:\n%s", s.stderr)
