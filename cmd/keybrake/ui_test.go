@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -269,6 +270,22 @@ func TestUIShowsTheRunawayAsTheAuditLogHasIt(t *testing.T) {
 	inBrowser(t, ctx, chromedp.Click(chromedp.CSS(`button[data-range="1m"]`)))
 	inBrowser(t, ctx, chromedp.Poll[bool](`document.querySelector('#chart').dataset.span === '60'`, chromedp.WithPollingTimeout(10*time.Second)))
 	screenshot(t, ctx, "minute.png") // the one docs/ui.png shows
+
+	// Dragging across a third of the chart zooms to what was dragged over.
+	box := inBrowser(t, ctx, chromedp.Evaluate[[]float64](`(() => { const c = document.querySelector('#chart');
+		c.scrollIntoView({block: 'center'}); const r = c.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })()`))
+	x0, x1, y := box[0]+box[2]*0.3, box[0]+box[2]*0.6, box[1]+box[3]/2
+	if err := chromedp.Do(ctx, chromedp.MouseEvent(chromedp.MousePressed, x0, y, chromedp.ButtonLeft),
+		chromedp.MouseEvent(chromedp.MouseMoved, (x0+x1)/2, y, chromedp.ButtonLeft),
+		chromedp.MouseEvent(chromedp.MouseMoved, x1, y, chromedp.ButtonLeft),
+		chromedp.MouseEvent(chromedp.MouseReleased, x1, y, chromedp.ButtonLeft)); err != nil {
+		t.Fatalf("dragging: %v", err)
+	}
+	zoomed := inBrowser(t, ctx, chromedp.Poll[string](`(s => s < 60 ? String(s) : null)(+document.querySelector('#chart').dataset.span)`,
+		chromedp.WithPollingTimeout(10*time.Second)))
+	if n, _ := strconv.Atoi(zoomed); n < 10 || n > 30 {
+		t.Errorf("dragging over a third of a minute's chart zoomed to %s s, want about 20", zoomed)
+	}
 
 	got := map[string]int{}
 	for _, b := range bars {
