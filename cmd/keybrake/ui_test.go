@@ -481,6 +481,9 @@ func TestUIHaltsAndResumesTheRunningAgent(t *testing.T) {
 		t.Errorf("the page says %q after the halt", msg)
 	}
 	screenshot(t, ctx, "halted.png")
+	if n := inBrowser(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('button[data-act="restore"][data-agent="refund-bot"]').length`)); n != 0 {
+		t.Error("a kill-switch halt offers Restore, which edits the policy file and would leave the halt in place")
+	}
 	d := r.nextRefusal(t, brake.Revoked)
 	if !strings.Contains(d.Reason, "kill switch") {
 		t.Errorf("the halted agent's call was refused for %q; want the kill switch named", d.Reason)
@@ -500,6 +503,24 @@ func TestUIHaltsAndResumesTheRunningAgent(t *testing.T) {
 	if _, err := os.Stat(r.policy + ".halt"); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("after resume the kill switch is still there (%v)", err)
 	}
+
+	// Revoke and restore: the policy file's revoked:, as the commands edit it.
+	act := func(verb string) {
+		inBrowser(t, ctx, chromedp.Click(chromedp.CSS(`button[data-act="`+verb+`"][data-agent="refund-bot"]`)))
+		inBrowser(t, ctx, chromedp.WaitVisible(chromedp.CSS(`dialog#confirm[open]`)))
+		inBrowser(t, ctx, chromedp.Click(chromedp.CSS("#confirm-yes")))
+	}
+	act("revoke")
+	if d := r.nextRefusal(t, brake.Revoked); !strings.Contains(d.Reason, "revoked") {
+		t.Errorf("the revoked agent's call was refused for %q", d.Reason)
+	}
+	if p, _ := os.ReadFile(r.policy); !strings.Contains(string(p), "revoked: true") {
+		t.Errorf("after revoke the policy file reads\n%s", p)
+	}
+	inBrowser(t, ctx, chromedp.WaitVisible(chromedp.CSS(`button[data-act="restore"][data-agent="refund-bot"]`)))
+	act("restore")
+	r.nextRefusal(t, brake.Capped)
+	inBrowser(t, ctx, chromedp.Poll[bool](`document.querySelector('`+group+`').dataset.stopped === ''`, chromedp.WithPollingTimeout(15*time.Second)))
 }
 
 // nextRefusal sends refunds until one is refused with decision want (the

@@ -241,7 +241,9 @@
         stopped ? h('span', { cls: 'badge ' + stopped, text: stopped === 'revoked' ? '✗ revoked' + (by[a] ? ' by ' + by[a] : '') : '■ halted' }) : h('span', { cls: 'badge ok', text: '● running' }));
       if (actions && a) {
         const acts = h('div', { cls: 'act' }, actBtn('halt', a, 'Halt', 'danger'), actBtn('revoke', a, 'Revoke', 'danger'));
-        if (isRev) acts.append(actBtn('restore', a, 'Restore'));
+        // Restore edits the policy's revoked: as `keybrake restore` does; a kill-switch halt is lifted by Resume.
+        if (isRev && !/^the kill switch /.test(by[a] || '')) acts.append(actBtn('restore', a, 'Restore'));
+        else if (isRev) acts.append(h('span', { cls: 'muted', text: 'halted by the kill switch: Resume lifts it' }));
         head.append(acts);
       }
       const card = h('article', { cls: 'agent' + (stopped ? ' stopped' : '') }, head);
