@@ -1,19 +1,10 @@
 package ui
 
 import (
-	"encoding/json"
 	"net/http"
 	"strconv"
 
 	"github.com/keybrake/keybrake/audit"
-)
-
-// defaultRecords and maxRecords bound what /api/records sends of a window:
-// the first ones, with the window's total, so that a person narrows the
-// window rather than scrolls through thousands.
-const (
-	defaultRecords = 500
-	maxRecords     = 5000
 )
 
 type recordsAnswer struct {
@@ -72,5 +63,3 @@ func (s *Server) record(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, found)
 }
-
-func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }

@@ -239,6 +239,8 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request) {
 
 func quote(s string) string { b, _ := json.Marshal(s); return string(b) }
 
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
