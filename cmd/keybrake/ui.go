@@ -103,7 +103,8 @@ func serveUI(ctx context.Context, e *env, g *globals, f *uiFlags) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: page, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10}
+	srv := &http.Server{Handler: page, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
+		BaseContext: func(net.Listener) context.Context { return ctx }} // a signal ends the pages' event streams too
 	errs := make(chan error, 1)
 	go func() {
 		if tls {
@@ -130,7 +131,7 @@ func serveUI(ctx context.Context, e *env, g *globals, f *uiFlags) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	srv.Shutdown(sctx) // the event streams end with the context; nothing to drain
+	srv.Shutdown(sctx) // the event streams ended with ctx; nothing else to drain
 	if errors.Is(serveErr, http.ErrServerClosed) {
 		serveErr = nil
 	}
