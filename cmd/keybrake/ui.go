@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -175,9 +173,7 @@ func tokenFile(f *serveFlags) string {
 func pageToken(path string) (string, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		b := make([]byte, 32)
-		rand.Read(b) // never fails (crypto/rand)
-		token := base64.RawURLEncoding.EncodeToString(b)
+		token := ui.NewToken()
 		if err := atomicfile.Write(path, []byte(token+"\n"), 0o600); err != nil {
 			return "", fmt.Errorf("making the incident page's token file: %w", err)
 		}

@@ -83,9 +83,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, token: opts.Token}
 	if s.token == "" {
-		b := make([]byte, 32)
-		rand.Read(b) // never fails (crypto/rand)
-		s.token = base64.RawURLEncoding.EncodeToString(b)
+		s.token = NewToken()
 	}
 	mac := hmac.New(sha256.New, []byte(s.token))
 	mac.Write([]byte("keybrake ui csrf"))
@@ -107,6 +105,14 @@ func New(opts Options) (*Server, error) {
 	s.mux.HandleFunc("GET /api/events", s.events)
 	s.mux.HandleFunc("POST /api/act", s.act)
 	return s, nil
+}
+
+// NewToken is a random token of 256 bits, as New makes when
+// Options.Token is "".
+func NewToken() string {
+	b := make([]byte, 32)
+	rand.Read(b) // never fails (crypto/rand)
+	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 // Token is what every request must carry.
