@@ -138,15 +138,24 @@ func serveUI(ctx context.Context, e *env, g *globals, f *uiFlags) error {
 
 // servePage is keybrake serve's incident page: the same page as keybrake
 // ui's, its token kept in a file (made when missing) instead of printed,
-// since serve's output goes to a log.
+// since serve's output goes to a log. On a file it reads serve's own Brake
+// through its socket alone: the file is that Brake's, so the fallback of
+// the other commands (the file opened read-only) would only wait for the
+// lock and fail.
 func servePage(ctx context.Context, e *env, g *globals, f *serveFlags) (http.Handler, func(), error) {
 	token, err := pageToken(tokenFile(f))
 	if err != nil {
 		return nil, nil, err
 	}
-	src, where, closeSrc, err := pageSource(ctx, g)
-	if err != nil {
-		return nil, nil, err
+	var (
+		src      admin.Source = admin.Dial(g.db + ".sock") // this serve's own Brake, which holds the file
+		where                 = "this keybrake serve's Brake on " + g.db + ".sock"
+		closeSrc              = func() {}
+	)
+	if isDatabaseURL(g.db) {
+		if src, where, closeSrc, err = pageSource(ctx, g); err != nil {
+			return nil, nil, err
+		}
 	}
 	opts := ui.Options{Source: src, Where: where, Database: dbName(g.db), Token: token}
 	if f.allowActions {
