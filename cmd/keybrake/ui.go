@@ -290,7 +290,6 @@ func pageActions(e *env, g *globals) func(context.Context, ui.Action) (string, e
 		default:
 			return "", fmt.Errorf("unknown action %q", a.Verb)
 		}
-		msg := strings.Join(strings.Fields(strings.ReplaceAll(out.String(), "\n", " · ")), " ")
-		return strings.TrimSuffix(msg, " ·"), err
+		return strings.Join(strings.Split(strings.TrimSpace(out.String()), "\n"), " · "), err // the command's lines, on one
 	}
 }
