@@ -12,13 +12,15 @@ import (
 // Query selects records. The zero Query selects every record; each set field
 // narrows it.
 type Query struct {
-	Since    time.Time       // records at or after Since
-	Until    time.Time       // records before Until
-	Agent    string          // exactly this agent
-	Vendor   string          // exactly this vendor ("stripe")
-	Decision policy.Decision // exactly this decision
-	Customer string          // calls whose subject is this customer
-	Limit    int             // at most this many records, oldest first; 0 is no limit
+	Since     time.Time       // records at or after Since
+	Until     time.Time       // records before Until
+	Agent     string          // exactly this agent
+	Vendor    string          // exactly this vendor ("stripe")
+	Decision  policy.Decision // exactly this decision
+	Customer  string          // calls whose subject is this customer
+	Run       string          // calls made for exactly this run
+	Principal string          // calls made on behalf of exactly this principal
+	Limit     int             // at most this many records, oldest first; 0 is no limit
 	// After selects the records whose ID is greater than After. A store
 	// numbers records in the order it writes them, so a reader that
 	// passes the last ID it saw (as `keybrake audit --follow` does) gets
@@ -51,6 +53,10 @@ func (q Query) Match(r *Record) bool {
 	case q.Decision != "" && r.Decision != q.Decision:
 		return false
 	case q.Customer != "" && r.Customer != q.Customer:
+		return false
+	case q.Run != "" && r.Run != q.Run:
+		return false
+	case q.Principal != "" && r.Principal != q.Principal:
 		return false
 	}
 	return true

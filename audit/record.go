@@ -38,17 +38,24 @@ const (
 // In JSON (MarshalJSON) the money of a currency Unit is an exact decimal
 // string in major units, as the record's own amounts are; a count is an
 // integer.
+//
+// A Window makes the hold count in a rolling window rather than a
+// counter's whole life: against its Limit count only the holds of the same
+// Key whose records are less than Window older than this one (see
+// store.Store.Reserve).
 type Hold struct {
 	Key     string
 	Unit    string // a currency code (amounts in micros) or "units"
 	Limit   int64
 	Amount  int64
 	Settled int64
+	Window  time.Duration // a rolling window's length; 0 for a counter
 }
 
 type jsonHold struct {
 	Key     string          `json:"key"`
 	Unit    string          `json:"unit"`
+	Window  string          `json:"window,omitempty"` // "1m0s"
 	Limit   json.RawMessage `json:"limit"`
 	Amount  json.RawMessage `json:"amount"`
 	Settled json.RawMessage `json:"settled"`
@@ -60,6 +67,9 @@ type jsonHold struct {
 // a known currency).
 func (h Hold) MarshalJSON() ([]byte, error) {
 	j := jsonHold{Key: h.Key, Unit: h.Unit}
+	if h.Window != 0 {
+		j.Window = h.Window.String()
+	}
 	cur := money.Currency(h.Unit)
 	if _, ok := cur.Exponent(); ok {
 		j.Limit, j.Amount, j.Settled = decimalJSON(h.Limit, cur), decimalJSON(h.Amount, cur), decimalJSON(h.Settled, cur)
@@ -88,6 +98,13 @@ func (h *Hold) UnmarshalJSON(b []byte) error {
 	got := Hold{Key: j.Key, Unit: j.Unit, Limit: read("limit", j.Limit), Amount: read("amount", j.Amount), Settled: read("settled", j.Settled)}
 	if err != nil {
 		return err
+	}
+	if j.Window != "" {
+		w, werr := time.ParseDuration(j.Window)
+		if werr != nil || w <= 0 {
+			return fmt.Errorf("audit: hold %q: window %q is not a positive duration", j.Key, j.Window)
+		}
+		got.Window = w
 	}
 	*h = got
 	return nil
@@ -119,6 +136,12 @@ type Record struct {
 	KeyID          string // a short fingerprint of the credential, never the credential
 	Customer       string
 	Account        string
+	// Run is the run (task) the call was made for, as its runner tagged
+	// it (keybrake.WithRun, the proxy's Keybrake-Run header); Principal
+	// who delegated it (WithPrincipal, Keybrake-On-Behalf-Of). Empty when
+	// untagged.
+	Run       string
+	Principal string
 
 	Amount   money.Amount // what the call can move, as classified (requested or looked up)
 	Reserved money.Amount // what was held against limits, in Amount's currency
@@ -166,6 +189,8 @@ type jsonRecord struct {
 	KeyID          string            `json:"key_id,omitempty"`
 	Customer       string            `json:"customer,omitempty"`
 	Account        string            `json:"account,omitempty"`
+	Run            string            `json:"run,omitempty"`
+	Principal      string            `json:"principal,omitempty"`
 	Holds          []Hold            `json:"holds,omitempty"`
 	RetryOf        uint64            `json:"retry_of,omitempty"`
 	Lookup         string            `json:"lookup,omitempty"`
@@ -208,6 +233,7 @@ func (r *Record) MarshalJSON() ([]byte, error) {
 		Settled:  decimalJSON(r.Settled.Micros, cur),
 		Currency: string(cur), Outcome: r.Outcome, Estimated: r.Estimated, Object: r.Object, Params: r.Params,
 		IdempotencyKey: r.IdempotencyKey, KeyID: r.KeyID, Customer: r.Customer, Account: r.Account,
+		Run: r.Run, Principal: r.Principal,
 		Holds: r.Holds, RetryOf: r.RetryOf, Lookup: r.Lookup, RequestID: r.RequestID,
 		DurationMS: json.Number(durationMS(r.Duration)),
 		PolicyHash: r.PolicyHash, PrevHash: r.PrevHash,
@@ -240,7 +266,7 @@ func (r *Record) UnmarshalJSON(b []byte) error {
 		Reason: j.Reason, Status: j.Status,
 		Amount: amount("amount", j.Amount), Reserved: amount("reserved", j.Reserved), Settled: amount("settled", j.Settled),
 		Outcome: j.Outcome, Estimated: j.Estimated, Object: j.Object, Params: j.Params, IdempotencyKey: j.IdempotencyKey, KeyID: j.KeyID,
-		Customer: j.Customer, Account: j.Account, Holds: j.Holds, RetryOf: j.RetryOf,
+		Customer: j.Customer, Account: j.Account, Run: j.Run, Principal: j.Principal, Holds: j.Holds, RetryOf: j.RetryOf,
 		Lookup: j.Lookup, RequestID: j.RequestID, PolicyHash: j.PolicyHash, PrevHash: j.PrevHash,
 	}
 	if err != nil {

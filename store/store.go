@@ -88,6 +88,9 @@ type Store interface {
 	// Outcome Reserved and a new ID. The write is durable when Reserve
 	// returns Admitted or Replayed. For every other result nothing is
 	// written. See Result for idempotency keys.
+	//
+	// A hold with a Window counts in a rolling window (see Windows
+	// below) rather than in a counter.
 	Reserve(ctx context.Context, r *Reservation) (Admission, error)
 
 	// Complete finishes a Reserved record: Outcome Settled moves each hold
@@ -127,6 +130,12 @@ type Store interface {
 	// the zero Counter.
 	Counter(ctx context.Context, key string) (Counter, error)
 
+	// Window returns what still counts in the rolling window of key at
+	// time at: one entry per record whose hold on key has not left it
+	// (its record's Time is after at minus the hold's Window, later ones
+	// included), oldest first. A key never used has none.
+	Window(ctx context.Context, key string, at time.Time) ([]WindowEntry, error)
+
 	// Counters calls fn, in key order (bytewise), for every counter whose
 	// key begins with prefix and that was ever used, and stops at the
 	// first error fn returns, which it returns. It costs in proportion to
@@ -148,8 +157,10 @@ type Store interface {
 
 	// Prune removes what is older than before, so that the store stays
 	// bounded: records whose Time is before it, the counters of UTC days
-	// before before's UTC day, and the idempotency keys older than both
-	// before and 24 hours (as the key's record's Time says).
+	// before before's UTC day, the window entries that have left their
+	// windows (Time + Window not after before), and the idempotency keys
+	// older than both before and 24 hours (as the key's record's Time
+	// says).
 	//
 	// A record still Reserved or Unknown is never pruned (its money is
 	// still counted), nor are the counters it holds. A record an
@@ -185,6 +196,40 @@ type Store interface {
 	// Close waits for writes in progress and releases the store. Methods
 	// called after Close return ErrClosed.
 	Close() error
+}
+
+// Windows
+//
+// A hold whose Window is not zero counts in a rolling window: "no more
+// than 20 calls in any minute". Window keys and counter keys are separate
+// namespaces; Counter and Counters never report a window.
+//
+// What counts against such a hold's Limit is every hold on the same Key,
+// of any record, whose record's Time is after the reserving record's
+// Time minus the hold's Window; records later than the reserving one
+// count too, so that records reserved slightly out of time order (several
+// callers, several processes) never let more into any interval of length
+// Window than Limit. Each counts what it still holds, as a counter would:
+// pending while Reserved, its settlement once Settled, all of it while
+// Unknown; a Released hold leaves the window, and a settlement below the
+// hold leaves only what was settled. A Retried record's holds count from
+// the Time of the record that took them over. Checking and recording a
+// windowed hold is atomic with every other hold of the reservation.
+//
+// A reservation holds a window key at most once; a second hold on it is
+// refused with an error and writes nothing. When a windowed hold does not
+// fit, Admission.Used is what its window counted before the call and
+// Admission.Frees says when, nothing else changing, enough will have left
+// the window for it to fit. Prune removes the window entries that have
+// left their windows as of before; an entry may be gone by the time a
+// record completes, which is then nothing to move.
+
+// WindowEntry is one record's hold still counted in a rolling window.
+type WindowEntry struct {
+	Time    time.Time     // the record's Time
+	Record  uint64        // its ID
+	Window  time.Duration // the hold's Window: it leaves at Time + Window
+	Counter               // what it holds
 }
 
 // Reservation is what Reserve commits.
@@ -237,7 +282,11 @@ type Admission struct {
 	Hold    int    // for OverLimit: the index of the hold that did not fit
 	Used    int64  // for OverLimit: that counter's total before this call
 	RetryOf uint64 // for Admitted after Unknown, and Replayed: the earlier record
-	Holds   []audit.Hold
+	// Frees is for OverLimit on a windowed hold: the earliest time at
+	// which enough will have left its window for the hold to fit; zero
+	// when it never will (its Amount exceeds its Limit).
+	Frees time.Time
+	Holds []audit.Hold
 }
 
 // Completion finishes a Reserved record.
@@ -302,6 +351,7 @@ type PruneReport struct {
 	Entries         int // journal entries removed (tombstones added are not counted)
 	Carried         int // records kept and re-appended as fresh entries
 	Counters        int // counters removed
+	Windows         int // window entries removed
 	IdempotencyKeys int // idempotency keys removed
 	// Checkpoint is the journal entry Verify now starts after.
 	Checkpoint uint64

@@ -263,12 +263,17 @@ func initSchema(tx *bbolt.Tx) error {
 		if len(foreign) > 0 {
 			return fmt.Errorf("%w: no meta bucket, but buckets %q: not a Keybrake store", ErrSchema, foreign)
 		}
-		for _, name := range allBuckets {
+		for _, name := range append(allBuckets, bucketWindows) {
 			if _, err := tx.CreateBucket(name); err != nil {
 				return err
 			}
 		}
 		return tx.Bucket(bucketMeta).Put(keySchema, u64(SchemaVersion))
+	}
+	// Rolling windows came within schema 3: a file without their bucket
+	// gets it (window.go).
+	if _, err := tx.CreateBucketIfNotExists(bucketWindows); err != nil {
+		return err
 	}
 	version, err := schemaVersion(meta)
 	if err != nil {
@@ -313,7 +318,7 @@ func recoverReserved(tx *bbolt.Tx) error {
 		if r.Outcome != audit.Reserved {
 			return corrupt("pending record %d is %q", id, r.Outcome)
 		}
-		if err := moveHolds(tx, r.Holds, func(c *store.Counter, h audit.Hold) bool {
+		if err := moveHolds(tx, r, r.Holds, func(c *store.Counter, h audit.Hold) bool {
 			var ok bool
 			if c.Pending, ok = checked.Sub(c.Pending, h.Amount); !ok {
 				return false

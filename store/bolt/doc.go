@@ -215,6 +215,12 @@
 //	             Outcome is Unknown.
 //	counters     limit key -> three int64: settled, pending, unknown.
 //	             Never negative; a sum that would overflow is an error.
+//	windows      uvarint length + window key + 16-byte time key (biased
+//	             nanoseconds, record ID) -> int64 window + three int64:
+//	             settled, pending, unknown. One per windowed hold
+//	             (audit.Hold.Window) still counted; Prune removes those
+//	             that have left their windows (window.go). Newer than
+//	             schema 3's first files: a read-write Open adds it.
 //	idempotency  0x01 + uvarint dictionary id of the key up to its last NUL
 //	             + 16 bytes, for a key ending in a canonical lowercase UUID;
 //	             else 0x00 + the key -> uint64 record ID + 0x01 and 32 bytes

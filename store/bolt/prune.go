@@ -160,6 +160,18 @@ func (s *Store) prune(ctx context.Context, before time.Time) (store.PruneReport,
 		rep.Counters += n
 		from = next
 	}
+	for more := true; more; {
+		var n int
+		err := s.write(ctx, func(tx *bbolt.Tx) error {
+			var err error
+			n, more, err = pruneWindows(tx, before, pruneChunk) // window.go
+			return err
+		})
+		if err != nil {
+			return rep, err
+		}
+		rep.Windows += n
+	}
 	err = s.view(ctx, func(tx *bbolt.Tx) error {
 		var err error
 		rep.Checkpoint, _, err = checkpoint(tx)

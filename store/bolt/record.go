@@ -64,6 +64,10 @@ const (
 	fRequestID
 	fDuration
 	fPolicy
+	// Newer fields come last, after the ones a file may already hold.
+	fRun
+	fPrincipal
+	fHoldWindows // each hold's Window, after the fields above
 )
 
 // internMax is the longest text the dictionary takes; longer text is
@@ -217,6 +221,9 @@ func encodeRecord(d *dict, r *audit.Record, seq uint64) ([]byte, error) {
 	set(fRequestID, r.RequestID != "")
 	set(fDuration, r.Duration.Microseconds() != 0)
 	set(fPolicy, r.PolicyHash != "")
+	set(fRun, r.Run != "")
+	set(fPrincipal, r.Principal != "")
+	set(fHoldWindows, slices.ContainsFunc(r.Holds, func(h audit.Hold) bool { return h.Window != 0 }))
 
 	e := &encoder{d: d, buf: make([]byte, 0, 256)}
 	e.buf = append(e.buf, recordFormat)
@@ -306,6 +313,17 @@ func encodeRecord(d *dict, r *audit.Record, seq uint64) ([]byte, error) {
 	}
 	if bits&fPolicy != 0 {
 		e.text(r.PolicyHash, true)
+	}
+	if bits&fRun != 0 {
+		e.text(r.Run, false)
+	}
+	if bits&fPrincipal != 0 {
+		e.text(r.Principal, true)
+	}
+	if bits&fHoldWindows != 0 {
+		for _, h := range r.Holds {
+			e.varint(int64(h.Window))
+		}
 	}
 	if e.err != nil {
 		return nil, e.err
@@ -502,13 +520,24 @@ func decodeRecord(d *dict, key uint64, b []byte) (*audit.Record, uint64, error) 
 		r.Duration = time.Duration(us) * time.Microsecond
 	}
 	str(fPolicy, &r.PolicyHash, "policy")
+	str(fRun, &r.Run, "run")
+	str(fPrincipal, &r.Principal, "principal")
+	if bits&fHoldWindows != 0 {
+		for i := range r.Holds {
+			if w := in.varint("hold window"); w >= 0 {
+				r.Holds[i].Window = time.Duration(w)
+			} else {
+				in.fail("hold window")
+			}
+		}
+	}
 	r.Decision, r.Outcome = policy.Decision(decision), audit.Outcome(outcome)
 	switch {
 	case in.err != nil:
 		return nil, 0, corrupt("record %d: %v", key, in.err)
 	case len(in.b) != 0:
 		return nil, 0, corrupt("record %d: %d bytes after its last field", key, len(in.b))
-	case bits >= fPolicy<<1:
+	case bits >= fHoldWindows<<1:
 		return nil, 0, corrupt("record %d: unknown fields %#x", key, bits)
 	case r.ID != key:
 		return nil, 0, corrupt("record under key %d says it is %d", key, r.ID)

@@ -128,7 +128,11 @@ func reserve(tx *bbolt.Tx, rec audit.Record, holds []audit.Hold, hasIdem bool, i
 	// writes nothing.
 	counters := tx.Bucket(bucketCounters)
 	work := make(map[string]store.Counter, len(holds))
+	over := store.Admission{Result: store.OverLimit, Hold: -1}
 	for i, h := range holds {
+		if h.Window != 0 {
+			continue // window.go
+		}
 		c, seen := work[h.Key]
 		if !seen {
 			var err error
@@ -151,7 +155,8 @@ func reserve(tx *bbolt.Tx, rec audit.Record, holds []audit.Hold, hasIdem bool, i
 					return store.Admission{}, err
 				}
 				used, _ := checked.Total(before)
-				return store.Admission{Result: store.OverLimit, Hold: i, Used: used}, nil
+				over.Hold, over.Used = i, used
+				break
 			}
 		}
 		if c.Pending, ok = checked.Add(c.Pending, h.Amount); !ok {
@@ -161,6 +166,16 @@ func reserve(tx *bbolt.Tx, rec audit.Record, holds []audit.Hold, hasIdem bool, i
 			return store.Admission{}, fmt.Errorf("store/bolt: counter %q: total overflows with %d more", h.Key, h.Amount)
 		}
 		work[h.Key] = c
+	}
+	wi, used, frees, err := checkWindows(tx, rec.Time, holds, takeover != nil)
+	if err != nil {
+		return store.Admission{}, err
+	}
+	if wi >= 0 && (over.Hold < 0 || wi < over.Hold) {
+		over.Hold, over.Used, over.Frees = wi, used, frees
+	}
+	if over.Hold >= 0 {
+		return over, nil
 	}
 
 	id, err := recordsBucket(tx).NextSequence()
@@ -182,6 +197,9 @@ func reserve(tx *bbolt.Tx, rec audit.Record, holds []audit.Hold, hasIdem bool, i
 		}
 	}
 	if err := putNewRecord(tx, &rec); err != nil {
+		return store.Admission{}, err
+	}
+	if err := putWindows(tx, &rec, takeover); err != nil {
 		return store.Admission{}, err
 	}
 	if err := tx.Bucket(bucketPending).Put(u64(id), []byte{kind}); err != nil {
@@ -312,7 +330,7 @@ func complete(tx *bbolt.Tx, c *store.Completion) (result, err error) {
 		return fmt.Errorf("%w: completion of record %d: %w", ErrInvalid, c.ID, err), nil
 	}
 
-	if err := moveHolds(tx, r.Holds, func(ctr *store.Counter, h audit.Hold) bool {
+	if err := moveHolds(tx, r, r.Holds, func(ctr *store.Counter, h audit.Hold) bool {
 		var ok bool
 		if ctr.Pending, ok = checked.Sub(ctr.Pending, h.Amount); !ok {
 			return false
@@ -386,7 +404,7 @@ func resettle(tx *bbolt.Tx, id uint64, settled []int64, moved money.Amount) (res
 	}
 	for i, h := range r.Holds {
 		prev := old[i].Settled
-		if err := moveHolds(tx, []audit.Hold{h}, func(c *store.Counter, h audit.Hold) bool {
+		if err := moveHolds(tx, r, []audit.Hold{h}, func(c *store.Counter, h audit.Hold) bool {
 			var ok bool
 			if c.Settled, ok = checked.Sub(c.Settled, prev); !ok {
 				return false
@@ -504,12 +522,19 @@ func putNewRecord(tx *bbolt.Tx, r *audit.Record) error {
 	return appendOnly(tx, bucketAgent).Put(agentKey(agent, r.Time, r.ID), nil)
 }
 
-// moveHolds applies move to the counter of each hold in turn. move reports
+// moveHolds applies move to the counter of each hold of r in turn, or to
+// r's entry in the window of a windowed hold (window.go). move reports
 // false when the counter cannot move as asked (it would go negative or
 // overflow), which means the counters no longer match the records.
-func moveHolds(tx *bbolt.Tx, holds []audit.Hold, move func(c *store.Counter, h audit.Hold) bool) error {
+func moveHolds(tx *bbolt.Tx, r *audit.Record, holds []audit.Hold, move func(c *store.Counter, h audit.Hold) bool) error {
 	counters := tx.Bucket(bucketCounters)
 	for _, h := range holds {
+		if h.Window != 0 {
+			if err := moveWindow(tx, r, h, move); err != nil {
+				return err
+			}
+			continue
+		}
 		c, err := decodeCounter(h.Key, counters.Get([]byte(h.Key)))
 		if err != nil {
 			return err

@@ -105,6 +105,9 @@ func (t *batchTx) reserve(o *op) (store.Admission, error) {
 	work := map[string]store.Counter{}
 	bounds := map[string]int64{}
 	for _, h := range holds {
+		if h.Window != 0 {
+			continue
+		}
 		c, ok := t.counters[h.Key]
 		if !ok {
 			return store.Admission{}, errRetry
@@ -112,6 +115,16 @@ func (t *batchTx) reserve(o *op) (store.Admission, error) {
 		work[h.Key] = c
 	}
 	for i, h := range holds {
+		if h.Window != 0 {
+			// A rolling window (window.go), checked in hold order with
+			// the counters; a takeover's is counted already.
+			if takeover == nil && h.Limit >= 0 {
+				if fits, used, frees := t.win.check(h, timeNS(o.rec.Time)); !fits {
+					return store.Admission{Result: store.OverLimit, Hold: i, Used: used, Frees: frees}, nil
+				}
+			}
+			continue
+		}
 		c := work[h.Key]
 		var ok bool
 		if takeover != nil {
@@ -159,6 +172,11 @@ func (t *batchTx) reserve(o *op) (store.Admission, error) {
 		return store.Admission{}, err
 	}
 	t.records[id] = &lockedRecord{rec: &rec, replay: replay}
+	var took *audit.Record
+	if takeover != nil {
+		took = takeover.rec
+	}
+	t.win.admit(&rec, took)
 	for k, c := range work {
 		t.counters[k] = c
 		t.changed[k] = true
@@ -243,6 +261,12 @@ func (t *batchTx) complete(c *store.Completion) (result, err error) {
 	}
 	work := map[string]store.Counter{}
 	for _, h := range r.Holds {
+		if h.Window != 0 {
+			if err := t.win.move(&r, h, func(c *store.Counter) bool { return completeMove(c, h, outcome) }); err != nil {
+				return nil, fmt.Errorf("completing record %d: %w", c.ID, err)
+			}
+			continue
+		}
 		ctr, ok := work[h.Key]
 		if !ok {
 			if ctr, ok = t.counters[h.Key]; !ok {
@@ -250,15 +274,7 @@ func (t *batchTx) complete(c *store.Completion) (result, err error) {
 			}
 		}
 		before := ctr
-		if ctr.Pending, ok = checked.Sub(ctr.Pending, h.Amount); ok {
-			switch outcome {
-			case audit.Settled, audit.Replayed:
-				ctr.Settled, ok = checked.Add(ctr.Settled, h.Settled)
-			case audit.Unknown:
-				ctr.Unknown, ok = checked.Add(ctr.Unknown, h.Amount)
-			}
-		}
-		if !ok {
+		if !completeMove(&ctr, h, outcome) {
 			return nil, corrupt("completing record %d: counter %q %+v cannot move hold %+v", c.ID, h.Key, before, h)
 		}
 		if _, ok := checked.Total(ctr); !ok {
@@ -288,4 +304,20 @@ func (t *batchTx) append(rec audit.Record) (uint64, error) {
 		return 0, err
 	}
 	return id, nil
+}
+
+// completeMove moves a hold's amount as a completion of outcome does:
+// out of pending, into settled at what it settled, or into unknown.
+func completeMove(c *store.Counter, h audit.Hold, outcome audit.Outcome) bool {
+	var ok bool
+	if c.Pending, ok = checked.Sub(c.Pending, h.Amount); !ok {
+		return false
+	}
+	switch outcome {
+	case audit.Settled, audit.Replayed:
+		c.Settled, ok = checked.Add(c.Settled, h.Settled)
+	case audit.Unknown:
+		c.Unknown, ok = checked.Add(c.Unknown, h.Amount)
+	}
+	return ok
 }

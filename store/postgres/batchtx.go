@@ -59,6 +59,7 @@ type batchTx struct {
 	bound    map[string]int64         // the most each counter's total may be for the batch's admissions to fit
 	locked   map[string]bool          // the counters this attempt asked to lock
 	changed  map[string]bool
+	win      *windowState // window.go
 
 	session  int64
 	seq      int64
@@ -104,6 +105,8 @@ func (s *Store) batchOnce(ctx context.Context, b *batcher, ops []*op, session in
 		lock     = map[string]bool{}
 		nRecords int
 		nEntries int
+		windows  = map[string]bool{} // the windows the batch reserves against
+		earliest = int64(math.MaxInt64)
 	)
 	for k := range extra {
 		lock[k] = true
@@ -119,6 +122,11 @@ func (s *Store) batchOnce(ctx context.Context, b *batcher, ops []*op, session in
 				}
 			}
 			for _, h := range o.holds {
+				if h.Window != 0 {
+					windows[h.Key] = true
+					earliest = min(earliest, timeNS(o.rec.Time))
+					continue
+				}
 				lock[h.Key] = true
 				if !b.known[h.Key] {
 					create[h.Key] = true
@@ -131,7 +139,9 @@ func (s *Store) batchOnce(ctx context.Context, b *batcher, ops []*op, session in
 				if r := b.remembered[o.comp.ID]; r != nil {
 					light = append(light, int64(o.comp.ID))
 					for _, h := range r.rec.Holds {
-						lock[h.Key] = true
+						if h.Window == 0 {
+							lock[h.Key] = true
+						}
 					}
 				}
 			}
@@ -154,8 +164,10 @@ func (s *Store) batchOnce(ctx context.Context, b *batcher, ops []*op, session in
 	}
 	defer conn.Release()
 	t := &batchTx{ctx: ctx, conn: conn, keys: map[string]*keyState{}, records: map[uint64]*lockedRecord{}, counters: map[string]store.Counter{},
-		read: map[string]store.Counter{}, bound: map[string]int64{}, locked: lock, changed: map[string]bool{}, session: session, inserted: map[uint64]int{}, updates: map[uint64]rowState{}}
-	if err := t.lock(ctx, conn, keys, fps, recIDs, light, b.remembered, sortedKeys(create), sortedKeys(lock), nRecords, nEntries, locking); err != nil {
+		read: map[string]store.Counter{}, bound: map[string]int64{}, locked: lock, changed: map[string]bool{}, session: session, inserted: map[uint64]int{}, updates: map[uint64]rowState{},
+		win: newWindowState()}
+	reads := windowReads{keys: sortedKeys(windows), earliest: earliest, records: recIDs}
+	if err := t.lock(ctx, conn, keys, fps, recIDs, light, b.remembered, sortedKeys(create), sortedKeys(lock), nRecords, nEntries, locking, reads); err != nil {
 		if errors.Is(err, errStale) {
 			err = errMoreCounters // run again: the record is read whole
 		}
@@ -180,7 +192,7 @@ func (s *Store) batchOnce(ctx context.Context, b *batcher, ops []*op, session in
 	var missing bool
 	for _, r := range t.records {
 		for _, h := range r.rec.Holds {
-			if !lock[h.Key] {
+			if h.Window == 0 && !lock[h.Key] {
 				extra[h.Key], missing = true, true
 			}
 		}
@@ -257,7 +269,7 @@ func rollback(conn *pgxpool.Conn) {
 // lock is the first round trip: BEGIN and every lock of the batch, in
 // the package's order, and the numbers it may use.
 func (t *batchTx) lock(ctx context.Context, conn *pgxpool.Conn, keys, fps []string, recIDs, light []int64, remembered map[uint64]*lockedRecord,
-	create, lock []string, nRecords, nEntries int, locking bool) error {
+	create, lock []string, nRecords, nEntries int, locking bool, windows windowReads) error {
 	var stale error
 	var q pgx.Batch
 	q.Queue(sqlBeginRC)
@@ -307,6 +319,13 @@ func (t *batchTx) lock(ctx context.Context, conn *pgxpool.Conn, keys, fps []stri
 			}
 			return rows.Err()
 		})
+	}
+	if len(windows.keys) > 0 {
+		q.Queue(sqlCreateWindowKeys, windows.keys)
+		q.Queue(sqlLockWindowKeys, windows.keys)
+	}
+	if len(windows.keys) > 0 || len(windows.records) > 0 {
+		q.Queue(sqlReadWindows, windows.keys, windows.earliest, windows.records).Query(t.win.scan)
 	}
 	if len(create) > 0 {
 		q.Queue(sqlCreateCounters, create)
@@ -407,6 +426,7 @@ func (t *batchTx) write(ctx context.Context, conn *pgxpool.Conn) error {
 		jS, jN, jR, jH, jB,
 		setK, setR, setF, dropK,
 		t.seq, t.hash[:])
+	t.win.queue(&q) // window.go
 	// The counters last, one statement each in key order (so two batches
 	// never wait on each other's counters in a cycle), each changed by
 	// what the batch moved rather than set to what it read, and COMMIT

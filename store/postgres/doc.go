@@ -42,6 +42,11 @@
 //	keybrake_facts       key -> value, written once.
 //	keybrake_stops       (kind, subject) -> source, reason, time_ns,
 //	                     record_id: the fleet's stops in force.
+//	keybrake_windows     (key, time_ns, record_id) -> window_ns, settled,
+//	                     pending, unknown: each windowed hold still
+//	                     counted (migration 0004, window.go), by record
+//	                     and by the time it leaves its window too.
+//	keybrake_window_keys key: the row a reservation locks for its window.
 //
 // Indexes: records by (time_ns, id) for Query; by (agent, time_ns, id) for
 // a query naming an agent; the primary key for After and ByID; a partial

@@ -453,3 +453,66 @@ func testPruneAcrossSessions(t *testing.T, a, b *postgres.Store) {
 		}
 	}
 }
+
+// TestFleetExactWindow: 3 stores x 200 concurrent reservations against a
+// window of 20 calls a minute and one of 100 USD minor units, with
+// completions of the admitted calls racing them: exactly 20 admitted, the
+// money window to the unit, and the entries say the same.
+func TestFleetExactWindow(t *testing.T) {
+	_, stores := fleet(t, 3, &postgres.Options{MaxConns: 4})
+	var (
+		mu       sync.Mutex
+		admitted int
+		money    int64
+		errs     []error
+		wg       sync.WaitGroup
+	)
+	start := make(chan struct{})
+	for i := range 200 {
+		s := stores[i%len(stores)]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			amount := int64(3 + i%5) // 3 to 7: the money window is full before the count is
+			a, err := s.Reserve(ctx, &store.Reservation{Record: call(i), Holds: []audit.Hold{
+				{Key: "rate/calls", Unit: "calls", Limit: 20, Amount: 1, Window: time.Minute},
+				{Key: "rate/usd", Unit: "USD", Limit: 100, Amount: amount, Window: 10 * time.Minute},
+			}})
+			if err == nil && a.Result == store.Admitted {
+				// Settled in full: still counted.
+				err = s.Complete(ctx, &store.Completion{ID: a.ID, Outcome: audit.Settled, Settled: []int64{1, amount}})
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				errs = append(errs, err)
+			case a.Result == store.Admitted:
+				admitted++
+				money += amount
+			case a.Result != store.OverLimit:
+				errs = append(errs, fmt.Errorf("result %v", a.Result))
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if len(errs) > 0 {
+		t.Fatalf("%d errors, first: %v", len(errs), errs[0])
+	}
+	if admitted > 20 || money > 100 || (admitted < 20 && money < 100-7) {
+		t.Fatalf("admitted %d calls moving %d: over a window, or short of both", admitted, money)
+	}
+	es, err := stores[0].Window(ctx, "rate/usd", call(0).Time)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held int64
+	for _, e := range es {
+		held += e.Total()
+	}
+	if held != money || len(es) != admitted {
+		t.Fatalf("the money window holds %d in %d entries; the admissions moved %d in %d", held, len(es), money, admitted)
+	}
+}

@@ -182,6 +182,22 @@ func (s *Store) prune(ctx context.Context, before time.Time) (store.PruneReport,
 		}
 		rep.Counters += n
 	}
+	// The window entries that have left their windows (window.go), a
+	// chunk a transaction.
+	for more := true; more; {
+		var n int64
+		err := s.run(ctx, func(ctx context.Context, tx pgx.Tx) (bool, error) {
+			tag, err := tx.Exec(ctx, `DELETE FROM keybrake_windows WHERE ctid IN (SELECT ctid FROM keybrake_windows WHERE time_ns + window_ns <= $1 LIMIT $2)`,
+				timeNS(before), pruneWindowChunk)
+			n = tag.RowsAffected()
+			return err == nil, err
+		})
+		if err != nil {
+			return rep, err
+		}
+		rep.Windows += int(n)
+		more = n == pruneWindowChunk
+	}
 	var cp int64
 	if err := s.pool.QueryRow(ctx, `SELECT checkpoint FROM keybrake_meta`).Scan(&cp); err != nil {
 		return rep, err
@@ -189,6 +205,10 @@ func (s *Store) prune(ctx context.Context, before time.Time) (store.PruneReport,
 	rep.Checkpoint = uint64(cp)
 	return rep, nil
 }
+
+// pruneWindowChunk bounds the window entries one Prune transaction
+// deletes.
+const pruneWindowChunk = 5000
 
 // cutResult is what one Prune transaction did; cut and bury set every
 // field on each run, since a transaction may run again.

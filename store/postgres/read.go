@@ -52,7 +52,8 @@ func (s *Store) Query(ctx context.Context, q audit.Query, fn func(*audit.Record)
 	if q.After > 0 {
 		where = append(where, "id > "+arg(int64(q.After)))
 	}
-	for col, v := range map[string]string{"agent": q.Agent, "vendor": q.Vendor, "decision": string(q.Decision), "customer": q.Customer} {
+	for col, v := range map[string]string{"agent": q.Agent, "vendor": q.Vendor, "decision": string(q.Decision), "customer": q.Customer,
+		"body->>'run'": q.Run, "body->>'principal'": q.Principal} {
 		if v != "" {
 			where = append(where, col+" = "+arg(v))
 		}

@@ -44,12 +44,20 @@ func (s *Store) Reserve(ctx context.Context, r *store.Reservation) (store.Admiss
 	if r == nil {
 		return store.Admission{}, invalid("nil reservation")
 	}
+	windows := map[string]bool{}
 	for i, h := range r.Holds {
 		switch {
 		case h.Key == "" || len(h.Key) > maxKeyLen:
 			return store.Admission{}, invalid("hold %d has a key of %d bytes; want 1 to %d", i, len(h.Key), maxKeyLen)
 		case h.Amount < 0:
 			return store.Admission{}, invalid("hold %d (%s) is negative: %d", i, h.Key, h.Amount)
+		case h.Window < 0:
+			return store.Admission{}, invalid("hold %d (%s) has a negative window %s", i, h.Key, h.Window)
+		case h.Window > 0 && windows[h.Key]:
+			return store.Admission{}, invalid("hold %d holds window %q a second time", i, h.Key)
+		}
+		if h.Window > 0 {
+			windows[h.Key] = true
 		}
 	}
 	var idem store.Idempotency
@@ -198,15 +206,27 @@ func writeCounters(ctx context.Context, tx pgx.Tx, cs map[string]store.Counter) 
 	return err
 }
 
-// moveHolds applies move to the counter of each hold in turn, on counters
-// lockCounters locked. move reports false when a counter cannot move as
+// moveHolds applies move to the counter of each hold of r in turn, on
+// counters lockCounters locked, or to r's entry of a windowed hold. move reports false when a counter cannot move as
 // asked, which means the counters no longer match the records.
-func moveHolds(ctx context.Context, tx pgx.Tx, holds []audit.Hold, move func(c *store.Counter, h audit.Hold) bool) error {
-	cs, err := lockCounters(ctx, tx, holds, false)
+func moveHolds(ctx context.Context, tx pgx.Tx, r *audit.Record, holds []audit.Hold, move func(c *store.Counter, h audit.Hold) bool) error {
+	var counted []audit.Hold
+	for _, h := range holds {
+		if h.Window == 0 {
+			counted = append(counted, h)
+		}
+	}
+	cs, err := lockCounters(ctx, tx, counted, false)
 	if err != nil {
 		return err
 	}
 	for _, h := range holds {
+		if h.Window != 0 {
+			if err := moveWindowTx(ctx, tx, r, h, move); err != nil { // window.go
+				return err
+			}
+			continue
+		}
 		c := cs[h.Key]
 		before := c
 		if !move(&c, h) {
@@ -325,7 +345,7 @@ func (s *Store) resettle(ctx context.Context, tx pgx.Tx, id uint64, settled []in
 		return fmt.Errorf("%w: resettling record %d: %w", ErrInvalid, id, err), nil
 	}
 	i := 0
-	if err := moveHolds(ctx, tx, r.Holds, func(c *store.Counter, h audit.Hold) bool {
+	if err := moveHolds(ctx, tx, r, r.Holds, func(c *store.Counter, h audit.Hold) bool {
 		prev := old[i].Settled
 		i++
 		var ok bool
@@ -430,7 +450,7 @@ func (s *Store) recoverSession(ctx context.Context, tx pgx.Tx, dead, by int64) e
 		if err != nil {
 			return err
 		}
-		if err := moveHolds(ctx, tx, r.Holds, func(c *store.Counter, h audit.Hold) bool {
+		if err := moveHolds(ctx, tx, r, r.Holds, func(c *store.Counter, h audit.Hold) bool {
 			var ok bool
 			if c.Pending, ok = checked.Sub(c.Pending, h.Amount); !ok {
 				return false

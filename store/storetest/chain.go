@@ -35,6 +35,7 @@ func RunRestart(t *testing.T, open func(t *testing.T) (store.Store, Reopen)) {
 	t.Run("ChainAcrossRestart", h(testChainAcrossRestart))
 	t.Run("PruneCheckpointSurvives", h(testPruneCheckpointSurvives))
 	t.Run("OutstandingAfterRestart", h(testOutstandingAfterRestart))
+	t.Run("WindowsAfterRestart", h(testWindowsAfterRestart))
 }
 
 // verifyOK runs Verify, which must pass and count every record.

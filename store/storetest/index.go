@@ -257,3 +257,50 @@ func testOutstandingAfterRestart(t *testing.T, s store.Store, reopen Reopen) sto
 	}
 	return s
 }
+
+// testQueryRunAndPrincipal: records keep the run and the principal they
+// were made for, and Query selects by each, alone and with other filters,
+// for reserved records as for appended ones.
+func testQueryRunAndPrincipal(t *testing.T, s store.Store) {
+	var runA, alice []uint64
+	for i := range 30 {
+		r := refused(i)
+		switch i % 3 {
+		case 0:
+			r.Run, r.Principal = "ticket-4312", "alice@example.com"
+		case 1:
+			r.Run = "ticket-9"
+		}
+		id, err := s.Append(ctx, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%3 == 0 {
+			runA, alice = append(runA, id), append(alice, id)
+		}
+	}
+	rc := call(100)
+	rc.Run, rc.Principal = "ticket-4312", "bob@example.com"
+	reserved := admit(t, s, &store.Reservation{Record: rc, Holds: []audit.Hold{hold("usd", 1000, 5)}}).ID
+	runA = append(runA, reserved)
+
+	if g := ids2(all(t, s, audit.Query{Run: "ticket-4312"})); !slices.Equal(g, runA) {
+		t.Fatalf("Query(Run) = %v, want %v", g, runA)
+	}
+	if g := ids2(all(t, s, audit.Query{Principal: "alice@example.com"})); !slices.Equal(g, alice) {
+		t.Fatalf("Query(Principal) = %v, want %v", g, alice)
+	}
+	if g := ids2(all(t, s, audit.Query{Run: "ticket-4312", Principal: "bob@example.com"})); !slices.Equal(g, []uint64{reserved}) {
+		t.Fatalf("Query(Run, Principal) = %v, want [%d]", g, reserved)
+	}
+	if g := all(t, s, audit.Query{Run: "ticket-4312", Agent: "no-such-bot"}); len(g) != 0 {
+		t.Fatalf("Query(Run, another agent) = %v, want none", ids2(g))
+	}
+	if g := all(t, s, audit.Query{Run: "ticket"}); len(g) != 0 {
+		t.Fatalf("Query(Run prefix) = %v, want none: runs match exactly", ids2(g))
+	}
+	got := record(t, s, reserved)
+	if got.Run != "ticket-4312" || got.Principal != "bob@example.com" {
+		t.Fatalf("reserved record read back with run %q, principal %q", got.Run, got.Principal)
+	}
+}

@@ -126,6 +126,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("CountersByPrefix", h(testCountersByPrefix))
 	t.Run("QueryAfter", h(testQueryAfter))
 	t.Run("QueryAgentLongLog", h(testQueryAgentLongLog))
+	t.Run("QueryRunAndPrincipal", h(testQueryRunAndPrincipal))
+	runWindows(t, h)
 }
 
 var (
