@@ -54,6 +54,11 @@ func (p *Policy) Authorize(r Request) (Verdict, *Rule) {
 		}
 		return Verdict{Decision: Revoked, Rule: "agents." + a.Name + ".revoked", Code: "keybrake_revoked", Reason: why}, nil
 	}
+	if t := a.Tripped; t != nil {
+		return Verdict{Decision: Revoked, Rule: t.Rule, Code: "keybrake_tripped",
+			Reason: "agent " + a.Name + " is halted: its rate limit " + t.Rule + " refused a call (kept in " + t.By +
+				"); 'keybrake resume " + a.Name + "' lets it call again"}, nil
+	}
 	g := a.Grants[r.Vendor]
 	if g == nil {
 		return Verdict{Decision: Blocked, Rule: "agents." + a.Name, Code: "keybrake_vendor_not_granted",

@@ -151,6 +151,7 @@
 //	halt: true                          revoked  halt                          keybrake_halted
 //	agent not in the policy             blocked  agents                        keybrake_unknown_agent
 //	agent revoked                       revoked  agents.<a>.revoked            keybrake_revoked
+//	agent tripped by a rate limit       revoked  agents.<a>.<v>.rate[<i>]      keybrake_tripped
 //	no grant for the vendor             blocked  agents.<a>                    keybrake_vendor_not_granted
 //	a rule matches                      allowed  agents.<a>.<v>.allow[<i>]
 //	uncapped money, no uncapped: true   blocked  agents.<a>.<v>.allow[<i>]     keybrake_uncapped_money
@@ -170,6 +171,23 @@
 //	vendor/<v>/<day>/<CUR>      daily_cap     vendors.<v>.daily_cap        when it moves money and the vendor has a cap
 //	agent/<a>/<v>/<day>/units   daily_count   agents.<a>.<v>.daily_count   when it has units and the grant a count
 //	vendor/<v>/<day>/units      daily_count   vendors.<v>.daily_count      when it has units and the vendor a count
+//
+// and, where the grant (agent/<a>/<v>/...) or the vendor's section
+// (vendor/<v>/...) sets them, the budgets (budgets.go, windows.go):
+//
+//	.../week/<sunday>/<CUR|units>    weekly_cap, weekly_count     the calendar week, named by its last day
+//	.../month/<last>/<CUR|units>     monthly_cap, monthly_count   the calendar month, named by its last day
+//	.../rate/<per>/calls             rate: {count, per}           every call; a rolling window (Limit.Window)
+//	.../rate/<per>/<CUR>             rate: {spend, per}           when it moves money; a rolling window
+//	run/<a>/<v>/r:<run>/<CUR|calls>  per_run: {cap, count}        the call's run (Request.Run)
+//
+// A grant with per_run refuses a call with no run (blocked, rule
+// agents.<a>.<v>.per_run, keybrake_no_run) unless allow_no_run, and a bad
+// run id (keybrake_bad_run). Days, weeks and months are the policy's time
+// zone's (timezone:, default UTC). When the store finds a limit full,
+// Limit.OverLimit words the refusal: capped, with code keybrake_daily_cap,
+// _daily_count, _weekly_cap, _weekly_count, _monthly_cap, _monthly_count,
+// _rate_count, _rate_spend, _run_cap, _run_count or _count_reached.
 //
 // Equal to a maximum is allowed; one micro more is not. A nil *Policy, a bad
 // day, or Limits called for a call the policy did not allow, is Decision

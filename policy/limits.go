@@ -60,8 +60,8 @@ func (p *Policy) Limits(r Request, rule *Rule, amount money.Amount, count int64,
 	}
 
 	var limits []Limit
-	if moves || count > 0 {
-		limits = make([]Limit, 0, 7) // room for every limit below: one allocation
+	if moves || count > 0 || len(g.Rates) > 0 || g.PerRun != nil {
+		limits = make([]Limit, 0, 7) // room for the day's limits below: one allocation
 	}
 	if moves {
 		rid := rules.dailyCap
@@ -71,7 +71,7 @@ func (p *Policy) Limits(r Request, rule *Rule, amount money.Amount, count int64,
 		}
 		cur := string(g.DailyCap.Currency)
 		limits = append(limits, Limit{Key: "agent/" + r.Agent + "/" + r.Vendor + "/" + day + "/" + cur,
-			Max: g.DailyCap.Micros, Add: add, Unit: cur, Rule: rid})
+			Max: g.DailyCap.Micros, Add: add, Unit: cur, Rule: rid, Period: day})
 	}
 	shared := p.Vendors[r.Vendor]
 	var sharedCapRule, sharedCountRule string
@@ -86,15 +86,15 @@ func (p *Policy) Limits(r Request, rule *Rule, amount money.Amount, count int64,
 		}
 		cur := string(shared.DailyCap.Currency)
 		limits = append(limits, Limit{Key: "vendor/" + r.Vendor + "/" + day + "/" + cur,
-			Max: shared.DailyCap.Micros, Add: add, Unit: cur, Rule: rid})
+			Max: shared.DailyCap.Micros, Add: add, Unit: cur, Rule: rid, Period: day})
 	}
 	if count > 0 && g.DailyCount > 0 {
 		limits = append(limits, Limit{Key: "agent/" + r.Agent + "/" + r.Vendor + "/" + day + "/units",
-			Max: g.DailyCount, Add: count, Unit: "units", Rule: rules.dailyCount})
+			Max: g.DailyCount, Add: count, Unit: "units", Rule: rules.dailyCount, Period: day})
 	}
 	if count > 0 && shared != nil && shared.DailyCount > 0 {
 		limits = append(limits, Limit{Key: "vendor/" + r.Vendor + "/" + day + "/units",
-			Max: shared.DailyCount, Add: count, Unit: "units", Rule: sharedCountRule})
+			Max: shared.DailyCount, Add: count, Unit: "units", Rule: sharedCountRule, Period: day})
 	}
 	if cs := g.Customers; cs != nil {
 		// Per customer, per UTC day; and per charge, for good: a
@@ -108,16 +108,20 @@ func (p *Policy) Limits(r Request, rule *Rule, amount money.Amount, count int64,
 			}
 			cur := string(cs.DailyCap.Currency)
 			limits = append(limits, Limit{Key: "customer" + who + r.Customer + "/" + day + "/" + cur,
-				Max: cs.DailyCap.Micros, Add: add, Unit: cur, Rule: rid})
+				Max: cs.DailyCap.Micros, Add: add, Unit: cur, Rule: rid, Period: day})
 		}
 		if count > 0 && r.Customer != "" && cs.DailyCount > 0 {
 			limits = append(limits, Limit{Key: "customer" + who + r.Customer + "/" + day + "/units",
-				Max: cs.DailyCount, Add: count, Unit: "units", Rule: rules.customersDailyCount})
+				Max: cs.DailyCount, Add: count, Unit: "units", Rule: rules.customersDailyCount, Period: day})
 		}
 		if r.RefundOf != "" {
 			limits = append(limits, Limit{Key: "refunds" + who + r.RefundOf,
-				Max: cs.MaxRefundsPerCharge, Add: 1, Unit: "units", Rule: rules.maxRefundsPerCharge, Per: "the charge " + r.RefundOf})
+				Max: cs.MaxRefundsPerCharge, Add: 1, Unit: "units", Rule: rules.maxRefundsPerCharge, Per: "the charge " + r.RefundOf, Kind: ChargeLimit})
 		}
+	}
+	limits, v, ok := p.budgetLimits(limits, r, g, shared, &cv, moves, count, day)
+	if !ok {
+		return nil, v
 	}
 	if len(limits) == 0 {
 		limits = nil

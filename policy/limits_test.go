@@ -89,15 +89,15 @@ func TestLimits(t *testing.T) {
 	charge := req("refund-bot", "stripe", "POST", "/v1/charges")
 	transfer := req("refund-bot", "stripe", "POST", "/v1/transfers")
 	usd := func(m int64) Limit {
-		return Limit{Key: "agent/refund-bot/stripe/" + day + "/USD", Max: 500_000_000, Add: m, Unit: "USD", Rule: "agents.refund-bot.stripe.daily_cap"}
+		return Limit{Key: "agent/refund-bot/stripe/" + day + "/USD", Max: 500_000_000, Add: m, Unit: "USD", Rule: "agents.refund-bot.stripe.daily_cap", Period: day}
 	}
 	vendorUSD := func(m int64) Limit {
-		return Limit{Key: "vendor/stripe/" + day + "/USD", Max: 2_000_000_000, Add: m, Unit: "USD", Rule: "vendors.stripe.daily_cap"}
+		return Limit{Key: "vendor/stripe/" + day + "/USD", Max: 2_000_000_000, Add: m, Unit: "USD", Rule: "vendors.stripe.daily_cap", Period: day}
 	}
 	units := func(n int64) []Limit {
 		return []Limit{
-			{Key: "agent/refund-bot/stripe/" + day + "/units", Max: 100, Add: n, Unit: "units", Rule: "agents.refund-bot.stripe.daily_count"},
-			{Key: "vendor/stripe/" + day + "/units", Max: 10000, Add: n, Unit: "units", Rule: "vendors.stripe.daily_count"},
+			{Key: "agent/refund-bot/stripe/" + day + "/units", Max: 100, Add: n, Unit: "units", Rule: "agents.refund-bot.stripe.daily_count", Period: day},
+			{Key: "vendor/stripe/" + day + "/units", Max: 10000, Add: n, Unit: "units", Rule: "vendors.stripe.daily_count", Period: day},
 		}
 	}
 	allowed := func(i int) Verdict {
@@ -118,8 +118,8 @@ func TestLimits(t *testing.T) {
 			append([]Limit{usd(10_000_000), vendorUSD(10_000_000)}, units(1)...), allowed(0)},
 		{"the day is in every key", "shared", refund, amt(t, "10.00 USD"), 0, "2027-01-01",
 			[]Limit{
-				{Key: "agent/refund-bot/stripe/2027-01-01/USD", Max: 500_000_000, Add: 10_000_000, Unit: "USD", Rule: "agents.refund-bot.stripe.daily_cap"},
-				{Key: "vendor/stripe/2027-01-01/USD", Max: 2_000_000_000, Add: 10_000_000, Unit: "USD", Rule: "vendors.stripe.daily_cap"},
+				{Key: "agent/refund-bot/stripe/2027-01-01/USD", Max: 500_000_000, Add: 10_000_000, Unit: "USD", Rule: "agents.refund-bot.stripe.daily_cap", Period: "2027-01-01"},
+				{Key: "vendor/stripe/2027-01-01/USD", Max: 2_000_000_000, Add: 10_000_000, Unit: "USD", Rule: "vendors.stripe.daily_cap", Period: "2027-01-01"},
 			}, allowed(0)},
 		{"moves nothing, counts nothing", "shared", req("refund-bot", "stripe", "GET", "/v1/balance"), money.Amount{}, 0, day, nil, allowed(3)},
 		{"moves nothing, counts units", "shared", req("refund-bot", "stripe", "GET", "/v1/balance"), money.Amount{}, 3, day, units(3), allowed(3)},
@@ -171,25 +171,25 @@ func TestLimits(t *testing.T) {
 				"a call in GBP cannot count against 2000.00 USD: fx has no rate from GBP to USD"}},
 		{"fractions of a cent, units", "shared", req("texter", "twilio", "POST", "/2010-04-01/Accounts/AC1/Messages.json"), micros(t, "0.0158 USD"), 2, day,
 			[]Limit{
-				{Key: "agent/texter/twilio/" + day + "/USD", Max: 10_000_000, Add: 15_800, Unit: "USD", Rule: "agents.texter.twilio.daily_cap"},
-				{Key: "agent/texter/twilio/" + day + "/units", Max: 1000, Add: 2, Unit: "units", Rule: "agents.texter.twilio.daily_count"},
+				{Key: "agent/texter/twilio/" + day + "/USD", Max: 10_000_000, Add: 15_800, Unit: "USD", Rule: "agents.texter.twilio.daily_cap", Period: day},
+				{Key: "agent/texter/twilio/" + day + "/units", Max: 1000, Add: 2, Unit: "units", Rule: "agents.texter.twilio.daily_count", Period: day},
 			}, Verdict{Decision: Allowed, Rule: "agents.texter.twilio.allow[0]"}},
 
 		// money needs a cap
 		{"money without a daily cap", "shared", req("nocap-bot", "stripe", "POST", "/v1/refunds"), amt(t, "0.01 USD"), 0, day, nil,
 			Verdict{Blocked, "agents.nocap-bot.stripe", "keybrake_no_cap", "agent nocap-bot has no daily_cap on stripe; calls that move money need one"}},
 		{"no money, no cap needed", "shared", req("nocap-bot", "stripe", "POST", "/v1/refunds"), money.Amount{}, 1, day,
-			[]Limit{{Key: "vendor/stripe/" + day + "/units", Max: 10000, Add: 1, Unit: "units", Rule: "vendors.stripe.daily_count"}},
+			[]Limit{{Key: "vendor/stripe/" + day + "/units", Max: 10000, Add: 1, Unit: "units", Rule: "vendors.stripe.daily_count", Period: day}},
 			Verdict{Decision: Allowed, Rule: "agents.nocap-bot.stripe.allow[0]"}},
 
 		// zero- and three-decimal currencies
 		{"JPY at the maximum", "solo", req("jpy-bot", "stripe", "POST", "/v1/charges"), amt(t, "5000 JPY"), 0, day,
-			[]Limit{{Key: "agent/jpy-bot/stripe/" + day + "/JPY", Max: 100_000_000_000, Add: 5_000_000_000, Unit: "JPY", Rule: "agents.jpy-bot.stripe.daily_cap"}},
+			[]Limit{{Key: "agent/jpy-bot/stripe/" + day + "/JPY", Max: 100_000_000_000, Add: 5_000_000_000, Unit: "JPY", Rule: "agents.jpy-bot.stripe.daily_cap", Period: day}},
 			Verdict{Decision: Allowed, Rule: "agents.jpy-bot.stripe.allow[0]"}},
 		{"JPY one yen over", "solo", req("jpy-bot", "stripe", "POST", "/v1/charges"), amt(t, "5001 JPY"), 0, day, nil,
 			Verdict{Capped, "agents.jpy-bot.stripe.per_call_max", "keybrake_per_call_max", "5001 JPY exceeds the per-call maximum of 5000 JPY"}},
 		{"KWD at the maximum", "solo", req("kwd-bot", "stripe", "POST", "/v1/refunds"), amt(t, "0.500 KWD"), 0, day,
-			[]Limit{{Key: "agent/kwd-bot/stripe/" + day + "/KWD", Max: 12_345_000, Add: 500_000, Unit: "KWD", Rule: "agents.kwd-bot.stripe.daily_cap"}},
+			[]Limit{{Key: "agent/kwd-bot/stripe/" + day + "/KWD", Max: 12_345_000, Add: 500_000, Unit: "KWD", Rule: "agents.kwd-bot.stripe.daily_cap", Period: day}},
 			Verdict{Decision: Allowed, Rule: "agents.kwd-bot.stripe.allow[0]"}},
 		{"KWD one fils over", "solo", req("kwd-bot", "stripe", "POST", "/v1/refunds"), amt(t, "0.501 KWD"), 0, day, nil,
 			Verdict{Capped, "agents.kwd-bot.stripe.per_call_max", "keybrake_per_call_max", "0.501 KWD exceeds the per-call maximum of 0.500 KWD"}},

@@ -16,6 +16,26 @@ type Stops struct {
 	// Revoked names, for each agent revoked beyond the file, what
 	// revoked it.
 	Revoked map[string]string
+	// Tripped names, for each agent a rate limit with halt: true has
+	// halted, the limit and where the halt is kept.
+	Tripped map[string]Trip
+}
+
+// Trip is the halt of an agent by its own rate limit, until a person
+// resumes it.
+type Trip struct {
+	Rule string // the rate limit: "agents.refund-bot.stripe.rate[0]"
+	By   string // where it is kept and since when, as a person reads it: "the kill switch /etc/keybrake.yaml.halt since 2026-12-03T15:04:05Z"
+}
+
+// TripBy adds the trip of agent; an agent tripped already keeps its first.
+func (s *Stops) TripBy(agent string, t Trip) {
+	if s.Tripped == nil {
+		s.Tripped = map[string]Trip{}
+	}
+	if _, ok := s.Tripped[agent]; !ok {
+		s.Tripped[agent] = t
+	}
 }
 
 // HaltBy adds a halt of every agent by what by names: where something
@@ -40,6 +60,9 @@ func (s *Stops) Add(o Stops) {
 	for _, a := range slices.Sorted(maps.Keys(o.Revoked)) {
 		s.RevokeBy(a, o.Revoked[a])
 	}
+	for _, a := range slices.Sorted(maps.Keys(o.Tripped)) {
+		s.TripBy(a, o.Tripped[a])
+	}
 }
 
 func andSource(have, by string) string {
@@ -63,9 +86,9 @@ func (p *Policy) WithRevocations(halt bool, revoked []string) *Policy {
 }
 
 // WithStops returns p as an agent runner or operator has overridden it
-// outside the file: s.Halt refuses every call, and every agent in
-// s.Revoked is revoked, whether or not the file says so, each refusal
-// naming its source. The result is a new Policy sharing p's unchanged
+// outside the file: s.Halt refuses every call, every agent in s.Revoked
+// is revoked, whether or not the file says so, and every agent in
+// s.Tripped is refused as tripped, each refusal naming its source. The result is a new Policy sharing p's unchanged
 // parts; p is not modified. Its Hash is p's with the overrides appended
 // ("a1b2...+halt", "a1b2...+revoked:refund-bot"), so the audit log shows
 // that a call was decided under an override. With no overrides it returns
@@ -78,8 +101,14 @@ func (p *Policy) WithStops(s Stops) *Policy {
 			names = append(names, a)
 		}
 	}
+	var tripped []string
+	for a := range s.Tripped {
+		if ag, ok := p.Agents[a]; ok && ag.Tripped == nil {
+			tripped = append(tripped, a)
+		}
+	}
 	halt := s.Halt != ""
-	if (!halt || p.Halt) && len(names) == 0 {
+	if (!halt || p.Halt) && len(names) == 0 && len(tripped) == 0 {
 		return p
 	}
 	q := *p
@@ -88,18 +117,30 @@ func (p *Policy) WithStops(s Stops) *Policy {
 		q.Halt, q.HaltedBy = true, s.Halt
 		tags = append(tags, "halt")
 	}
-	if len(names) > 0 {
-		sort.Strings(names)
+	if len(names) > 0 || len(tripped) > 0 {
 		q.Agents = make(map[string]*Agent, len(p.Agents))
 		for k, v := range p.Agents {
 			q.Agents[k] = v
 		}
+	}
+	if len(names) > 0 {
+		sort.Strings(names)
 		for _, a := range names {
 			ag := *p.Agents[a]
 			ag.Revoked, ag.RevokedBy = true, s.Revoked[a]
 			q.Agents[a] = &ag
 		}
 		tags = append(tags, "revoked:"+strings.Join(names, ","))
+	}
+	if len(tripped) > 0 {
+		sort.Strings(tripped)
+		for _, a := range tripped {
+			ag := *q.Agents[a]
+			trip := s.Tripped[a]
+			ag.Tripped = &trip
+			q.Agents[a] = &ag
+		}
+		tags = append(tags, "tripped:"+strings.Join(tripped, ","))
 	}
 	q.Hash = p.Hash + "+" + strings.Join(tags, "+")
 	return &q

@@ -3,6 +3,7 @@ package policy
 import (
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/keybrake/keybrake/internal/pattern"
 	"github.com/keybrake/keybrake/money"
@@ -22,6 +23,10 @@ type Policy struct {
 	// halt: true (WithStops): "Brake.Halt", "the kill switch <path>".
 	HaltedBy string
 
+	// Location is the time zone of every day, week and month the
+	// policy counts (timezone:); UTC when the file names none.
+	Location *time.Location
+
 	Agents  map[string]*Agent
 	Vendors map[string]*VendorLimits        // limits shared by every agent of a vendor account
 	FX      map[money.Currency][]money.Rate // conversions from a currency, in file order
@@ -38,8 +43,11 @@ type Agent struct {
 	// RevokedBy says what revoked the agent when it is not the file's
 	// revoked: true (WithStops).
 	RevokedBy string
-	Grants    map[string]*Grant // by vendor name
-	Line      int               // where the agent's name is written
+	// Tripped, when set, says which of the agent's rate limits halted it
+	// (WithStops): its calls are refused until a person resumes it.
+	Tripped *Trip
+	Grants  map[string]*Grant // by vendor name
+	Line    int               // where the agent's name is written
 }
 
 // Grant is what an agent may do on one vendor. Allow is nil when the file
@@ -49,6 +57,7 @@ type Grant struct {
 	DailyCap   *money.Amount // all money the agent moves on the vendor per UTC day; nil: money-moving calls refused
 	PerCallMax *money.Amount // nil: no per-call maximum beyond the daily cap
 	DailyCount int64         // billable units per UTC day; 0: no count limit
+	Budgets                  // weeks, months, rolling windows and runs
 	Allow      []*Rule
 	Line       int // where the vendor's name is written under the agent
 
@@ -159,6 +168,7 @@ type VendorLimits struct {
 	Vendor     string
 	DailyCap   *money.Amount
 	DailyCount int64
+	Budgets        // weeks, months and rolling windows shared by every agent
 	Line       int // where the vendor's name is written under vendors
 
 	// Prices are what the vendor charges per unit of each item it
@@ -260,6 +270,10 @@ type Request struct {
 	Customer string
 	Account  string
 	RefundOf string // the charge a refund draws on
+
+	// Run is the run (task) the call is made for, "" for none: per_run
+	// counts each run apart.
+	Run string
 }
 
 // Verdict is a decision with the rule that made it. For Allowed, Rule is
@@ -271,14 +285,39 @@ type Verdict struct {
 	Reason   string // for a person
 }
 
-// Limit is one counter a call must fit: a day's money cap or unit count.
+// Limit is one counter a call must fit: a day's, week's or month's money
+// cap or unit count, a rolling window, a run's budget.
 type Limit struct {
-	Key  string // counter key, unique per limit and UTC day: "agent/refund-bot/stripe/2026-11-25/USD"
+	Key  string // counter key, unique per limit and period: "agent/refund-bot/stripe/2026-11-25/USD"
 	Max  int64  // the limit, in Unit
 	Add  int64  // what this call adds, in Unit
-	Unit string // a currency code (amounts in micros) or "units"
+	Unit string // a currency code (amounts in micros), "units" or "calls"
 	Rule string // "agents.refund-bot.stripe.daily_cap"
 	// Per is what the limit counts over when it is not one UTC day: "the
 	// charge ch_1" for max_refunds_per_charge, which counts for good.
 	Per string
+
+	Kind LimitKind
+	// Period is the day ("2026-11-25"), the last day of the week or
+	// month, or the run the limit counts; "" for a window.
+	Period string
+	// Window, for a RateLimit, is its length: the store counts the
+	// limit over any interval of it (audit.Hold.Window).
+	Window time.Duration
+	// Halt, for a RateLimit, says that refusing a call trips the agent.
+	Halt bool
 }
+
+// LimitKind says what a Limit counts over, for the refusal's code and
+// words.
+type LimitKind uint8
+
+// The kinds of limit.
+const (
+	DailyLimit   LimitKind = iota // one day of the policy's time zone
+	WeeklyLimit                   // a calendar week, Monday to Sunday
+	MonthlyLimit                  // a calendar month
+	RateLimit                     // any interval of Window
+	RunLimit                      // one run
+	ChargeLimit                   // one charge, for good (Per)
+)

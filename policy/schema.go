@@ -17,11 +17,12 @@ import (
 // its table; adding a key is adding a line (and a field to fill).
 
 var policySchema = &schema[*Policy]{keys: map[string]key[*Policy]{
-	"version": {decode: decodeVersion, required: true},
-	"halt":    {decode: boolKey(func(p *Policy) *bool { return &p.Halt })},
-	"fx":      {decode: decodeFX},
-	"vendors": {decode: decodeVendors},
-	"agents":  {decode: decodeAgents, required: true},
+	"version":  {decode: decodeVersion, required: true},
+	"timezone": {decode: decodeTimezone},
+	"halt":     {decode: boolKey(func(p *Policy) *bool { return &p.Halt })},
+	"fx":       {decode: decodeFX},
+	"vendors":  {decode: decodeVendors},
+	"agents":   {decode: decodeAgents, required: true},
 }}
 
 // vendorSchemas are the schemas that depend on the vendors a policy is
@@ -80,6 +81,7 @@ func grantSchemaFor(vendor string, info vendors.Info) (*schema[*Grant], error) {
 	for k, v := range grantSchema.keys {
 		keys[k] = v
 	}
+	budgetKeys(keys, true)
 	for i, k := range info.Grant {
 		if _, dup := keys[k.Name]; dup || !paramName.MatchString(k.Name) {
 			return nil, fmt.Errorf("policy: vendor %s declares grant key %q twice, over a common key, or not as a plain name", vendor, k.Name)
@@ -113,6 +115,7 @@ func sharedSchemaFor(vendor string, info vendors.Info) (*schema[*VendorLimits], 
 		"daily_cap":   {decode: amountKey(func(l *VendorLimits) **money.Amount { return &l.DailyCap })},
 		"daily_count": {decode: countKey(func(l *VendorLimits) *int64 { return &l.DailyCount })},
 	}
+	budgetKeys(keys, false)
 	if len(info.Prices) > 0 {
 		keys["prices"] = key[*VendorLimits]{decode: pricesKey(info.Prices...)}
 	}

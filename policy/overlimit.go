@@ -1,0 +1,86 @@
+package policy
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/keybrake/keybrake/money"
+)
+
+// OverLimit is the verdict refusing a call whose hold on l the store
+// found full: used is what l's counter (or window) held before the call;
+// frees, for a RateLimit, when its window will admit the call (zero:
+// never, the call alone is over); now is the call's time, and zone the
+// policy's, for saying when a period ends.
+func (l Limit) OverLimit(used int64, frees, now time.Time, zone *time.Location) Verdict {
+	v := Verdict{Decision: Capped, Rule: l.Rule}
+	money := l.Unit != "units" && l.Unit != "calls"
+	show := func(n int64) string {
+		if money {
+			return amountOf(n, l.Unit)
+		}
+		return fmt.Sprint(n)
+	}
+	kind := map[bool]string{true: "cap", false: "count"}[money]
+	switch l.Kind {
+	case ChargeLimit:
+		v.Code = "keybrake_count_reached"
+		v.Reason = fmt.Sprintf("count of %d for %s reached: %d used, this call %d", l.Max, l.Per, used, l.Add)
+	case DailyLimit:
+		v.Code = "keybrake_daily_" + kind
+		v.Reason = fmt.Sprintf("daily %s of %s reached: %s used on %s, this call %s", kind, show(l.Max), show(used), l.Period, show(l.Add))
+	case WeeklyLimit, MonthlyLimit:
+		name, span := "weekly", ""
+		if l.Kind == WeeklyLimit {
+			monday, _ := weekOf(l.Period)
+			span = "the week " + monday + " to " + l.Period
+		} else {
+			name = "monthly"
+			span = l.Period[:7]
+		}
+		v.Code = "keybrake_" + name + "_" + kind
+		v.Reason = fmt.Sprintf("%s %s of %s reached: %s used in %s, this call %s; it starts again at %s",
+			name, kind, show(l.Max), show(used), span, show(l.Add), PeriodEnd(l.Period, zone).Format(time.RFC3339))
+	case RateLimit:
+		what := "calls"
+		v.Code = "keybrake_rate_count"
+		if money {
+			what, v.Code = "", "keybrake_rate_spend"
+		}
+		v.Reason = fmt.Sprintf("rate of %s%s per %s reached: %s%s in the last %s, this call %s; ",
+			show(l.Max), spaced(what), short(l.Window), show(used), spaced(what), short(l.Window), show(l.Add))
+		if frees.IsZero() {
+			v.Reason += "the call alone is over the limit"
+		} else {
+			v.Reason += fmt.Sprintf("the window admits it at %s (in %s)", frees.UTC().Format(time.RFC3339Nano), frees.Sub(now).Round(time.Millisecond))
+		}
+	case RunLimit:
+		v.Code = "keybrake_run_" + kind
+		v.Reason = fmt.Sprintf("run %s of %s reached for run %s: %s used, this call %s", kind, show(l.Max), l.Period, show(used), show(l.Add))
+	default:
+		v.Decision, v.Code, v.Reason = Error, "keybrake_policy_mismatch", fmt.Sprintf("a limit of unknown kind %d", l.Kind)
+	}
+	return v
+}
+
+func amountOf(micros int64, unit string) string {
+	return money.Amount{Micros: micros, Currency: money.Currency(unit)}.String()
+}
+
+func spaced(s string) string {
+	if s == "" {
+		return ""
+	}
+	return " " + s
+}
+
+// short writes a window as the policy does: "1m", "10m", "1h30m".
+func short(d time.Duration) string {
+	s := d.String()
+	for _, z := range []string{"m0s", "h0m"} {
+		if len(s) > len(z) && s[len(s)-len(z):] == z {
+			s = s[:len(s)-len(z)+1]
+		}
+	}
+	return s
+}
