@@ -274,6 +274,8 @@ func Open(opts Options) (*Brake, error) {
 		Observe:       b.alerts.Offer, // a nil Dispatcher ignores
 		Metrics:       b.metrics,
 		Tracer:        newTracer(opts.TracerProvider), // tracing.go
+		Trip:          b.trip,                         // trip.go
+		Level:         b.level,                        // trip.go: alert_at
 	})
 	policies.event = b.recordEvent
 	if err := b.openFleet(); err != nil { // stops.go: a fleet's stops, before the first call
@@ -352,8 +354,15 @@ func (b *Brake) Halt() { b.policies.halt("Halt", true) }
 
 // Resume undoes Halt, and with a shared store lifts the fleet's halt of
 // every agent, whoever set it (halts naming agents stay; `keybrake resume
-// --db` lifts those).
-func (b *Brake) Resume() { b.policies.halt("Resume", false) }
+// --db` lifts those). It also lifts every trip: the halts rate limits
+// with halt: true made (trip.go), in this process, the kill switch file
+// or the fleet's store.
+func (b *Brake) Resume() {
+	b.policies.halt("Resume", false)
+	if err := b.policies.resumeTrips(); err != nil {
+		b.report(err)
+	}
+}
 
 // lastDayFact keeps the latest UTC day counted, across restarts.
 const lastDayFact = "keybrake/last_day"

@@ -148,7 +148,46 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.refuse(w, r, owner, key, v)
 		return
 	}
+	r, v, ok = tagRun(r)
+	if !ok {
+		p.refuse(w, r, owner, key, v)
+		return
+	}
 	p.forwarder(key, vd).ServeHTTP(w, r)
+}
+
+// The headers that tag a call with its run and principal (WithRun,
+// WithPrincipal); they go no further than the proxy.
+const (
+	runHeader       = "Keybrake-Run"
+	principalHeader = "Keybrake-On-Behalf-Of"
+)
+
+// tagRun carries the run and principal headers into the call's context,
+// where the chain checks and records them; a header given twice is
+// refused, since either value could be the one meant.
+func tagRun(r *http.Request) (*http.Request, policy.Verdict, bool) {
+	ctx := r.Context()
+	for _, h := range []string{runHeader, principalHeader} {
+		vs := r.Header.Values(h)
+		switch {
+		case len(vs) > 1:
+			code := "keybrake_bad_run"
+			if h == principalHeader {
+				code = "keybrake_bad_principal"
+			}
+			return r, policy.Verdict{Decision: policy.Blocked, Rule: "run", Code: code,
+				Reason: fmt.Sprintf("%s is given %d times; give it once", h, len(vs))}, false
+		case len(vs) == 1 && h == runHeader:
+			ctx = transport.WithRun(ctx, vs[0])
+		case len(vs) == 1:
+			ctx = transport.WithPrincipal(ctx, vs[0])
+		}
+	}
+	if ctx == r.Context() {
+		return r, policy.Verdict{}, true
+	}
+	return r.WithContext(ctx), policy.Verdict{}, true
 }
 
 // flushEvery bounds how long a response body the vendor streams slowly
@@ -185,6 +224,8 @@ func (p *proxy) forwarder(key AgentKey, vd custodian) *httputil.ReverseProxy {
 			pr.Out.URL = &url.URL{Scheme: "https", Host: host, Path: pr.In.URL.Path, RawPath: pr.In.URL.RawPath, RawQuery: pr.In.URL.RawQuery}
 			pr.Out.Host = ""
 			pr.Out.Header.Del("Authorization") // the agent's key goes no further than here
+			pr.Out.Header.Del(runHeader)       // nor do the run's tags: the chain has them
+			pr.Out.Header.Del(principalHeader)
 			// ReverseProxy puts back "Te: trailers" and an Upgrade after
 			// stripping the hop-by-hop headers; a brake decides one
 			// request and answer, never a tunnel, so neither goes on.

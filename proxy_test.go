@@ -3,6 +3,7 @@ package keybrake_test
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -52,6 +53,7 @@ type proxied struct {
 
 	mu   sync.Mutex
 	auth []string // the Authorization headers that reached the fake
+	tags []string // the Keybrake-Run and -On-Behalf-Of headers that reached it: none should
 }
 
 func (p *proxied) seen() []string {
@@ -67,6 +69,8 @@ func startProxy(t *testing.T) *proxied {
 	vendor := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
 		p.auth = append(p.auth, r.Header.Get("Authorization"))
+		p.tags = append(p.tags, r.Header.Values("Keybrake-Run")...)
+		p.tags = append(p.tags, r.Header.Values("Keybrake-On-Behalf-Of")...)
 		p.mu.Unlock()
 		p.fake.ServeHTTP(w, r)
 	}))
@@ -231,4 +235,53 @@ func TestProxyAnswersUnknownPathsWithoutForwarding(t *testing.T) {
 		t.Fatalf("%d, %d calls forwarded; want 404 and none", resp.StatusCode, len(p.seen()))
 	}
 
+}
+
+// TestProxyTagsRunsFromHeaders: Keybrake-Run and Keybrake-On-Behalf-Of
+// tag the call's record, count against nothing the vendor sees, and a
+// header given twice or a bad run is refused.
+func TestProxyTagsRunsFromHeaders(t *testing.T) {
+	p := startProxy(t)
+	sc := stripeAt(p.url, agentKey)
+	tagged := func(run ...string) *stripego.RefundParams {
+		r := refund("ch_1", 100)
+		r.Headers = http.Header{}
+		for _, v := range run {
+			r.Headers.Add("Keybrake-Run", v)
+		}
+		r.Headers.Set("Keybrake-On-Behalf-Of", "alice@example.com")
+		return r
+	}
+	if _, err := sc.Refunds.New(tagged("ticket-4312")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := sc.Refunds.New(tagged("has space"))
+	if d, ok := keybrake.AsDenial(err); !ok || d.Code != "keybrake_bad_run" || d.Status != 403 {
+		t.Fatalf("a run with a space: %v, want 403 keybrake_bad_run", err)
+	}
+	// Given twice, either could be meant: refused. (stripe-go sends one
+	// value per header; an agent in another language may send two.)
+	req, _ := http.NewRequest("POST", p.url+"/v1/refunds", strings.NewReader("charge=ch_1&amount=100"))
+	req.Header.Set("Authorization", "Bearer "+agentKey)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Add("Keybrake-Run", "ticket-1")
+	req.Header.Add("Keybrake-Run", "ticket-2")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 403 || !strings.Contains(string(body), "keybrake_bad_run") || !strings.Contains(string(body), "given 2 times") {
+		t.Fatalf("two runs: %d %s, want 403 keybrake_bad_run", resp.StatusCode, body)
+	}
+	p.mu.Lock()
+	if len(p.tags) != 0 {
+		t.Fatalf("the vendor saw %q: the run's headers must stop at the proxy", p.tags)
+	}
+	p.mu.Unlock()
+	recs := dump(t, p.kb, audit.Query{Run: "ticket-4312"})
+	if len(recs) != 1 || recs[0].Principal != "alice@example.com" || recs[0].Outcome != audit.Settled {
+		t.Fatalf("records of run ticket-4312: %+v", recs)
+	}
 }

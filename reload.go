@@ -72,9 +72,10 @@ type policyState struct {
 	failing   string         // hash of failing bytes being given time to settle
 	failSince time.Time
 	kill      killSwitch
-	halted    bool            // Halt()
-	revoked   map[string]bool // Revoke(agent)
-	fleet     *fleetState     // the shared store's stops (stops.go); nil without one
+	halted    bool                   // Halt()
+	revoked   map[string]bool        // Revoke(agent)
+	trips     map[string]policy.Trip // tripped here, not yet kept (trip.go)
+	fleet     *fleetState            // the shared store's stops (stops.go); nil without one
 
 	keys atomic.Pointer[map[string]string] // the fleet's revoked agent keys, for the proxy
 }
@@ -84,18 +85,29 @@ type policyState struct {
 // cannot be read.
 type killSwitch struct {
 	present bool
-	agents  []string // nil: every agent
-	hash    string
+	agents  []string // nil, with no trips: every agent
+	// trips are the agents halted by their own rate limits (trip.go), in
+	// lines "refund-bot # tripped by agents.refund-bot.stripe.rate[0] at
+	// TIME": halted like the others, and refused as tripped.
+	trips map[string]policy.Trip
+	hash  string
 }
+
+// all reports whether the kill switch halts every agent.
+func (k killSwitch) all() bool { return k.present && k.agents == nil && len(k.trips) == 0 }
 
 func (k killSwitch) describe() string {
 	switch {
 	case !k.present:
 		return "absent"
-	case k.agents == nil:
+	case k.all():
 		return "present: every agent"
 	}
-	return "present: " + strings.Join(k.agents, ", ")
+	names := slices.Clone(k.agents)
+	for _, a := range slices.Sorted(maps.Keys(k.trips)) {
+		names = append(names, a+" (tripped by "+k.trips[a].Rule+")")
+	}
+	return "present: " + strings.Join(names, ", ")
 }
 
 // load reads everything once, at Open: a policy that does not parse then
@@ -136,7 +148,7 @@ func (s *policyState) stops() policy.Stops {
 	if s.halted {
 		st.HaltBy("Brake.Halt")
 	}
-	if s.kill.present && s.kill.agents == nil {
+	if s.kill.all() {
 		st.HaltBy(kill)
 	}
 	fleetHalt, fleetRevoked, _ := s.fleetStops()
@@ -156,6 +168,7 @@ func (s *policyState) stops() policy.Stops {
 			st.RevokeBy(a, by)
 		}
 	}
+	s.addTrips(&st) // trip.go
 	return st
 }
 
@@ -344,16 +357,22 @@ func readKillSwitch(path string) killSwitch {
 	k := killSwitch{present: true, hash: hex.EncodeToString(sum[:8])}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if i := strings.IndexByte(line, '#'); i >= 0 {
-			line = strings.TrimSpace(line[:i])
+		line, comment, _ := strings.Cut(sc.Text(), "#")
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
 		}
-		if line != "" {
-			k.agents = append(k.agents, line)
+		if t, ok := parseTrip(comment, "the kill switch "+path); ok {
+			if k.trips == nil {
+				k.trips = map[string]policy.Trip{}
+			}
+			k.trips[line] = t
+			continue
 		}
+		k.agents = append(k.agents, line)
 	}
 	if sc.Err() != nil {
-		k.agents = nil
+		k.agents, k.trips = nil, nil
 	}
 	sort.Strings(k.agents)
 	return k

@@ -64,8 +64,10 @@ func (f NotifierFunc) Notify(ctx context.Context, a Alert) error { return f(ctx,
 
 // DefaultEvents are the events that alert when Options.Events is nil: a
 // policy that failed to load, which either refuses every call or keeps
-// running on rules someone tried to change.
-var DefaultEvents = []string{"policy_invalid"}
+// running on rules someone tried to change; an agent halted by its own
+// rate limit (a trip), which waits for a person; and a cap reaching one of
+// its alert_at levels.
+var DefaultEvents = []string{"policy_invalid", "trip", "alert"}
 
 // Options configures a Dispatcher. Zero fields mean the defaults given.
 type Options struct {

@@ -29,9 +29,10 @@ type Budgets struct {
 	// not limited. A shared section never has one.
 	PerRun *RunBudget
 
-	// AlertAt are the percentages of every cap of the section (daily,
-	// weekly, monthly, per customer) at which an alert is raised, once
-	// per window, when a call's reservation crosses them; ascending.
+	// AlertAt are the percentages of every cap and count of the section
+	// (daily, weekly, monthly; not per customer, per run or the rolling
+	// windows) at which an alert is raised, once per period, when a
+	// call's reservation reaches them; ascending.
 	AlertAt []int64
 }
 

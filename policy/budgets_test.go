@@ -223,3 +223,41 @@ func TestBudgetParseErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestOverLimit: each kind of limit words its refusal with its code, what
+// it counts over, and when it frees.
+func TestOverLimit(t *testing.T) {
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		l     Limit
+		used  int64
+		frees time.Time
+		code  string
+		words string
+	}{
+		{Limit{Max: 500_000_000, Add: 10_000_000, Unit: "USD", Kind: DailyLimit, Period: "2026-12-03"}, 495_000_000, time.Time{},
+			"keybrake_daily_cap", "daily cap of 500.00 USD reached: 495.00 USD used on 2026-12-03, this call 10.00 USD"},
+		{Limit{Max: 100, Add: 1, Unit: "units", Kind: DailyLimit, Period: "2026-12-03"}, 100, time.Time{},
+			"keybrake_daily_count", "daily count of 100 reached: 100 used on 2026-12-03, this call 1"},
+		{Limit{Max: 2000_000_000, Add: 10_000_000, Unit: "USD", Kind: WeeklyLimit, Period: "2026-12-06"}, 1995_000_000, time.Time{},
+			"keybrake_weekly_cap", "weekly cap of 2000.00 USD reached: 1995.00 USD used in the week 2026-11-30 to 2026-12-06, this call 10.00 USD; it starts again at 2026-12-07T00:00:00+01:00"},
+		{Limit{Max: 30, Add: 1, Unit: "units", Kind: MonthlyLimit, Period: "2026-12-31"}, 30, time.Time{},
+			"keybrake_monthly_count", "monthly count of 30 reached: 30 used in 2026-12, this call 1; it starts again at 2027-01-01T00:00:00+01:00"},
+		{Limit{Max: 20, Add: 1, Unit: "calls", Kind: RateLimit, Window: time.Minute}, 20, now.Add(1500 * time.Millisecond),
+			"keybrake_rate_count", "rate of 20 calls per 1m reached: 20 calls in the last 1m, this call 1; the window admits it at 2026-12-03T10:00:01.5Z (in 1.5s)"},
+		{Limit{Max: 50_000_000, Add: 60_000_000, Unit: "USD", Kind: RateLimit, Window: 10 * time.Minute}, 0, time.Time{},
+			"keybrake_rate_spend", "rate of 50.00 USD per 10m reached: 0.00 USD in the last 10m, this call 60.00 USD; the call alone is over the limit"},
+		{Limit{Max: 5, Add: 1, Unit: "calls", Kind: RunLimit, Period: "ticket-4312"}, 5, time.Time{},
+			"keybrake_run_count", "run count of 5 reached for run ticket-4312: 5 used, this call 1"},
+		{Limit{Max: 1, Add: 1, Unit: "units", Kind: ChargeLimit, Per: "the charge ch_1"}, 1, time.Time{},
+			"keybrake_count_reached", "count of 1 for the charge ch_1 reached: 1 used, this call 1"},
+	} {
+		c.l.Rule = "r"
+		v := c.l.OverLimit(c.used, c.frees, now, berlin)
+		eq(t, Verdict{Decision: Capped, Rule: "r", Code: c.code, Reason: c.words}, v, c.code)
+	}
+}

@@ -71,7 +71,7 @@ func (p *Policy) Limits(r Request, rule *Rule, amount money.Amount, count int64,
 		}
 		cur := string(g.DailyCap.Currency)
 		limits = append(limits, Limit{Key: "agent/" + r.Agent + "/" + r.Vendor + "/" + day + "/" + cur,
-			Max: g.DailyCap.Micros, Add: add, Unit: cur, Rule: rid, Period: day})
+			Max: g.DailyCap.Micros, Add: add, Unit: cur, Rule: rid, Period: day, AlertAt: g.AlertAt})
 	}
 	shared := p.Vendors[r.Vendor]
 	var sharedCapRule, sharedCountRule string
@@ -86,15 +86,15 @@ func (p *Policy) Limits(r Request, rule *Rule, amount money.Amount, count int64,
 		}
 		cur := string(shared.DailyCap.Currency)
 		limits = append(limits, Limit{Key: "vendor/" + r.Vendor + "/" + day + "/" + cur,
-			Max: shared.DailyCap.Micros, Add: add, Unit: cur, Rule: rid, Period: day})
+			Max: shared.DailyCap.Micros, Add: add, Unit: cur, Rule: rid, Period: day, AlertAt: shared.AlertAt})
 	}
 	if count > 0 && g.DailyCount > 0 {
 		limits = append(limits, Limit{Key: "agent/" + r.Agent + "/" + r.Vendor + "/" + day + "/units",
-			Max: g.DailyCount, Add: count, Unit: "units", Rule: rules.dailyCount, Period: day})
+			Max: g.DailyCount, Add: count, Unit: "units", Rule: rules.dailyCount, Period: day, AlertAt: g.AlertAt})
 	}
 	if count > 0 && shared != nil && shared.DailyCount > 0 {
 		limits = append(limits, Limit{Key: "vendor/" + r.Vendor + "/" + day + "/units",
-			Max: shared.DailyCount, Add: count, Unit: "units", Rule: sharedCountRule, Period: day})
+			Max: shared.DailyCount, Add: count, Unit: "units", Rule: sharedCountRule, Period: day, AlertAt: shared.AlertAt})
 	}
 	if cs := g.Customers; cs != nil {
 		// Per customer, per UTC day; and per charge, for good: a

@@ -22,12 +22,15 @@ func (l Limit) OverLimit(used int64, frees, now time.Time, zone *time.Location) 
 		return fmt.Sprint(n)
 	}
 	kind := map[bool]string{true: "cap", false: "count"}[money]
+	codes := overCodes[l.Kind]
+	v.Code = codes[1]
+	if money {
+		v.Code = codes[0]
+	}
 	switch l.Kind {
 	case ChargeLimit:
-		v.Code = "keybrake_count_reached"
 		v.Reason = fmt.Sprintf("count of %d for %s reached: %d used, this call %d", l.Max, l.Per, used, l.Add)
 	case DailyLimit:
-		v.Code = "keybrake_daily_" + kind
 		v.Reason = fmt.Sprintf("daily %s of %s reached: %s used on %s, this call %s", kind, show(l.Max), show(used), l.Period, show(l.Add))
 	case WeeklyLimit, MonthlyLimit:
 		name, span := "weekly", ""
@@ -38,14 +41,12 @@ func (l Limit) OverLimit(used int64, frees, now time.Time, zone *time.Location) 
 			name = "monthly"
 			span = l.Period[:7]
 		}
-		v.Code = "keybrake_" + name + "_" + kind
 		v.Reason = fmt.Sprintf("%s %s of %s reached: %s used in %s, this call %s; it starts again at %s",
 			name, kind, show(l.Max), show(used), span, show(l.Add), PeriodEnd(l.Period, zone).Format(time.RFC3339))
 	case RateLimit:
 		what := "calls"
-		v.Code = "keybrake_rate_count"
 		if money {
-			what, v.Code = "", "keybrake_rate_spend"
+			what = ""
 		}
 		v.Reason = fmt.Sprintf("rate of %s%s per %s reached: %s%s in the last %s, this call %s; ",
 			show(l.Max), spaced(what), short(l.Window), show(used), spaced(what), short(l.Window), show(l.Add))
@@ -55,12 +56,21 @@ func (l Limit) OverLimit(used int64, frees, now time.Time, zone *time.Location) 
 			v.Reason += fmt.Sprintf("the window admits it at %s (in %s)", frees.UTC().Format(time.RFC3339Nano), frees.Sub(now).Round(time.Millisecond))
 		}
 	case RunLimit:
-		v.Code = "keybrake_run_" + kind
 		v.Reason = fmt.Sprintf("run %s of %s reached for run %s: %s used, this call %s", kind, show(l.Max), l.Period, show(used), show(l.Add))
 	default:
 		v.Decision, v.Code, v.Reason = Error, "keybrake_policy_mismatch", fmt.Sprintf("a limit of unknown kind %d", l.Kind)
 	}
 	return v
+}
+
+// overCodes are the codes of a full limit, by kind: of money, of a count.
+var overCodes = map[LimitKind][2]string{
+	DailyLimit:   {"keybrake_daily_cap", "keybrake_daily_count"},
+	WeeklyLimit:  {"keybrake_weekly_cap", "keybrake_weekly_count"},
+	MonthlyLimit: {"keybrake_monthly_cap", "keybrake_monthly_count"},
+	RateLimit:    {"keybrake_rate_spend", "keybrake_rate_count"},
+	RunLimit:     {"keybrake_run_cap", "keybrake_run_count"},
+	ChargeLimit:  {"keybrake_count_reached", "keybrake_count_reached"},
 }
 
 func amountOf(micros int64, unit string) string {

@@ -306,6 +306,10 @@ type Limit struct {
 	Window time.Duration
 	// Halt, for a RateLimit, says that refusing a call trips the agent.
 	Halt bool
+	// AlertAt are the percentages of Max at which an alert is raised
+	// (alert_at of the limit's section); nil for none. Shared with the
+	// policy: do not modify.
+	AlertAt []int64
 }
 
 // LimitKind says what a Limit counts over, for the refusal's code and

@@ -13,11 +13,11 @@ func (p *Policy) budgetLimits(limits []Limit, r Request, g *Grant, shared *Vendo
 	agent := "agent/" + r.Agent + "/" + r.Vendor + "/"
 	var ok bool
 	var v Verdict
-	if limits, v, ok = p.calendarLimits(limits, &g.Budgets, agent, base, cv, moves, count, day); !ok {
+	if limits, v, ok = calendarLimits(limits, &g.Budgets, agent, base, cv, moves, count, day); !ok {
 		return nil, v, false
 	}
 	if shared != nil {
-		if limits, v, ok = p.calendarLimits(limits, &shared.Budgets, "vendor/"+r.Vendor+"/", "vendors."+r.Vendor, cv, moves, count, day); !ok {
+		if limits, v, ok = calendarLimits(limits, &shared.Budgets, "vendor/"+r.Vendor+"/", "vendors."+r.Vendor, cv, moves, count, day); !ok {
 			return nil, v, false
 		}
 	}
@@ -34,7 +34,7 @@ func (p *Policy) budgetLimits(limits []Limit, r Request, g *Grant, shared *Vendo
 
 // calendarLimits appends the weekly and monthly limits of b, whose
 // counter keys start with prefix and whose rules with base.
-func (p *Policy) calendarLimits(limits []Limit, b *Budgets, prefix, base string, cv *converter, moves bool, count int64, day string) ([]Limit, Verdict, bool) {
+func calendarLimits(limits []Limit, b *Budgets, prefix, base string, cv *converter, moves bool, count int64, day string) ([]Limit, Verdict, bool) {
 	for _, pd := range periodsOf(b, day) {
 		if moves && pd.cap != nil {
 			rid := base + "." + pd.name + "ly_cap"
@@ -44,11 +44,11 @@ func (p *Policy) calendarLimits(limits []Limit, b *Budgets, prefix, base string,
 			}
 			cur := string(pd.cap.Currency)
 			limits = append(limits, Limit{Key: prefix + pd.name + "/" + pd.end + "/" + cur,
-				Max: pd.cap.Micros, Add: add, Unit: cur, Rule: rid, Kind: pd.kind, Period: pd.end})
+				Max: pd.cap.Micros, Add: add, Unit: cur, Rule: rid, Kind: pd.kind, Period: pd.end, AlertAt: b.AlertAt})
 		}
 		if count > 0 && pd.count > 0 {
 			limits = append(limits, Limit{Key: prefix + pd.name + "/" + pd.end + "/units",
-				Max: pd.count, Add: count, Unit: "units", Rule: base + "." + pd.name + "ly_count", Kind: pd.kind, Period: pd.end})
+				Max: pd.count, Add: count, Unit: "units", Rule: base + "." + pd.name + "ly_count", Kind: pd.kind, Period: pd.end, AlertAt: b.AlertAt})
 		}
 	}
 	return limits, Verdict{}, true

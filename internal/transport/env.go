@@ -36,8 +36,9 @@ type Config struct {
 	// completion that could not be written (its money stays counted).
 	// nil drops them.
 	Report func(error)
-	// LastDay is the latest UTC day ("2006-01-02") already used, so a
-	// clock that jumps backwards never reopens a closed day's budget.
+	// LastDay is the latest day ("2006-01-02", in the policy's time
+	// zone) already used, so a clock that jumps backwards never reopens
+	// a closed day's budget.
 	LastDay string
 	// Observe sees the audit record of every refused call once it is
 	// written (alerts). It must not block. nil: nothing observes.
@@ -49,6 +50,15 @@ type Config struct {
 	// (trace.go). nil: no spans, and a call's requests carry the caller's
 	// context unchanged.
 	Tracer trace.Tracer
+	// Trip halts an agent whose rate limit with halt: true refused a
+	// call (trip.go): rule names the limit, reason says what it refused.
+	// It must stop the agent's next calls before it returns. nil: a
+	// rate limit's halt does nothing beyond its refusals.
+	Trip func(agent, rule, reason string)
+	// Level is told, once per counter and level, that a reservation took
+	// a limit with alert_at to pct percent of its Max (levels.go); used
+	// is the counter's total then. nil: alert levels are not watched.
+	Level func(agent, vendor string, l policy.Limit, pct, used int64)
 }
 
 // Env is the state shared by the chains of one Brake. It is safe for
@@ -63,6 +73,8 @@ type Env struct {
 	observe   func(*audit.Record)
 	metrics   Metrics      // never nil
 	tracer    trace.Tracer // nil: no spans
+	tripper   func(agent, rule, reason string)
+	levels    *levels // nil without Config.Level
 	days      *dayClock
 	completer *completer
 	metadata  metadataCache
@@ -80,6 +92,7 @@ func NewEnv(cfg Config) *Env {
 		report:    cfg.Report,
 		observe:   cfg.Observe,
 		tracer:    cfg.Tracer,
+		tripper:   cfg.Trip,
 		days:      &dayClock{last: cfg.LastDay},
 	}
 	if e.now == nil {
@@ -101,6 +114,9 @@ func NewEnv(cfg Config) *Env {
 		e.store = timedStore{Store: cfg.Store, m: cfg.Metrics}
 	}
 	e.completer = newCompleter(e.store, e.report)
+	if cfg.Level != nil {
+		e.levels = newLevels(e, cfg.Level)
+	}
 	e.gate.cond = sync.NewCond(&e.gate.mu)
 	return e
 }
@@ -131,7 +147,10 @@ func (e *Env) Drain(ctx context.Context) error {
 // Close writes the completions still queued and stops. Call Drain first:
 // a call still in flight after Close finds the store closed, and its
 // completion is reported instead of written (its money stays counted).
-func (e *Env) Close() error { return e.completer.close() }
+func (e *Env) Close() error {
+	e.levels.close()
+	return e.completer.close()
+}
 
 // admit is the first stage of every call: it counts the call in flight,
 // or refuses it once Drain has begun, closing the body it will not read.
@@ -150,7 +169,8 @@ func (t *RoundTripper) admit(c *call) (policy.Verdict, bool) {
 	return policy.Verdict{}, true
 }
 
-// LastDay is the latest UTC day a call was counted on.
+// LastDay is the latest day a call was counted on, in the policy's time
+// zone.
 func (e *Env) LastDay() string { return e.days.latest() }
 
 // writeTimeout bounds writes made on behalf of a caller that may have
@@ -163,14 +183,15 @@ func (e *Env) writeContext(ctx context.Context) (context.Context, context.Cancel
 	return context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 }
 
-// dayClock turns instants into UTC days that never go backwards.
+// dayClock turns instants into days of the policy's time zone that never
+// go backwards.
 type dayClock struct {
 	mu   sync.Mutex
 	last string
 }
 
-func (d *dayClock) day(now time.Time) string {
-	day := now.UTC().Format(time.DateOnly)
+func (d *dayClock) day(now time.Time, zone *time.Location) string {
+	day := now.In(zone).Format(time.DateOnly)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if day < d.last {

@@ -89,9 +89,12 @@ func (t *RoundTripper) admitted(c *call, r *store.Reservation, adm store.Admissi
 		} else if !c.rec.Reserved.IsZero() {
 			t.env.metrics.Reserved(t.agent, t.vendor.Name(), c.rec.Reserved)
 		}
+		if adm.Result == store.Admitted {
+			t.env.levels.offer(t.agent, t.vendor.Name(), c.charge.Limits) // levels.go
+		}
 		return policy.Verdict{}, true
 	case store.OverLimit:
-		return overLimit(c, adm), false
+		return t.overLimit(c, adm), false
 	case store.KeyReused:
 		return policy.Verdict{Decision: policy.Blocked, Rule: c.rule.ID, Code: "keybrake_idempotency_key_reused",
 			Reason: fmt.Sprintf("idempotency key %q was used before for a different request", c.vc.IdempotencyKey)}, false
@@ -106,24 +109,17 @@ func storeError(reason string) policy.Verdict {
 	return policy.Verdict{Decision: policy.Error, Rule: "store", Code: "keybrake_store_error", Reason: reason}
 }
 
-func overLimit(c *call, adm store.Admission) policy.Verdict {
+func (t *RoundTripper) overLimit(c *call, adm store.Admission) policy.Verdict {
 	limits := c.charge.Limits
 	if adm.Hold < 0 || adm.Hold >= len(limits) {
 		return storeError(fmt.Sprintf("the store refused hold %d of %d", adm.Hold, len(limits)))
 	}
 	l := limits[adm.Hold]
-	if l.Per != "" {
-		return policy.Verdict{Decision: policy.Capped, Rule: l.Rule, Code: "keybrake_count_reached",
-			Reason: fmt.Sprintf("count of %d for %s reached: %d used, this call %d", l.Max, l.Per, adm.Used, l.Add)}
+	v := l.OverLimit(adm.Used, adm.Frees, c.start, c.pol.Zone())
+	if l.Halt {
+		t.trip(c, l, v) // trip.go
 	}
-	if l.Unit == "units" {
-		return policy.Verdict{Decision: policy.Capped, Rule: l.Rule, Code: "keybrake_daily_count",
-			Reason: fmt.Sprintf("daily count of %d reached: %d used on %s, this call %d", l.Max, adm.Used, c.day, l.Add)}
-	}
-	cur := money.Currency(l.Unit)
-	show := func(m int64) string { return money.Amount{Micros: m, Currency: cur}.String() }
-	return policy.Verdict{Decision: policy.Capped, Rule: l.Rule, Code: "keybrake_daily_cap",
-		Reason: fmt.Sprintf("daily cap of %s reached: %s used on %s, this call %s", show(l.Max), show(adm.Used), c.day, show(l.Add))}
+	return v
 }
 
 func holds(limits []policy.Limit) []audit.Hold {
@@ -132,7 +128,7 @@ func holds(limits []policy.Limit) []audit.Hold {
 	}
 	hs := make([]audit.Hold, len(limits))
 	for i, l := range limits {
-		hs[i] = audit.Hold{Key: l.Key, Unit: l.Unit, Limit: l.Max, Amount: l.Add}
+		hs[i] = audit.Hold{Key: l.Key, Unit: l.Unit, Limit: l.Max, Amount: l.Add, Window: l.Window}
 	}
 	return hs
 }

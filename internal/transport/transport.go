@@ -75,7 +75,7 @@ func (t *RoundTripper) Refuse(req *http.Request, v policy.Verdict) (*http.Respon
 type call struct {
 	req    *http.Request
 	start  time.Time
-	day    string
+	day    string // in the policy's time zone, once decided
 	pol    *policy.Policy
 	body   []byte
 	target target
@@ -118,6 +118,9 @@ func (t *RoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if v, ok := t.classify(c); !ok {
 		return t.refuse(c, v)
 	}
+	if v, ok := t.tag(c); !ok { // run.go
+		return t.refuse(c, v)
+	}
 	if v, ok := t.authorize(c); !ok {
 		return t.refuse(c, v)
 	}
@@ -148,7 +151,7 @@ func (t *RoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 
 func (t *RoundTripper) begin(req *http.Request) *call {
 	now := t.env.now()
-	c := &call{req: req, start: now, day: t.env.days.day(now)}
+	c := &call{req: req, start: now}
 	c.rec = audit.Record{
 		Time:   now,
 		Agent:  t.agent,
@@ -230,6 +233,7 @@ func (t *RoundTripper) policyRequest(c *call) policy.Request {
 		Customer: c.vc.Customer,
 		Account:  c.vc.Account,
 		RefundOf: c.vc.RefundOf,
+		Run:      c.rec.Run,
 	}
 }
 
@@ -287,6 +291,7 @@ func (t *RoundTripper) keep(c *call, learned []vendors.Fact) {
 func (t *RoundTripper) decide(c *call) (policy.Verdict, bool) {
 	defer func() { t.env.metrics.Decided(time.Since(c.classified)) }() // metrics
 	vc := c.vc
+	c.day = t.env.days.day(c.start, c.pol.Zone())
 	v, charge := c.pol.Decide(policy.Call{
 		Request:    t.policyRequest(c),
 		Subject:    c.who,
