@@ -32,6 +32,7 @@ func vendorNames() string {
 type filters struct {
 	since, until                  string
 	agent, vendor, decision, cust string
+	run, principal                string
 }
 
 func filterFlags(fs *pflag.FlagSet, defSince string) *filters {
@@ -42,12 +43,15 @@ func filterFlags(fs *pflag.FlagSet, defSince string) *filters {
 	fs.StringVar(&f.vendor, "vendor", "", "only this `vendor` ("+vendorNames()+")")
 	fs.StringVar(&f.decision, "decision", "", "only this `decision`: allowed, blocked, scoped, capped, revoked, error")
 	fs.StringVar(&f.cust, "customer", "", "only calls that touch this `customer`")
+	fs.StringVar(&f.run, "run", "", "only calls made for this `run` (keybrake.WithRun, the Keybrake-Run header)")
+	fs.StringVar(&f.principal, "principal", "", "only calls made on behalf of this `principal` (WithPrincipal, Keybrake-On-Behalf-Of)")
 	return f
 }
 
 // query reads the filters; an error is misuse.
 func (f *filters) query(now time.Time) (audit.Query, error) {
-	q := audit.Query{Agent: f.agent, Vendor: f.vendor, Customer: f.cust, Decision: policy.Decision(f.decision)}
+	q := audit.Query{Agent: f.agent, Vendor: f.vendor, Customer: f.cust, Decision: policy.Decision(f.decision),
+		Run: f.run, Principal: f.principal}
 	var err error
 	if f.since != "" {
 		if q.Since, err = parseWhen("since", f.since, now); err != nil {

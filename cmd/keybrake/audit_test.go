@@ -465,7 +465,7 @@ func TestStatusOffline(t *testing.T) {
 	}
 	t.Logf("\n%s", out)
 	for _, re := range []string{
-		`keybrake status at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(UTC day ` + d.day + `\)`,
+		`keybrake status at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(day ` + d.day + `\)`,
 		`policy ` + pol.Hash + ` in force \(` + regexp.QuoteMeta(p) + `\)`,
 		`halted: no`,
 		`REVOKED \(their calls answer 401\):\n  texter  by the policy \(revoked: true\)\n`,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"slices"
 	"strings"
 	"time"
 
@@ -91,7 +92,7 @@ func fleetHalt(e *env, db string, agents []string) error {
 
 // fleetResume is keybrake resume --db: every halt lifted, of every agent
 // and of those named; revocations stay.
-func fleetResume(e *env, db string) error {
+func fleetResume(e *env, db string, agents []string) error {
 	where := dbName(db)
 	return withStops(db, func(ctx context.Context, st store.Stops) error {
 		stops, err := st.ReadStops(ctx)
@@ -103,7 +104,7 @@ func fleetResume(e *env, db string) error {
 			if s.Kind == store.StopRevoke {
 				revoked = append(revoked, s.Subject)
 			}
-			if s.Kind != store.StopHalt {
+			if s.Kind != store.StopHalt || len(agents) > 0 && !slices.Contains(agents, s.Subject) {
 				continue
 			}
 			changed, err := st.ClearStop(ctx, store.Stop{Kind: store.StopHalt, Subject: s.Subject, By: operator("resume"), Time: time.Now()})

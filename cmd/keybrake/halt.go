@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -61,6 +62,7 @@ func haltPath(g *globals, file string) string {
 
 func halt(e *env, path string, agents []string) error {
 	var names []string
+	content := ""
 	if len(agents) > 0 {
 		old, err := os.ReadFile(path)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -71,10 +73,18 @@ func halt(e *env, path string, agents []string) error {
 			return nil
 		}
 		names = append(agentsIn(old), agents...)
-	}
-	content := strings.Join(dedupe(names), "\n")
-	if content != "" {
-		content += "\n"
+		// The lines already there stay as written: a trip's says which
+		// rate limit halted its agent.
+		content = string(old)
+		if content != "" && !strings.HasSuffix(content, "\n") {
+			content += "\n"
+		}
+		have := agentsIn(old)
+		for _, a := range dedupe(agents) {
+			if !slices.Contains(have, a) {
+				content += a + "\n"
+			}
+		}
 	}
 	if err := atomicfile.Write(path, []byte(content), 0o600); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)

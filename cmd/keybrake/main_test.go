@@ -152,6 +152,35 @@ func TestHaltAndResume(t *testing.T) {
 	}
 }
 
+// TestResumeAgent: resume AGENT lifts that agent's lines of the kill
+// switch, a trip's included, keeps the others, and removes the file when
+// no agent is left; a file halting every agent is resumed whole.
+func TestResumeAgent(t *testing.T) {
+	p := writePolicy(t, cliPolicy)
+	halt := p + ".halt"
+	trip := "refund-bot # tripped by agents.refund-bot.stripe.rate[0] at 2026-12-03T10:00:02Z\n"
+	if err := os.WriteFile(halt, []byte("# halted by hand\nother-bot\n"+trip), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _, code := keybrake(t, nil, "resume", "refund-bot", "--policy", p)
+	if b, _ := os.ReadFile(halt); code != 0 || string(b) != "# halted by hand\nother-bot\n" || !strings.Contains(out, "refund-bot may call again") {
+		t.Fatalf("resume refund-bot: %d %q; file %q", code, out, b)
+	}
+	out, _, code = keybrake(t, nil, "resume", "refund-bot", "--policy", p)
+	if code != 0 || !strings.Contains(out, "does not halt refund-bot; nothing changed") {
+		t.Fatalf("resume refund-bot again: %d %q", code, out)
+	}
+	out, _, code = keybrake(t, nil, "resume", "other-bot", "--policy", p)
+	if _, err := os.Stat(halt); code != 0 || !os.IsNotExist(err) {
+		t.Fatalf("resume the last agent: %d %q, the file: %v", code, out, err)
+	}
+	keybrake(t, nil, "halt", "--policy", p)
+	_, errs, code := keybrake(t, nil, "resume", "refund-bot", "--policy", p)
+	if code != 1 || !strings.Contains(errs, "halts every agent, not by name") {
+		t.Fatalf("resume one agent of a halt of all: %d %q", code, errs)
+	}
+}
+
 func TestPolicyDiff(t *testing.T) {
 	old := writePolicy(t, cliPolicy+"  texter:\n    twilio:\n      daily_count: 100\n      to: [\"+44*\"]\n      allow:\n        - POST /2010-04-01/Accounts/{AccountSid}/Messages.json\n")
 	next := writePolicy(t, strings.NewReplacer("daily_cap: 500.00 USD", "daily_cap: 300.00 USD",
@@ -238,6 +267,37 @@ func TestPolicyCheck(t *testing.T) {
 	want := []string{"valid (policy ", "agent refund-bot on stripe\n  daily cap: 500.00 USD\n  per call max: 50.00 USD\n",
 		"allow POST /v1/payment_intents  (capture_method=manual)", "allow POST /v1/subscriptions  (UNCAPPED: money it moves is not counted)"}
 	for _, w := range want {
+		if !strings.Contains(out, w) || code != 0 {
+			t.Fatalf("policy check (%d) lacks %q:\n%s", code, w, out)
+		}
+	}
+	// Every budget is printed.
+	budgets := writePolicy(t, `version: 1
+timezone: Europe/Berlin
+vendors:
+  stripe:
+    rate: [{count: 100, per: 1m}]
+agents:
+  refund-bot:
+    stripe:
+      daily_cap: 500.00 USD
+      weekly_cap: 2000.00 USD
+      monthly_count: 3000
+      rate:
+        - {count: 20, per: 1m, halt: true}
+        - {spend: 50.00 USD, per: 1h30m}
+      per_run: {cap: 20.00 USD, count: 5}
+      alert_at: [50%, 80%]
+      allow: [POST /v1/refunds]
+`)
+	out, _, code = keybrake(t, nil, "policy", "check", budgets)
+	for _, w := range []string{
+		"every agent\n  time zone of days, weeks and months: Europe/Berlin\n",
+		"vendor stripe (all agents)\n  rate[0]: 100 calls in any 1m\n",
+		"  weekly cap: 2000.00 USD\n  monthly count: 3000\n",
+		"  rate[0]: 20 calls in any 1m; refusing a call halts the agent until resumed\n  rate[1]: 50.00 USD in any 1h30m\n",
+		"  per run cap: 20.00 USD\n  per run count: 5 calls\n  calls with no run: refused\n  alert at: 50%, 80% of every cap\n",
+	} {
 		if !strings.Contains(out, w) || code != 0 {
 			t.Fatalf("policy check (%d) lacks %q:\n%s", code, w, out)
 		}

@@ -35,10 +35,16 @@ func policyFacts(p *policy.Policy) []fact {
 	if p.Halt {
 		add("every agent", "halted (halt: true)", "")
 	}
+	if p.Location != nil {
+		add("every agent", "time zone of days, weeks and months", p.Location.String())
+	}
 	for _, v := range sortedKeys(p.Vendors) {
 		l, s := p.Vendors[v], "vendor "+v+" (all agents)"
 		amount(s, "daily cap", l.DailyCap)
 		count(s, "daily count", l.DailyCount)
+		for _, f := range budgetFacts(&l.Budgets) {
+			add(s, f[0], f[1])
+		}
 		for _, item := range sortedKeys(l.Prices) {
 			t := l.Prices[item]
 			amount(s, "price of "+item+" by default", t.Default)
@@ -66,6 +72,9 @@ func policyFacts(p *policy.Policy) []fact {
 			amount(s, "daily cap", g.DailyCap)
 			amount(s, "per call max", g.PerCallMax)
 			count(s, "daily count", g.DailyCount)
+			for _, f := range budgetFacts(&g.Budgets) {
+				add(s, f[0], f[1])
+			}
 			for _, f := range scopeFacts(g) {
 				add(s, f[0], f[1])
 			}
@@ -133,4 +142,51 @@ func subjects(fs []fact) (order []string, by map[string][]fact) {
 		by[f.subject] = append(by[f.subject], f)
 	}
 	return order, by
+}
+
+// budgetFacts are the limits beyond a day: weeks, months, rolling
+// windows, runs, alerts.
+func budgetFacts(b *policy.Budgets) [][2]string {
+	var out [][2]string
+	add := func(k, v string) { out = append(out, [2]string{k, v}) }
+	for _, c := range []struct {
+		key string
+		cap *money.Amount
+		n   int64
+	}{{"weekly", b.WeeklyCap, b.WeeklyCount}, {"monthly", b.MonthlyCap, b.MonthlyCount}} {
+		if c.cap != nil {
+			add(c.key+" cap", c.cap.String())
+		}
+		if c.n > 0 {
+			add(c.key+" count", fmt.Sprint(c.n))
+		}
+	}
+	for _, r := range b.Rates {
+		v := r.What() + " in any " + r.Span()
+		if r.Halt {
+			v += "; refusing a call halts the agent until resumed"
+		}
+		add("rate"+r.ID[strings.LastIndexByte(r.ID, '['):], v)
+	}
+	if rb := b.PerRun; rb != nil {
+		if rb.Cap != nil {
+			add("per run cap", rb.Cap.String())
+		}
+		if rb.Count > 0 {
+			add("per run count", fmt.Sprintf("%d calls", rb.Count))
+		}
+		if rb.AllowNoRun {
+			add("calls with no run", "allowed, not counted per run")
+		} else {
+			add("calls with no run", "refused")
+		}
+	}
+	if len(b.AlertAt) > 0 {
+		var pcts []string
+		for _, p := range b.AlertAt {
+			pcts = append(pcts, fmt.Sprintf("%d%%", p))
+		}
+		add("alert at", strings.Join(pcts, ", ")+" of every cap")
+	}
+	return out
 }

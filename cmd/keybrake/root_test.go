@@ -117,7 +117,7 @@ func TestUsageErrors(t *testing.T) {
 		{"flag without its value", []string{"halt", "refund-bot", "--policy"}, []string{"flag needs an argument: --policy: give it as --policy file", "see 'keybrake halt --help'"}},
 		{"bad value", []string{"audit", "summary", "--by", "soon"}, []string{`invalid argument "soon" for "--by" flag`, "(--by: the length of each period", "see 'keybrake audit summary --help'"}},
 		{"two agents to revoke", []string{"revoke", "refund-bot", "other-bot", "--policy", p}, []string{"revoke takes one AGENT, got 2 (refund-bot other-bot)", "see 'keybrake revoke --help'"}},
-		{"an agent to resume", []string{"resume", "refund-bot", "--policy", p}, []string{`unexpected argument "refund-bot"`, "see 'keybrake resume --help'"}},
+		{"an agent to status", []string{"status", "refund-bot", "--policy", p}, []string{`unexpected argument "refund-bot"`, "see 'keybrake status --help'"}},
 		{"misspelt command", []string{"revok", "refund-bot"}, []string{`unknown command "revok" (did you mean revoke?)`, "see 'keybrake --help'"}},
 		{"misspelt subcommand", []string{"policy", "chek", p}, []string{`unknown command "chek" for policy (did you mean check?)`, "see 'keybrake policy --help'"}},
 		{"no subcommand", []string{"policy"}, []string{"policy takes a command: check", "see 'keybrake policy --help'"}},

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"math"
 	"math/big"
 	"os"
 	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
@@ -24,8 +26,10 @@ func newStatusCmd(e *env, g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
 		Short: "is any agent stopped, and how much moved today against each cap",
-		Long: `Prints today's (UTC) totals per agent and vendor against their daily caps
-and counts, the reservations still open (in flight, or sent with their
+		Long: `Prints today's totals (in the policy's time zone, UTC by default) per agent
+and vendor against their daily caps and counts, this week's and month's
+against weekly and monthly ones, what each rolling window (rate:) holds
+now and when it frees, the agents their rate limits tripped, the reservations still open (in flight, or sent with their
 outcome never learnt: both still counted), who is revoked or halted, and
 the policy in force. From a running agent's Brake (FILE.sock) these are the
 Brake's own; otherwise they come from the database file, the policy file
@@ -114,7 +118,7 @@ func offlineState(path string) offline {
 // printStatus prints s; kill describes the kill switch file when it was
 // read here ("" from a Brake, which applies it itself).
 func printStatus(w io.Writer, s *admin.Status, where, kill string, sc screen) {
-	fmt.Fprintf(w, "keybrake status at %s (UTC day %s)\n", s.Time.UTC().Format("2006-01-02 15:04:05 UTC"), s.Day)
+	fmt.Fprintf(w, "keybrake status at %s (day %s)\n", s.Time.UTC().Format("2006-01-02 15:04:05 UTC"), s.Day)
 	fmt.Fprintf(w, "from %s\n", where)
 	switch {
 	case s.PolicyHash != "" && s.PolicyError != "":
@@ -151,6 +155,13 @@ func printStatus(w io.Writer, s *admin.Status, where, kill string, sc screen) {
 	} else {
 		fmt.Fprintln(w, "revoked: none")
 	}
+	if len(s.Tripped) > 0 {
+		fmt.Fprintln(w, "TRIPPED by their own rate limits (halted until 'keybrake resume AGENT'):")
+		for _, a := range slices.Sorted(maps.Keys(s.Tripped)) {
+			t := s.Tripped[a]
+			fmt.Fprintf(w, "  %s  by %s, kept in %s\n", printable(a), printable(t.Rule), printable(t.By))
+		}
+	}
 	if kill != "" {
 		fmt.Fprintln(w, kill)
 	}
@@ -162,20 +173,16 @@ func printStatus(w io.Writer, s *admin.Status, where, kill string, sc screen) {
 		t := newTable(w, sc, false, []column{
 			{name: "AGENT", max: 24}, {name: "VENDOR", max: 10}, {name: "LIMIT", max: 11},
 			{name: "USED", max: 20, right: true}, {name: "MAX", max: 20, right: true}, {name: "%", max: 5, right: true},
-			{name: "", max: 22}, {name: "OF WHICH"},
+			{name: "", max: 22}, {name: "FREES", max: 20}, {name: "OF WHICH"},
 		})
 		for _, l := range s.Limits {
 			agent := l.Agent
 			if agent == "" {
 				agent = "(all agents)"
 			}
-			kind := "daily_cap"
-			if l.Unit == "units" {
-				kind = "daily_count"
-			}
 			pct, bar := gauge(l.Used(), l.Max)
-			t.row([]string{agent, l.Vendor, kind, quantity(l.Used(), l.Unit), quantity(l.Max, l.Unit), pct, bar,
-				ofWhich(l)})
+			t.row([]string{agent, l.Vendor, limitName(l), quantity(l.Used(), l.Unit), quantity(l.Max, l.Unit), pct, bar,
+				frees(l, s.Time), ofWhich(l)})
 		}
 		t.flush()
 	}
@@ -322,4 +329,32 @@ func gauge(used, max int64) (string, string) {
 	pct := share(100)
 	fill := min(share(20), 20)
 	return fmt.Sprintf("%d%%", pct), "[" + strings.Repeat("#", int(fill)) + strings.Repeat(".", int(20-fill)) + "]"
+}
+
+// limitName is the limit's key in the policy: "daily_cap", "weekly_cap",
+// "rate[0]" with its window.
+func limitName(l admin.LimitStatus) string {
+	name := l.Rule[strings.LastIndexByte(l.Rule, '.')+1:]
+	switch w := l.Window; {
+	case w <= 0:
+	case w%time.Hour == 0:
+		name += fmt.Sprintf(" %dh", w/time.Hour)
+	case w%time.Minute == 0:
+		name += fmt.Sprintf(" %dm", w/time.Minute)
+	default:
+		name += " " + w.String()
+	}
+	return name
+}
+
+// frees says when the limit next gives room: a window's oldest call
+// leaving it, a period's end.
+func frees(l admin.LimitStatus, now time.Time) string {
+	switch {
+	case l.Frees.IsZero(), strings.Contains(l.Rule, ".daily_"):
+		return "" // a day's limits all free at the day's end, the header's day
+	case l.Window > 0:
+		return "in " + l.Frees.Sub(now).Round(time.Second).String()
+	}
+	return l.Frees.UTC().Format("01-02 15:04 UTC")
 }

@@ -280,7 +280,7 @@ func pageActions(e *env, g *globals) func(context.Context, ui.Action) (string, e
 		case a.Verb == "halt":
 			err = halt(ae, haltPath(g, ""), agents)
 		case a.Verb == "resume" && fleet:
-			err = fleetResume(ae, g.db)
+			err = fleetResume(ae, g.db, nil)
 		case a.Verb == "resume":
 			err = resume(ae, haltPath(g, ""))
 		case (a.Verb == "revoke" || a.Verb == "restore") && fleet:

@@ -42,7 +42,7 @@ type State struct {
 	// Warnings are lines the runner wants status to repeat
 	// (keybrake.Options.Warnings).
 	Warnings []string
-	Day      string // the UTC day counted; "" means Now's
+	Day      string // the day counted, in the policy's time zone; "" means Now's
 }
 
 // Local is a Source over a store in this process: what a Brake serves, and
@@ -94,7 +94,7 @@ func (l *Local) status(ctx context.Context, spend bool) (*Status, error) {
 	t := now().UTC()
 	day := st.Day
 	if day == "" {
-		day = t.Format("2006-01-02")
+		day = st.Policy.Day(t) // the policy's time zone; UTC without one
 	}
 	s, err := ComputeStatus(ctx, l.Store, st.Policy, st.PolicyErr, day, st.stops())
 	if err != nil {
@@ -106,7 +106,7 @@ func (l *Local) status(ctx context.Context, spend bool) (*Status, error) {
 		}
 	}
 	if spend {
-		if s.Spend, err = daySpend(ctx, l.Store, day); err != nil {
+		if s.Spend, err = daySpend(ctx, l.Store, t.Format("2006-01-02")); err != nil { // by UTC hour
 			return nil, err
 		}
 	}

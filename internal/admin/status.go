@@ -31,10 +31,14 @@ type Status struct {
 	// it ("Brake.Halt", "the kill switch /etc/keybrake.yaml.halt", "the
 	// policy (halt: true)", a fleet stop's own words); "" when not halted,
 	// or from a Brake that did not say.
-	HaltedBy  string            `json:"halted_by,omitempty"`
-	Revoked   []string          `json:"revoked"`              // agents revoked by the file, the kill switch or Revoke(), sorted
-	RevokedBy map[string]string `json:"revoked_by,omitempty"` // for each of Revoked, what revoked it, as HaltedBy
-	Limits    []LimitStatus     `json:"limits"`               // every daily money cap and count of the policy, today
+	HaltedBy string   `json:"halted_by,omitempty"`
+	Revoked  []string `json:"revoked"` // agents revoked by the file, the kill switch or Revoke(), sorted
+	// Tripped are the agents halted by their own rate limits (halt:
+	// true), with the limit and where the trip is kept; they stay halted
+	// until `keybrake resume AGENT`.
+	Tripped   map[string]policy.Trip `json:"tripped,omitempty"`
+	RevokedBy map[string]string      `json:"revoked_by,omitempty"` // for each of Revoked, what revoked it, as HaltedBy
+	Limits    []LimitStatus          `json:"limits"`               // every daily money cap and count of the policy, today
 	// Customers are the grants' per-customer daily limits, today: how
 	// many customers each counted and the most used of them.
 	Customers []CustomerLimits `json:"customers"`
@@ -64,6 +68,13 @@ type LimitStatus struct {
 	Settled  int64 // moved, as the vendor confirmed
 	Pending  int64 // held by calls in flight
 	Unknown  int64 // held by calls whose outcome is unknown
+	// Window, for a rolling window (rate:), is its length; its totals
+	// are what the window holds at Status.Time.
+	Window time.Duration
+	// Frees is when the limit next gives room: the end of its day, week
+	// or month in the policy's time zone; for a window, when its oldest
+	// call leaves it (zero when it holds none).
+	Frees time.Time
 }
 
 type jsonLimit struct {
@@ -78,6 +89,8 @@ type jsonLimit struct {
 	Settled  json.RawMessage `json:"settled"`
 	Pending  json.RawMessage `json:"pending"`
 	Unknown  json.RawMessage `json:"unknown"`
+	Window   string          `json:"window,omitempty"`
+	Frees    time.Time       `json:"frees,omitzero"`
 }
 
 // MarshalJSON writes the limit with its money as decimal strings.
@@ -88,8 +101,12 @@ func (l LimitStatus) MarshalJSON() ([]byte, error) {
 		}
 		return json.RawMessage(strconv.FormatInt(n, 10))
 	}
-	return json.Marshal(jsonLimit{Agent: l.Agent, Vendor: l.Vendor, Account: l.Account, Customer: l.Customer, Rule: l.Rule, Key: l.Key, Unit: l.Unit,
-		Max: q(l.Max), Settled: q(l.Settled), Pending: q(l.Pending), Unknown: q(l.Unknown)})
+	j := jsonLimit{Agent: l.Agent, Vendor: l.Vendor, Account: l.Account, Customer: l.Customer, Rule: l.Rule, Key: l.Key, Unit: l.Unit,
+		Max: q(l.Max), Settled: q(l.Settled), Pending: q(l.Pending), Unknown: q(l.Unknown), Frees: l.Frees}
+	if l.Window > 0 {
+		j.Window = l.Window.String()
+	}
+	return json.Marshal(j)
 }
 
 // UnmarshalJSON reads what MarshalJSON writes, and the numbers of micros
@@ -119,9 +136,14 @@ func (l *LimitStatus) UnmarshalJSON(b []byte) error {
 		return n
 	}
 	got := LimitStatus{Agent: j.Agent, Vendor: j.Vendor, Account: j.Account, Customer: j.Customer, Rule: j.Rule, Key: j.Key, Unit: j.Unit,
-		Max: q("max", j.Max), Settled: q("settled", j.Settled), Pending: q("pending", j.Pending), Unknown: q("unknown", j.Unknown)}
+		Max: q("max", j.Max), Settled: q("settled", j.Settled), Pending: q("pending", j.Pending), Unknown: q("unknown", j.Unknown), Frees: j.Frees}
 	if err != nil {
 		return err
+	}
+	if j.Window != "" {
+		if got.Window, err = time.ParseDuration(j.Window); err != nil {
+			return fmt.Errorf("admin: limit %s: window %q: %w", j.Key, j.Window, err)
+		}
 	}
 	*l = got
 	return nil
@@ -197,6 +219,7 @@ func ComputeStatus(ctx context.Context, st store.Store, pol *policy.Policy, polE
 			}
 		}
 		s.Limits = limitsOf(pol, day)
+		s.Limits = append(s.Limits, budgetLimitsOf(pol, day)...)
 	}
 	if !s.Halted && stops.Halt != "" {
 		s.Halted, s.HaltedBy = true, stops.Halt
@@ -218,11 +241,33 @@ func ComputeStatus(ctx context.Context, st store.Store, pol *policy.Policy, polE
 
 	for i := range s.Limits {
 		l := &s.Limits[i]
+		if l.Window > 0 {
+			if err := readWindow(ctx, st, l, s.Time); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		c, err := st.Counter(ctx, l.Key)
 		if err != nil {
 			return nil, fmt.Errorf("admin: reading counter %s: %w", l.Key, err)
 		}
 		l.Settled, l.Pending, l.Unknown = c.Settled, c.Pending, c.Unknown
+	}
+	for a, t := range stops.Tripped {
+		if s.Tripped == nil {
+			s.Tripped = map[string]policy.Trip{}
+		}
+		s.Tripped[a] = t
+	}
+	if pol != nil {
+		for name, a := range pol.Agents {
+			if a.Tripped != nil {
+				if s.Tripped == nil {
+					s.Tripped = map[string]policy.Trip{}
+				}
+				s.Tripped[name] = *a.Tripped
+			}
+		}
 	}
 	open, err := openReservations(ctx, st)
 	if err != nil {
@@ -262,6 +307,10 @@ func limitsOf(pol *policy.Policy, day string) []LimitStatus {
 		base, key := "vendors."+v, "vendor/"+v+"/"+day+"/"
 		capOf("", v, base+".daily_cap", key, l.DailyCap)
 		countOf("", v, base+".daily_count", key, l.DailyCount)
+	}
+	end := policy.PeriodEnd(day, pol.Zone())
+	for i := range out {
+		out[i].Frees = end
 	}
 	return out
 }

@@ -48,6 +48,12 @@ func TestComputeStatus(t *testing.T) {
 			Unit: "USD", Max: usd("2000.00").Micros, Settled: usd("45.00").Micros, Pending: usd("10.00").Micros, Unknown: usd("40.00").Micros},
 		{Vendor: "twilio", Rule: "vendors.twilio.daily_count", Key: "vendor/twilio/" + day + "/units", Unit: "units", Max: 1000},
 	}
+	// A day's limits free at the next midnight (UTC: testPolicy names no
+	// zone).
+	end, _ := time.Parse("2006-01-02", day)
+	for i := range wantLimits {
+		wantLimits[i].Frees = end.AddDate(0, 0, 1)
+	}
 	wantOpen := admin.OpenStatus{Reserved: 1, Unknown: 1, Oldest: f.now.Add(2).UTC(), Amounts: map[string]string{"USD": "50.00"}}
 
 	kill := "the kill switch /etc/keybrake.yaml.halt"
