@@ -285,6 +285,16 @@ func TestRateTrip(t *testing.T) {
 	if err != nil || !strings.Contains(string(halt), "refund-bot # tripped by agents.refund-bot.stripe.rate[0] at 2026-12-03T10:00:02Z") {
 		t.Fatalf("kill switch %q, %v: want the trip kept there", halt, err)
 	}
+	settled := 0
+	for _, r := range dump(t, kb, audit.Query{Agent: "refund-bot", Decision: keybrake.Allowed}) {
+		if r.Outcome != audit.Settled || len(r.Holds) != 2 || r.Holds[1].Unit != "calls" || r.Holds[1].Settled != 1 {
+			t.Fatalf("an admitted refund's record: %+v, want settled, its call counted", r)
+		}
+		settled++
+	}
+	if settled != 20 {
+		t.Fatalf("%d admitted refunds settled, want 20", settled)
+	}
 	var trips []audit.Record
 	for _, r := range dump(t, kb, audit.Query{}) {
 		if r.Event == "trip" {

@@ -100,6 +100,8 @@ func (k killSwitch) describe() string {
 	switch {
 	case !k.present:
 		return "absent"
+	case k.all() && k.hash == "unreadable":
+		return "present but unreadable: every agent halted"
 	case k.all():
 		return "present: every agent"
 	}
@@ -107,7 +109,7 @@ func (k killSwitch) describe() string {
 	for _, a := range slices.Sorted(maps.Keys(k.trips)) {
 		names = append(names, a+" (tripped by "+k.trips[a].Rule+")")
 	}
-	return "present: " + strings.Join(names, ", ")
+	return "present: halts " + strings.Join(names, ", ")
 }
 
 // load reads everything once, at Open: a policy that does not parse then
@@ -339,6 +341,26 @@ func (s *policyState) setHaltedAs(halted, quiet bool) {
 		what = "halted"
 	}
 	s.emit("halt", "every agent "+what+" by the agent runner", map[string]string{"halted": fmt.Sprint(halted)})
+}
+
+// KillSwitchStops reads the kill switch file at path as a running Brake
+// does, for a reader without one (`keybrake status` on a database no
+// Brake serves): the stops it puts in force, each naming the file as the
+// Brake names it, and what the file says, for a person.
+func KillSwitchStops(path string) (policy.Stops, string) {
+	k := readKillSwitch(path)
+	by := "the kill switch " + path
+	st := policy.Stops{Revoked: map[string]string{}}
+	if k.all() {
+		st.HaltBy(by)
+	}
+	for _, a := range k.agents {
+		st.RevokeBy(a, by)
+	}
+	for _, a := range slices.Sorted(maps.Keys(k.trips)) {
+		st.TripBy(a, k.trips[a])
+	}
+	return st, k.describe()
 }
 
 // readKillSwitch reads the halt file. Its mere presence revokes: a file

@@ -487,6 +487,13 @@ func TestStatusOffline(t *testing.T) {
 		!strings.Contains(out, "halted: no") || !strings.Contains(out, "present: halts refund-bot") {
 		t.Errorf("kill switch for refund-bot (%d):\n%s", code, out)
 	}
+	// A trip's line: tripped, not revoked, and no one else halted.
+	os.WriteFile(p+".halt", []byte("refund-bot # tripped by agents.refund-bot.stripe.rate[0] at 2026-12-03T10:00:02Z\n"), 0o600)
+	out, _, code = keybrake(t, nil, "status", "--db", d.path, "--policy", p)
+	if code != 0 || !strings.Contains(out, "TRIPPED by their own rate limits (halted until 'keybrake resume AGENT'):\n  refund-bot  by agents.refund-bot.stripe.rate[0], kept in the kill switch "+p+".halt since 2026-12-03T10:00:02Z\n") ||
+		!strings.Contains(out, "halted: no") || strings.Contains(out, "refund-bot  by the kill switch") {
+		t.Errorf("kill switch of a trip (%d):\n%s", code, out)
+	}
 	os.WriteFile(p+".halt", nil, 0o600)
 	out, _, code = keybrake(t, nil, "status", "--db", d.path, "--policy", p)
 	if code != 0 || !strings.Contains(out, "HALTED by the kill switch "+p+".halt: every call of every agent is refused\n") {

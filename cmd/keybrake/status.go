@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"maps"
 	"math"
 	"math/big"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -17,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	brake "github.com/keybrake/keybrake"
 	"github.com/keybrake/keybrake/internal/admin"
 	"github.com/keybrake/keybrake/money"
 	"github.com/keybrake/keybrake/policy"
@@ -91,27 +89,9 @@ func offlineState(path string) offline {
 	} else {
 		o.Policy = pol
 	}
-	// The source a Brake gives the same stops (reload.go), so that
-	// status prints the same offline and live.
-	by := "the kill switch " + o.haltFile
-	o.Stops.Revoked = map[string]string{}
-	data, err := os.ReadFile(o.haltFile)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		o.kill = "absent"
-	case err != nil:
-		o.Stops.Halt, o.kill = by, "present but unreadable: every agent halted ("+err.Error()+")"
-	default:
-		names := agentsIn(data)
-		if len(names) == 0 {
-			o.Stops.Halt, o.kill = by, "present: every agent halted"
-		} else {
-			for _, a := range names {
-				o.Stops.Revoked[a] = by
-			}
-			o.kill = "present: halts " + strings.Join(names, ", ")
-		}
-	}
+	// The Brake's own reading of the file (reload.go), so that status
+	// prints the same offline and live.
+	o.Stops, o.kill = brake.KillSwitchStops(o.haltFile)
 	return o
 }
 
@@ -292,8 +272,8 @@ func printCustomers(w io.Writer, cls []admin.CustomerLimits, sc screen) {
 
 // quantity is an amount in a limit's unit: "95.00 USD", "12 units".
 func quantity(n int64, unit string) string {
-	if unit == "units" {
-		return fmt.Sprintf("%d units", n)
+	if unit == "units" || unit == "calls" {
+		return fmt.Sprintf("%d %s", n, unit)
 	}
 	return money.Amount{Micros: n, Currency: money.Currency(unit)}.String()
 }
@@ -305,7 +285,7 @@ func ofWhich(l admin.LimitStatus) string {
 
 // bare is quantity without its unit.
 func bare(n int64, unit string) string {
-	if unit == "units" {
+	if unit == "units" || unit == "calls" {
 		return fmt.Sprint(n)
 	}
 	return major(money.Amount{Micros: n, Currency: money.Currency(unit)})

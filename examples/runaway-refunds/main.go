@@ -99,9 +99,9 @@ func main() {
 	}
 
 	fmt.Printf("\nSide by side, the same stuck loop of %d refunds:\n", *attempts)
-	fmt.Printf("  the daily cap alone:   %4d refunds got through, %s, before the cap held after %s\n",
+	fmt.Printf("  the daily cap alone:      %3d refunds got through (%s); the cap held %s into the loop\n",
 		capped.allowed, capped.moved, capped.stoppedAfter.Round(time.Millisecond))
-	fmt.Printf("  with the velocity limit: %2d refunds got through, %s; the trip halted refund-bot after %s\n",
+	fmt.Printf("  with the velocity limit:  %3d refunds got through (%s); the trip halted refund-bot %s into the loop\n",
 		tripped.allowed, tripped.moved, tripped.stoppedAfter.Round(time.Millisecond))
 	fmt.Printf("  and refund-bot stays halted until a person runs: keybrake resume refund-bot --policy %s\n", tripped.policyFile)
 	fmt.Printf("See the cap alone second by second on the incident page:\n  go run ./cmd/keybrake ui --db %s --policy %s\n",

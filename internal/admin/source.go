@@ -128,7 +128,7 @@ func (l *Local) Verify(ctx context.Context) (store.VerifyReport, error) {
 
 // stops is Stops with Halted and Revoked added, a source named for each.
 func (st State) stops() policy.Stops {
-	out := policy.Stops{Halt: st.Stops.Halt, Revoked: maps.Clone(st.Stops.Revoked)}
+	out := policy.Stops{Halt: st.Stops.Halt, Revoked: maps.Clone(st.Stops.Revoked), Tripped: maps.Clone(st.Stops.Tripped)}
 	if out.Revoked == nil {
 		out.Revoked = map[string]string{}
 	}

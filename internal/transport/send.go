@@ -339,13 +339,18 @@ func (t *RoundTripper) settledHolds(c *call, st vendors.Settlement) ([]int64, er
 }
 
 // SettleHolds converts moved into each money hold's currency as the
-// policy counts it (rounded up), and gives each count hold units(h): what
-// a reservation's holds settle at. Reconcile shares it with the chain.
+// policy counts it (rounded up), gives each count hold units(h) and each
+// hold of calls (a rate or run count) its one call: what a reservation's
+// holds settle at. Reconcile shares it with the chain.
 func SettleHolds(pol *policy.Policy, holds []audit.Hold, moved money.Amount, units func(audit.Hold) int64) ([]int64, error) {
 	out := make([]int64, len(holds))
 	for i, h := range holds {
-		if h.Unit == "units" {
+		switch h.Unit {
+		case "units":
 			out[i] = units(h)
+			continue
+		case "calls": // a rate or run count: the call was made
+			out[i] = h.Amount
 			continue
 		}
 		if moved.IsZero() {
