@@ -17,7 +17,9 @@ import (
 	"github.com/keybrake/keybrake"
 	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/fakes/fakestripe"
+	"github.com/keybrake/keybrake/internal/testenv"
 	"github.com/keybrake/keybrake/notify"
+	"github.com/keybrake/keybrake/store/postgres"
 )
 
 // The budgets issue's tests, through stripe-go against the fake Stripe
@@ -543,5 +545,61 @@ agents:
 	defer mu.Unlock()
 	if len(alerts) != 2 || alerts[0].Agent != "refund-bot" || alerts[0].Rule != "agents.refund-bot.stripe.daily_cap" {
 		t.Fatalf("alerts %+v, want the two levels", alerts)
+	}
+}
+
+// TestRateTripReachesTheFleet: with a shared store, the trip is a fleet
+// halt of the agent: another process refuses the agent's next calls as
+// tripped, naming the rule, and a Resume anywhere lifts it everywhere.
+func TestRateTripReachesTheFleet(t *testing.T) {
+	dsn := testenv.PostgresSchema(t)
+	url := refunds(t, 1)
+	clk := newClock(t, "2026-12-03T10:00:00Z")
+	open := func() (*keybrake.Brake, *client.API) {
+		st, err := postgres.Open(context.Background(), dsn, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kb := openBrake(t, tripPolicy, keybrake.Options{Store: st, Endpoints: fakeEndpoint(url), Clock: clk.Now, PolicyPoll: -1})
+		return kb, sdkNoRetry(kb, "refund-bot")
+	}
+	a, botA := open()
+	b, botB := open()
+	for i := range 20 {
+		bot := []*client.API{botA, botB}[i%2]
+		if d := refundOnce(t, bot, 100); d != nil {
+			t.Fatalf("call %d: %v", i+1, d)
+		}
+	}
+	if d := refundOnce(t, botA, 100); d == nil || d.Code != "keybrake_rate_count" {
+		t.Fatalf("21st call: %+v", d)
+	}
+	clk.add(2 * time.Minute) // the window is empty again: only the trip refuses
+	deadline := time.Now().Add(liveness)
+	for {
+		d := refundOnce(t, botB, 100)
+		if d != nil && d.Code == "keybrake_tripped" {
+			if !strings.Contains(d.Reason, "agents.refund-bot.stripe.rate[0]") || !strings.Contains(d.Reason, "the fleet's store") {
+				t.Fatalf("the other process's refusal: %q", d.Reason)
+			}
+			break
+		}
+		if d == nil || time.Now().After(deadline) {
+			t.Fatalf("the other process: %+v, want keybrake_tripped", d)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	b.Resume()
+	for deadline := time.Now().Add(liveness); ; time.Sleep(5 * time.Millisecond) {
+		d := refundOnce(t, botA, 100)
+		if d == nil {
+			break
+		}
+		if d.Code != "keybrake_tripped" || time.Now().After(deadline) {
+			t.Fatalf("the tripping process after a Resume elsewhere: %+v", d)
+		}
+	}
+	if pol, _ := a.Policy(); pol.Agents["refund-bot"].Tripped != nil {
+		t.Fatalf("still tripped: %+v", pol.Agents["refund-bot"].Tripped)
 	}
 }

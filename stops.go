@@ -93,6 +93,8 @@ func (s *policyState) fleetStops() (halt string, revoked map[string][]string, ke
 		switch {
 		case st.Kind == store.StopHalt && st.Subject == "":
 			halt = st.Source()
+		case st.Kind == store.StopHalt && strings.HasPrefix(st.Reason, tripPrefix):
+			// A trip: addTrips (trip.go) puts it in force as one.
 		case st.Kind == store.StopHalt || st.Kind == store.StopRevoke:
 			revoked[st.Subject] = append(revoked[st.Subject], st.Source())
 		case st.Kind == store.StopKey:

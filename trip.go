@@ -163,14 +163,9 @@ func (s *policyState) addTrips(st *policy.Stops) {
 		}
 	}
 	if s.fleet != nil {
-		for _, stop := range s.fleet.inForce() {
-			if stop.Kind != store.StopHalt || stop.Subject == "" {
-				continue
-			}
-			if t, ok := parseTrip(stop.Reason, "the fleet's store, by "+stop.By); ok {
-				t.By += " since " + stop.Time.UTC().Format(time.RFC3339)
-				st.TripBy(stop.Subject, t)
-			}
+		fleet, _ := FleetStops(s.fleet.inForce())
+		for _, a := range slices.Sorted(maps.Keys(fleet.Tripped)) {
+			st.TripBy(a, fleet.Tripped[a])
 		}
 	}
 }
@@ -288,4 +283,28 @@ func orEvery(agent string) string {
 		return "every agent"
 	}
 	return agent
+}
+
+// FleetStops reads a fleet's stops (store.Stops.ReadStops) as a Brake on
+// that store puts them in force, for a reader without one (`keybrake
+// status --db postgres://...`): the halt of every agent, the agents
+// revoked or halted by name, the agents tripped by their rate limits,
+// each naming its source, and the revoked agent keys.
+func FleetStops(list []store.Stop) (stops policy.Stops, revokedKeys map[string]string) {
+	stops.Revoked, revokedKeys = map[string]string{}, map[string]string{}
+	for _, s := range list {
+		switch {
+		case s.Kind == store.StopHalt && s.Subject == "":
+			stops.HaltBy(s.Source())
+		case s.Kind == store.StopKey:
+			revokedKeys[s.Subject] = s.Source()
+		case s.Kind == store.StopHalt && strings.HasPrefix(s.Reason, tripPrefix):
+			t, _ := parseTrip(s.Reason, "the fleet's store, by "+s.By)
+			t.By += " since " + s.Time.UTC().Format(time.RFC3339)
+			stops.TripBy(s.Subject, t)
+		default:
+			stops.RevokeBy(s.Subject, s.Source())
+		}
+	}
+	return stops, revokedKeys
 }

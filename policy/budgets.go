@@ -36,6 +36,12 @@ type Budgets struct {
 	AlertAt []int64
 }
 
+// none reports whether b limits nothing (alert levels aside: they limit
+// nothing).
+func (b *Budgets) none() bool {
+	return b.WeeklyCap == nil && b.MonthlyCap == nil && b.WeeklyCount == 0 && b.MonthlyCount == 0 && len(b.Rates) == 0 && b.PerRun == nil
+}
+
 // Rate is one rolling window: "{count: 20, per: 1m, halt: true}".
 type Rate struct {
 	ID    string        // "agents.refund-bot.stripe.rate[0]"

@@ -9,6 +9,9 @@ import (
 // must fit on day: weeks and months, rolling windows, the call's run. It
 // returns the verdict refusing the call when one cannot be counted.
 func (p *Policy) budgetLimits(limits []Limit, r Request, g *Grant, shared *VendorLimits, cv *converter, moves bool, count int64, day string) ([]Limit, Verdict, bool) {
+	if g.Budgets.none() && (shared == nil || shared.Budgets.none()) {
+		return limits, Verdict{}, true // the common case builds no key
+	}
 	base := g.rulesFor(r.Agent, r.Vendor).base
 	agent := "agent/" + r.Agent + "/" + r.Vendor + "/"
 	var ok bool

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	brake "github.com/keybrake/keybrake"
 	"github.com/keybrake/keybrake/internal/keys"
 	"github.com/keybrake/keybrake/policy"
 	"github.com/keybrake/keybrake/store"
@@ -221,16 +222,6 @@ func storeStops(ctx context.Context, st store.Store) (stops policy.Stops, revoke
 	if err != nil {
 		return policy.Stops{}, nil, true, fmt.Errorf("reading the fleet's stops: %w", err)
 	}
-	stops.Revoked, revokedKeys = map[string]string{}, map[string]string{}
-	for _, s := range list {
-		switch {
-		case s.Kind == store.StopHalt && s.Subject == "":
-			stops.Halt = s.Source()
-		case s.Kind == store.StopKey:
-			revokedKeys[s.Subject] = s.Source()
-		default:
-			stops.RevokeBy(s.Subject, s.Source())
-		}
-	}
+	stops, revokedKeys = brake.FleetStops(list) // as a Brake on the store reads them
 	return stops, revokedKeys, true, nil
 }
