@@ -834,3 +834,45 @@ func TestFollowStartsWithTheLastRecords(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditByRun: --run and --principal select the calls made for a run
+// and on behalf of someone.
+func TestAuditByRun(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keybrake.db")
+	s, err := bolt.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	for i, tag := range [][2]string{{"ticket-1", "alice@example.com"}, {"ticket-2", "alice@example.com"}, {"ticket-1", "bob@example.com"}, {"", ""}} {
+		r := &audit.Record{Time: now.Add(time.Duration(i-10) * time.Second), Agent: "refund-bot", Vendor: "stripe", Method: "POST", Path: "/v1/refunds",
+			Decision: policy.Capped, Code: "keybrake_run_cap", Outcome: audit.None, Run: tag[0], Principal: tag[1]}
+		if _, err := s.Append(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--run", "ticket-1"}, "ticket-1 alice@example.com,ticket-1 bob@example.com"},
+		{[]string{"--principal", "alice@example.com"}, "ticket-1 alice@example.com,ticket-2 alice@example.com"},
+		{[]string{"--run", "ticket-1", "--principal", "bob@example.com"}, "ticket-1 bob@example.com"},
+		{[]string{"--run", "ticket-9"}, ""},
+	} {
+		out, errs, code := keybrake(t, nil, append([]string{"audit", "--db", path, "--format", "jsonl", "--since", "1h"}, c.args...)...)
+		if code != 0 {
+			t.Fatalf("audit %q: %d %q", c.args, code, errs)
+		}
+		var got []string
+		for _, r := range recordsOf(t, out) {
+			got = append(got, r.Run+" "+r.Principal)
+		}
+		if strings.Join(got, ",") != c.want {
+			t.Errorf("audit %q: %q, want %q", c.args, got, c.want)
+		}
+	}
+}
