@@ -171,7 +171,9 @@ type Options struct {
 	// Retention is how long audit records and closed days' counters are
 	// kept; older ones are pruned in the background, every hour. Records
 	// whose money is still counted (reserved, unknown) are never pruned.
-	// Zero means 90 days; negative keeps everything.
+	// Zero means 90 days; negative keeps everything; less than two days
+	// keeps two (a day of the policy's time zone can end well after its
+	// UTC date).
 	Retention time.Duration
 
 	// CloseTimeout bounds how long Close waits for the calls in flight

@@ -6,6 +6,9 @@ import (
 	"time"
 )
 
+// minRetention is the least Retention keeps; see startPruning.
+const minRetention = 48 * time.Hour
+
 // startPruning keeps the audit log bounded: a Prune now and every hour.
 // A prune of a long log can take minutes; Shutdown cancels it rather than
 // waiting, and the store leaves what it pruned so far consistent.
@@ -20,6 +23,11 @@ func (b *Brake) startPruning() {
 		close(b.pruned)
 		return
 	}
+	// A store prunes a counter by the date its key names; a day of the
+	// policy's time zone can run 14 hours past that date in UTC (a week
+	// or a month ends on its last day too), so no shorter retention may
+	// drop a counter still counting.
+	keep = max(keep, minRetention)
 	go func() {
 		defer close(b.pruned)
 		t := time.NewTicker(time.Hour)
