@@ -64,6 +64,12 @@ func refunds(t testing.TB, n int) string {
 func refundOnce(t testing.TB, bot *client.API, cents int64) *keybrake.Denial {
 	t.Helper()
 	_, err := bot.Refunds.New(refund("ch_0", cents))
+	return denialOf(t, err)
+}
+
+// denialOf is err's denial, nil for no error; any other error fails t.
+func denialOf(t testing.TB, err error) *keybrake.Denial {
+	t.Helper()
 	if err == nil {
 		return nil
 	}
@@ -406,14 +412,7 @@ agents:
 	}
 	try := func(p *stripego.RefundParams) *keybrake.Denial {
 		_, err := bot.Refunds.New(p)
-		if err == nil {
-			return nil
-		}
-		d, ok := keybrake.AsDenial(err)
-		if !ok {
-			t.Fatalf("refund: %v", err)
-		}
-		return d
+		return denialOf(t, err)
 	}
 	for i := range 2 {
 		if d := try(in("ticket-A", "alice@example.com")); d != nil {

@@ -331,17 +331,7 @@ func complete(tx *bbolt.Tx, c *store.Completion) (result, err error) {
 	}
 
 	if err := moveHolds(tx, r, r.Holds, func(ctr *store.Counter, h audit.Hold) bool {
-		var ok bool
-		if ctr.Pending, ok = checked.Sub(ctr.Pending, h.Amount); !ok {
-			return false
-		}
-		switch outcome {
-		case audit.Settled, audit.Replayed:
-			ctr.Settled, ok = checked.Add(ctr.Settled, h.Settled)
-		case audit.Unknown:
-			ctr.Unknown, ok = checked.Add(ctr.Unknown, h.Amount)
-		}
-		return ok
+		return checked.Complete(ctr, h, outcome)
 	}); err != nil {
 		return nil, fmt.Errorf("completing record %d: %w", c.ID, err)
 	}

@@ -262,7 +262,7 @@ func (t *batchTx) complete(c *store.Completion) (result, err error) {
 	work := map[string]store.Counter{}
 	for _, h := range r.Holds {
 		if h.Window != 0 {
-			if err := t.win.move(&r, h, func(c *store.Counter) bool { return completeMove(c, h, outcome) }); err != nil {
+			if err := t.win.move(&r, h, func(c *store.Counter) bool { return checked.Complete(c, h, outcome) }); err != nil {
 				return nil, fmt.Errorf("completing record %d: %w", c.ID, err)
 			}
 			continue
@@ -274,7 +274,7 @@ func (t *batchTx) complete(c *store.Completion) (result, err error) {
 			}
 		}
 		before := ctr
-		if !completeMove(&ctr, h, outcome) {
+		if !checked.Complete(&ctr, h, outcome) {
 			return nil, corrupt("completing record %d: counter %q %+v cannot move hold %+v", c.ID, h.Key, before, h)
 		}
 		if _, ok := checked.Total(ctr); !ok {
@@ -304,20 +304,4 @@ func (t *batchTx) append(rec audit.Record) (uint64, error) {
 		return 0, err
 	}
 	return id, nil
-}
-
-// completeMove moves a hold's amount as a completion of outcome does:
-// out of pending, into settled at what it settled, or into unknown.
-func completeMove(c *store.Counter, h audit.Hold, outcome audit.Outcome) bool {
-	var ok bool
-	if c.Pending, ok = checked.Sub(c.Pending, h.Amount); !ok {
-		return false
-	}
-	switch outcome {
-	case audit.Settled, audit.Replayed:
-		c.Settled, ok = checked.Add(c.Settled, h.Settled)
-	case audit.Unknown:
-		c.Unknown, ok = checked.Add(c.Unknown, h.Amount)
-	}
-	return ok
 }
