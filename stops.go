@@ -248,24 +248,9 @@ func (s *policyState) setFleetStop(method string, kind store.StopKind, agent str
 		var inForce store.Stop
 		if inForce, _, err = f.stops.SetStop(ctx, st); err == nil {
 			s.mu.Lock()
-			id, tok := idOf(inForce), &struct{}{}
-			// Unless the watch has already read it (it may read between
-			// the commit and now, and then not again until the next
-			// change), the stop holds here until it does, or expires.
-			if !slices.ContainsFunc(f.known, func(k store.Stop) bool { return idOf(k) == id }) {
-				f.pending[id], f.token[id] = inForce, tok
-			}
+			s.holdWritten(inForce)
 			s.mu.Unlock()
 			local(false, true) // publishes, with the fleet's stop in force
-			time.AfterFunc(fleetPending, func() {
-				s.mu.Lock()
-				defer s.mu.Unlock()
-				if f.token[id] == tok {
-					delete(f.pending, id)
-					delete(f.token, id)
-					s.publish()
-				}
-			})
 			return
 		}
 		s.emitLocal(kind, agent, true, err)
@@ -284,6 +269,28 @@ func (s *policyState) setFleetStop(method string, kind store.StopKind, agent str
 	delete(f.token, id)
 	f.known = slices.DeleteFunc(slices.Clone(f.known), func(k store.Stop) bool { return idOf(k) == id })
 	s.publish()
+}
+
+// holdWritten keeps a stop this process wrote to the fleet's store in
+// force here until the watch has read it (a read it began between the
+// commit and now would not show it, and it might not read again until the
+// next change), or until fleetPending has passed. Called with mu held.
+func (s *policyState) holdWritten(inForce store.Stop) {
+	f := s.fleet
+	id, tok := idOf(inForce), &struct{}{}
+	if slices.ContainsFunc(f.known, func(k store.Stop) bool { return idOf(k) == id }) {
+		return
+	}
+	f.pending[id], f.token[id] = inForce, tok
+	time.AfterFunc(fleetPending, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if f.token[id] == tok {
+			delete(f.pending, id)
+			delete(f.token, id)
+			s.publish()
+		}
+	})
 }
 
 // writeFailed is err, a write of Brake.method's stop of agent ("" for

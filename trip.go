@@ -105,19 +105,7 @@ func (s *policyState) keepTrip(agent, rule string, at time.Time) error {
 		if err != nil {
 			return err
 		}
-		id, tok := idOf(inForce), &struct{}{}
-		if !slices.ContainsFunc(f.known, func(k store.Stop) bool { return idOf(k) == id }) {
-			f.pending[id], f.token[id] = inForce, tok
-			time.AfterFunc(fleetPending, func() {
-				s.mu.Lock()
-				defer s.mu.Unlock()
-				if f.token[id] == tok {
-					delete(f.pending, id)
-					delete(f.token, id)
-					s.publish()
-				}
-			})
-		}
+		s.holdWritten(inForce) // stops.go
 	} else {
 		old, err := os.ReadFile(s.haltFile)
 		if err != nil && !os.IsNotExist(err) {
