@@ -91,10 +91,14 @@ func (lv *levels) check(agent, vendor string, l policy.Limit) {
 	}
 	used := ctr.Total()
 	for _, pct := range l.AlertAt {
-		// The level, rounded up: 50% of 5 calls is reached at 3.
-		level := (l.Max*pct + 99) / 100
-		if l.Max > (1<<63-1)/100 {
-			level = (l.Max/100)*pct + 1
+		// The level, rounded up: 50% of 5 calls is reached at 3. A Max
+		// too large to multiply (over 92 billion USD in micros) is
+		// divided first.
+		var level int64
+		if l.Max <= (1<<63-1)/100 {
+			level = (l.Max*pct + 99) / 100
+		} else {
+			level = l.Max / 100 * pct
 		}
 		if used < level {
 			break
