@@ -1,10 +1,12 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,10 +22,12 @@ import (
 
 // SchemaVersion is the on-disk format this package writes. Open refuses a
 // file written with a newer one. A read-write Open upgrades one written
-// with version 2 (records as JSON, each journal entry a whole record) in
-// place, and one written with version 1 (before the audit chain) by
-// journaling every record it holds; a read-only Open refuses both.
-const SchemaVersion = 3
+// with version 3 (before rolling windows) by adding the windows bucket,
+// one written with version 2 (records as JSON, each journal entry a whole
+// record) in place, and one written with version 1 (before the audit
+// chain) by journaling every record it holds; a read-only Open reads
+// version 3 as it is and refuses 1 and 2.
+const SchemaVersion = 4
 
 // ErrSchema is returned by Open for a file this package cannot read: one
 // written by a newer Keybrake, or a bbolt file that is not a Keybrake store.
@@ -220,6 +224,10 @@ func checkSchema(tx *bbolt.Tx) error {
 		return fmt.Errorf("%w: schema version 1 predates the audit chain; open the file read-write once (any Keybrake process does) to add it", ErrSchema)
 	case 2:
 		return fmt.Errorf("%w: schema version 2 is read by upgrading it; open the file read-write once (any Keybrake process does) to upgrade it to version %d", ErrSchema, SchemaVersion)
+	case 3:
+		// Version 4 only added what a schema-3 file has none of (window
+		// entries, record fields): a reader needs no upgrade.
+		return checkBuckets(tx, buckets4...)
 	}
 	return checkBuckets(tx)
 }
@@ -239,9 +247,11 @@ func schemaVersion(meta *bbolt.Bucket) (uint64, error) {
 	}
 }
 
-func checkBuckets(tx *bbolt.Tx) error {
+// checkBuckets checks that tx holds every bucket of the schema, less
+// those the file's older version may lack.
+func checkBuckets(tx *bbolt.Tx, lacking ...[]byte) error {
 	for _, name := range allBuckets {
-		if tx.Bucket(name) == nil {
+		if tx.Bucket(name) == nil && !slices.ContainsFunc(lacking, func(l []byte) bool { return bytes.Equal(l, name) }) {
 			return corrupt("bucket %q is missing", name)
 		}
 	}
@@ -249,7 +259,7 @@ func checkBuckets(tx *bbolt.Tx) error {
 }
 
 // initSchema creates the buckets of a new file, or checks the schema of an
-// existing one and upgrades it from version 1.
+// existing one and upgrades it from an older version.
 func initSchema(tx *bbolt.Tx) error {
 	meta := tx.Bucket(bucketMeta)
 	if meta == nil {
@@ -263,17 +273,12 @@ func initSchema(tx *bbolt.Tx) error {
 		if len(foreign) > 0 {
 			return fmt.Errorf("%w: no meta bucket, but buckets %q: not a Keybrake store", ErrSchema, foreign)
 		}
-		for _, name := range append(allBuckets, bucketWindows) {
+		for _, name := range allBuckets {
 			if _, err := tx.CreateBucket(name); err != nil {
 				return err
 			}
 		}
 		return tx.Bucket(bucketMeta).Put(keySchema, u64(SchemaVersion))
-	}
-	// Rolling windows came within schema 3: a file without their bucket
-	// gets it (window.go).
-	if _, err := tx.CreateBucketIfNotExists(bucketWindows); err != nil {
-		return err
 	}
 	version, err := schemaVersion(meta)
 	if err != nil {
@@ -287,6 +292,10 @@ func initSchema(tx *bbolt.Tx) error {
 	case 2:
 		if err := upgradeFrom2(tx); err != nil {
 			return fmt.Errorf("upgrading from schema version 2: %w", err)
+		}
+	case 3:
+		if err := upgradeFrom3(tx); err != nil {
+			return fmt.Errorf("upgrading from schema version 3: %w", err)
 		}
 	}
 	return checkBuckets(tx)
@@ -318,6 +327,7 @@ func recoverReserved(tx *bbolt.Tx) error {
 		if r.Outcome != audit.Reserved {
 			return corrupt("pending record %d is %q", id, r.Outcome)
 		}
+		r.Outcome = audit.Unknown
 		if err := moveHolds(tx, r, r.Holds, func(c *store.Counter, h audit.Hold) bool {
 			var ok bool
 			if c.Pending, ok = checked.Sub(c.Pending, h.Amount); !ok {
@@ -328,7 +338,6 @@ func recoverReserved(tx *bbolt.Tx) error {
 		}); err != nil {
 			return fmt.Errorf("recovering record %d: %w", id, err)
 		}
-		r.Outcome = audit.Unknown
 		if r.Reason == "" {
 			r.Reason = interrupted
 		} else {

@@ -29,6 +29,7 @@ var (
 	bucketUnknown  = []byte("unknown")
 	bucketDict     = []byte("dict")
 	bucketStrings  = []byte("strings")
+	bucketWindows  = []byte("windows")
 
 	keySchema     = []byte("schema")
 	keyCheckpoint = []byte("checkpoint")
@@ -36,10 +37,14 @@ var (
 
 // allBuckets is every bucket a store of the current schema holds.
 var allBuckets = [][]byte{bucketMeta, bucketRecords, bucketTime, bucketPending, bucketCounters, bucketIdem, bucketFacts, bucketJournal,
-	bucketAgent, bucketUnknown, bucketDict, bucketStrings}
+	bucketAgent, bucketUnknown, bucketDict, bucketStrings, bucketWindows}
 
-// newBuckets are the buckets schema version 3 added.
-var newBuckets = [][]byte{bucketAgent, bucketUnknown, bucketDict, bucketStrings}
+// The buckets schema versions 3 and 4 added: an upgrade from an older
+// version creates them.
+var (
+	buckets3 = [][]byte{bucketAgent, bucketUnknown, bucketDict, bucketStrings}
+	buckets4 = [][]byte{bucketWindows}
+)
 
 // Kinds of reservation kept in the pending bucket: Complete must know a
 // replay from a reservation that holds money.
@@ -209,7 +214,8 @@ func decodeIndex(key []byte, b []byte) (id uint64, fingerprint string, err error
 // all is checked here, without encoding: an amount with a currency other
 // than the record's, or a nonzero one without any; a currency the money
 // package does not know; text that is not UTF-8 (JSON would replace the
-// bytes); a year outside 0 to 9999. (Every write records a negative
+// bytes); a year outside 0 to 9999; a hold with a negative Window (the
+// JSON form reads only a positive one). (Every write records a negative
 // duration as zero before it gets here.)
 func checkEncodable(r *audit.Record) error {
 	var cur money.Currency
@@ -231,8 +237,8 @@ func checkEncodable(r *audit.Record) error {
 		return fmt.Errorf("store/bolt: record's time %v is outside the years 0 to 9999", r.Time)
 	}
 	for _, t := range [...]string{r.Agent, r.Vendor, r.Method, r.Host, r.Path, r.Operation, r.Event, string(r.Decision),
-		r.Code, r.Rule, r.Reason, r.IdempotencyKey, r.KeyID, r.Customer, r.Account, string(r.Outcome), r.Object, r.Lookup,
-		r.RequestID, r.PolicyHash, r.PrevHash} {
+		r.Code, r.Rule, r.Reason, r.IdempotencyKey, r.KeyID, r.Customer, r.Account, r.Run, r.Principal, string(r.Outcome),
+		r.Object, r.Lookup, r.RequestID, r.PolicyHash, r.PrevHash} {
 		if !utf8.ValidString(t) {
 			return fmt.Errorf("store/bolt: record holds text that is not UTF-8: %q", t)
 		}
@@ -245,6 +251,9 @@ func checkEncodable(r *audit.Record) error {
 	for _, h := range r.Holds {
 		if !utf8.ValidString(h.Key) || !utf8.ValidString(h.Unit) {
 			return fmt.Errorf("store/bolt: record holds a hold that is not UTF-8: %q, %q", h.Key, h.Unit)
+		}
+		if h.Window < 0 {
+			return fmt.Errorf("store/bolt: record holds a hold on %q with a negative window: %v", h.Key, h.Window)
 		}
 	}
 	return nil

@@ -1,6 +1,7 @@
 // Package bolt is Keybrake's default store: one bbolt file, held by one
-// process, that keeps every limit's counters, every call's audit record and
-// reservation, the idempotency keys seen, and small facts. It implements
+// process, that keeps every limit's counters and rolling windows, every
+// call's audit record and reservation, the idempotency keys seen, and small
+// facts. It implements
 // store.Store and runs the conformance suite in store/storetest.
 //
 //	s, err := bolt.Open("/var/lib/keybrake/keybrake.db", nil)
@@ -54,10 +55,10 @@
 // starts writes nothing.
 //
 // Reserve commits the call's record (Outcome Reserved, with its holds), its
-// journal entry (see The audit chain), the counter changes and the
-// idempotency entry in one transaction, durable (fsync'd) before Reserve
-// returns. Complete moves the holds and rewrites the record, with its
-// entry, in one transaction. Close stops accepting operations, lets the
+// journal entry (see The audit chain), the counter changes, its window
+// entries (see Rolling windows) and the idempotency entry in one
+// transaction, durable (fsync'd) before Reserve returns. Complete moves the
+// holds and rewrites the record, with its entry, in one transaction. Close stops accepting operations, lets the
 // writer finish those already queued, waits for it to return and for reads
 // in progress, and closes the file; every method then returns
 // store.ErrClosed.
@@ -67,16 +68,42 @@
 // waits for a long transaction: a Prune's write chunks are bounded, and
 // what it removed so far stays removed, consistently.
 //
-// Reads (Query, Outstanding, Counter, Fact) run in bbolt read
-// transactions, concurrently with the writer and each other. Query and
+// Reads (Query, Outstanding, Counter, Counters, Window, Fact) run in bbolt
+// read transactions, concurrently with the writer and each other. Query and
 // Outstanding read 256 records per transaction and call fn outside any
 // transaction, so fn may call the store. Query walks an index: the records
 // bucket from q.After when it is set (ID order), the agent index from
 // (q.Agent, q.Since) when an agent is named, else the time index from
-// q.Since; each stops at q.Until. Outstanding merges the pending and
-// unknown buckets in ID order. Each costs in proportion to what it
-// returns (and, for a filter the index does not cover, what it skips),
-// not to the log.
+// q.Since; each stops at q.Until. A run or principal has no index of its
+// own: q.Run and q.Principal filter the walk, with q.Since and q.Agent to
+// bound it. Outstanding merges the pending and unknown buckets in ID
+// order. Each costs in proportion to what it returns (and, for a filter
+// the index does not cover, what it skips), not to the log.
+//
+// # Rolling windows
+//
+// A hold with a Window keeps no counter. Each record's hold on a window
+// key is one entry of the windows bucket, under the key, the record's Time
+// and its ID, holding the hold's Window and what it still counts (pending,
+// settled or unknown, as a counter would). A Reserve seeks to the start of
+// the hold's window (its record's Time less its Window) and sums the
+// entries from there to the key's last, later records included, so records
+// reserved out of time order never let more than Limit into any interval
+// of the window's length; a reservation's windows and counters are checked
+// in the order of its holds before anything is written. When a hold does
+// not fit, Frees is the Time of the oldest entries whose leaving makes
+// room, plus the hold's Window: entries leave the window of the hold being
+// reserved at their Time plus its Window, whatever window they were
+// reserved with. Complete and Resettle move the entry as they move a
+// counter (a Released hold's entry is deleted, a settlement of zero kept:
+// it may be reconciled upward); crash recovery turns it unknown; a retry
+// that takes over an Unknown call moves its entries to the retry's Time
+// and ID. Every move checks that the entry held exactly what its record's
+// hold said and holds exactly what it says after, so an edited or
+// malformed entry is an error, never room under a limit. An entry Prune
+// removed (it left its own window) is nothing to move. Window reads a
+// key's entries from its first, since entries of different windows leave
+// in another order than their Times'; Prune keeps them few.
 //
 // # The audit chain
 //
@@ -155,10 +182,12 @@
 // reconciled late, an Unknown call retried days later) is removed anyway,
 // with a tombstone appended in its place: an entry of kind 't' naming the
 // record and the cutoff, which says the record must be absent. Its older
-// entries and the tombstone go when a later cut reaches them. Last,
+// entries and the tombstone go when a later cut reaches them. Then
 // counters whose key's latest "/"-separated date segment is before the
 // cutoff's UTC day go, unless a Reserved or Unknown record holds them,
-// 1024 keys a transaction. Facts are kept. Pruning daily with a 7-day
+// 1024 keys a transaction; last, the window entries whose Time plus Window
+// is not after the cutoff, 1024 entries examined a transaction, whatever
+// their record's outcome (a window counts by time alone). Facts are kept. Pruning daily with a 7-day
 // retention keeps the file's size flat once bbolt reuses the freed pages:
 // TestPruneKeepsTheStoreBounded writes 45 days of 200 calls and measures.
 //
@@ -170,14 +199,14 @@
 // still there belonged to a process that stopped in between. Nobody knows
 // whether the vendor acted, so Open turns each into Unknown, appends
 // "(interrupted: the process stopped before the response was recorded)" to
-// its Reason and moves its holds from pending to unknown, journaling each
-// and listing it in the unknown bucket.
+// its Reason and moves its holds from pending to unknown (in counters and
+// window entries), journaling each and listing it in the unknown bucket.
 // The money stays counted against every limit; a retry with the same
 // idempotency key takes the holds over. A read-only Open recovers nothing.
 //
 // # On-disk layout
 //
-// Schema version 3. Integers in keys are big-endian; a uvarint or varint
+// Schema version 4. Integers in keys are big-endian; a uvarint or varint
 // is encoding/binary's. Buckets (the append-only ones, whose keys only
 // grow, fill their pages: bbolt's FillPercent 1.0; records 0.9, leaving
 // room for a record to grow when it completes):
@@ -196,12 +225,15 @@
 //	             tag: 0 empty, 1 a canonical lowercase UUID (16 bytes
 //	             follow), 2n dictionary entry n, 2n+1 n bytes inline. Names,
 //	             rules, reasons, hosts, paths, hold keys and units, parameter
-//	             names, currency, policy hash and the like go through the
-//	             dictionary; parameter values, object and request IDs and
-//	             idempotency keys inline. Amounts are varint micros in the
-//	             record's one currency; Time is varint unix seconds and
-//	             uvarint nanoseconds; Duration varint microseconds. IDs come
-//	             from the bucket's NextSequence: 1, 2, 3 ..., never reused.
+//	             names, currency, policy hash, principals and the like go
+//	             through the dictionary; parameter values, object and
+//	             request IDs, idempotency keys and runs inline. Amounts are
+//	             varint micros in the record's one currency; Time is varint
+//	             unix seconds and uvarint nanoseconds; Duration varint
+//	             microseconds; the holds' Windows, when any is not zero,
+//	             one varint of nanoseconds a hold, after every older field.
+//	             IDs come from the bucket's NextSequence: 1, 2, 3 ...,
+//	             never reused.
 //	journal      uint64 entry number -> the entry (see The audit chain).
 //	             Numbers come from the bucket's NextSequence.
 //	time         uint64 (unix nanoseconds XOR 2^63, clamped to the int64
@@ -215,12 +247,11 @@
 //	             Outcome is Unknown.
 //	counters     limit key -> three int64: settled, pending, unknown.
 //	             Never negative; a sum that would overflow is an error.
-//	windows      uvarint length + window key + 16-byte time key (biased
-//	             nanoseconds, record ID) -> int64 window + three int64:
-//	             settled, pending, unknown. One per windowed hold
-//	             (audit.Hold.Window) still counted; Prune removes those
-//	             that have left their windows (window.go). Newer than
-//	             schema 3's first files: a read-write Open adds it.
+//	windows      uvarint length of a window key + the key + the time key
+//	             above of the record (exact: a windowed hold needs a Time
+//	             of the years 1678 to 2262) -> int64 Window in nanoseconds
+//	             and three int64: settled, pending, unknown. One entry per
+//	             record per window key, until it is Released or pruned.
 //	idempotency  0x01 + uvarint dictionary id of the key up to its last NUL
 //	             + 16 bytes, for a key ending in a canonical lowercase UUID;
 //	             else 0x00 + the key -> uint64 record ID + 0x01 and 32 bytes
@@ -231,14 +262,23 @@
 //	             dictionary: ids from NextSequence, never removed or changed.
 //	facts        key -> value, written once. Never pruned.
 //
+// A file of schema version 3 differs only in having no windows bucket and
+// no record with the fields version 4 added (Run, Principal, the holds'
+// Windows: new presence bits after the old ones, so the old records' bytes
+// and hashes stand as written). Its first read-write Open creates the
+// empty bucket and sets the version, in one small transaction; a
+// read-only Open reads it as it is. A Keybrake that writes version 3
+// refuses a file of version 4 as newer, rather than reserve against
+// windows it cannot see.
+//
 // A file of schema version 2 is upgraded in place by its first read-write
 // Open, in that Open's one transaction (so it needs memory for the pages
 // it rewrites: prune a large file with the old Keybrake first, or expect
 // the first Open to take a while): the old chain must verify (else Open
 // fails with its *store.ChainError, and nothing is changed), every entry
 // is rewritten in the new form under the same number, chained from the
-// same checkpoint, every record is encoded anew and the agent, unknown and
-// dictionary buckets are built. A file of schema version 1 (before the
+// same checkpoint, every record is encoded anew and the agent, unknown,
+// dictionary and windows buckets are built. A file of schema version 1 (before the
 // chain) gets the chain the same way, every record, in ID order, becoming
 // the journal's first entries. A read-only Open refuses both with
 // ErrSchema, saying to open the file read-write once: reading the old

@@ -65,8 +65,9 @@ func stillCounted(o audit.Outcome) bool { return o == audit.Reserved || o == aud
 // beyond that point (an estimate reconciled late, an Unknown call retried
 // later) is removed with a tombstone entry in its place; its earlier
 // entries, and the tombstone, go when a later cut reaches them. Counters
-// go last, 1024 a transaction. With Options.ReadOnly Prune returns an
-// error wrapping store.ErrReadOnly.
+// go next, then the window entries that left their windows (Time + Window
+// not after before), 1024 a transaction each. With Options.ReadOnly Prune
+// returns an error wrapping store.ErrReadOnly.
 func (s *Store) Prune(ctx context.Context, before time.Time) (store.PruneReport, error) {
 	var rep store.PruneReport
 	if s.readOnly {
@@ -160,17 +161,10 @@ func (s *Store) prune(ctx context.Context, before time.Time) (store.PruneReport,
 		rep.Counters += n
 		from = next
 	}
-	for more := true; more; {
-		var n int
-		err := s.write(ctx, func(tx *bbolt.Tx) error {
-			var err error
-			n, more, err = pruneWindows(tx, before, pruneChunk) // window.go
-			return err
-		})
-		if err != nil {
-			return rep, err
-		}
-		rep.Windows += n
+	n, err := s.pruneWindows(ctx, before)
+	rep.Windows += n
+	if err != nil {
+		return rep, err
 	}
 	err = s.view(ctx, func(tx *bbolt.Tx) error {
 		var err error
@@ -201,7 +195,9 @@ func (s *Store) makePlan(ctx context.Context, before, keyCutoff time.Time) (*pru
 	// buckets list: few, whatever the log's length.
 	err = s.Outstanding(ctx, func(r *audit.Record) error {
 		for _, h := range r.Holds {
-			p.protected[h.Key] = true
+			if h.Window == 0 { // a window's entries leave by time alone
+				p.protected[h.Key] = true
+			}
 		}
 		return nil
 	})
@@ -483,7 +479,9 @@ func pruneCounters(tx *bbolt.Tx, protected map[string]bool, day string, from []b
 			return err
 		}
 		for _, h := range r.Holds {
-			held[h.Key] = true
+			if h.Window == 0 {
+				held[h.Key] = true
+			}
 		}
 		return nil
 	}); err != nil {

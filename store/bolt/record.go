@@ -64,11 +64,17 @@ const (
 	fRequestID
 	fDuration
 	fPolicy
-	// Newer fields come last, after the ones a file may already hold.
+	// The fields added after records were first written in this form
+	// come last, so that a record without them has the same bits and
+	// bytes it had, and an older record reads as it was written.
 	fRun
 	fPrincipal
-	fHoldWindows // each hold's Window, after the fields above
+	fWindows // the holds' Windows, one varint each, when any is not zero
 )
+
+// fLast is the last field bit; a record with a higher one is of a newer
+// Keybrake, or corrupt.
+const fLast = fWindows
 
 // internMax is the longest text the dictionary takes; longer text is
 // stored in the record.
@@ -223,7 +229,7 @@ func encodeRecord(d *dict, r *audit.Record, seq uint64) ([]byte, error) {
 	set(fPolicy, r.PolicyHash != "")
 	set(fRun, r.Run != "")
 	set(fPrincipal, r.Principal != "")
-	set(fHoldWindows, slices.ContainsFunc(r.Holds, func(h audit.Hold) bool { return h.Window != 0 }))
+	set(fWindows, slices.ContainsFunc(r.Holds, func(h audit.Hold) bool { return h.Window != 0 }))
 
 	e := &encoder{d: d, buf: make([]byte, 0, 256)}
 	e.buf = append(e.buf, recordFormat)
@@ -314,13 +320,16 @@ func encodeRecord(d *dict, r *audit.Record, seq uint64) ([]byte, error) {
 	if bits&fPolicy != 0 {
 		e.text(r.PolicyHash, true)
 	}
+	// A run names one task and is seldom seen again once it ends: inline,
+	// so that the dictionary, which is never pruned, does not grow by one
+	// entry a run forever. Principals are few and recur.
 	if bits&fRun != 0 {
 		e.text(r.Run, false)
 	}
 	if bits&fPrincipal != 0 {
 		e.text(r.Principal, true)
 	}
-	if bits&fHoldWindows != 0 {
+	if bits&fWindows != 0 {
 		for _, h := range r.Holds {
 			e.varint(int64(h.Window))
 		}
@@ -522,12 +531,13 @@ func decodeRecord(d *dict, key uint64, b []byte) (*audit.Record, uint64, error) 
 	str(fPolicy, &r.PolicyHash, "policy")
 	str(fRun, &r.Run, "run")
 	str(fPrincipal, &r.Principal, "principal")
-	if bits&fHoldWindows != 0 {
+	if bits&fWindows != 0 {
+		if len(r.Holds) == 0 {
+			in.fail("windows")
+		}
 		for i := range r.Holds {
-			if w := in.varint("hold window"); w >= 0 {
-				r.Holds[i].Window = time.Duration(w)
-			} else {
-				in.fail("hold window")
+			if r.Holds[i].Window = time.Duration(in.varint("window")); r.Holds[i].Window < 0 {
+				in.fail("window")
 			}
 		}
 	}
@@ -537,7 +547,7 @@ func decodeRecord(d *dict, key uint64, b []byte) (*audit.Record, uint64, error) 
 		return nil, 0, corrupt("record %d: %v", key, in.err)
 	case len(in.b) != 0:
 		return nil, 0, corrupt("record %d: %d bytes after its last field", key, len(in.b))
-	case bits >= fHoldWindows<<1:
+	case bits >= fLast<<1:
 		return nil, 0, corrupt("record %d: unknown fields %#x", key, bits)
 	case r.ID != key:
 		return nil, 0, corrupt("record under key %d says it is %d", key, r.ID)

@@ -458,10 +458,13 @@ func upgradeFrom2(tx *bbolt.Tx) error {
 	return reindex(tx)
 }
 
+// createNewBuckets creates the buckets the schema versions after 2 added.
 func createNewBuckets(tx *bbolt.Tx) error {
-	for _, name := range newBuckets {
-		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-			return err
+	for _, names := range [][][]byte{buckets3, buckets4} {
+		for _, name := range names {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -32,8 +32,11 @@ func invalid(format string, args ...any) error {
 // Beyond store.Store's contract: the written record's Holds have Settled
 // zero; a replayed record's Reserved is zero (it holds nothing); a retry of
 // a Released call has RetryOf set on its record and Admission like any other
-// retry. Holds on the same key in one reservation count together. A
-// negative Duration is recorded as zero.
+// retry. Counter holds on the same key in one reservation count together;
+// a window key held twice, a negative Window, and a windowed hold on a
+// record whose Time is outside the years 1678 to 2262 (an entry's key
+// holds it in unix nanoseconds) are refused with ErrInvalid. A negative
+// Duration is recorded as zero.
 func (s *Store) Reserve(ctx context.Context, r *store.Reservation) (store.Admission, error) {
 	if r == nil {
 		return store.Admission{}, invalid("nil reservation")
@@ -45,6 +48,9 @@ func (s *Store) Reserve(ctx context.Context, r *store.Reservation) (store.Admiss
 		case h.Amount < 0:
 			return store.Admission{}, invalid("hold %d (%s) is negative: %d", i, h.Key, h.Amount)
 		}
+	}
+	if err := checkWindows(r.Holds, r.Record.Time); err != nil {
+		return store.Admission{}, err
 	}
 	var idem store.Idempotency
 	if r.Idempotency != nil {
@@ -118,20 +124,36 @@ func reserve(tx *bbolt.Tx, rec audit.Record, holds []audit.Hold, hasIdem bool, i
 			case audit.Unknown:
 				takeover = prev
 				holds = append([]audit.Hold(nil), prev.Holds...)
+				// The Unknown call's windowed holds move to this record's
+				// Time, which must suit them as Reserve checked the call's.
+				if err := checkWindows(holds, rec.Time); err != nil {
+					return store.Admission{}, err
+				}
 			default:
 				return store.Admission{}, corrupt("idempotency key %q points at record %d, which is %q", idem.Key, id, prev.Outcome)
 			}
 		}
 	}
 
-	// Read and check every counter before writing anything: a refusal
-	// writes nothing.
+	// Read and check every counter and window, in the holds' order, before
+	// writing anything: a refusal writes nothing.
 	counters := tx.Bucket(bucketCounters)
 	work := make(map[string]store.Counter, len(holds))
-	over := store.Admission{Result: store.OverLimit, Hold: -1}
 	for i, h := range holds {
 		if h.Window != 0 {
-			continue // window.go
+			// A taken-over hold is counted already, in the Unknown call's
+			// entry, which enterWindows moves.
+			if takeover != nil || h.Limit < 0 {
+				continue
+			}
+			fits, used, frees, err := windowFits(tx, h, rec.Time)
+			if err != nil {
+				return store.Admission{}, err
+			}
+			if !fits {
+				return store.Admission{Result: store.OverLimit, Hold: i, Used: used, Frees: frees}, nil
+			}
+			continue
 		}
 		c, seen := work[h.Key]
 		if !seen {
@@ -155,8 +177,7 @@ func reserve(tx *bbolt.Tx, rec audit.Record, holds []audit.Hold, hasIdem bool, i
 					return store.Admission{}, err
 				}
 				used, _ := checked.Total(before)
-				over.Hold, over.Used = i, used
-				break
+				return store.Admission{Result: store.OverLimit, Hold: i, Used: used}, nil
 			}
 		}
 		if c.Pending, ok = checked.Add(c.Pending, h.Amount); !ok {
@@ -166,16 +187,6 @@ func reserve(tx *bbolt.Tx, rec audit.Record, holds []audit.Hold, hasIdem bool, i
 			return store.Admission{}, fmt.Errorf("store/bolt: counter %q: total overflows with %d more", h.Key, h.Amount)
 		}
 		work[h.Key] = c
-	}
-	wi, used, frees, err := checkWindows(tx, rec.Time, holds, takeover != nil)
-	if err != nil {
-		return store.Admission{}, err
-	}
-	if wi >= 0 && (over.Hold < 0 || wi < over.Hold) {
-		over.Hold, over.Used, over.Frees = wi, used, frees
-	}
-	if over.Hold >= 0 {
-		return over, nil
 	}
 
 	id, err := recordsBucket(tx).NextSequence()
@@ -199,7 +210,7 @@ func reserve(tx *bbolt.Tx, rec audit.Record, holds []audit.Hold, hasIdem bool, i
 	if err := putNewRecord(tx, &rec); err != nil {
 		return store.Admission{}, err
 	}
-	if err := putWindows(tx, &rec, takeover); err != nil {
+	if err := enterWindows(tx, &rec, holds, takeover); err != nil {
 		return store.Admission{}, err
 	}
 	if err := tx.Bucket(bucketPending).Put(u64(id), []byte{kind}); err != nil {
@@ -331,7 +342,17 @@ func complete(tx *bbolt.Tx, c *store.Completion) (result, err error) {
 	}
 
 	if err := moveHolds(tx, r, r.Holds, func(ctr *store.Counter, h audit.Hold) bool {
-		return checked.Complete(ctr, h, outcome)
+		var ok bool
+		if ctr.Pending, ok = checked.Sub(ctr.Pending, h.Amount); !ok {
+			return false
+		}
+		switch outcome {
+		case audit.Settled, audit.Replayed:
+			ctr.Settled, ok = checked.Add(ctr.Settled, h.Settled)
+		case audit.Unknown:
+			ctr.Unknown, ok = checked.Add(ctr.Unknown, h.Amount)
+		}
+		return ok
 	}); err != nil {
 		return nil, fmt.Errorf("completing record %d: %w", c.ID, err)
 	}
@@ -512,10 +533,11 @@ func putNewRecord(tx *bbolt.Tx, r *audit.Record) error {
 	return appendOnly(tx, bucketAgent).Put(agentKey(agent, r.Time, r.ID), nil)
 }
 
-// moveHolds applies move to the counter of each hold of r in turn, or to
-// r's entry in the window of a windowed hold (window.go). move reports
-// false when the counter cannot move as asked (it would go negative or
-// overflow), which means the counters no longer match the records.
+// moveHolds applies move to the counter of each hold in turn, or for a
+// windowed hold to its entry in the window (moveWindow); r is the
+// record's new state. move reports false when the counter cannot move as
+// asked (it would go negative or overflow), which means the counters no
+// longer match the records.
 func moveHolds(tx *bbolt.Tx, r *audit.Record, holds []audit.Hold, move func(c *store.Counter, h audit.Hold) bool) error {
 	counters := tx.Bucket(bucketCounters)
 	for _, h := range holds {

@@ -346,14 +346,16 @@ const (
 	// two of its parts touch one row (a record written new and changed in
 	// the same batch is written once, new).
 	sqlWrite = `WITH
-		ins AS (INSERT INTO keybrake_records (id, time_ns, agent, vendor, decision, customer, outcome, session, replay, body)
-			SELECT u.id, u.t, u.a, u.v, u.d, u.c, u.o, $1, u.r, u.b::jsonb
-			FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::boolean[], $10::text[])
-			AS u(id, t, a, v, d, c, o, r, b)),
+		ins AS (INSERT INTO keybrake_records (id, time_ns, agent, vendor, decision, customer, outcome, session, replay, body, run, principal)
+			SELECT u.id, u.t, u.a, u.v, u.d, u.c, u.o, $1, u.r, u.b::jsonb, u.ru, u.pr
+			FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::boolean[], $10::text[],
+				$30::text[], $31::text[])
+			AS u(id, t, a, v, d, c, o, r, b, ru, pr)),
 		upd AS (UPDATE keybrake_records AS r SET time_ns = u.t, agent = u.a, vendor = u.v, decision = u.d, customer = u.c,
-			outcome = u.o, body = u.b::jsonb
-			FROM unnest($11::bigint[], $12::bigint[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[])
-			AS u(id, t, a, v, d, c, o, b) WHERE r.id = u.id),
+			outcome = u.o, body = u.b::jsonb, run = u.ru, principal = u.pr
+			FROM unnest($11::bigint[], $12::bigint[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[],
+				$32::text[], $33::text[])
+			AS u(id, t, a, v, d, c, o, b, ru, pr) WHERE r.id = u.id),
 		jr AS (INSERT INTO keybrake_journal (session, seq, n, record_id, hash, body)
 			SELECT $1, u.s, u.n, u.r, u.h, u.b FROM unnest($19::bigint[], $20::bigint[], $21::bigint[], $22::bytea[], $23::text[]) AS u(s, n, r, h, b)),
 		setk AS (UPDATE keybrake_idempotency AS i SET record_id = u.r, fingerprint = u.f

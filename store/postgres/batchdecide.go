@@ -116,11 +116,14 @@ func (t *batchTx) reserve(o *op) (store.Admission, error) {
 	}
 	for i, h := range holds {
 		if h.Window != 0 {
-			// A rolling window (window.go), checked in hold order with
-			// the counters; a takeover's is counted already.
+			// A takeover's holds are counted already: its rows move.
 			if takeover == nil && h.Limit >= 0 {
-				if fits, used, frees := t.win.check(h, timeNS(o.rec.Time)); !fits {
-					return store.Admission{Result: store.OverLimit, Hold: i, Used: used, Frees: frees}, nil
+				used, free, fits, err := t.win.check(h, o.rec.Time)
+				if err != nil {
+					return store.Admission{}, err
+				}
+				if !fits {
+					return store.Admission{Result: store.OverLimit, Hold: i, Used: used, Frees: free}, nil
 				}
 			}
 			continue
@@ -153,6 +156,18 @@ func (t *batchTx) reserve(o *op) (store.Admission, error) {
 		}
 		work[h.Key] = c
 	}
+	var (
+		retired *audit.Record
+		moves   []windowMove
+	)
+	if takeover != nil {
+		retired = cloneRecord(takeover.rec)
+		retired.Outcome = audit.Retried
+		var err error
+		if moves, err = t.win.plan(takeover.rec, retired); err != nil {
+			return store.Admission{}, err
+		}
+	}
 
 	id, err := t.nextID()
 	if err != nil {
@@ -172,11 +187,6 @@ func (t *batchTx) reserve(o *op) (store.Admission, error) {
 		return store.Admission{}, err
 	}
 	t.records[id] = &lockedRecord{rec: &rec, replay: replay}
-	var took *audit.Record
-	if takeover != nil {
-		took = takeover.rec
-	}
-	t.win.admit(&rec, took)
 	for k, c := range work {
 		t.counters[k] = c
 		t.changed[k] = true
@@ -186,14 +196,13 @@ func (t *batchTx) reserve(o *op) (store.Admission, error) {
 			t.bound[k] = v
 		}
 	}
+	t.win.apply(moves)
+	t.win.add(&rec)
 	if takeover != nil {
-		prev := *takeover.rec
-		prev.Holds = slices.Clone(prev.Holds)
-		prev.Outcome = audit.Retried
-		if err := t.put(&prev, false, false); err != nil {
+		if err := t.put(retired, false, false); err != nil {
 			return store.Admission{}, err
 		}
-		takeover.rec = &prev
+		takeover.rec = retired
 	}
 	if ks != nil && !replay {
 		ks.record, ks.fp, ks.assigned = int64(id), o.idem.Fingerprint, true
@@ -262,9 +271,6 @@ func (t *batchTx) complete(c *store.Completion) (result, err error) {
 	work := map[string]store.Counter{}
 	for _, h := range r.Holds {
 		if h.Window != 0 {
-			if err := t.win.move(&r, h, func(c *store.Counter) bool { return checked.Complete(c, h, outcome) }); err != nil {
-				return nil, fmt.Errorf("completing record %d: %w", c.ID, err)
-			}
 			continue
 		}
 		ctr, ok := work[h.Key]
@@ -274,13 +280,25 @@ func (t *batchTx) complete(c *store.Completion) (result, err error) {
 			}
 		}
 		before := ctr
-		if !checked.Complete(&ctr, h, outcome) {
+		if ctr.Pending, ok = checked.Sub(ctr.Pending, h.Amount); ok {
+			switch outcome {
+			case audit.Settled, audit.Replayed:
+				ctr.Settled, ok = checked.Add(ctr.Settled, h.Settled)
+			case audit.Unknown:
+				ctr.Unknown, ok = checked.Add(ctr.Unknown, h.Amount)
+			}
+		}
+		if !ok {
 			return nil, corrupt("completing record %d: counter %q %+v cannot move hold %+v", c.ID, h.Key, before, h)
 		}
 		if _, ok := checked.Total(ctr); !ok {
 			return nil, fmt.Errorf("store/postgres: completing record %d: counter %q overflows: %+v", c.ID, h.Key, ctr)
 		}
 		work[h.Key] = ctr
+	}
+	moves, err := t.win.plan(cur.rec, &r)
+	if err != nil {
+		return nil, fmt.Errorf("completing record %d: %w", c.ID, err)
 	}
 	if err := t.put(&r, false, false); err != nil {
 		return nil, err
@@ -290,6 +308,7 @@ func (t *batchTx) complete(c *store.Completion) (result, err error) {
 		t.counters[k] = ctr
 		t.changed[k] = true
 	}
+	t.win.apply(moves)
 	return nil, nil
 }
 

@@ -59,7 +59,7 @@ type batchTx struct {
 	bound    map[string]int64         // the most each counter's total may be for the batch's admissions to fit
 	locked   map[string]bool          // the counters this attempt asked to lock
 	changed  map[string]bool
-	win      *windowState // window.go
+	win      *batchWindows // the rows of rolling windows (batchwindow.go)
 
 	session  int64
 	seq      int64
@@ -103,10 +103,10 @@ func (s *Store) batchOnce(ctx context.Context, b *batcher, ops []*op, session in
 		light    = []int64{} // remembered: no body read
 		create   = map[string]bool{}
 		lock     = map[string]bool{}
+		wfrom    = map[string]int64{} // the window keys checked, each from its earliest start
+		wrecs    = []int64{}          // the records completed whose window rows to read
 		nRecords int
 		nEntries int
-		windows  = map[string]bool{} // the windows the batch reserves against
-		earliest = int64(math.MaxInt64)
 	)
 	for k := range extra {
 		lock[k] = true
@@ -122,21 +122,30 @@ func (s *Store) batchOnce(ctx context.Context, b *batcher, ops []*op, session in
 				}
 			}
 			for _, h := range o.holds {
-				if h.Window != 0 {
-					windows[h.Key] = true
-					earliest = min(earliest, timeNS(o.rec.Time))
-					continue
-				}
-				lock[h.Key] = true
-				if !b.known[h.Key] {
-					create[h.Key] = true
+				switch {
+				case h.Window != 0 && h.Limit >= 0:
+					// A hold counted without a limit needs neither the
+					// key's lock nor its rows.
+					if from, ok := wfrom[h.Key]; !ok || windowStart(o.rec.Time, h.Window) < from {
+						wfrom[h.Key] = windowStart(o.rec.Time, h.Window)
+					}
+				case h.Window != 0:
+				default:
+					lock[h.Key] = true
+					if !b.known[h.Key] {
+						create[h.Key] = true
+					}
 				}
 			}
 		case opComplete:
 			nEntries++
 			if o.comp.ID <= 1<<63-1 {
 				recIDs = append(recIDs, int64(o.comp.ID))
-				if r := b.remembered[o.comp.ID]; r != nil {
+				r := b.remembered[o.comp.ID]
+				if r == nil || slices.ContainsFunc(r.rec.Holds, func(h audit.Hold) bool { return h.Window != 0 }) {
+					wrecs = append(wrecs, int64(o.comp.ID))
+				}
+				if r != nil {
 					light = append(light, int64(o.comp.ID))
 					for _, h := range r.rec.Holds {
 						if h.Window == 0 {
@@ -164,10 +173,9 @@ func (s *Store) batchOnce(ctx context.Context, b *batcher, ops []*op, session in
 	}
 	defer conn.Release()
 	t := &batchTx{ctx: ctx, conn: conn, keys: map[string]*keyState{}, records: map[uint64]*lockedRecord{}, counters: map[string]store.Counter{},
-		read: map[string]store.Counter{}, bound: map[string]int64{}, locked: lock, changed: map[string]bool{}, session: session, inserted: map[uint64]int{}, updates: map[uint64]rowState{},
-		win: newWindowState()}
-	reads := windowReads{keys: sortedKeys(windows), earliest: earliest, records: recIDs}
-	if err := t.lock(ctx, conn, keys, fps, recIDs, light, b.remembered, sortedKeys(create), sortedKeys(lock), nRecords, nEntries, locking, reads); err != nil {
+		read: map[string]store.Counter{}, bound: map[string]int64{}, locked: lock, changed: map[string]bool{}, win: newBatchWindows(wfrom),
+		session: session, inserted: map[uint64]int{}, updates: map[uint64]rowState{}}
+	if err := t.lock(ctx, conn, keys, fps, recIDs, light, b.remembered, wrecs, sortedKeys(create), sortedKeys(lock), nRecords, nEntries, locking); err != nil {
 		if errors.Is(err, errStale) {
 			err = errMoreCounters // run again: the record is read whole
 		}
@@ -188,7 +196,8 @@ func (s *Store) batchOnce(ctx context.Context, b *batcher, ops []*op, session in
 		}
 	}
 
-	// Every counter a locked record holds must be locked too.
+	// Every counter a locked record holds must be locked too. (Its window
+	// rows were read with it.)
 	var missing bool
 	for _, r := range t.records {
 		for _, h := range r.rec.Holds {
@@ -267,9 +276,10 @@ func rollback(conn *pgxpool.Conn) {
 }
 
 // lock is the first round trip: BEGIN and every lock of the batch, in
-// the package's order, and the numbers it may use.
+// the package's order (the windows' after the records, before the
+// counters), and the numbers it may use.
 func (t *batchTx) lock(ctx context.Context, conn *pgxpool.Conn, keys, fps []string, recIDs, light []int64, remembered map[uint64]*lockedRecord,
-	create, lock []string, nRecords, nEntries int, locking bool, windows windowReads) error {
+	wrecs []int64, create, lock []string, nRecords, nEntries int, locking bool) error {
 	var stale error
 	var q pgx.Batch
 	q.Queue(sqlBeginRC)
@@ -320,13 +330,7 @@ func (t *batchTx) lock(ctx context.Context, conn *pgxpool.Conn, keys, fps []stri
 			return rows.Err()
 		})
 	}
-	if len(windows.keys) > 0 {
-		q.Queue(sqlCreateWindowKeys, windows.keys)
-		q.Queue(sqlLockWindowKeys, windows.keys)
-	}
-	if len(windows.keys) > 0 || len(windows.records) > 0 {
-		q.Queue(sqlReadWindows, windows.keys, windows.earliest, windows.records).Query(t.win.scan)
-	}
+	t.win.queueLock(&q, wrecs, keys)
 	if len(create) > 0 {
 		q.Queue(sqlCreateCounters, create)
 	}
@@ -388,19 +392,23 @@ func (t *batchTx) write(ctx context.Context, conn *pgxpool.Conn) error {
 	n := len(t.inserts)
 	iID, iT, iR := make([]int64, n), make([]int64, n), make([]bool, n)
 	iA, iV, iD, iC, iO, iB := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	iRun, iP := make([]string, n), make([]string, n)
 	for i, r := range t.inserts {
 		c := r.row.cols
 		iID[i], iT[i], iR[i] = int64(r.id), c.TimeNS, r.replay
 		iA[i], iV[i], iD[i], iC[i], iO[i], iB[i] = c.Agent, c.Vendor, c.Decision, c.Customer, c.Outcome, r.row.body
+		iRun[i], iP[i] = c.Run, c.Principal
 	}
 	n = len(t.order)
 	uID, uT := make([]int64, n), make([]int64, n)
 	uA, uV, uD, uC, uO, uB := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	uRun, uP := make([]string, n), make([]string, n)
 	for i, id := range t.order {
 		r := t.updates[id]
 		c := r.cols
 		uID[i], uT[i] = int64(id), c.TimeNS
 		uA[i], uV[i], uD[i], uC[i], uO[i], uB[i] = c.Agent, c.Vendor, c.Decision, c.Customer, c.Outcome, r.body
+		uRun[i], uP[i] = c.Run, c.Principal
 	}
 	n = len(t.journal)
 	jS, jN, jR, jB := make([]int64, n), make([]int64, n), make([]int64, n), make([]string, n)
@@ -425,8 +433,9 @@ func (t *batchTx) write(ctx context.Context, conn *pgxpool.Conn) error {
 		uID, uT, uA, uV, uD, uC, uO, uB,
 		jS, jN, jR, jH, jB,
 		setK, setR, setF, dropK,
-		t.seq, t.hash[:])
-	t.win.queue(&q) // window.go
+		t.seq, t.hash[:],
+		iRun, iP, uRun, uP)
+	t.win.queueWrite(&q)
 	// The counters last, one statement each in key order (so two batches
 	// never wait on each other's counters in a cycle), each changed by
 	// what the batch moved rather than set to what it read, and COMMIT

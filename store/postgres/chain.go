@@ -413,7 +413,7 @@ func verify(ctx context.Context, tx pgx.Tx) (verifyResult, *store.ChainError, er
 	}
 	var altered *alteredRecord // the record of first, when it is an altered one
 	seen := make(map[uint64]bool, len(res.latest))
-	rrows, err := tx.Query(ctx, `SELECT id, time_ns, agent, vendor, decision, customer, outcome, body::text FROM keybrake_records ORDER BY id`)
+	rrows, err := tx.Query(ctx, `SELECT id, time_ns, agent, vendor, decision, customer, outcome, run, principal, body::text FROM keybrake_records ORDER BY id`)
 	if err != nil {
 		return res, nil, err
 	}
@@ -423,9 +423,10 @@ func verify(ctx context.Context, tx pgx.Tx) (verifyResult, *store.ChainError, er
 			id                                         int64
 			timeNS                                     int64
 			agent, vendor, decision, customer, outcome string
+			run, principal                             string
 			body                                       string
 		)
-		if err := rrows.Scan(&id, &timeNS, &agent, &vendor, &decision, &customer, &outcome, &body); err != nil {
+		if err := rrows.Scan(&id, &timeNS, &agent, &vendor, &decision, &customer, &outcome, &run, &principal, &body); err != nil {
 			return res, nil, err
 		}
 		rid := uint64(id)
@@ -468,7 +469,7 @@ func verify(ctx context.Context, tx pgx.Tx) (verifyResult, *store.ChainError, er
 		// The columns queries filter on must say what the record says,
 		// or a query could hide a record or show it as another's.
 		col := columnsOf(&r)
-		if got := (columns{timeNS, agent, vendor, decision, customer, outcome}); got != col {
+		if got := (columns{timeNS, agent, vendor, decision, customer, outcome, run, principal}); got != col {
 			note(at.n, &store.ChainError{Problem: store.ChainAltered, Entry: uint64(at.n), Record: rid,
 				Detail: fmt.Sprintf("record %d was altered: its indexed columns %+v differ from what it holds, %+v", rid, got, col)})
 			continue

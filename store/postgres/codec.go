@@ -18,16 +18,18 @@ const maxKeyLen = 1024
 
 // columns are what a record's row holds besides its body.
 type columns struct {
-	TimeNS   int64
-	Agent    string
-	Vendor   string
-	Decision string
-	Customer string
-	Outcome  string
+	TimeNS    int64
+	Agent     string
+	Vendor    string
+	Decision  string
+	Customer  string
+	Outcome   string
+	Run       string
+	Principal string
 }
 
 func columnsOf(r *audit.Record) columns {
-	return columns{timeNS(r.Time), r.Agent, r.Vendor, string(r.Decision), r.Customer, string(r.Outcome)}
+	return columns{timeNS(r.Time), r.Agent, r.Vendor, string(r.Decision), r.Customer, string(r.Outcome), r.Run, r.Principal}
 }
 
 var (

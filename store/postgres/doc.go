@@ -32,29 +32,32 @@
 //	                     host, pid, heartbeat, ttl, closed, and its chain:
 //	                     head_seq/head_hash, cut_seq/cut_hash.
 //	keybrake_records     id, time_ns, agent, vendor, decision, customer,
-//	                     outcome (the columns reads filter on), session
-//	                     (who reserved it), replay, and body: the record
-//	                     as JSONB of audit.Record's own JSON form.
+//	                     outcome, run, principal (the columns reads
+//	                     filter on), session (who reserved it), replay,
+//	                     and body: the record as JSONB of audit.Record's
+//	                     own JSON form.
 //	keybrake_journal     (session, seq) -> n, record_id, hash, body (the
 //	                     exact JSON text that was hashed).
 //	keybrake_counters    key -> settled, pending, unknown (CHECK >= 0).
+//	keybrake_windows     (key, time_ns, record_id) -> window_ns, settled,
+//	                     pending, unknown, until_ns: one row per record's
+//	                     hold in a rolling window (migration 0004).
 //	keybrake_idempotency key -> record_id, fingerprint.
 //	keybrake_facts       key -> value, written once.
 //	keybrake_stops       (kind, subject) -> source, reason, time_ns,
 //	                     record_id: the fleet's stops in force.
-//	keybrake_windows     (key, time_ns, record_id) -> window_ns, settled,
-//	                     pending, unknown: each windowed hold still
-//	                     counted (migration 0004, window.go), by record
-//	                     and by the time it leaves its window too.
-//	keybrake_window_keys key: the row a reservation locks for its window.
 //
 // Indexes: records by (time_ns, id) for Query; by (agent, time_ns, id) for
-// a query naming an agent; the primary key for After and ByID; a partial
+// a query naming an agent; by (run, time_ns, id), partial to the records
+// with a run, for a query naming a run (`keybrake audit --run`, migration
+// 0004); the primary key for After and ByID; a partial
 // index of the records Reserved or Unknown for Outstanding; a partial
 // index of Reserved records by session for recovery; the journal by
 // (record_id, n) and by n; the counters by key in bytewise order
 // (COLLATE "C", migration 0003) for Counters, whatever the database's
-// collation (CI runs an ICU en-US one). time_ns is unix nanoseconds (clamped to the
+// collation (CI runs an ICU en-US one); window rows by the primary key for
+// reservations and Window, by until_ns (when a row leaves its window) for
+// Prune. time_ns is unix nanoseconds (clamped to the
 // int64 range, as store/bolt's time index is): timestamptz keeps only
 // microseconds and records are ordered by their exact Time;
 // audit.Query.Match decides at the edges.
@@ -76,7 +79,8 @@
 // commit, so concurrent reservations with one key run one after the
 // other, and KeyInUse, KeyReused, Replayed and the takeover of an Unknown
 // call are decided on a locked row), then the records the batch changes
-// (by ID), then the counters (sorted by key), then last the Store's own
+// (by ID), then the rolling windows its reservations check (see Rolling
+// windows), then the counters (sorted by key), then last the Store's own
 // session row, the head of its chain, under which record IDs and entry
 // numbers are drawn.
 //
@@ -99,6 +103,36 @@
 // one minor unit: TestFleetExactCap runs three stores with separate pools
 // against one cap, TestFaultFleetExactCap four OS processes of 32 callers
 // through stripe-go, with and without SIGKILL and a PostgreSQL restart.
+//
+// # Rolling windows
+//
+// A hold with a Window counts in keybrake_windows, never in a counter: one
+// row per record and window key, under the record's Time and ID, holding
+// what the hold counts now (pending while Reserved, its settlement once
+// Settled, unknown while Unknown; a Released or Retried record's row is
+// gone). Every write that changes a record checks the rows it finds
+// against what the record's old state says they hold (anything else is
+// corrupt data, and the write fails) and moves them with it; a row that
+// is missing was pruned once it left its window, and is nothing to move.
+//
+// Reservations of one window key are serialized across the fleet by a
+// transaction-level advisory lock of the key (keyed by schema, as the
+// others): a batch takes the locks of the keys its reservations check in
+// its first round trip, after the records and before the counters, in
+// the order of the locks' numbers, and in later statements of that round
+// trip reads each key's rows from the earliest time any of its
+// reservations counts from, and the rows of the records it completes or
+// takes over. Each reservation is then decided in Go in arrival order
+// against those rows and what the batch did to them so far, exactly as a
+// counter is; the second round trip inserts, updates and deletes rows
+// before the counters move, and the locks are held until COMMIT. Unlike a
+// counter, a window is never decided optimistically: its lock is held
+// from the first round trip. Completions, takeovers, recoveries and Prune
+// change rows without the key's lock (under their records' locks): none
+// of them makes a key's rows count more for a reservation than if it had
+// run after it. TestFleetExactWindow runs 200 reservations at once
+// through three stores against windows of 20 calls and of 1000 micros a
+// minute: exactly 20 are admitted, the money is exact to the unit.
 //
 // A serialization failure (40001) or a deadlock (40P01: a session
 // recovered while it still writes, two batches creating the same new
@@ -181,9 +215,10 @@
 // Store's chain; the cut stops at the first record younger than the
 // cutoff. Candidates no cut reached are removed with a tombstone, and
 // counters of days before the cutoff that no Reserved or Unknown record
-// holds go last (locked before that check, so a reservation committing
-// meanwhile is seen). Each chain's cut point and the fleet's checkpoint
-// move with the cut.
+// holds go next (locked before that check, so a reservation committing
+// meanwhile is seen), and last the window rows that left their windows by
+// the cutoff, 1024 a transaction. Each chain's cut point and the fleet's
+// checkpoint move with the cut.
 //
 // # Sessions, heartbeats and crash recovery
 //
@@ -254,5 +289,7 @@
 // JSON text: about 3,900 bytes a record in all, against store/bolt's
 // 670); fewer indexes touched by a Complete (the partial indexes on
 // outcome keep its UPDATE from being HOT); session rows are never removed
-// (one per Open; small).
+// (one per Open; small). A windowed reservation reads every row of its
+// window, and a money window of many thousands of small calls would want
+// running sums instead.
 package postgres

@@ -42,7 +42,8 @@ type prunePlan struct {
 // into this Store's chain when the record stays though older than the
 // cutoff; the cut of a chain stops at the first record younger than the
 // cutoff. Records to remove that no cut reached are removed with a
-// tombstone; then counters go, 1024 a transaction.
+// tombstone; then counters go, 1024 a transaction, and the rows of
+// rolling windows that left them by before, 1024 a transaction.
 func (s *Store) Prune(ctx context.Context, before time.Time) (store.PruneReport, error) {
 	var rep store.PruneReport
 	if err := s.enter(ctx); err != nil {
@@ -182,21 +183,18 @@ func (s *Store) prune(ctx context.Context, before time.Time) (store.PruneReport,
 		}
 		rep.Counters += n
 	}
-	// The window entries that have left their windows (window.go), a
-	// chunk a transaction.
 	for more := true; more; {
-		var n int64
+		var n int
 		err := s.run(ctx, func(ctx context.Context, tx pgx.Tx) (bool, error) {
-			tag, err := tx.Exec(ctx, `DELETE FROM keybrake_windows WHERE ctid IN (SELECT ctid FROM keybrake_windows WHERE time_ns + window_ns <= $1 LIMIT $2)`,
-				timeNS(before), pruneWindowChunk)
-			n = tag.RowsAffected()
+			var err error
+			n, err = pruneWindows(ctx, tx, timeNS(before))
 			return err == nil, err
 		})
 		if err != nil {
 			return rep, err
 		}
-		rep.Windows += int(n)
-		more = n == pruneWindowChunk
+		rep.Windows += n
+		more = n == pruneChunk
 	}
 	var cp int64
 	if err := s.pool.QueryRow(ctx, `SELECT checkpoint FROM keybrake_meta`).Scan(&cp); err != nil {
@@ -205,10 +203,6 @@ func (s *Store) prune(ctx context.Context, before time.Time) (store.PruneReport,
 	rep.Checkpoint = uint64(cp)
 	return rep, nil
 }
-
-// pruneWindowChunk bounds the window entries one Prune transaction
-// deletes.
-const pruneWindowChunk = 5000
 
 // cutResult is what one Prune transaction did; cut and bury set every
 // field on each run, since a transaction may run again.
@@ -548,7 +542,9 @@ func pruneCounters(ctx context.Context, tx pgx.Tx, day, from string) (int, strin
 			}
 		}
 		for _, h := range hs {
-			held[h.Key] = true
+			if h.Window == 0 { // a window's key names no counter
+				held[h.Key] = true
+			}
 		}
 	}
 	hrows.Close()

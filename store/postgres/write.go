@@ -33,32 +33,29 @@ func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx pgx.T
 
 // Reserve implements store.Store, with the same refinements as store/bolt:
 // it does not modify *r; the written record's Holds have Settled zero; a
-// replayed record's Reserved is zero; holds on one key count together; a
-// negative Duration is recorded as zero. Keys (of holds and idempotency)
-// are 1 to 1024 bytes.
+// replayed record's Reserved is zero; counter holds on one key count
+// together; a negative Duration is recorded as zero. Keys (of holds and
+// idempotency) are 1 to 1024 bytes. A negative Window, or a window key
+// held twice, is refused with ErrInvalid.
 //
-// Every counter the holds touch is locked (SELECT ... FOR UPDATE, in key
-// order) and checked, and the record, its journal entry, the counters and
-// the idempotency key are written, in one transaction: see doc.go.
+// Every counter the holds touch is checked and moved within its limit,
+// every rolling window checked under its key's lock (window.go), and the
+// record, its journal entry, the counters, the windows' rows and the
+// idempotency key are written, in one transaction: see doc.go.
 func (s *Store) Reserve(ctx context.Context, r *store.Reservation) (store.Admission, error) {
 	if r == nil {
 		return store.Admission{}, invalid("nil reservation")
 	}
-	windows := map[string]bool{}
 	for i, h := range r.Holds {
 		switch {
 		case h.Key == "" || len(h.Key) > maxKeyLen:
 			return store.Admission{}, invalid("hold %d has a key of %d bytes; want 1 to %d", i, len(h.Key), maxKeyLen)
 		case h.Amount < 0:
 			return store.Admission{}, invalid("hold %d (%s) is negative: %d", i, h.Key, h.Amount)
-		case h.Window < 0:
-			return store.Admission{}, invalid("hold %d (%s) has a negative window %s", i, h.Key, h.Window)
-		case h.Window > 0 && windows[h.Key]:
-			return store.Admission{}, invalid("hold %d holds window %q a second time", i, h.Key)
 		}
-		if h.Window > 0 {
-			windows[h.Key] = true
-		}
+	}
+	if err := checkWindowHolds(r.Holds); err != nil {
+		return store.Admission{}, err
 	}
 	var idem store.Idempotency
 	if r.Idempotency != nil {
@@ -119,21 +116,25 @@ func lockRecord(ctx context.Context, tx pgx.Tx, id uint64) (*audit.Record, bool,
 	return r, replay, err
 }
 
-// lockCounters locks the counters the holds name, in key order, and
-// returns their totals. With create, counters never used are created
-// (zero) first; without, a missing one is corrupt data.
+// lockCounters locks the counters the holds name (windowed holds have
+// none), in key order, and returns their totals. With create, counters
+// never used are created (zero) first; without, a missing one is corrupt
+// data.
 func lockCounters(ctx context.Context, tx pgx.Tx, holds []audit.Hold, create bool) (map[string]store.Counter, error) {
 	out := make(map[string]store.Counter, len(holds))
-	if len(holds) == 0 {
-		return out, nil
-	}
 	found := make(map[string]bool, len(holds))
 	keys := make([]string, 0, len(holds))
 	for _, h := range holds {
+		if h.Window != 0 {
+			continue
+		}
 		if _, ok := out[h.Key]; !ok {
 			out[h.Key] = store.Counter{}
 			keys = append(keys, h.Key)
 		}
+	}
+	if len(keys) == 0 {
+		return out, nil
 	}
 	sort.Strings(keys)
 	read := func(keys []string) (int, error) {
@@ -206,30 +207,22 @@ func writeCounters(ctx context.Context, tx pgx.Tx, cs map[string]store.Counter) 
 	return err
 }
 
-// moveHolds applies move to the counter of each hold of r in turn, on
-// counters lockCounters locked, or to r's entry of a windowed hold. move reports false when a counter cannot move as
-// asked, which means the counters no longer match the records.
-func moveHolds(ctx context.Context, tx pgx.Tx, r *audit.Record, holds []audit.Hold, move func(c *store.Counter, h audit.Hold) bool) error {
-	var counted []audit.Hold
-	for _, h := range holds {
-		if h.Window == 0 {
-			counted = append(counted, h)
-		}
-	}
-	cs, err := lockCounters(ctx, tx, counted, false)
+// moveHolds applies move to the counter of each counter hold in turn
+// (moveWindows moves the windowed ones), on counters lockCounters locked,
+// with the hold's index. move reports false when a counter cannot move
+// as asked, which means the counters no longer match the records.
+func moveHolds(ctx context.Context, tx pgx.Tx, holds []audit.Hold, move func(c *store.Counter, i int, h audit.Hold) bool) error {
+	cs, err := lockCounters(ctx, tx, holds, false)
 	if err != nil {
 		return err
 	}
-	for _, h := range holds {
+	for i, h := range holds {
 		if h.Window != 0 {
-			if err := moveWindowTx(ctx, tx, r, h, move); err != nil { // window.go
-				return err
-			}
 			continue
 		}
 		c := cs[h.Key]
 		before := c
-		if !move(&c, h) {
+		if !move(&c, i, h) {
 			return corrupt("counter %q %+v cannot move hold %+v", h.Key, before, h)
 		}
 		if _, ok := checked.Total(c); !ok {
@@ -255,13 +248,13 @@ func putBody(ctx context.Context, tx pgx.Tx, hd *head, r *audit.Record, body []b
 	c := columnsOf(r)
 	var err error
 	if insert {
-		_, err = tx.Exec(ctx, `INSERT INTO keybrake_records (id, time_ns, agent, vendor, decision, customer, outcome, session, replay, body)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-			int64(r.ID), c.TimeNS, c.Agent, c.Vendor, c.Decision, c.Customer, c.Outcome, hd.session, replay, string(body))
+		_, err = tx.Exec(ctx, `INSERT INTO keybrake_records (id, time_ns, agent, vendor, decision, customer, outcome, session, replay, body, run, principal)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+			int64(r.ID), c.TimeNS, c.Agent, c.Vendor, c.Decision, c.Customer, c.Outcome, hd.session, replay, string(body), c.Run, c.Principal)
 	} else {
 		_, err = tx.Exec(ctx, `UPDATE keybrake_records SET time_ns = $2, agent = $3, vendor = $4, decision = $5, customer = $6,
-			outcome = $7, body = $8 WHERE id = $1`,
-			int64(r.ID), c.TimeNS, c.Agent, c.Vendor, c.Decision, c.Customer, c.Outcome, string(body))
+			outcome = $7, body = $8, run = $9, principal = $10 WHERE id = $1`,
+			int64(r.ID), c.TimeNS, c.Agent, c.Vendor, c.Decision, c.Customer, c.Outcome, string(body), c.Run, c.Principal)
 	}
 	if err != nil {
 		return err
@@ -332,7 +325,7 @@ func (s *Store) resettle(ctx context.Context, tx pgx.Tx, id uint64, settled []in
 	if len(settled) > len(r.Holds) {
 		return invalid("resettling record %d: %d settled amounts for %d holds", id, len(settled), len(r.Holds)), nil
 	}
-	old := append([]audit.Hold(nil), r.Holds...)
+	prev := cloneRecord(r)
 	for i := range r.Holds {
 		r.Holds[i].Settled = 0
 		if i < len(settled) {
@@ -344,12 +337,12 @@ func (s *Store) resettle(ctx context.Context, tx pgx.Tx, id uint64, settled []in
 	if _, err := checkEncodable(r); err != nil {
 		return fmt.Errorf("%w: resettling record %d: %w", ErrInvalid, id, err), nil
 	}
-	i := 0
-	if err := moveHolds(ctx, tx, r, r.Holds, func(c *store.Counter, h audit.Hold) bool {
-		prev := old[i].Settled
-		i++
+	if err := moveWindows(ctx, tx, prev, r); err != nil {
+		return nil, fmt.Errorf("resettling record %d: %w", id, err)
+	}
+	if err := moveHolds(ctx, tx, r.Holds, func(c *store.Counter, i int, h audit.Hold) bool {
 		var ok bool
-		if c.Settled, ok = checked.Sub(c.Settled, prev); !ok {
+		if c.Settled, ok = checked.Sub(c.Settled, prev.Holds[i].Settled); !ok {
 			return false
 		}
 		c.Settled, ok = checked.Add(c.Settled, h.Settled)
@@ -450,7 +443,12 @@ func (s *Store) recoverSession(ctx context.Context, tx pgx.Tx, dead, by int64) e
 		if err != nil {
 			return err
 		}
-		if err := moveHolds(ctx, tx, r, r.Holds, func(c *store.Counter, h audit.Hold) bool {
+		prev := cloneRecord(r)
+		r.Outcome = audit.Unknown
+		if err := moveWindows(ctx, tx, prev, r); err != nil {
+			return fmt.Errorf("recovering record %d of session %d: %w", id, dead, err)
+		}
+		if err := moveHolds(ctx, tx, r.Holds, func(c *store.Counter, _ int, h audit.Hold) bool {
 			var ok bool
 			if c.Pending, ok = checked.Sub(c.Pending, h.Amount); !ok {
 				return false
@@ -460,7 +458,6 @@ func (s *Store) recoverSession(ctx context.Context, tx pgx.Tx, dead, by int64) e
 		}); err != nil {
 			return fmt.Errorf("recovering record %d of session %d: %w", id, dead, err)
 		}
-		r.Outcome = audit.Unknown
 		if r.Reason == "" {
 			r.Reason = interrupted
 		} else {

@@ -7,7 +7,6 @@ package checked
 import (
 	"math"
 
-	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/store"
 )
 
@@ -36,22 +35,4 @@ func Sub(a, b int64) (int64, bool) {
 		return 0, false
 	}
 	return a - b, true
-}
-
-// Complete moves hold h on counter c as a completion of outcome does:
-// out of pending, into settled at what it settled (Settled, Replayed), or
-// into unknown (Unknown); Released only takes it out. It reports false
-// when c cannot move so (it would go negative or overflow).
-func Complete(c *store.Counter, h audit.Hold, outcome audit.Outcome) bool {
-	var ok bool
-	if c.Pending, ok = Sub(c.Pending, h.Amount); !ok {
-		return false
-	}
-	switch outcome {
-	case audit.Settled, audit.Replayed:
-		c.Settled, ok = Add(c.Settled, h.Settled)
-	case audit.Unknown:
-		c.Unknown, ok = Add(c.Unknown, h.Amount)
-	}
-	return ok
 }
