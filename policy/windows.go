@@ -40,18 +40,18 @@ func (p *Policy) budgetLimits(limits []Limit, r Request, g *Grant, shared *Vendo
 func calendarLimits(limits []Limit, b *Budgets, prefix, base string, cv *converter, moves bool, count int64, day string) ([]Limit, Verdict, bool) {
 	for _, pd := range periodsOf(b, day) {
 		if moves && pd.cap != nil {
-			rid := base + "." + pd.name + "ly_cap"
-			add, v, ok := cv.counted(*pd.cap, rid)
+			l := pd.capLimit(prefix, base, b.AlertAt)
+			add, v, ok := cv.counted(*pd.cap, l.Rule)
 			if !ok {
 				return nil, v, false
 			}
-			cur := string(pd.cap.Currency)
-			limits = append(limits, Limit{Key: prefix + pd.name + "/" + pd.end + "/" + cur,
-				Max: pd.cap.Micros, Add: add, Unit: cur, Rule: rid, Kind: pd.kind, Period: pd.end, AlertAt: b.AlertAt})
+			l.Add = add
+			limits = append(limits, l)
 		}
 		if count > 0 && pd.count > 0 {
-			limits = append(limits, Limit{Key: prefix + pd.name + "/" + pd.end + "/units",
-				Max: pd.count, Add: count, Unit: "units", Rule: base + "." + pd.name + "ly_count", Kind: pd.kind, Period: pd.end, AlertAt: b.AlertAt})
+			l := pd.countLimit(prefix, base, b.AlertAt)
+			l.Add = count
+			limits = append(limits, l)
 		}
 	}
 	return limits, Verdict{}, true
@@ -61,9 +61,10 @@ func calendarLimits(limits []Limit, b *Budgets, prefix, base string, cv *convert
 // a spend window for a call that moves money.
 func rateLimits(limits []Limit, rates []*Rate, prefix string, cv *converter, moves bool) ([]Limit, Verdict, bool) {
 	for _, rt := range rates {
+		l := rt.limit(prefix)
 		if rt.Spend == nil {
-			limits = append(limits, Limit{Key: prefix + rt.key, Max: rt.Count, Add: 1, Unit: "calls",
-				Rule: rt.ID, Kind: RateLimit, Window: rt.Per, Halt: rt.Halt})
+			l.Add = 1
+			limits = append(limits, l)
 			continue
 		}
 		if !moves {
@@ -73,8 +74,8 @@ func rateLimits(limits []Limit, rates []*Rate, prefix string, cv *converter, mov
 		if !ok {
 			return nil, v, false
 		}
-		limits = append(limits, Limit{Key: prefix + rt.key, Max: rt.Spend.Micros, Add: add, Unit: string(rt.Spend.Currency),
-			Rule: rt.ID, Kind: RateLimit, Window: rt.Per, Halt: rt.Halt})
+		l.Add = add
+		limits = append(limits, l)
 	}
 	return limits, Verdict{}, true
 }
@@ -129,23 +130,38 @@ func BudgetLimits(agent, vendor, base string, b *Budgets, day string) []Limit {
 	var out []Limit
 	for _, pd := range periodsOf(b, day) {
 		if pd.cap != nil {
-			cur := string(pd.cap.Currency)
-			out = append(out, Limit{Key: prefix + pd.name + "/" + pd.end + "/" + cur, Max: pd.cap.Micros, Unit: cur,
-				Rule: base + "." + pd.name + "ly_cap", Kind: pd.kind, Period: pd.end})
+			out = append(out, pd.capLimit(prefix, base, b.AlertAt))
 		}
 		if pd.count > 0 {
-			out = append(out, Limit{Key: prefix + pd.name + "/" + pd.end + "/units", Max: pd.count, Unit: "units",
-				Rule: base + "." + pd.name + "ly_count", Kind: pd.kind, Period: pd.end})
+			out = append(out, pd.countLimit(prefix, base, b.AlertAt))
 		}
 	}
 	for _, rt := range b.Rates {
-		l := Limit{Key: prefix + rt.key, Max: rt.Count, Unit: "calls", Rule: rt.ID, Kind: RateLimit, Window: rt.Per, Halt: rt.Halt}
-		if rt.Spend != nil {
-			l.Max, l.Unit = rt.Spend.Micros, string(rt.Spend.Currency)
-		}
-		out = append(out, l)
+		out = append(out, rt.limit(prefix))
 	}
 	return out
+}
+
+// capLimit and countLimit are pd's money cap and unit count, with no Add:
+// the one key, rule and period Limits counts them under.
+func (pd period) capLimit(prefix, base string, alertAt []int64) Limit {
+	cur := string(pd.cap.Currency)
+	return Limit{Key: prefix + pd.name + "/" + pd.end + "/" + cur, Max: pd.cap.Micros, Unit: cur,
+		Rule: base + "." + pd.name + "ly_cap", Kind: pd.kind, Period: pd.end, AlertAt: alertAt}
+}
+
+func (pd period) countLimit(prefix, base string, alertAt []int64) Limit {
+	return Limit{Key: prefix + pd.name + "/" + pd.end + "/units", Max: pd.count, Unit: "units",
+		Rule: base + "." + pd.name + "ly_count", Kind: pd.kind, Period: pd.end, AlertAt: alertAt}
+}
+
+// limit is the rolling window rt under prefix, with no Add.
+func (rt *Rate) limit(prefix string) Limit {
+	l := Limit{Key: prefix + rt.key, Max: rt.Count, Unit: "calls", Rule: rt.ID, Kind: RateLimit, Window: rt.Per, Halt: rt.Halt}
+	if rt.Spend != nil {
+		l.Max, l.Unit = rt.Spend.Micros, string(rt.Spend.Currency)
+	}
+	return l
 }
 
 // period is a calendar week or month of Budgets, named by its last day.
