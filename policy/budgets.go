@@ -66,7 +66,7 @@ func (r *Rate) What() string {
 }
 
 // Span returns Per as the policy writes it: "1m", "10m", "1h30m".
-func (r *Rate) Span() string { return short(r.Per) }
+func (r *Rate) Span() string { return Span(r.Per) }
 
 // RunBudget is a grant's per_run section.
 type RunBudget struct {

@@ -49,7 +49,7 @@ func (l Limit) OverLimit(used int64, frees, now time.Time, zone *time.Location) 
 			what = ""
 		}
 		v.Reason = fmt.Sprintf("rate of %s%s per %s reached: %s%s in the last %s, this call %s; ",
-			show(l.Max), spaced(what), short(l.Window), show(used), spaced(what), short(l.Window), show(l.Add))
+			show(l.Max), spaced(what), Span(l.Window), show(used), spaced(what), Span(l.Window), show(l.Add))
 		if frees.IsZero() {
 			v.Reason += "the call alone is over the limit"
 		} else {
@@ -84,8 +84,8 @@ func spaced(s string) string {
 	return " " + s
 }
 
-// short writes a window as the policy does: "1m", "10m", "1h30m".
-func short(d time.Duration) string {
+// Span writes a window's length as a policy does: "1m", "10m", "1h30m".
+func Span(d time.Duration) string {
 	s := d.String()
 	for _, z := range []string{"m0s", "h0m"} {
 		if len(s) > len(z) && s[len(s)-len(z):] == z {

@@ -315,14 +315,8 @@ func gauge(used, max int64) (string, string) {
 // "rate[0]" with its window.
 func limitName(l admin.LimitStatus) string {
 	name := l.Rule[strings.LastIndexByte(l.Rule, '.')+1:]
-	switch w := l.Window; {
-	case w <= 0:
-	case w%time.Hour == 0:
-		name += fmt.Sprintf(" %dh", w/time.Hour)
-	case w%time.Minute == 0:
-		name += fmt.Sprintf(" %dm", w/time.Minute)
-	default:
-		name += " " + w.String()
+	if l.Window > 0 {
+		name += " " + policy.Span(l.Window)
 	}
 	return name
 }
