@@ -145,23 +145,14 @@ func (s *Store) prune(ctx context.Context, before time.Time) (store.PruneReport,
 	}
 
 	day := before.UTC().Format(time.DateOnly)
-	for from := []byte{}; from != nil; {
-		var (
-			n    int
-			next []byte
-		)
-		err := s.write(ctx, func(tx *bbolt.Tx) error {
-			var err error
-			n, next, err = pruneCounters(tx, plan.protected, day, from)
-			return err
-		})
-		if err != nil {
-			return rep, err
-		}
-		rep.Counters += n
-		from = next
+	n, err := s.writeChunks(ctx, func(tx *bbolt.Tx, from []byte) (int, []byte, error) {
+		return pruneCounters(tx, plan.protected, day, from)
+	})
+	rep.Counters += n
+	if err != nil {
+		return rep, err
 	}
-	n, err := s.pruneWindows(ctx, before)
+	n, err = s.pruneWindows(ctx, before)
 	rep.Windows += n
 	if err != nil {
 		return rep, err
@@ -462,6 +453,30 @@ func remove(tx *bbolt.Tx, p *prunePlan, r *audit.Record, res *cutResult) error {
 	}
 	res.pruned = append(res.pruned, r.ID)
 	return nil
+}
+
+// writeChunks runs step in write transactions of its own, each from the
+// key the one before stopped at, until step returns a nil key, and sums
+// what each step removed.
+func (s *Store) writeChunks(ctx context.Context, step func(tx *bbolt.Tx, from []byte) (int, []byte, error)) (int, error) {
+	removed := 0
+	for from := []byte{}; from != nil; {
+		var (
+			n    int
+			next []byte
+		)
+		err := s.write(ctx, func(tx *bbolt.Tx) error {
+			var err error
+			n, next, err = step(tx, from)
+			return err
+		})
+		if err != nil {
+			return removed, err
+		}
+		removed += n
+		from = next
+	}
+	return removed, nil
 }
 
 // pruneCounters removes the counters of days before day among the next

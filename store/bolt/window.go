@@ -304,24 +304,9 @@ func (s *Store) Window(ctx context.Context, key string, at time.Time) ([]store.W
 // window entries that left their windows as of before. It reports how many
 // it removed.
 func (s *Store) pruneWindows(ctx context.Context, before time.Time) (int, error) {
-	removed := 0
-	for from := []byte{}; from != nil; {
-		var (
-			n    int
-			next []byte
-		)
-		err := s.write(ctx, func(tx *bbolt.Tx) error {
-			var err error
-			n, next, err = pruneWindowChunk(tx, before, from)
-			return err
-		})
-		if err != nil {
-			return removed, err
-		}
-		removed += n
-		from = next
-	}
-	return removed, nil
+	return s.writeChunks(ctx, func(tx *bbolt.Tx, from []byte) (int, []byte, error) { // prune.go
+		return pruneWindowChunk(tx, before, from)
+	})
 }
 
 // pruneWindowChunk removes the entries that left their windows as of
