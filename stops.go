@@ -264,11 +264,16 @@ func (s *policyState) setFleetStop(method string, kind store.StopKind, agent str
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	id := idOf(st)
+	f.lifted(idOf(st))
+	s.publish()
+}
+
+// lifted forgets a stop this process lifted in the fleet's store, without
+// waiting for the watch to read that it is gone. Called with mu held.
+func (f *fleetState) lifted(id stopID) {
 	delete(f.pending, id)
 	delete(f.token, id)
 	f.known = slices.DeleteFunc(slices.Clone(f.known), func(k store.Stop) bool { return idOf(k) == id })
-	s.publish()
 }
 
 // holdWritten keeps a stop this process wrote to the fleet's store in

@@ -177,10 +177,7 @@ func (s *policyState) resumeTrips() error {
 				errs = append(errs, err)
 				continue
 			}
-			id := idOf(stop)
-			delete(s.fleet.pending, id)
-			delete(s.fleet.token, id)
-			s.fleet.known = slices.DeleteFunc(slices.Clone(s.fleet.known), func(k store.Stop) bool { return idOf(k) == id })
+			s.fleet.lifted(idOf(stop)) // stops.go
 		}
 	}
 	if len(s.kill.trips) > 0 {
