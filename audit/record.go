@@ -160,6 +160,23 @@ type Record struct {
 	Duration   time.Duration
 	PolicyHash string
 	PrevHash   string
+
+	// Approval is the approval (apr_...) a held call waits for, or the
+	// one an allowed call used up (approve_above, approve).
+	Approval string
+	// Shadow is what the shadow policy (Options.ShadowPolicyFile)
+	// decided, when it decided otherwise than the policy in force; nil
+	// when it agreed or no shadow policy is in force.
+	Shadow *Shadow
+}
+
+// Shadow is a shadow policy's decision about a call, kept when it differs
+// from the decision that was enforced.
+type Shadow struct {
+	Decision policy.Decision `json:"decision"`
+	Rule     string          `json:"rule"`
+	Code     string          `json:"code,omitempty"`
+	Policy   string          `json:"policy"` // the shadow policy's hash
 }
 
 type jsonRecord struct {
@@ -198,6 +215,8 @@ type jsonRecord struct {
 	DurationMS     json.Number       `json:"duration_ms"`
 	PolicyHash     string            `json:"policy"`
 	PrevHash       string            `json:"prev,omitempty"`
+	Approval       string            `json:"approval,omitempty"`
+	Shadow         *Shadow           `json:"shadow,omitempty"`
 }
 
 // MarshalJSON writes the record as one Dump line. Every money field is an
@@ -236,7 +255,7 @@ func (r *Record) MarshalJSON() ([]byte, error) {
 		Run: r.Run, Principal: r.Principal,
 		Holds: r.Holds, RetryOf: r.RetryOf, Lookup: r.Lookup, RequestID: r.RequestID,
 		DurationMS: json.Number(durationMS(r.Duration)),
-		PolicyHash: r.PolicyHash, PrevHash: r.PrevHash,
+		PolicyHash: r.PolicyHash, PrevHash: r.PrevHash, Approval: r.Approval, Shadow: r.Shadow,
 	}
 	return json.Marshal(j)
 }
@@ -268,6 +287,7 @@ func (r *Record) UnmarshalJSON(b []byte) error {
 		Outcome: j.Outcome, Estimated: j.Estimated, Object: j.Object, Params: j.Params, IdempotencyKey: j.IdempotencyKey, KeyID: j.KeyID,
 		Customer: j.Customer, Account: j.Account, Run: j.Run, Principal: j.Principal, Holds: j.Holds, RetryOf: j.RetryOf,
 		Lookup: j.Lookup, RequestID: j.RequestID, PolicyHash: j.PolicyHash, PrevHash: j.PrevHash,
+		Approval: j.Approval, Shadow: j.Shadow,
 	}
 	if err != nil {
 		return fmt.Errorf("audit: record %d: %w", j.ID, err)

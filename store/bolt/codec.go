@@ -238,10 +238,14 @@ func checkEncodable(r *audit.Record) error {
 	}
 	for _, t := range [...]string{r.Agent, r.Vendor, r.Method, r.Host, r.Path, r.Operation, r.Event, string(r.Decision),
 		r.Code, r.Rule, r.Reason, r.IdempotencyKey, r.KeyID, r.Customer, r.Account, r.Run, r.Principal, string(r.Outcome),
-		r.Object, r.Lookup, r.RequestID, r.PolicyHash, r.PrevHash} {
+		r.Object, r.Lookup, r.RequestID, r.PolicyHash, r.PrevHash, r.Approval} {
 		if !utf8.ValidString(t) {
 			return fmt.Errorf("store/bolt: record holds text that is not UTF-8: %q", t)
 		}
+	}
+	if sh := r.Shadow; sh != nil && !(utf8.ValidString(string(sh.Decision)) && utf8.ValidString(sh.Rule) &&
+		utf8.ValidString(sh.Code) && utf8.ValidString(sh.Policy)) {
+		return fmt.Errorf("store/bolt: record holds a shadow decision that is not UTF-8: %+v", *sh)
 	}
 	for k, v := range r.Params {
 		if !utf8.ValidString(k) || !utf8.ValidString(v) {

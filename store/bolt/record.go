@@ -70,11 +70,13 @@ const (
 	fRun
 	fPrincipal
 	fWindows // the holds' Windows, one varint each, when any is not zero
+	fApproval
+	fShadow // the shadow policy's decision, rule, code and hash
 )
 
 // fLast is the last field bit; a record with a higher one is of a newer
 // Keybrake, or corrupt.
-const fLast = fWindows
+const fLast = fShadow
 
 // internMax is the longest text the dictionary takes; longer text is
 // stored in the record.
@@ -230,6 +232,8 @@ func encodeRecord(d *dict, r *audit.Record, seq uint64) ([]byte, error) {
 	set(fRun, r.Run != "")
 	set(fPrincipal, r.Principal != "")
 	set(fWindows, slices.ContainsFunc(r.Holds, func(h audit.Hold) bool { return h.Window != 0 }))
+	set(fApproval, r.Approval != "")
+	set(fShadow, r.Shadow != nil)
 
 	e := &encoder{d: d, buf: make([]byte, 0, 256)}
 	e.buf = append(e.buf, recordFormat)
@@ -333,6 +337,17 @@ func encodeRecord(d *dict, r *audit.Record, seq uint64) ([]byte, error) {
 		for _, h := range r.Holds {
 			e.varint(int64(h.Window))
 		}
+	}
+	// An approval id is used once: inline. A shadow's decision, rule,
+	// code and policy recur from call to call: interned.
+	if bits&fApproval != 0 {
+		e.text(r.Approval, false)
+	}
+	if sh := r.Shadow; bits&fShadow != 0 {
+		e.text(string(sh.Decision), true)
+		e.text(sh.Rule, true)
+		e.text(sh.Code, true)
+		e.text(sh.Policy, true)
 	}
 	if e.err != nil {
 		return nil, e.err
@@ -540,6 +555,12 @@ func decodeRecord(d *dict, key uint64, b []byte) (*audit.Record, uint64, error) 
 				in.fail("window")
 			}
 		}
+	}
+	str(fApproval, &r.Approval, "approval")
+	if bits&fShadow != 0 {
+		sh := &audit.Shadow{Decision: policy.Decision(in.text("shadow decision"))}
+		sh.Rule, sh.Code, sh.Policy = in.text("shadow rule"), in.text("shadow code"), in.text("shadow policy")
+		r.Shadow = sh
 	}
 	r.Decision, r.Outcome = policy.Decision(decision), audit.Outcome(outcome)
 	switch {
