@@ -38,9 +38,11 @@ type Charge struct {
 }
 
 // Decide decides a call Authorize allowed by rule on this policy, for UTC
-// day: Scope, then Cost for a priced call, then Limits. The verdict is
-// Allowed with the rule's ID, or the first refusal. It is pure and safe
-// for concurrent use.
+// day: Scope, then Cost for a priced call, then Limits, then whether a
+// person must approve it (approve.go). The verdict is Allowed with the
+// rule's ID, Held with the approval rule and the Charge the call counts
+// once approved, or the first refusal. It is pure and safe for concurrent
+// use.
 func (p *Policy) Decide(c Call, rule *Rule, day string) (Verdict, Charge) {
 	if v := p.Scope(c.Request, c.Subject); v.Decision != Allowed {
 		return v, Charge{}
@@ -65,5 +67,10 @@ func (p *Policy) Decide(c Call, rule *Rule, day string) (Verdict, Charge) {
 		return v, Charge{}
 	}
 	ch.Limits = limits
+	if g := rule.Grant(); g != nil {
+		if hv, ok := p.approval(g, c.Request, counted); ok {
+			return hv, ch
+		}
+	}
 	return v, ch
 }

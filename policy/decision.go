@@ -12,6 +12,7 @@ const (
 	Scoped  Decision = "scoped"  // the call touches a customer, account or recipient outside the agent's scope: 403
 	Capped  Decision = "capped"  // the per-call maximum or a daily cap would be exceeded: 402
 	Revoked Decision = "revoked" // the agent, or every agent, is revoked: 401
+	Held    Decision = "held"    // a person must approve this exact request first (approve_above, approve): 403
 	Error   Decision = "error"   // Keybrake cannot decide safely (store, lookup, unknown amount, invalid policy): 503
 )
 
@@ -20,7 +21,7 @@ func (d Decision) Status() int {
 	switch d {
 	case Allowed:
 		return 200
-	case Blocked, Scoped:
+	case Blocked, Scoped, Held:
 		return 403
 	case Capped:
 		return 402
@@ -34,7 +35,7 @@ func (d Decision) Status() int {
 // Valid reports whether d is one of the decisions above.
 func (d Decision) Valid() bool {
 	switch d {
-	case Allowed, Blocked, Scoped, Capped, Revoked, Error:
+	case Allowed, Blocked, Scoped, Capped, Revoked, Held, Error:
 		return true
 	}
 	return false

@@ -61,6 +61,13 @@ type Grant struct {
 	Allow      []*Rule
 	Line       int // where the vendor's name is written under the agent
 
+	// Approvals (approve.go): calls moving more than ApproveAbove, and
+	// calls an Approve rule matches, are held until a person approves
+	// the exact request. An Approve rule admits nothing by itself: the
+	// call must still match an allow rule.
+	ApproveAbove *money.Amount
+	Approve      []*Rule
+
 	// Scope: against whom the agent may act, by the keys its vendor
 	// declares (vendors.Info.Grant). nil or empty: no limit beyond the
 	// allow rules.

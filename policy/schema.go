@@ -82,6 +82,7 @@ func grantSchemaFor(vendor string, info vendors.Info) (*schema[*Grant], error) {
 		keys[k] = v
 	}
 	budgetKeys(keys, true)
+	approveKeys(keys)
 	for i, k := range info.Grant {
 		if _, dup := keys[k.Name]; dup || !paramName.MatchString(k.Name) {
 			return nil, fmt.Errorf("policy: vendor %s declares grant key %q twice, over a common key, or not as a plain name", vendor, k.Name)
@@ -356,27 +357,34 @@ func checkGrant(d *decoder, at string, g *Grant) error {
 }
 
 func decodeAllow(d *decoder, at string, _, v *yaml.Node, g *Grant) error {
+	rules, err := d.ruleList(at, v)
+	g.Allow = rules
+	return err
+}
+
+// ruleList reads a list of rules: allow's, or approve's.
+func (d *decoder) ruleList(at string, v *yaml.Node) ([]*Rule, error) {
 	if v.Kind != yaml.SequenceNode {
-		return d.wrongKind(at, v, `a list of rules such as "POST /v1/refunds"`)
+		return nil, d.wrongKind(at, v, `a list of rules such as "POST /v1/refunds"`)
 	}
-	g.Allow = make([]*Rule, 0, len(v.Content))
+	rules := make([]*Rule, 0, len(v.Content))
 	for i, item := range v.Content {
 		r := &Rule{ID: fmt.Sprintf("%s[%d]", at, i), Line: item.Line}
 		switch item.Kind {
 		case yaml.MappingNode:
 			if err := decodeMapping(d, r.ID, nil, item, ruleSchema, r); err != nil {
-				return err
+				return nil, err
 			}
 		case yaml.ScalarNode:
 			if err := d.ruleText(item, r); err != nil {
-				return err
+				return nil, err
 			}
 		default:
-			return d.wrongKind(r.ID, item, `"METHOD /path" or a mapping with method and path`)
+			return nil, d.wrongKind(r.ID, item, `"METHOD /path" or a mapping with method and path`)
 		}
-		g.Allow = append(g.Allow, r)
+		rules = append(rules, r)
 	}
-	return nil
+	return rules, nil
 }
 
 // ruleText reads the short form of a rule: "POST /v1/refunds", the method,
