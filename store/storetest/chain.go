@@ -36,6 +36,7 @@ func RunRestart(t *testing.T, open func(t *testing.T) (store.Store, Reopen)) {
 	t.Run("PruneCheckpointSurvives", h(testPruneCheckpointSurvives))
 	t.Run("OutstandingAfterRestart", h(testOutstandingAfterRestart))
 	t.Run("WindowsAfterRestart", h(testWindowsAfterRestart))
+	t.Run("ApprovalsAfterRestart", h(testApprovalsAfterRestart))
 }
 
 // verifyOK runs Verify, which must pass and count every record.

@@ -128,6 +128,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("QueryAgentLongLog", h(testQueryAgentLongLog))
 	t.Run("QueryRunAndPrincipal", h(testQueryRunAndPrincipal))
 	runWindows(t, h)
+	runApprovals(t, h)
 }
 
 var (
