@@ -23,6 +23,10 @@ type Denial struct {
 	Status   int      `json:"status"`  // the HTTP status the vendor SDK saw
 	CallID   uint64   `json:"call_id"` // the audit record; 0 when it could not be written
 	Policy   string   `json:"policy"`  // hash of the policy that decided
+	// ApprovalID is the approval a held call waits for ("apr_..."): tell
+	// the operator, who approves it with `keybrake approve ID` or
+	// Brake.Approve. The same request, retried, waits for the same one.
+	ApprovalID string `json:"approval_id,omitempty"`
 }
 
 // Error reads as one line a person can act on.

@@ -61,6 +61,7 @@ const (
 	Scoped  = policy.Scoped
 	Capped  = policy.Capped
 	Revoked = policy.Revoked
+	Held    = policy.Held
 	Error   = policy.Error
 )
 
@@ -278,6 +279,7 @@ func Open(opts Options) (*Brake, error) {
 		Tracer:        newTracer(opts.TracerProvider), // tracing.go
 		Trip:          b.trip,                         // trip.go
 		Level:         b.level,                        // trip.go: alert_at
+		Opened:        b.opened,                       // approvals.go
 	})
 	policies.event = b.recordEvent
 	if err := b.openFleet(); err != nil { // stops.go: a fleet's stops, before the first call

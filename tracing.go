@@ -13,7 +13,7 @@ package keybrake
 // Its attributes, read from the final record, are the audit log's:
 //
 //	keybrake.agent, keybrake.vendor, keybrake.operation
-//	keybrake.decision      allowed, blocked, scoped, capped, revoked, error
+//	keybrake.decision      allowed, blocked, scoped, capped, revoked, held, error
 //	keybrake.refused       true for every refusal
 //	keybrake.rule          the rule that decided ("agents.refund-bot.stripe.daily_cap")
 //	keybrake.code          the refusal's code (refusals only)

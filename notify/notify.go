@@ -65,9 +65,9 @@ func (f NotifierFunc) Notify(ctx context.Context, a Alert) error { return f(ctx,
 // DefaultEvents are the events that alert when Options.Events is nil: a
 // policy that failed to load, which either refuses every call or keeps
 // running on rules someone tried to change; an agent halted by its own
-// rate limit (a trip), which waits for a person; and a cap reaching one of
-// its alert_at levels.
-var DefaultEvents = []string{"policy_invalid", "trip", "alert"}
+// rate limit (a trip), which waits for a person; a cap reaching one of
+// its alert_at levels; and a held call asking for a person's approval.
+var DefaultEvents = []string{"policy_invalid", "trip", "alert", "approval"}
 
 // Options configures a Dispatcher. Zero fields mean the defaults given.
 type Options struct {
@@ -278,7 +278,9 @@ func (d *Dispatcher) Offer(r *audit.Record) {
 			return
 		}
 		kind = r.Event
-	case r.Decision == policy.Allowed || r.Decision == "":
+	case r.Decision == policy.Allowed || r.Decision == "" || r.Decision == policy.Held:
+		// A held call is expected; its alert is the "approval" event its
+		// approval request raises, once however often it is retried.
 		return
 	default:
 		kind = string(r.Decision)

@@ -78,6 +78,29 @@ type Request struct {
 	Rule       string    `json:"rule"`   // the policy rule that held it
 	Reason     string    `json:"reason"` // why it was held, for a person
 	Time       time.Time `json:"time"`   // when it was first held
+	// Key is the held call's idempotency key, "" for none: a retry of
+	// the call that used an approval, with the same key, is that call
+	// (the store replays or takes it over), not a new request. Hold reads
+	// it; it is kept with the Closing, not the request.
+	Key string `json:"-"`
+}
+
+// UnmarshalJSON reads a Request, its Amount from AmountText.
+func (r *Request) UnmarshalJSON(b []byte) error {
+	type plain Request
+	var p plain
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	if p.AmountText != "" {
+		a, err := money.ParsePrice(p.AmountText)
+		if err != nil {
+			return fmt.Errorf("approval: amount %q: %w", p.AmountText, err)
+		}
+		p.Amount = a
+	}
+	*r = Request(p)
+	return nil
 }
 
 // Decision is a person's answer.
@@ -91,16 +114,17 @@ type Decision struct {
 // Closing is how an approval ended: used by a call, or expired.
 type Closing struct {
 	Used bool      `json:"used"`
-	By   string    `json:"by,omitempty"` // the call that used it: "kb_42" or its token
+	By   string    `json:"by,omitempty"`  // the call that used it: a token naming it
+	Key  string    `json:"key,omitempty"` // that call's idempotency key
 	Time time.Time `json:"time"`
 }
 
 // Approval is one approval request and what became of it.
 type Approval struct {
-	ID       string
-	Request  Request
-	Decision *Decision // nil while pending
-	Closing  *Closing  // nil while open
+	ID       string    `json:"id"`
+	Request  Request   `json:"request"`
+	Decision *Decision `json:"decision,omitempty"` // nil while pending
+	Closing  *Closing  `json:"closing,omitempty"`  // nil while open
 }
 
 // State says where a is at now.
@@ -215,11 +239,6 @@ func (b *Book) read(ctx context.Context, id string) (*Approval, bool, error) {
 	if err != nil || !ok {
 		return nil, false, err
 	}
-	if a.Request.AmountText != "" {
-		if a.Request.Amount, err = money.ParsePrice(a.Request.AmountText); err != nil {
-			return nil, false, fmt.Errorf("approval %s: amount %q: %w", id, a.Request.AmountText, err)
-		}
-	}
 	var d Decision
 	if ok, err := b.fact(ctx, decisionKey(id), &d); err != nil {
 		return nil, false, err
@@ -271,9 +290,10 @@ func (b *Book) set(ctx context.Context, key string, v any) (won bool, err error)
 
 // Hold finds the approval a held call of req.Binding is to use or wait
 // for, and opens one when there is none: the current approval of the
-// binding, if pending, approved or denied; else a new pending one. opened
-// is true only for the call that opened it, so a storm of retries opens
-// (and alerts) once.
+// binding, if pending, approved or denied; the used one, when the call is
+// a retry with the idempotency key of the call that used it (req.Key);
+// else a new pending one. opened is true only for the call that opened
+// it, so a storm of retries opens (and alerts) once.
 func (b *Book) Hold(ctx context.Context, req Request) (a *Approval, opened bool, err error) {
 	now := b.now()
 	for n := 0; n < maxSequence; n++ {
@@ -301,6 +321,10 @@ func (b *Book) Hold(ctx context.Context, req Request) (a *Approval, opened bool,
 		switch cur.State(now) {
 		case Pending, Approved, Denied:
 			return cur, false, nil
+		case Used:
+			if req.Key != "" && cur.Closing.Key == req.Key {
+				return cur, false, nil
+			}
 		case Expired:
 			if cur.Closing == nil {
 				if _, err := b.set(ctx, closedKey(id), Closing{Time: now.UTC()}); err != nil {
@@ -312,11 +336,11 @@ func (b *Book) Hold(ctx context.Context, req Request) (a *Approval, opened bool,
 	return nil, false, fmt.Errorf("approval: binding %.16s has %d approvals; refusing to look further", req.Binding, maxSequence)
 }
 
-// Use uses up the approved approval id for the call by ("kb_42", or a
-// token naming the call); used is false when it is not approved and open
-// now, or another call used it first. Exactly one call uses an approval,
-// however many processes race for it.
-func (b *Book) Use(ctx context.Context, id, by string) (used bool, err error) {
+// Use uses up the approved approval id for the call by (a Token), whose
+// idempotency key is key ("" for none); used is false when it is not
+// approved and open now, or another call used it first. Exactly one call
+// uses an approval, however many processes race for it.
+func (b *Book) Use(ctx context.Context, id, by, key string) (used bool, err error) {
 	a, err := b.Get(ctx, id)
 	if err != nil {
 		return false, err
@@ -324,7 +348,7 @@ func (b *Book) Use(ctx context.Context, id, by string) (used bool, err error) {
 	if a.State(b.now()) != Approved {
 		return false, nil
 	}
-	return b.set(ctx, closedKey(id), Closing{Used: true, By: by, Time: b.now().UTC()})
+	return b.set(ctx, closedKey(id), Closing{Used: true, By: by, Key: key, Time: b.now().UTC()})
 }
 
 // Decide approves (or denies) the pending approval id for ttl (0:

@@ -23,6 +23,8 @@ type Details struct {
 	Status   int             `json:"status"`
 	CallID   uint64          `json:"call_id"`
 	Policy   string          `json:"policy"`
+	// ApprovalID is the approval a held call waits for (apr_...).
+	ApprovalID string `json:"approval_id,omitempty"`
 }
 
 // RequestID is the identifier the refusal carries in the vendor's

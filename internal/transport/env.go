@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/keybrake/keybrake/audit"
+	"github.com/keybrake/keybrake/internal/approval"
 	"github.com/keybrake/keybrake/policy"
 	"github.com/keybrake/keybrake/store"
 )
@@ -59,6 +60,10 @@ type Config struct {
 	// a limit with alert_at to pct percent of its Max (levels.go); used
 	// is the counter's total then. nil: alert levels are not watched.
 	Level func(agent, vendor string, l policy.Limit, pct, used int64)
+	// Opened is told of every approval request a held call opens
+	// (approve.go), once however often the call is retried. nil: nobody
+	// is told.
+	Opened func(a *approval.Approval)
 }
 
 // Env is the state shared by the chains of one Brake. It is safe for
@@ -75,6 +80,8 @@ type Env struct {
 	tracer    trace.Tracer // nil: no spans
 	tripper   func(agent, rule, reason string)
 	levels    *levels // nil without Config.Level
+	approvals *approval.Book
+	opened    func(*approval.Approval)
 	days      *dayClock
 	completer *completer
 	metadata  metadataCache
@@ -114,6 +121,8 @@ func NewEnv(cfg Config) *Env {
 		e.store = timedStore{Store: cfg.Store, m: cfg.Metrics}
 	}
 	e.completer = newCompleter(e.store, e.report)
+	e.approvals = approval.NewBook(e.store, e.now)
+	e.opened = cfg.Opened
 	if cfg.Level != nil {
 		e.levels = newLevels(e, cfg.Level)
 	}

@@ -77,7 +77,7 @@ func (t *RoundTripper) deny(c *call, rec *audit.Record, v policy.Verdict) (*http
 	d := &Details{
 		Decision: v.Decision, Code: v.Code, Rule: v.Rule, Reason: v.Reason,
 		Agent: t.agent, Vendor: t.vendor.Name(), Method: rec.Method, Path: rec.Path,
-		Status: rec.Status, CallID: rec.ID, Policy: rec.PolicyHash,
+		Status: rec.Status, CallID: rec.ID, Policy: rec.PolicyHash, ApprovalID: rec.Approval,
 	}
 	resp := t.vendor.Deny(c.req, vendors.Refusal{
 		Status:    d.Status,

@@ -58,6 +58,9 @@ func (t *RoundTripper) reservation(c *call) *store.Reservation {
 	if c.charge.PriceRule != "" {
 		r.Record.Reason += "; priced by " + c.charge.PriceRule
 	}
+	if c.approvedBy != "" {
+		r.Record.Reason += "; approved by " + c.approvedBy + " (" + c.rec.Approval + ")"
+	}
 	r.Record.Reserved = c.charge.Amount
 	if t.idempotent(c) {
 		r.Idempotency = &store.Idempotency{

@@ -84,8 +84,12 @@ type call struct {
 	needs  policy.Needs   // what deciding the call needs beyond its request
 	who    policy.Subject // whom the call touches, as far as known
 	charge policy.Charge  // what the call counts, once decided
-	rec    audit.Record
-	done   func() // ends the call for Drain, once; see admit
+	// held is the policy's Held verdict, when the call needs a person's
+	// approval (approve.go); approvedBy who gave the one it used.
+	held       *policy.Verdict
+	approvedBy string
+	rec        audit.Record
+	done       func() // ends the call for Drain, once; see admit
 	// classified is when classify began, on the real clock (metrics).
 	classified time.Time
 	span       trace.Span // nil when the Brake does not trace (trace.go)
@@ -94,7 +98,8 @@ type call struct {
 // RoundTrip is the story of one call: check and classify it, authorize it
 // by the policy, resolve what the request does not say (its amount,
 // currency or customer), gather what Keybrake knows or must fetch of whom
-// it touches, decide its scope, price and limits, reserve its money
+// it touches, decide its scope, price and limits, hold it for a person's
+// approval when the policy says so, reserve its money
 // durably against every limit, send it, and settle the reservation from
 // the response. A call that holds nothing is sent while its record is
 // written, and answered once the record is durable (overlap.go). Every
@@ -131,6 +136,9 @@ func (t *RoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.refuse(c, v)
 	}
 	if v, ok := t.decide(c); !ok {
+		return t.refuse(c, v)
+	}
+	if v, ok := t.approve(c); !ok { // approve.go
 		return t.refuse(c, v)
 	}
 	if t.holdsNothing(c) {
@@ -300,6 +308,11 @@ func (t *RoundTripper) decide(c *call) (policy.Verdict, bool) {
 		Priced:     vc.Priced,
 		Count:      vc.Count,
 	}, c.rule, c.day)
+	if v.Decision == policy.Held {
+		held := v
+		c.held = &held // approve.go decides it
+		v = policy.Verdict{Decision: policy.Allowed, Rule: c.rule.ID}
+	}
 	if v.Decision != policy.Allowed {
 		return v, false
 	}

@@ -59,7 +59,7 @@ func testApprovalLifecycle(t *testing.T, s store.Store) {
 	if err != nil || got.Request.Agent != "payout-bot" || got.Request.Amount != usd(25000) || got.Request.Params["destination"] != "acct_1" {
 		t.Fatalf("Get = %+v, %v; want the request as held", got, err)
 	}
-	if used, err := b.Use(ctx, first, "kb_1"); err != nil || used {
+	if used, err := b.Use(ctx, first, "kb_1", ""); err != nil || used {
 		t.Fatalf("Use before approval = %v, %v; want false", used, err)
 	}
 	if _, err := b.Decide(ctx, first, true, "alice", 10*time.Minute); err != nil {
@@ -72,10 +72,10 @@ func testApprovalLifecycle(t *testing.T, s store.Store) {
 	if err != nil || opened || a.ID != first || a.State(clk.now()) != approval.Approved {
 		t.Fatalf("Hold after approval = %+v, %v, %v; want the approved one", a, opened, err)
 	}
-	if used, err := b.Use(ctx, first, "kb_2"); err != nil || !used {
+	if used, err := b.Use(ctx, first, "kb_2", ""); err != nil || !used {
 		t.Fatalf("Use = %v, %v; want true", used, err)
 	}
-	if used, err := b.Use(ctx, first, "kb_3"); err != nil || used {
+	if used, err := b.Use(ctx, first, "kb_3", ""); err != nil || used {
 		t.Fatalf("second Use = %v, %v; want false: an approval is used once", used, err)
 	}
 	got, _ = b.Get(ctx, first)
@@ -111,7 +111,7 @@ func testApprovalLifecycle(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	clk.add(2 * time.Minute)
-	if used, err := b.Use(ctx, third, "kb_4"); err != nil || used {
+	if used, err := b.Use(ctx, third, "kb_4", ""); err != nil || used {
 		t.Fatalf("Use after expiry = %v, %v; want false", used, err)
 	}
 	a, opened, _ = b.Hold(ctx, req)
@@ -146,7 +146,7 @@ func testApprovalUsedOnce(t *testing.T, s store.Store) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ok, err := b.Use(ctx, a.ID, approval.Token())
+			ok, err := b.Use(ctx, a.ID, approval.Token(), "")
 			switch {
 			case err != nil:
 				failed.Add(1)
@@ -220,7 +220,7 @@ func testApprovalsAfterRestart(t *testing.T, s store.Store, reopen Reopen) store
 	if a, opened, err := b.Hold(ctx, heldRequest(25000)); err != nil || opened || a.ID != pending.ID || a.State(time.Now()) != approval.Pending {
 		t.Fatalf("after restart, Hold = %+v, %v, %v; want the pending approval", a, opened, err)
 	}
-	if used, err := b.Use(ctx, approved.ID, "kb_1"); err != nil || !used {
+	if used, err := b.Use(ctx, approved.ID, "kb_1", ""); err != nil || !used {
 		t.Fatalf("after restart, Use of the approved one = %v, %v; want true", used, err)
 	}
 	return s

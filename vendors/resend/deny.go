@@ -34,12 +34,12 @@ type detailFields struct {
 // trailer the last one in the text, so a reason that quotes something
 // looking like a trailer cannot stand in for it. Rule and request are Go
 // quoted strings.
-var messageRE = regexp.MustCompile(`(?s)Keybrake refused this call \((blocked|scoped|capped|revoked|error)\): (.*) \(rule ("(?:[^"\\]|\\.)*"), code (keybrake_[a-z0-9_]+), status ([1-5][0-9][0-9]), request ("(?:[^"\\]|\\.)*"), (kbr_[0-9a-f]{16})\)`)
+var messageRE = regexp.MustCompile(`(?s)Keybrake refused this call \((blocked|scoped|capped|revoked|held|error)\): (.*) \(rule ("(?:[^"\\]|\\.)*"), code (keybrake_[a-z0-9_]+), status ([1-5][0-9][0-9]), request ("(?:[^"\\]|\\.)*"), (kbr_[0-9a-f]{16})\)`)
 
 var (
 	codeRE    = regexp.MustCompile(`^keybrake_[a-z0-9_]+$`)
 	callIDRE  = regexp.MustCompile(`^kb_([1-9][0-9]{0,18})$`)
-	decisions = map[string]bool{"blocked": true, "scoped": true, "capped": true, "revoked": true, "error": true}
+	decisions = map[string]bool{"blocked": true, "scoped": true, "capped": true, "revoked": true, "held": true, "error": true}
 )
 
 // Deny renders a refusal as Resend's own error: an HTTP/1.1 response with

@@ -1,0 +1,237 @@
+package keybrake_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	stripego "github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/client"
+
+	"github.com/keybrake/keybrake"
+	"github.com/keybrake/keybrake/audit"
+	"github.com/keybrake/keybrake/fakes/fakestripe"
+	"github.com/keybrake/keybrake/notify"
+)
+
+// Approvals (the policy-changes issue): a held call, approved by a person,
+// is admitted once, for exactly that request; retries neither open more
+// approvals nor get through.
+
+const approvePolicy = `version: 1
+agents:
+  payout-bot:
+    stripe:
+      daily_cap: 5000.00 USD
+      approve_above: 200.00 USD
+      approve: [POST /v1/transfers]
+      allow: [POST /v1/transfers, POST /v1/refunds]
+`
+
+type approvals struct {
+	t     *testing.T
+	kb    *keybrake.Brake
+	bot   *client.API
+	fake  *fakestripe.Server
+	clk   *clock
+	mu    sync.Mutex
+	pages []notify.Alert
+}
+
+func newApprovals(t *testing.T) *approvals {
+	fs, url := fakestripe.Start(t)
+	fs.AddCharge(fakestripe.Charge{ID: "ch_0", Amount: 100000, Currency: "usd", Captured: true})
+	a := &approvals{t: t, fake: fs, clk: newClock(t, "2026-12-04T10:00:00Z")}
+	notifier := notify.NotifierFunc(func(_ context.Context, al notify.Alert) error {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.pages = append(a.pages, al)
+		return nil
+	})
+	kb, err := keybrake.Open(keybrake.Options{PolicyFile: writePolicy(t, approvePolicy),
+		DBPath: filepath.Join(t.TempDir(), "keybrake.db"), Endpoints: fakeEndpoint(url), Clock: a.clk.Now,
+		Notifier: notifier, NotifyOptions: notify.Options{Window: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { kb.Close() })
+	a.kb, a.bot = kb, sdkNoRetry(kb, "payout-bot")
+	return a
+}
+
+func (a *approvals) transfer(cents int64, dest string) *keybrake.Denial {
+	a.t.Helper()
+	_, err := a.bot.Transfers.New(&stripego.TransferParams{Amount: stripego.Int64(cents), Currency: stripego.String("usd"),
+		Destination: stripego.String(dest)})
+	return denialOf(a.t, err)
+}
+
+func (a *approvals) held(d *keybrake.Denial) string {
+	a.t.Helper()
+	if d == nil || d.Decision != keybrake.Held || d.Code != "keybrake_approval_required" || d.Status != 403 ||
+		!strings.HasPrefix(d.ApprovalID, "apr_") || !strings.Contains(d.Reason, "keybrake approve "+d.ApprovalID) {
+		a.t.Fatalf("denial %+v; want held 403 keybrake_approval_required naming its approval", d)
+	}
+	return d.ApprovalID
+}
+
+func TestApprovalBoundToTheExactRequest(t *testing.T) {
+	a := newApprovals(t)
+	ctx := context.Background()
+	id := a.held(a.transfer(25000, "acct_1"))
+	// Retry pressure: a thousand retries, one approval, one page.
+	for i := 0; i < 999; i++ {
+		if got := a.held(a.transfer(25000, "acct_1")); got != id {
+			t.Fatalf("retry %d waits for %s; want %s", i, got, id)
+		}
+	}
+	if n := len(a.fake.Movements()); n != 0 {
+		t.Fatalf("%d transfers reached Stripe before any approval", n)
+	}
+	// Anything else is another request.
+	if got := a.held(a.transfer(25001, "acct_1")); got == id {
+		t.Fatal("one cent more waits for the same approval")
+	}
+	if got := a.held(a.transfer(25000, "acct_2")); got == id {
+		t.Fatal("another destination waits for the same approval")
+	}
+	list, err := a.kb.Approvals(ctx)
+	if err != nil || len(list) != 3 || list[0].ID != id || list[0].State != "pending" ||
+		list[0].Amount.String() != "250.00 USD" || !strings.Contains(list[0].What, "destination=acct_1") {
+		t.Fatalf("Approvals = %+v, %v; want three pending, the first showing what it approves", list, err)
+	}
+	if err := a.kb.Approve(ctx, "apr_0000000000000000", "alice"); !errors.Is(err, keybrake.ErrApprovalNotFound) {
+		t.Fatalf("approving an unknown id: %v", err)
+	}
+	if err := a.kb.Approve(ctx, id, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.kb.Deny(ctx, id, "bob"); !errors.Is(err, keybrake.ErrApprovalDecided) {
+		t.Fatalf("denying an approved request: %v", err)
+	}
+	// The approval admits the exact request once, and nothing else.
+	if got := a.held(a.transfer(25001, "acct_1")); got == id {
+		t.Fatal("one cent more used the approval")
+	}
+	if d := a.transfer(25000, "acct_1"); d != nil {
+		t.Fatalf("the approved request: %+v", d)
+	}
+	next := a.held(a.transfer(25000, "acct_1"))
+	if next == id {
+		t.Fatal("the same request again used the same approval")
+	}
+	if n := len(a.fake.Movements()); n != 1 {
+		t.Fatalf("%d transfers reached Stripe; want the one approved", n)
+	}
+	// A denial holds: the request is blocked, not held, until it expires.
+	if err := a.kb.Deny(ctx, next, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if d := a.transfer(25000, "acct_1"); d == nil || d.Code != "keybrake_approval_denied" || d.Decision != keybrake.Blocked ||
+		!strings.Contains(d.Reason, "bob") {
+		t.Fatalf("after a denial: %+v", d)
+	}
+	// Small refunds need nobody; large ones do.
+	if _, err := a.bot.Refunds.New(refund("ch_0", 20000)); err != nil {
+		t.Fatalf("a 200.00 refund: %v", err)
+	}
+	_, err = a.bot.Refunds.New(refund("ch_0", 20001))
+	if d := denialOf(t, err); d == nil || d.Rule != "agents.payout-bot.stripe.approve_above" {
+		t.Fatalf("a 200.01 refund: %+v; want held by approve_above", d)
+	}
+	// The audit log: every held call, the allowed one naming its
+	// approval and approver, an event for each step.
+	events := map[string]int{}
+	var allowed []audit.Record
+	for _, r := range dump(t, a.kb, audit.Query{}) {
+		if r.Event != "" {
+			events[r.Event]++
+		}
+		if r.Approval == id && r.Decision == keybrake.Allowed {
+			allowed = append(allowed, r)
+		}
+	}
+	if events["approval"] != 5 || events["approve"] != 1 || events["deny"] != 1 {
+		t.Fatalf("events %v; want 5 approval requests, 1 approve, 1 deny", events)
+	}
+	if len(allowed) != 1 || !strings.Contains(allowed[0].Reason, "approved by alice") {
+		t.Fatalf("allowed records using %s: %+v", id, allowed)
+	}
+	a.kb.Close()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	// The notifier groups alerts of one rule into bursts; what they
+	// count is one occurrence per approval request, none per retry.
+	var requests int64
+	for _, p := range a.pages {
+		if p.Kind == "approval" {
+			requests += p.Count
+		}
+		if p.Kind == "held" {
+			t.Errorf("a held call paged: %+v", p)
+		}
+	}
+	if requests != 5 {
+		t.Fatalf("approval pages count %d requests; want one per request (5): %+v", requests, a.pages)
+	}
+}
+
+// TestApprovalTTL: an approval not used in time, or a request nobody
+// answers, expires.
+func TestApprovalTTL(t *testing.T) {
+	a := newApprovals(t)
+	ctx := context.Background()
+	id := a.held(a.transfer(25000, "acct_1"))
+	if _, err := a.kb.ApproveFor(ctx, id, "alice", 10*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	a.clk.add(11 * time.Minute)
+	if got := a.held(a.transfer(25000, "acct_1")); got == id {
+		t.Fatal("an expired approval still stands")
+	}
+	pending := a.held(a.transfer(30000, "acct_1"))
+	a.clk.add(keybrake.DefaultApprovalTTL)
+	if err := a.kb.Approve(ctx, pending, "alice"); !errors.Is(err, keybrake.ErrApprovalDecided) {
+		t.Fatalf("approving a request unanswered for an hour: %v", err)
+	}
+	if n := len(a.fake.Movements()); n != 0 {
+		t.Fatalf("%d transfers moved", n)
+	}
+}
+
+// TestApprovalUsedOnceUnderRace: 50 goroutines send the approved request at
+// once; exactly one reaches Stripe.
+func TestApprovalUsedOnceUnderRace(t *testing.T) {
+	a := newApprovals(t)
+	id := a.held(a.transfer(25000, "acct_1"))
+	if err := a.kb.Approve(context.Background(), id, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var admitted atomic.Int64
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			bot := sdkNoRetry(a.kb, "payout-bot")
+			_, err := bot.Transfers.New(&stripego.TransferParams{Amount: stripego.Int64(25000), Currency: stripego.String("usd"),
+				Destination: stripego.String("acct_1")})
+			if err == nil {
+				admitted.Add(1)
+				return
+			}
+			if d, ok := keybrake.AsDenial(err); !ok || d.Decision != keybrake.Held {
+				t.Errorf("a racing call: %v; want held", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if admitted.Load() != 1 || len(a.fake.Movements()) != 1 {
+		t.Fatalf("%d calls admitted, %d transfers moved; want exactly one", admitted.Load(), len(a.fake.Movements()))
+	}
+}

@@ -1,0 +1,79 @@
+package transport
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/keybrake/keybrake/internal/approval"
+	"github.com/keybrake/keybrake/policy"
+)
+
+// The approval stage (approve_above and approve in the policy): a call the
+// policy holds is refused until a person approves that exact request, and
+// then admitted once. The approvals live in the store (internal/approval),
+// so a retry finds the approval its first attempt opened, every process
+// of a fleet sees the same one, and exactly one call uses it. Nothing here
+// approves: only the operator's side does (Brake.Approve, the CLI, the
+// incident page), never a call.
+
+// approve lets a held call through when its approval stands, using it up,
+// and refuses it otherwise: held while a person has not answered, blocked
+// once a person denied it.
+func (t *RoundTripper) approve(c *call) (policy.Verdict, bool) {
+	if c.held == nil {
+		return policy.Verdict{}, true
+	}
+	held := *c.held
+	book := t.env.approvals
+	ctx, cancel := t.env.writeContext(c.req.Context())
+	defer cancel()
+	a, opened, err := book.Hold(ctx, t.approvalRequest(c, held))
+	if err != nil {
+		return storeError("the call needs a person's approval, and the approvals could not be read: " + err.Error()), false
+	}
+	c.rec.Approval = a.ID
+	if opened && t.env.opened != nil {
+		t.env.opened(a) // an event, which alerts once per approval request
+	}
+	now := t.env.now()
+	switch a.State(now) {
+	case approval.Approved:
+		used, err := book.Use(ctx, a.ID, approval.Token(), c.vc.IdempotencyKey)
+		if err != nil {
+			return storeError("the approval " + a.ID + " could not be used: " + err.Error()), false
+		}
+		if !used {
+			held.Reason = "approval " + a.ID + " was used by another call of this exact request at the same moment; this one needs its own"
+			return held, false
+		}
+		c.approvedBy = a.Decision.By
+		return policy.Verdict{}, true
+	case approval.Used:
+		// A retry, with the same idempotency key, of the call that used
+		// it: the store replays it or takes it over.
+		c.approvedBy = a.Decision.By
+		return policy.Verdict{}, true
+	case approval.Denied:
+		d := a.Decision
+		return policy.Verdict{Decision: policy.Blocked, Rule: held.Rule, Code: "keybrake_approval_denied",
+			Reason: fmt.Sprintf("%s denied this exact call (%s) at %s; it is refused until %s", d.By, a.ID,
+				d.Time.Format(time.RFC3339), d.Until.Format(time.RFC3339))}, false
+	}
+	held.Reason += fmt.Sprintf("; it waits for approval %s (keybrake approve %s), asked at %s",
+		a.ID, a.ID, a.Request.Time.Format(time.RFC3339))
+	return held, false
+}
+
+// approvalRequest is what the held call asks a person to approve.
+func (t *RoundTripper) approvalRequest(c *call, held policy.Verdict) approval.Request {
+	amount := c.charge.Amount
+	if !c.vc.MovesMoney {
+		amount = c.vc.Amount
+	}
+	return approval.Request{
+		Binding: approval.Bind(t.agent, t.vendor.Name(), c.req.Method, c.target.path, c.vc.Params, amount, c.rec.Run),
+		Agent:   t.agent, Vendor: t.vendor.Name(), Method: c.req.Method, Path: c.target.path,
+		Params: c.vc.Audit, Amount: amount, Customer: c.vc.Customer, Account: c.vc.Account, Run: c.rec.Run,
+		Rule: held.Rule, Reason: held.Reason, Key: c.vc.IdempotencyKey,
+	}
+}
