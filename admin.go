@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/internal/admin"
+	"github.com/keybrake/keybrake/internal/approval"
 	"github.com/keybrake/keybrake/internal/transport"
 )
 
@@ -20,7 +22,7 @@ func (b *Brake) serveAdmin() error {
 		return nil
 	}
 	src := &admin.Local{Store: b.store, Now: b.opts.Clock, State: b.adminState}
-	srv, err := admin.Serve(path, admin.Handler(&flushing{Local: src, env: b.env, metrics: b.metrics.handler}))
+	srv, err := admin.Serve(path, admin.Handler(&flushing{Local: src, env: b.env, metrics: b.metrics.handler, decide: b.decideApproval}))
 	if err != nil {
 		err = fmt.Errorf("keybrake: admin socket %s: %w", path, err)
 		if b.opts.AdminSocket == "" {
@@ -41,6 +43,13 @@ type flushing struct {
 	*admin.Local
 	env     *transport.Env
 	metrics http.Handler // GET /metrics (metrics.go)
+	decide  func(ctx context.Context, id string, approve bool, by string, ttl time.Duration) (*approval.Approval, error)
+}
+
+// DecideApproval is the admin socket's POST /approvals/decide
+// (admin.Approver): Brake.Approve and Deny, audited by this Brake.
+func (f *flushing) DecideApproval(ctx context.Context, id string, approve bool, by string, ttl time.Duration) (*approval.Approval, error) {
+	return f.decide(ctx, id, approve, by, ttl)
 }
 
 // Metrics is the admin socket's /metrics (admin.MetricsSource).

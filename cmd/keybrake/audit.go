@@ -41,7 +41,7 @@ func filterFlags(fs *pflag.FlagSet, defSince string) *filters {
 	fs.StringVar(&f.until, "until", "", "before this `time`, as --since")
 	fs.StringVar(&f.agent, "agent", "", "only this `agent`")
 	fs.StringVar(&f.vendor, "vendor", "", "only this `vendor` ("+vendorNames()+")")
-	fs.StringVar(&f.decision, "decision", "", "only this `decision`: allowed, blocked, scoped, capped, revoked, error")
+	fs.StringVar(&f.decision, "decision", "", "only this `decision`: allowed, blocked, scoped, capped, revoked, held, error")
 	fs.StringVar(&f.cust, "customer", "", "only calls that touch this `customer`")
 	fs.StringVar(&f.run, "run", "", "only calls made for this `run` (keybrake.WithRun, the Keybrake-Run header)")
 	fs.StringVar(&f.principal, "principal", "", "only calls made on behalf of this `principal` (WithPrincipal, Keybrake-On-Behalf-Of)")
@@ -67,7 +67,7 @@ func (f *filters) query(now time.Time) (audit.Query, error) {
 		return q, fmt.Errorf("--since %s is not before --until %s", q.Since.UTC().Format(time.RFC3339), q.Until.UTC().Format(time.RFC3339))
 	}
 	if q.Decision != "" && !q.Decision.Valid() {
-		return q, fmt.Errorf("--decision %q: want allowed, blocked, scoped, capped, revoked or error", f.decision)
+		return q, fmt.Errorf("--decision %q: want allowed, blocked, scoped, capped, revoked, held or error", f.decision)
 	}
 	return q, nil
 }

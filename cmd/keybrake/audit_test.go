@@ -345,9 +345,9 @@ func TestAuditSummary(t *testing.T) {
 		t.Fatalf("summary: %d %q", code, errs)
 	}
 	t.Logf("\n%s", out)
-	total := regexp.MustCompile(`(?m)^total\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$`).FindStringSubmatch(out)
+	total := regexp.MustCompile(`(?m)^total\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$`).FindStringSubmatch(out)
 	// allowed: five refunds; blocked: one; capped: one.
-	if total == nil || strings.Join(total[1:], " ") != "5 1 0 1 0 0" {
+	if total == nil || strings.Join(total[1:], " ") != "5 1 0 1 0 0 0" {
 		t.Errorf("totals %q", total)
 	}
 	periods := regexp.MustCompile(`(?m)^(\d{2}:\d{2}|\d{4}-\d{2}-\d{2} \d{2}:\d{2})\s+\d`).FindAllString(out, -1)
@@ -355,7 +355,7 @@ func TestAuditSummary(t *testing.T) {
 		t.Errorf("%d periods of a minute in 15 minutes", len(periods))
 	}
 	for _, want := range []string{
-		"ALLOWED", "BLOCKED", "SCOPED", "CAPPED", "REVOKED", "ERROR",
+		"ALLOWED", "BLOCKED", "SCOPED", "CAPPED", "REVOKED", "HELD", "ERROR",
 		"refund-bot stripe: 90.00 USD  (settled 50.00 USD; unknown 40.00 USD",
 		"in flight (reserved, no response yet): refund-bot stripe 10.00 USD",
 		fmt.Sprintf("first capped call: %s #%d refund-bot stripe POST /v1/refunds, rule agents.refund-bot.stripe.daily_cap, code keybrake_daily_cap: 450.00 USD would",
@@ -371,11 +371,11 @@ func TestAuditSummary(t *testing.T) {
 	// apart): each shows what its call moved.
 	out, _, code = keybrake(t, nil, "audit", "summary", "--db", d.path, "--since", "3m", "--by", "10s")
 	for _, re := range []string{
-		`(?m)^\d\d:\d\d:\d0\s+1\s+0\s+0\s+0\s+0\s+0\s+refund-bot stripe 20\.00 USD$`,
-		`(?m)^\d\d:\d\d:\d0\s+1\s+0\s+0\s+0\s+0\s+0\s+refund-bot stripe 25\.00 USD$`,
-		`(?m)^\d\d:\d\d:\d0\s+0\s+0\s+0\s+1\s+0\s+0$`,
-		`(?m)^\d\d:\d\d:\d0\s+1\s+0\s+0\s+0\s+0\s+0\s+refund-bot stripe 40\.00 USD$`,
-		`(?m)^\d\d:\d\d:\d0\s+1\s+0\s+0\s+0\s+0\s+0$`, // in flight: nothing moved yet
+		`(?m)^\d\d:\d\d:\d0\s+1\s+0\s+0\s+0\s+0\s+0\s+0\s+refund-bot stripe 20\.00 USD$`,
+		`(?m)^\d\d:\d\d:\d0\s+1\s+0\s+0\s+0\s+0\s+0\s+0\s+refund-bot stripe 25\.00 USD$`,
+		`(?m)^\d\d:\d\d:\d0\s+0\s+0\s+0\s+1\s+0\s+0\s+0$`,
+		`(?m)^\d\d:\d\d:\d0\s+1\s+0\s+0\s+0\s+0\s+0\s+0\s+refund-bot stripe 40\.00 USD$`,
+		`(?m)^\d\d:\d\d:\d0\s+1\s+0\s+0\s+0\s+0\s+0\s+0$`, // in flight: nothing moved yet
 	} {
 		if code != 0 || !regexp.MustCompile(re).MatchString(out) {
 			t.Errorf("10s summary (%d) lacks %s:\n%s", code, re, out)
@@ -384,8 +384,8 @@ func TestAuditSummary(t *testing.T) {
 
 	// Filters narrow the calls; events stay.
 	out, _, code = keybrake(t, nil, "audit", "summary", "--db", d.path, "--agent", "other-bot", "--since", "5m", "--by", "5m")
-	total = regexp.MustCompile(`(?m)^total\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$`).FindStringSubmatch(out)
-	if code != 0 || total == nil || strings.Join(total[1:], " ") != "0 1 0 0 0 0" || !strings.Contains(out, "kill_switch") ||
+	total = regexp.MustCompile(`(?m)^total\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$`).FindStringSubmatch(out)
+	if code != 0 || total == nil || strings.Join(total[1:], " ") != "0 1 0 0 0 0 0" || !strings.Contains(out, "kill_switch") ||
 		!strings.Contains(out, "money moved: none") || !strings.Contains(out, "first capped call: none") || !strings.Contains(out, "(agent other-bot)") {
 		t.Errorf("filtered summary (%d):\n%s", code, out)
 	}

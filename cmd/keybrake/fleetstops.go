@@ -27,14 +27,19 @@ import (
 // command, the host and the user who ran it.
 func operator(command string) string {
 	host, _ := os.Hostname()
-	who := os.Getenv("USER")
-	if u, err := user.Current(); err == nil && u.Username != "" {
-		who = u.Username
-	}
+	who := userName()
 	if who == "" {
 		who = "an unknown user"
 	}
 	return fmt.Sprintf("keybrake %s --db on %s by %s", command, host, who)
+}
+
+// userName is the user running the command, "" when unknown.
+func userName() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return os.Getenv("USER")
 }
 
 // withStops runs fn on the stops of the shared store db names.

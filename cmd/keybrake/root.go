@@ -90,6 +90,9 @@ Exit status:
 		newServeCmd(e, g),
 		newUICmd(e, g),
 		newKeysCmd(e),
+		newApprovalsCmd(e, g), // approve.go
+		newApproveCmd(e, g),
+		newDenyCmd(e, g),
 	)
 	// Made now rather than when the root runs, so that their argument
 	// checks give usage errors too. Powershell's stays: cobra makes it

@@ -20,7 +20,7 @@ import (
 const maxBuckets = 1000
 
 // decisions is the order of the summary's columns.
-var decisions = []policy.Decision{policy.Allowed, policy.Blocked, policy.Scoped, policy.Capped, policy.Revoked, policy.Error}
+var decisions = []policy.Decision{policy.Allowed, policy.Blocked, policy.Scoped, policy.Capped, policy.Revoked, policy.Held, policy.Error}
 
 func newAuditSummaryCmd(e *env, g *globals) *cobra.Command {
 	var (

@@ -29,8 +29,10 @@ type MetricsSource interface {
 	Metrics() http.Handler
 }
 
-// Handler serves src read-only: GET /audit, GET /status and GET /verify
-// (see the package doc), and GET /metrics when src is a MetricsSource.
+// Handler serves src: GET /audit, GET /status, GET /verify and GET
+// /approvals (see the package doc), GET /metrics when src is a
+// MetricsSource, and POST /approvals/decide when src is an Approver: the
+// only request that changes anything.
 // Any other path is 404, any other method 405. It is safe for concurrent
 // use; one Verify runs at a time (it reads the whole store), later ones
 // wait for it within their request's context.
@@ -44,8 +46,21 @@ type handler struct {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/approvals/decide" { // approvals.go: the one endpoint that changes something
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			http.Error(w, "admin: POST an approval's decision", http.StatusMethodNotAllowed)
+			return
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		h.decideApproval(w, r)
+		return
+	}
 	var serve func(http.ResponseWriter, *http.Request)
 	switch r.URL.Path {
+	case "/approvals":
+		serve = h.approvals
 	case "/audit":
 		serve = h.audit
 	case "/status":
@@ -239,7 +254,7 @@ func ParseQuery(raw string) (q audit.Query, follow bool, err error) {
 		case "decision":
 			q.Decision = policy.Decision(v)
 			if !q.Decision.Valid() {
-				return q, false, fmt.Errorf("admin: decision %q is not one of allowed, blocked, scoped, capped, revoked, error", v)
+				return q, false, fmt.Errorf("admin: decision %q is not one of allowed, blocked, scoped, capped, revoked, held, error", v)
 			}
 		case "limit":
 			n, nerr := strconv.Atoi(v)

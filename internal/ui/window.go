@@ -22,7 +22,7 @@ const (
 )
 
 // decisions are the calls' decisions, in the order the page stacks them.
-var decisions = []policy.Decision{policy.Allowed, policy.Capped, policy.Blocked, policy.Scoped, policy.Revoked, policy.Error}
+var decisions = []policy.Decision{policy.Allowed, policy.Capped, policy.Blocked, policy.Scoped, policy.Revoked, policy.Held, policy.Error}
 
 // window reads since and until (RFC 3339; until defaults to now, since to
 // 15 minutes before until) and the filters allowed, refusing anything

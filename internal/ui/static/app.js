@@ -3,12 +3,12 @@
 // createElement/textContent, so nothing from an audit record is ever parsed as
 // HTML (the server's CSP forbids inline code and styles anyway).
 (function () {
-  const DECISIONS = ['allowed', 'capped', 'blocked', 'scoped', 'revoked', 'error'];
-  const SYMBOL = { allowed: '✓', capped: '$', blocked: '⊘', scoped: '◎', revoked: '✗', error: '!' };
-  const COLOUR = { allowed: '#009e73', capped: '#e69f00', blocked: '#d55e00', scoped: '#0072b2', revoked: '#cc79a7', error: '#3a3a3a' };
+  const DECISIONS = ['allowed', 'capped', 'blocked', 'scoped', 'revoked', 'held', 'error'];
+  const SYMBOL = { allowed: '✓', capped: '$', blocked: '⊘', scoped: '◎', revoked: '✗', held: '⏸', error: '!' };
+  const COLOUR = { allowed: '#009e73', capped: '#e69f00', blocked: '#d55e00', scoped: '#0072b2', revoked: '#cc79a7', held: '#56b4e9', error: '#3a3a3a' };
   // A hatch per decision (8x8 tile) so the chart reads without colour.
   const HATCH = { allowed: '', capped: 'M-2,2 L2,-2 M0,8 L8,0 M6,10 L10,6', blocked: 'M0,0 L8,8 M8,0 L0,8',
-    scoped: 'dots', revoked: 'M0,2 H8 M0,6 H8', error: 'M2,0 V8 M6,0 V8' };
+    scoped: 'dots', revoked: 'M0,2 H8 M0,6 H8', held: 'M4,0 V8 M0,4 H8', error: 'M2,0 V8 M6,0 V8' };
   const RANGES = { '1m': 60e3, '5m': 300e3, '15m': 900e3, '1h': 3600e3, '24h': 86400e3 };
   const NS = 'http://www.w3.org/2000/svg';
   const MIN_GAP = 250; // coalesce: at most ~4 renders a second
