@@ -3,6 +3,8 @@ package keybrake_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -233,5 +235,69 @@ func TestApprovalUsedOnceUnderRace(t *testing.T) {
 	wg.Wait()
 	if admitted.Load() != 1 || len(a.fake.Movements()) != 1 {
 		t.Fatalf("%d calls admitted, %d transfers moved; want exactly one", admitted.Load(), len(a.fake.Movements()))
+	}
+}
+
+// TestApprovalThroughTheProxy: an agent behind the proxy gets the held
+// refusal in Stripe's format, with its approval id, and cannot approve
+// anything with its own key: no path of the proxy's agent port decides an
+// approval.
+func TestApprovalThroughTheProxy(t *testing.T) {
+	fs, url := fakestripe.Start(t)
+	kb, err := keybrake.Open(keybrake.Options{PolicyFile: writePolicy(t, approvePolicy),
+		DBPath: filepath.Join(t.TempDir(), "keybrake.db"), Endpoints: fakeEndpoint(url)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kb.Close()
+	h, err := kb.Proxy(keybrake.ProxyOptions{
+		Keys: keyTable{agentKey: {keybrake.AgentKey{ID: "kbk_payout", Agent: "payout-bot", Vendor: keybrake.Stripe}, keybrake.KeyFound}},
+		Secret: func(keybrake.Vendor, []string) (map[string]string, error) {
+			return map[string]string{"STRIPE_SECRET_KEY": stripeSecret}, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	sc := stripeAt(srv.URL, agentKey)
+	send := func() error {
+		_, err := sc.Transfers.New(&stripego.TransferParams{Amount: stripego.Int64(25000), Currency: stripego.String("usd"),
+			Destination: stripego.String("acct_1")})
+		return err
+	}
+	err = send()
+	var se *stripego.Error
+	d, ok := keybrake.AsDenial(err)
+	if !errors.As(err, &se) || se.HTTPStatusCode != 403 || !ok || d.Decision != keybrake.Held || d.ApprovalID == "" {
+		t.Fatalf("through the proxy: %v (%+v); want stripe-go's 403, held, with an approval id", err, d)
+	}
+	// The agent's key on every path an operator's side answers on.
+	for _, path := range []string{"/approvals/decide", "/api/act", "/v1/approvals/" + d.ApprovalID + "/approve"} {
+		req, _ := http.NewRequest("POST", srv.URL+path, strings.NewReader("id="+d.ApprovalID+"&approve=true&by=agent"))
+		req.Header.Set("Authorization", "Bearer "+agentKey)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode < 400 {
+			t.Fatalf("POST %s with the agent's key: %s", path, resp.Status)
+		}
+	}
+	list, err := kb.Approvals(context.Background())
+	if err != nil || len(list) != 1 || list[0].State != "pending" {
+		t.Fatalf("after the agent's attempts: %+v, %v; want it still pending", list, err)
+	}
+	if err := kb.Approve(context.Background(), d.ApprovalID, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := send(); err != nil {
+		t.Fatalf("the approved transfer through the proxy: %v", err)
+	}
+	if n := len(fs.Movements()); n != 1 {
+		t.Fatalf("%d transfers moved; want 1", n)
 	}
 }
