@@ -78,6 +78,10 @@ func policyFacts(p *policy.Policy) []fact {
 			for _, f := range scopeFacts(g) {
 				add(s, f[0], f[1])
 			}
+			amount(s, "approve above", g.ApproveAbove)
+			for _, r := range g.Approve {
+				add(s, "approve "+r.Method+" "+r.Path.String()+ruleExtras(r), "")
+			}
 			for _, r := range g.Allow {
 				add(s, "allow "+r.Method+" "+r.Path.String()+ruleExtras(r), "")
 			}
