@@ -70,6 +70,14 @@ type Options struct {
 	// PolicyFile is the policy, YAML or JSON, decoded strictly. Required.
 	PolicyFile string
 
+	// ShadowPolicyFile, when set, is a candidate policy that decides
+	// every call a second time and changes nothing: the audit record of
+	// a call it would decide otherwise keeps its decision, rule and code
+	// (audit.Record.Shadow), and its limits count in counters of their
+	// own. It is watched and reloaded like PolicyFile; one that stops
+	// parsing keeps its last valid version. See docs/policy.md, "Shadow".
+	ShadowPolicyFile string
+
 	// DBPath is the bbolt file for counters, reservations and the audit
 	// log, created with mode 0600. Required unless Store is set. A second
 	// process opening a file in use gets an error within a second.
@@ -235,6 +243,11 @@ func Open(opts Options) (*Brake, error) {
 		now:      opts.Clock,
 		vendors:  reg.sorted(),
 	}
+	if opts.ShadowPolicyFile != "" {
+		if err := policies.loadShadow(opts.ShadowPolicyFile); err != nil { // shadow.go
+			return nil, fmt.Errorf("keybrake: %w", err)
+		}
+	}
 	if err := policies.load(); err != nil {
 		return nil, fmt.Errorf("keybrake: %w", err)
 	}
@@ -280,6 +293,7 @@ func Open(opts Options) (*Brake, error) {
 		Trip:          b.trip,                         // trip.go
 		Level:         b.level,                        // trip.go: alert_at
 		Opened:        b.opened,                       // approvals.go
+		Shadow:        policies.shadowInForce,         // shadow.go
 	})
 	policies.event = b.recordEvent
 	if err := b.openFleet(); err != nil { // stops.go: a fleet's stops, before the first call
@@ -289,7 +303,7 @@ func Open(opts Options) (*Brake, error) {
 		return nil, err
 	}
 	b.watcher, err = watch.Start(watch.Config{
-		Files:    []string{opts.PolicyFile, opts.HaltFile},
+		Files:    watched(opts),
 		Poll:     opts.PolicyPoll,
 		NoEvents: opts.NoFileEvents,
 		Check:    policies.check,

@@ -76,6 +76,7 @@ type policyState struct {
 	revoked   map[string]bool        // Revoke(agent)
 	trips     map[string]policy.Trip // tripped here, not yet kept (trip.go)
 	fleet     *fleetState            // the shared store's stops (stops.go); nil without one
+	shadow    *shadowState           // the shadow policy (shadow.go); nil without one
 
 	keys atomic.Pointer[map[string]string] // the fleet's revoked agent keys, for the proxy
 }
@@ -134,6 +135,7 @@ func (s *policyState) load() error {
 func (s *policyState) publish() {
 	_, _, keys := s.fleetStops()
 	s.keys.Store(&keys)
+	s.publishShadow() // shadow.go: with the same stops
 	if s.invalid != nil && !s.keepLast {
 		s.swap(&inForce{err: s.invalid})
 		return
@@ -199,6 +201,7 @@ func (s *policyState) check() (again time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	again = s.checkFile()
+	s.checkShadow() // shadow.go
 	if k := readKillSwitch(s.haltFile); k.present != s.kill.present || k.hash != s.kill.hash {
 		old := s.kill
 		s.kill = k

@@ -32,6 +32,7 @@ type serveFlags struct {
 	maxInFlight     int
 	uiTokenFile     string
 	allowActions    bool
+	shadow          string // --shadow: the shadow policy file
 }
 
 func newServeCmd(e *env, g *globals) *cobra.Command {
@@ -74,6 +75,7 @@ accepting, drains calls in flight for at most --shutdown-timeout, and exits
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long calls in flight may take to finish on SIGTERM")
 	fs.IntVar(&f.maxInFlight, "max-in-flight", 256, "calls in flight beyond which the proxy answers 503")
 	fs.StringVar(&f.uiTokenFile, "ui-token-file", "", "the incident page's token `file` on --admin, made (0600) when missing (default: the keys file + \".ui-token\")")
+	fs.StringVar(&f.shadow, "shadow", "", "a candidate policy `file` that decides every call a second time and changes nothing (audit summary --shadow shows where it differs)")
 	fs.BoolVar(&f.allowActions, "allow-actions", false, "let the incident page on --admin halt, resume, revoke and restore agents")
 	return cmd
 }
@@ -108,10 +110,11 @@ func serve(ctx context.Context, e *env, g *globals, f *serveFlags) error {
 	}()
 	defer func() { close(stopUsage); <-usageDone }() // the last uses written before exit
 	opts := brake.Options{
-		PolicyFile: g.policy,
-		DBPath:     g.db,
-		Endpoints:  endpoints,
-		ErrorLog:   func(err error) { fmt.Fprintln(e.stderr, "keybrake:", err) },
+		PolicyFile:       g.policy,
+		ShadowPolicyFile: f.shadow,
+		DBPath:           g.db,
+		Endpoints:        endpoints,
+		ErrorLog:         func(err error) { fmt.Fprintln(e.stderr, "keybrake:", err) },
 	}
 	agents, err := listen(f.listen) // before Open, so that status can name the address it took
 	if err != nil {

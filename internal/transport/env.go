@@ -64,6 +64,9 @@ type Config struct {
 	// (approve.go), once however often the call is retried. nil: nobody
 	// is told.
 	Opened func(a *approval.Approval)
+	// Shadow returns the shadow policy in force (shadow.go), with the
+	// same stops as the real one; nil, or a nil func: none.
+	Shadow func() *policy.Policy
 }
 
 // Env is the state shared by the chains of one Brake. It is safe for
@@ -82,6 +85,7 @@ type Env struct {
 	levels    *levels // nil without Config.Level
 	approvals *approval.Book
 	opened    func(*approval.Approval)
+	shadow    func() *policy.Policy // nil: no shadow policy
 	days      *dayClock
 	completer *completer
 	metadata  metadataCache
@@ -123,6 +127,7 @@ func NewEnv(cfg Config) *Env {
 	e.completer = newCompleter(e.store, e.report)
 	e.approvals = approval.NewBook(e.store, e.now)
 	e.opened = cfg.Opened
+	e.shadow = cfg.Shadow
 	if cfg.Level != nil {
 		e.levels = newLevels(e, cfg.Level)
 	}

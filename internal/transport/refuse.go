@@ -61,10 +61,12 @@ func (t *RoundTripper) refuseReserved(c *call, adm store.Admission, v policy.Ver
 	return t.deny(c, &rec, v)
 }
 
-// refusal is the call's record as refused by v.
+// refusal is the call's record as refused by v, with the shadow policy's
+// decision when it differs (shadow.go).
 func (t *RoundTripper) refusal(c *call, v policy.Verdict) audit.Record {
 	rec := c.rec
 	rec.Decision, rec.Rule, rec.Code, rec.Reason = v.Decision, v.Rule, v.Code, v.Reason
+	rec.Shadow = t.shadowOfRefusal(c, v)
 	rec.Status = v.Decision.Status()
 	rec.Duration = t.env.now().Sub(c.start)
 	return rec

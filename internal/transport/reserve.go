@@ -52,7 +52,7 @@ func (t *RoundTripper) reserve(c *call) (store.Admission, policy.Verdict, bool) 
 // reservation is what the store must commit for the call: its record, the
 // holds of its limits and its idempotency key.
 func (t *RoundTripper) reservation(c *call) *store.Reservation {
-	r := &store.Reservation{Record: c.rec, Holds: holds(c.charge.Limits)}
+	r := &store.Reservation{Record: c.rec, Holds: append(holds(c.charge.Limits), c.shadowHolds...)}
 	r.Record.Decision = policy.Allowed
 	r.Record.Reason = "every check passed"
 	if c.charge.PriceRule != "" {

@@ -18,15 +18,7 @@ import (
 // asks the policy.
 func (t *RoundTripper) gather(c *call) (policy.Verdict, bool) {
 	vc := c.vc
-	s := policy.Subject{
-		Customer:          vc.Customer,
-		NoCustomer:        vc.NoCustomer,
-		Account:           vc.Account,
-		Recipients:        vc.Recipients,
-		Senders:           vc.Senders,
-		MostRecipients:    vc.MostRecipients,
-		RecipientsUnknown: vc.AudienceUnknown,
-	}
+	s := requestSubject(vc)
 	if c.needs.Customer {
 		// A call the vendor could trace to no customer, and that does
 		// not create one, may reach any customer's objects: a list or
@@ -55,7 +47,22 @@ func (t *RoundTripper) gather(c *call) (policy.Verdict, bool) {
 		s.Metadata = md
 	}
 	c.who = s
+	c.gathered = true
 	return policy.Verdict{}, true
+}
+
+// requestSubject is whom the call touches as its request (and Resolve)
+// says, before any lookup of Keybrake's own.
+func requestSubject(vc *vendors.Call) policy.Subject {
+	return policy.Subject{
+		Customer:          vc.Customer,
+		NoCustomer:        vc.NoCustomer,
+		Account:           vc.Account,
+		Recipients:        vc.Recipients,
+		Senders:           vc.Senders,
+		MostRecipients:    vc.MostRecipients,
+		RecipientsUnknown: vc.AudienceUnknown,
+	}
 }
 
 // createdFact names the fact that agent created customer on vendor (per

@@ -88,8 +88,12 @@ type call struct {
 	// approval (approve.go); approvedBy who gave the one it used.
 	held       *policy.Verdict
 	approvedBy string
-	rec        audit.Record
-	done       func() // ends the call for Drain, once; see admit
+	// gathered: who holds what gather learned (scope.go); shadowHolds
+	// are the shadow policy's counters the call holds (shadow.go).
+	gathered    bool
+	shadowHolds []audit.Hold
+	rec         audit.Record
+	done        func() // ends the call for Drain, once; see admit
 	// classified is when classify began, on the real clock (metrics).
 	classified time.Time
 	span       trace.Span // nil when the Brake does not trace (trace.go)
@@ -141,6 +145,7 @@ func (t *RoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if v, ok := t.approve(c); !ok { // approve.go
 		return t.refuse(c, v)
 	}
+	t.shadow(c) // shadow.go: decides nothing for the call
 	if t.holdsNothing(c) {
 		if v, ok := t.recheck(c); !ok {
 			return t.refuse(c, v)
