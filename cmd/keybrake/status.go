@@ -168,6 +168,7 @@ func printStatus(w io.Writer, s *admin.Status, where, kill string, sc screen) {
 	}
 
 	printSpend(w, s, sc)
+	printShadow(w, s.Shadow, "today (UTC)", false) // shadow.go
 	printCustomers(w, s.Customers, sc)
 
 	fmt.Fprintln(w)

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keybrake/keybrake/audit"
+	"github.com/keybrake/keybrake/internal/admin"
 	"github.com/keybrake/keybrake/money"
 	"github.com/keybrake/keybrake/policy"
 )
@@ -24,8 +25,9 @@ var decisions = []policy.Decision{policy.Allowed, policy.Blocked, policy.Scoped,
 
 func newAuditSummaryCmd(e *env, g *globals) *cobra.Command {
 	var (
-		f  *filters
-		by time.Duration
+		f      *filters
+		by     time.Duration
+		shadow bool
 	)
 	cmd := &cobra.Command{
 		Use:   "summary",
@@ -35,7 +37,8 @@ to the clock, in UTC) the calls per decision and the money moved (settled,
 plus unknown: sent, outcome never learnt, still counted) per agent and
 vendor; then the totals, the money still in flight, the first capped call,
 and Keybrake's events in the range (policy reloads, the kill switch,
-revocations), whatever the filters.`,
+revocations), whatever the filters. With --shadow, what the shadow policy
+(keybrake serve --shadow FILE) would have decided otherwise, per agent.`,
 		Example: `  keybrake audit summary --since 15m --by 1m
   keybrake audit summary --agent refund-bot --since 1h --by 5m`,
 		Args: noArgs(nil),
@@ -80,11 +83,15 @@ revocations), whatever the filters.`,
 				return err
 			}
 			s.print(e.stdout, where, end, sc)
+			if shadow {
+				printShadow(e.stdout, s.shadow.Agents(), "in the range", true) // shadow.go
+			}
 			return nil
 		},
 	}
 	f = filterFlags(cmd.Flags(), "15m")
 	cmd.Flags().DurationVar(&by, "by", time.Minute, "the `length` of each period: 10s, 1m, 1h")
+	cmd.Flags().BoolVar(&shadow, "shadow", false, "also show, per agent, the calls the shadow policy (serve --shadow) would have decided otherwise: by decision and rule, and the first")
 	return cmd
 }
 
@@ -131,6 +138,7 @@ type summary struct {
 	inFlight map[who]sums
 	capped   *audit.Record
 	events   []*audit.Record
+	shadow   admin.ShadowTally
 }
 
 func newSummary(q audit.Query, first time.Time, by time.Duration, n int) *summary {
@@ -164,6 +172,7 @@ func (s *summary) add(r *audit.Record) error {
 	if i < 0 || i >= len(s.buckets) {
 		return nil // a record timed after the range's end, written since
 	}
+	s.shadow.Add(r)
 	b := &s.buckets[i]
 	b.counts[r.Decision]++
 	s.totals[r.Decision]++

@@ -106,7 +106,7 @@ func (l *Local) status(ctx context.Context, spend bool) (*Status, error) {
 		}
 	}
 	if spend {
-		if s.Spend, err = daySpend(ctx, l.Store, t.Format("2006-01-02")); err != nil { // by UTC hour
+		if s.Spend, s.Shadow, err = daySpend(ctx, l.Store, t.Format("2006-01-02")); err != nil { // by UTC hour
 			return nil, err
 		}
 	}

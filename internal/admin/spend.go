@@ -72,20 +72,22 @@ func (a *AgentSpend) UnmarshalJSON(b []byte) error {
 }
 
 // daySpend sums the day's records per agent, vendor and currency, hour by
-// hour, sorted by agent, vendor and currency. It reads every record of
-// the day (one Query of the time index), so it costs in proportion to
-// them.
-func daySpend(ctx context.Context, st store.Store, day string) ([]AgentSpend, error) {
+// hour, sorted by agent, vendor and currency, and in the same pass what
+// the shadow policy decided otherwise. It reads every record of the day
+// (one Query of the time index), so it costs in proportion to them.
+func daySpend(ctx context.Context, st store.Store, day string) ([]AgentSpend, []ShadowAgent, error) {
 	start, err := time.Parse("2006-01-02", day)
 	if err != nil {
-		return nil, fmt.Errorf("admin: day %q is not a date like 2006-01-02", day)
+		return nil, nil, fmt.Errorf("admin: day %q is not a date like 2006-01-02", day)
 	}
+	var shadow ShadowTally
 	type group struct {
 		agent, vendor string
 		cur           money.Currency
 	}
 	sums := map[group]*AgentSpend{}
 	err = st.Query(ctx, audit.Query{Since: start, Until: start.Add(24 * time.Hour)}, func(r *audit.Record) error {
+		shadow.Add(r)
 		a := spent(r)
 		if a.Micros <= 0 || a.Currency == "" {
 			return nil
@@ -104,7 +106,7 @@ func daySpend(ctx context.Context, st store.Store, day string) ([]AgentSpend, er
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("admin: reading the day's records for its spend: %w", err)
+		return nil, nil, fmt.Errorf("admin: reading the day's records for its spend: %w", err)
 	}
 	out := make([]AgentSpend, 0, len(sums))
 	for _, s := range sums {
@@ -113,7 +115,7 @@ func daySpend(ctx context.Context, st store.Store, day string) ([]AgentSpend, er
 	slices.SortFunc(out, func(a, b AgentSpend) int {
 		return cmp.Or(cmp.Compare(a.Agent, b.Agent), cmp.Compare(a.Vendor, b.Vendor), cmp.Compare(a.Currency, b.Currency))
 	})
-	return out, nil
+	return out, shadow.Agents(), nil
 }
 
 // spent is what a record counts as moved: what the vendor settled, or

@@ -45,7 +45,10 @@ type Status struct {
 	// Spend is the money each agent moved (or still holds) today, hour by
 	// hour, per vendor and currency.
 	Spend []AgentSpend `json:"spend"`
-	Open  OpenStatus   `json:"open"` // reservations still reserved or unknown: still counted
+	// Shadow is, per agent, what the shadow policy decided otherwise
+	// today (UTC), read with Spend; empty without a shadow policy.
+	Shadow []ShadowAgent `json:"shadow,omitempty"`
+	Open   OpenStatus    `json:"open"` // reservations still reserved or unknown: still counted
 	// Warnings are what the Brake's runner asks status to repeat, such
 	// as keybrake serve listening in plain HTTP beyond loopback.
 	Warnings []string `json:"warnings,omitempty"`
