@@ -39,9 +39,7 @@ audit log keeps them), amount and run.`,
 		Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
 			return withSource(g.db, nil, func(src source) error {
-				l, ok := src.Source.(interface {
-					Approvals(ctx context.Context, since time.Time) ([]*approval.Approval, error)
-				})
+				l, ok := src.Source.(approvalLister)
 				if !ok {
 					return fmt.Errorf("%s cannot list approvals", src.where)
 				}
@@ -56,6 +54,12 @@ audit log keeps them), amount and run.`,
 	}
 	cmd.Flags().DurationVar(&since, "since", admin.ApprovalLookback, "read the held calls of this long `ago` to find them")
 	return cmd
+}
+
+// approvalLister is a source that lists the open approvals: admin.Local,
+// the admin socket's Client, a shared store's Local.
+type approvalLister interface {
+	Approvals(ctx context.Context, since time.Time) ([]*approval.Approval, error)
 }
 
 func printApprovals(w io.Writer, list []*approval.Approval, now time.Time) {

@@ -76,7 +76,7 @@ accepting, drains calls in flight for at most --shutdown-timeout, and exits
 	fs.IntVar(&f.maxInFlight, "max-in-flight", 256, "calls in flight beyond which the proxy answers 503")
 	fs.StringVar(&f.uiTokenFile, "ui-token-file", "", "the incident page's token `file` on --admin, made (0600) when missing (default: the keys file + \".ui-token\")")
 	fs.StringVar(&f.shadow, "shadow", "", "a candidate policy `file` that decides every call a second time and changes nothing (audit summary --shadow shows where it differs)")
-	fs.BoolVar(&f.allowActions, "allow-actions", false, "let the incident page on --admin halt, resume, revoke and restore agents")
+	fs.BoolVar(&f.allowActions, "allow-actions", false, "let the incident page on --admin halt, resume, revoke and restore agents, and approve or deny held calls")
 	return cmd
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/internal/admin"
+	"github.com/keybrake/keybrake/internal/approval"
 	"github.com/keybrake/keybrake/internal/atomicfile"
 	"github.com/keybrake/keybrake/internal/ui"
 	"github.com/keybrake/keybrake/store"
@@ -49,9 +50,10 @@ reads as the other commands do: through the running agent's Brake on
 store (--db postgres://...).
 
 The page is read-only unless started with --allow-actions: then it has
-halt, resume, revoke and restore buttons, each behind a confirmation, that
-do what 'keybrake halt', 'resume', 'revoke' and 'restore' do with the same
---policy and --db.
+halt, resume, revoke and restore buttons, and approve and deny buttons for
+held calls, each behind a confirmation naming exactly what it does, that do
+what 'keybrake halt', 'resume', 'revoke', 'restore', 'approve' and 'deny' do
+with the same --policy and --db.
 
 It listens on loopback unless given --tls-cert and --tls-key. SIGTERM or
 SIGINT stops it.`,
@@ -68,7 +70,7 @@ SIGINT stops it.`,
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:0", "where the page is served: `host:port` (port 0: any free one)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "serve TLS with this certificate `file` (needed to listen beyond loopback)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "the TLS key `file`")
-	fs.BoolVar(&f.allowActions, "allow-actions", false, "let the page halt, resume, revoke and restore agents")
+	fs.BoolVar(&f.allowActions, "allow-actions", false, "let the page halt, resume, revoke and restore agents, and approve or deny held calls")
 	return cmd
 }
 
@@ -117,7 +119,7 @@ func serveUI(ctx context.Context, e *env, g *globals, f *uiFlags) error {
 	}
 	mode := "read-only (--allow-actions to act from it)"
 	if f.allowActions {
-		mode = "with actions: halt, resume, revoke, restore"
+		mode = "with actions: halt, resume, revoke, restore, approve, deny"
 	}
 	fmt.Fprintf(e.stdout, "%s\n", page.Link(scheme+"://"+l.Addr().String()))
 	fmt.Fprintf(e.stderr, "keybrake ui: the page of %s, %s; open the link above (it carries the page's token). Ctrl-C stops it.\n", where, mode)
@@ -247,6 +249,21 @@ func (f fileSource) status(ctx context.Context, status func(admin.Source, contex
 	return st, err
 }
 
+// Approvals lists the open approvals, as `keybrake approvals` does.
+func (f fileSource) Approvals(ctx context.Context, since time.Time) ([]*approval.Approval, error) {
+	var list []*approval.Approval
+	err := withSource(f.db, f.state, func(src source) error {
+		l, ok := src.Source.(approvalLister)
+		if !ok {
+			return fmt.Errorf("%s cannot list approvals", src.where)
+		}
+		var err error
+		list, err = l.Approvals(ctx, since)
+		return err
+	})
+	return list, err
+}
+
 func (f fileSource) Verify(ctx context.Context) (store.VerifyReport, error) {
 	var rep store.VerifyReport
 	err := withSource(f.db, f.state, func(src source) error {
@@ -287,6 +304,8 @@ func pageActions(e *env, g *globals) func(context.Context, ui.Action) (string, e
 			err = fleetRevoke(ae, g.db, a.Agent, a.Verb == "revoke")
 		case a.Verb == "revoke" || a.Verb == "restore":
 			err = setRevoked(ae, g.policy, a.Agent, a.Verb == "revoke")
+		case a.Verb == "approve" || a.Verb == "deny":
+			err = decide(ae, g, a.Approval, a.Verb == "approve", "the incident page of "+whoami(), 0) // approve.go
 		default:
 			return "", fmt.Errorf("unknown action %q", a.Verb)
 		}

@@ -78,7 +78,7 @@ func (t *ShadowTally) Add(r *audit.Record) {
 // Agents are the agents with a call the shadow decided otherwise, by
 // agent and vendor.
 func (t *ShadowTally) Agents() []ShadowAgent {
-	out := []ShadowAgent{}
+	var out []ShadowAgent
 	for k, a := range t.agents {
 		if a.Differ == 0 {
 			continue

@@ -7,52 +7,90 @@ import (
 	"time"
 
 	"github.com/keybrake/keybrake/internal/admin"
+	"github.com/keybrake/keybrake/internal/approval"
 )
 
-// spendEvery is how stale the page's spend per hour may be. Computing it
-// reads every record of the day (admin.Source.Status), while the rest of
-// "now" reads counters (Glance): a page redrawing on every change must not
-// read the day's records each time.
-const spendEvery = 10 * time.Second
+// What "now" shows besides the counters reads records, which a page
+// redrawing on every change must not do each time: the day's spend per
+// hour and what the shadow policy decided otherwise (admin.Source.Status
+// reads every record of the day), and the approvals still open (the held
+// calls of the last day). Each is computed in the background, at most
+// every so often, and the page shows the latest.
 
-// spendCache keeps the day's spend hour by hour, computed in the
-// background at most every spendEvery.
-type spendCache struct {
+// spendEvery and approvalsEvery are how stale each may be.
+const (
+	spendEvery     = 10 * time.Second
+	approvalsEvery = 2 * time.Second
+)
+
+// dayRecords is what the day's records say: spend and shadow.
+type dayRecords struct {
+	day    string
+	spend  []admin.AgentSpend
+	shadow []admin.ShadowAgent
+}
+
+// background keeps the latest value of compute, asked for at most every
+// `every`, and never more than one computation at a time.
+type background[T any] struct {
+	every   time.Duration
+	compute func(ctx context.Context) (T, error)
+	what    string // for the log: "the day's spend per hour"
+
 	mu      sync.Mutex
-	day     string
-	at      time.Time // when the kept spend was asked for
-	spend   []admin.AgentSpend
+	have    bool
+	at      time.Time // when the kept value was asked for
+	value   T
 	running bool
 	failed  time.Time // when the last failed computation was asked for
 }
 
-// get returns the spend kept for day, nil when there is none yet, and
-// starts computing it again when it is older than spendEvery.
-func (c *spendCache) get(day string, src admin.Source, log *slog.Logger) []admin.AgentSpend {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.running && (c.day != day || time.Since(c.at) >= spendEvery) && time.Since(c.failed) >= spendEvery {
-		c.running = true
-		go c.compute(src, log)
+// get returns the kept value (ok false when there is none yet) and starts
+// computing it again when it is older than every.
+func (b *background[T]) get(log *slog.Logger) (T, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.running && (!b.have || time.Since(b.at) >= b.every) && time.Since(b.failed) >= b.every {
+		b.running = true
+		go b.run(log)
 	}
-	if c.day != day {
-		return nil
-	}
-	return c.spend
+	return b.value, b.have
 }
 
-func (c *spendCache) compute(src admin.Source, log *slog.Logger) {
+func (b *background[T]) run(log *slog.Logger) {
 	asked := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	st, err := src.Status(ctx)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.running = false
+	v, err := b.compute(ctx)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.running = false
 	if err != nil {
-		c.failed = asked
-		log.Warn("keybrake ui: reading the day's spend per hour failed", "err", err)
+		b.failed = asked
+		log.Warn("keybrake ui: reading "+b.what+" failed", "err", err)
 		return
 	}
-	c.day, c.at, c.spend = st.Day, asked, st.Spend
+	b.have, b.at, b.value = true, asked, v
+}
+
+func newDayRecords(src admin.Source) *background[dayRecords] {
+	return &background[dayRecords]{every: spendEvery, what: "the day's spend per hour", compute: func(ctx context.Context) (dayRecords, error) {
+		st, err := src.Status(ctx)
+		if err != nil {
+			return dayRecords{}, err
+		}
+		return dayRecords{day: st.Day, spend: st.Spend, shadow: st.Shadow}, nil
+	}}
+}
+
+// approvalLister is a Source that lists approvals (admin.Local, its
+// Client, the command's sources).
+type approvalLister interface {
+	Approvals(ctx context.Context, since time.Time) ([]*approval.Approval, error)
+}
+
+func newOpenApprovals(l approvalLister, now func() time.Time) *background[[]*approval.Approval] {
+	return &background[[]*approval.Approval]{every: approvalsEvery, what: "the open approvals", compute: func(ctx context.Context) ([]*approval.Approval, error) {
+		return l.Approvals(ctx, now().Add(-admin.ApprovalLookback))
+	}}
 }

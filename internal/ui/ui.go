@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/keybrake/keybrake/internal/admin"
+	"github.com/keybrake/keybrake/internal/approval"
 )
 
 //go:embed static
@@ -49,22 +50,25 @@ type Options struct {
 
 // Action is what POST /api/act asks for.
 type Action struct {
-	// Verb is "halt", "resume", "revoke" or "restore".
+	// Verb is "halt", "resume", "revoke", "restore", "approve" or "deny".
 	Verb string `json:"verb"`
 	// Agent is the agent it is for; "" with halt or resume means every
 	// agent (the kill switch, or the fleet's halt).
 	Agent string `json:"agent"`
+	// Approval is the approval approve and deny decide (apr_...).
+	Approval string `json:"approval,omitempty"`
 }
 
 // Server is the page and its API, an http.Handler. It is safe for
 // concurrent use.
 type Server struct {
-	opts   Options
-	token  string
-	csrf   string
-	cookie string
-	mux    *http.ServeMux
-	spend  spendCache
+	opts      Options
+	token     string
+	csrf      string
+	cookie    string
+	mux       *http.ServeMux
+	day       *background[dayRecords]           // spend.go
+	approvals *background[[]*approval.Approval] // nil: the Source lists none
 }
 
 // New returns the Server opts describe.
@@ -81,7 +85,10 @@ func New(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Server{opts: opts, token: opts.Token}
+	s := &Server{opts: opts, token: opts.Token, day: newDayRecords(opts.Source)}
+	if l, ok := opts.Source.(approvalLister); ok {
+		s.approvals = newOpenApprovals(l, opts.Now)
+	}
 	if s.token == "" {
 		s.token = NewToken()
 	}
@@ -188,10 +195,21 @@ func (s *Server) now(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "reading the status: "+err.Error())
 		return
 	}
-	if sp := s.spend.get(st.Day, s.opts.Source, s.opts.Logger); sp != nil {
-		st.Spend = sp // else none yet: the next refresh has it
+	if d, ok := s.day.get(s.opts.Logger); ok && d.day == st.Day {
+		st.Spend, st.Shadow = d.spend, d.shadow // else none yet: the next refresh has them
 	}
-	writeJSON(w, http.StatusOK, st)
+	out := struct {
+		*admin.Status
+		Approvals []pageApproval `json:"approvals"`
+	}{Status: st, Approvals: []pageApproval{}}
+	if s.approvals != nil {
+		list, _ := s.approvals.get(s.opts.Logger)
+		now := s.opts.Now()
+		for _, a := range list {
+			out.Approvals = append(out.Approvals, pageApprovalOf(a, now))
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // act carries out one Action: a POST from this page only (the CSRF
@@ -222,9 +240,16 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "reading the action: "+err.Error())
 		return
 	}
+	approving := a.Verb == "approve" || a.Verb == "deny"
 	switch {
-	case a.Verb != "halt" && a.Verb != "resume" && a.Verb != "revoke" && a.Verb != "restore":
-		writeError(w, http.StatusBadRequest, "unknown verb "+quote(a.Verb)+": want halt, resume, revoke or restore")
+	case a.Verb != "halt" && a.Verb != "resume" && a.Verb != "revoke" && a.Verb != "restore" && !approving:
+		writeError(w, http.StatusBadRequest, "unknown verb "+quote(a.Verb)+": want halt, resume, revoke, restore, approve or deny")
+		return
+	case approving && (!approval.ValidID(a.Approval) || a.Agent != ""):
+		writeError(w, http.StatusBadRequest, a.Verb+" needs an approval id (apr_...) and no agent")
+		return
+	case !approving && a.Approval != "":
+		writeError(w, http.StatusBadRequest, a.Verb+" takes no approval")
 		return
 	case a.Agent == "" && (a.Verb == "revoke" || a.Verb == "restore"):
 		writeError(w, http.StatusBadRequest, a.Verb+" needs an agent")

@@ -253,8 +253,42 @@
       return card;
     });
     $('agents').replaceChildren(...(cards.length ? cards : [h('p', { cls: 'muted', text: 'No agents or limits in the policy.' })]));
+    renderApprovals(n, actions);
+    renderShadow(n);
     if (focus) { const f = document.querySelector('[data-act="' + CSS.escape(focus[0]) + '"][data-agent="' + CSS.escape(focus[1]) + '"]'); if (f) f.focus(); } // keep keyboard focus
     fillFilterOptions();
+  }
+  // Held calls waiting for a person (approve_above, approve): each with
+  // exactly what it lets through once.
+  function renderApprovals(n, actions) {
+    const list = arr(n.approvals), el = $('approvals');
+    el.hidden = !list.length;
+    if (!list.length) { el.replaceChildren(); return; }
+    const items = list.map((a) => {
+      const li = h('li', { cls: 'approval ' + a.state, 'data-approval': a.id },
+        h('code', { text: a.id }), ' ',
+        h('span', { cls: 'badge ' + (a.state === 'approved' ? 'ok' : 'held'), text: a.state === 'approved' ? '✓ approved by ' + a.by + ', not yet used' : '⏸ waiting for a person' }),
+        h('div', { cls: 'what', text: a.what }),
+        h('div', { cls: 'muted', text: 'rule ' + a.rule + ' · asked ' + hms(ms(a.asked)) + ' UTC · expires ' + hms(ms(a.until)) + ' UTC' }));
+      if (actions && a.state === 'pending') {
+        li.append(h('div', { cls: 'act' },
+          h('button', { type: 'button', 'data-act': 'approve', 'data-approval': a.id, text: 'Approve once', onclick: () => confirmAct('approve', '', a) }),
+          h('button', { type: 'button', cls: 'danger', 'data-act': 'deny', 'data-approval': a.id, text: 'Deny', onclick: () => confirmAct('deny', '', a) })));
+      }
+      return li;
+    });
+    el.replaceChildren(h('h3', { text: 'Waiting for a person: ' + list.length + (list.length === 1 ? ' approval' : ' approvals') }), h('ul', { cls: 'approval-list' }, ...items));
+  }
+  // What the shadow policy (serve --shadow) would have decided otherwise today.
+  function renderShadow(n) {
+    const list = arr(n.shadow), el = $('shadow');
+    el.hidden = !list.length;
+    if (!list.length) { el.replaceChildren(); return; }
+    el.replaceChildren(h('h3', { text: 'Shadow policy: calls it would have decided otherwise today (UTC)' }),
+      h('ul', {}, ...list.map((a) => h('li', { 'data-shadow-agent': a.agent },
+        h('strong', { text: a.agent + ' on ' + a.vendor }), ': ' + num(a.differ) + ' of ' + num(a.calls) + ' calls (shadow policy ', h('code', { text: a.policy }), ')',
+        h('ul', {}, ...arr(a.by).map((c) => h('li', { text: num(c.count) + ' × ' + c.from + ' → ' + c.to + ' by ' + c.rule + (c.code ? ' (' + c.code + ')' : '') }))),
+        h('div', { cls: 'muted', text: 'first: #' + obj(a.first).id + ' at ' + hms(ms(obj(a.first).time)) + ' UTC, ' + obj(a.first).method + ' ' + obj(a.first).path })))));
   }
   function actBtn(verb, agent, text, cls) {
     return h('button', { type: 'button', cls, 'data-act': verb, 'data-agent': agent, text, onclick: () => confirmAct(verb, agent) });
@@ -327,27 +361,30 @@
 
   // ---- Act -------------------------------------------------------------------
   let pendingAct = null;
-  function confirmAct(verb, agent) {
-    const a = agent;
+  function confirmAct(verb, agent, appr) {
+    const a = agent, what = appr ? appr.what : '';
     const t = {
+      approve: ['Approve exactly this call, once: ' + what + '. The agent\'s next call that is exactly this request goes through, still within every cap; the same request after it, or any other, stays held.', 'Approve once'],
+      deny: ['Deny this call: ' + what + '. Calls of exactly this request are refused for the next hour instead of waiting.', 'Deny'],
       halt: a ? ['Halt ' + a + ': every call ' + a + " makes is refused (401) until 'Resume'. Nothing already sent is undone.", 'Halt ' + a]
         : ["Halt every agent: every call any agent makes is refused (401) until 'Resume'. Nothing already sent is undone.", 'Halt every agent'],
       resume: ["Resume every agent: lift the kill switch, so every agent's calls are decided by the policy again. Revoked agents stay revoked.", 'Resume every agent'],
       revoke: ['Revoke ' + a + ': every call ' + a + " makes is refused until 'Restore'. Nothing already sent is undone.", 'Revoke ' + a],
       restore: ['Restore ' + a + ': ' + a + "'s calls are decided by the policy again (unless every agent is halted).", 'Restore ' + a],
     }[verb];
-    pendingAct = { verb, agent };
+    pendingAct = { verb, agent, approval: appr ? appr.id : '' };
     $('confirm-h').textContent = t[1] + '?';
     $('confirm-text').textContent = t[0];
     $('confirm-yes').textContent = t[1];
-    $('confirm-yes').className = verb === 'halt' || verb === 'revoke' ? 'danger' : '';
+    $('confirm-yes').className = verb === 'halt' || verb === 'revoke' || verb === 'deny' ? 'danger' : '';
     $('confirm').showModal();
   }
   async function doAct(p) {
     const m = $('message');
-    m.className = ''; m.textContent = p.verb + ' ' + (p.agent || 'every agent') + '…';
+    m.className = ''; m.textContent = p.verb + ' ' + (p.approval || p.agent || 'every agent') + '…';
     try {
-      const r = await api('/api/act', { method: 'POST', body: JSON.stringify({ verb: p.verb, agent: p.agent }),
+      const body = p.approval ? { verb: p.verb, agent: '', approval: p.approval } : { verb: p.verb, agent: p.agent };
+      const r = await api('/api/act', { method: 'POST', body: JSON.stringify(body),
         headers: { 'Content-Type': 'application/json', 'X-Keybrake-CSRF': (st.session && st.session.csrf) || '' } });
       m.className = 'ok'; m.textContent = '✓ ' + (r.message || p.verb + ' done');
     } catch (e) {
