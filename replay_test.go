@@ -254,4 +254,3 @@ func TestReplayTighterAndLooser(t *testing.T) {
 		t.Fatalf("let through %v (%d estimated), want 0.0079 USD", a.LetThrough, a.Estimated)
 	}
 }
-
