@@ -19,9 +19,10 @@ type sim struct {
 	agents   map[string]*Agent
 	since    time.Time
 	// tripped: the recorded log tripped the agent (a trip event) and no
-	// allowed call since says a person resumed it. simTripped: the new
-	// policy tripped it.
-	tripped, simTripped map[string]bool
+	// allowed call since says a person resumed it. simTripped: the rule
+	// of the new policy that tripped it.
+	tripped    map[string]bool
+	simTripped map[string]string
 }
 
 func (s *sim) agent(name string) *Agent {
@@ -52,7 +53,7 @@ func (s *sim) record(r *audit.Record) {
 	if r.Decision == policy.Allowed && s.tripped[r.Agent] {
 		// A call went through after the recorded trip: a person resumed
 		// the agent, which resumes the simulated trip too.
-		s.tripped[r.Agent], s.simTripped[r.Agent] = false, false
+		s.tripped[r.Agent], s.simTripped[r.Agent] = false, ""
 	}
 	c, charge, why := s.decide(r)
 	amounts := s.counted(r, c, charge)
@@ -103,10 +104,16 @@ func outsidePolicy(r *audit.Record) string {
 		what += " (" + r.Code + ")"
 	}
 	switch {
+	case r.Decision == policy.Revoked && r.Code == "keybrake_tripped":
+		return what + ": the agent was halted by a rate limit that tripped"
+	case r.Decision == policy.Revoked && r.Code == "keybrake_halted":
+		return what + ": every agent was halted"
+	case r.Decision == policy.Revoked && strings.HasPrefix(r.Code, "keybrake_key_"):
+		return what + ": an agent key Keybrake did not accept"
 	case r.Decision == policy.Revoked:
-		return what + ": revoked outside the policy file, or by it"
+		return what + ": the agent was revoked"
 	case r.Decision == policy.Error:
-		return what + ": Keybrake could not decide"
+		return what + ": Keybrake could not decide (the store, a lookup, the call's amount)"
 	case r.Decision != policy.Allowed && r.Decision != policy.Blocked && r.Decision != policy.Scoped && r.Decision != policy.Capped:
 		return what + ": a decision replay does not know"
 	case r.Rule == "request":
@@ -131,9 +138,9 @@ func (s *sim) decide(r *audit.Record) (Call, policy.Charge, string) {
 		c.To = v
 		return c, policy.Charge{}, why
 	}
-	if s.simTripped[r.Agent] && !s.tripped[r.Agent] {
-		c.To = policy.Verdict{Decision: policy.Revoked, Rule: "replay", Code: "keybrake_tripped",
-			Reason: "agent " + r.Agent + " is halted: the new policy's rate limit tripped it earlier in the replay"}
+	if rule := s.simTripped[r.Agent]; rule != "" && !s.tripped[r.Agent] {
+		c.To = policy.Verdict{Decision: policy.Revoked, Rule: rule, Code: "keybrake_tripped",
+			Reason: "agent " + r.Agent + " is halted: its rate limit " + rule + " refused a call earlier in the replay"}
 		return c, policy.Charge{}, why
 	}
 	g := rule.Grant()
@@ -156,7 +163,7 @@ func (s *sim) decide(r *audit.Record) (Call, policy.Charge, string) {
 			l := charge.Limits[i]
 			c.To = l.OverLimit(used, frees, r.Time, s.p.Zone())
 			if l.Halt {
-				s.simTripped[r.Agent] = true
+				s.simTripped[r.Agent] = l.Rule
 			}
 			return c, policy.Charge{}, why
 		}

@@ -82,7 +82,7 @@ type Call struct {
 // clock; records are not modified.
 func Replay(p *policy.Policy, records []*audit.Record, since time.Time) *Report {
 	s := &sim{p: p, counters: newCounters(), agents: map[string]*Agent{}, since: since,
-		tripped: map[string]bool{}, simTripped: map[string]bool{}}
+		tripped: map[string]bool{}, simTripped: map[string]string{}}
 	rep := &Report{Policy: p.Hash, Since: since}
 	for _, r := range records {
 		if r.PolicyHash != "" && !r.Time.Before(since) && !slices.Contains(rep.InForce, r.PolicyHash) {
