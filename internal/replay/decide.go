@@ -76,7 +76,7 @@ func (s *sim) record(r *audit.Record) {
 	}
 	if !old && next {
 		a.Estimated++
-		if r.MovesMoney {
+		if r.MovesMoney || !r.Amount.IsZero() {
 			a.LetThrough = addTo(a.LetThrough, charge.Amount)
 		}
 	}
@@ -148,10 +148,17 @@ func (s *sim) decide(r *audit.Record) (Call, policy.Charge, string) {
 	if why == "" {
 		why = unknown
 	}
-	if why == "" && r.MovesMoney && r.Amount.Currency == "" && r.Priced == nil {
+	// A record written before Keybrake kept what replay needs has an
+	// amount and no moves_money: it is decided as moving that amount.
+	moves := r.MovesMoney || !r.Amount.IsZero()
+	switch {
+	case why != "":
+	case !r.MovesMoney && !r.Amount.IsZero():
+		why = "it was recorded before Keybrake kept what replay needs (whether it moves money, its count)"
+	case r.MovesMoney && r.Amount.Currency == "" && r.Priced == nil:
 		why = "its amount was never resolved (refused before the lookup)"
 	}
-	v, charge := s.p.Decide(policy.Call{Request: req, Subject: subject, MovesMoney: r.MovesMoney,
+	v, charge := s.p.Decide(policy.Call{Request: req, Subject: subject, MovesMoney: moves,
 		Amount: r.Amount, Priced: r.Priced, Count: r.Count}, rule, s.p.Day(r.Time))
 	if v.Decision != policy.Allowed {
 		c.To = v

@@ -206,6 +206,8 @@ func TestUncertain(t *testing.T) {
 		{"a redacted parameter", strings.Replace(basePolicy, "allow: [POST /v1/refunds]",
 			"allow:\n        - {method: POST, path: /v1/refunds, params: {\"metadata[token]\": x}}", 1), "redacted",
 			func(*audit.Record) {}},
+		{"recorded before replay", basePolicy, "recorded before",
+			func(r *audit.Record) { r.MovesMoney, r.Count = false, 0 }},
 		{"amount never resolved", basePolicy, "amount",
 			func(r *audit.Record) {
 				r.Amount = money.Amount{}
