@@ -122,4 +122,3 @@ func TestPolicyReplayMisuse(t *testing.T) {
 		}
 	}
 }
-
