@@ -84,9 +84,19 @@ func Replay(p *policy.Policy, records []*audit.Record, since time.Time) *Report 
 	s := &sim{p: p, counters: newCounters(), agents: map[string]*Agent{}, since: since,
 		tripped: map[string]bool{}, simTripped: map[string]string{}}
 	rep := &Report{Policy: p.Hash, Since: since}
+	before := "" // the policy of the last record before since: in force at since
 	for _, r := range records {
-		if r.PolicyHash != "" && !r.Time.Before(since) && !slices.Contains(rep.InForce, r.PolicyHash) {
-			rep.InForce = append(rep.InForce, r.PolicyHash)
+		switch {
+		case r.PolicyHash == "":
+		case r.Time.Before(since):
+			before = r.PolicyHash
+		default:
+			if before != "" {
+				rep.InForce, before = append(rep.InForce, before), ""
+			}
+			if !slices.Contains(rep.InForce, r.PolicyHash) {
+				rep.InForce = append(rep.InForce, r.PolicyHash)
+			}
 		}
 		s.record(r)
 	}

@@ -265,9 +265,14 @@ agents:
 // first day, whichever is earlier, less the longest window.
 func TestWarmupAndSince(t *testing.T) {
 	recs := []*audit.Record{refund(1, t0, usd(20)), capped(refund(2, t0.Add(time.Hour), usd(20)))}
-	a := agentOf(t, Replay(parse(t, basePolicy), recs, t0.Add(time.Minute)))
+	recs[0].PolicyHash, recs[1].PolicyHash = "old", "new"
+	rep := Replay(parse(t, basePolicy), recs, t0.Add(time.Minute))
+	a := agentOf(t, rep)
 	if a.Replayed != 1 || len(a.Changed) != 0 {
 		t.Fatalf("%d replayed, changed %q", a.Replayed, decisions(a.Changed))
+	}
+	if strings.Join(rep.InForce, " ") != "old new" {
+		t.Fatalf("in force %v, want the policy at since, then the next", rep.InForce)
 	}
 	p := parse(t, strings.Replace(basePolicy, "      allow:", "      rate:\n        - {count: 2, per: 1h}\n      allow:", 1))
 	// 2026-12-02 is a Wednesday: its Monday is in November.
