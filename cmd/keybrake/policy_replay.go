@@ -118,7 +118,7 @@ func printReplay(w io.Writer, p *policy.Policy, rep *replay.Report, until time.T
 		return
 	}
 	for _, a := range rep.Agents {
-		fmt.Fprintf(w, "\n%s: %d calls replayed, %d change\n", a.Name, a.Replayed, len(a.Changed))
+		fmt.Fprintf(w, "\n%s: %d calls replayed, %d changed\n", a.Name, a.Replayed, len(a.Changed))
 		if len(a.Changed) > 0 {
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "  CALL\tTIME\tOPERATION\tAMOUNT\tFROM\tTO")

@@ -52,7 +52,7 @@ func TestPolicyReplay(t *testing.T) {
 	db := replayDB(t)
 	same := writePolicy(t, cliPolicy)
 	out, errs, code := keybrake(t, nil, "policy", "replay", same, "--db", db)
-	if code != 0 || errs != "" || !strings.Contains(out, "refund-bot: 3 calls replayed, 0 change") ||
+	if code != 0 || errs != "" || !strings.Contains(out, "refund-bot: 3 calls replayed, 0 changed") ||
 		!strings.Contains(out, "decided under policy 0123456789abcdef") {
 		t.Fatalf("the same policy: %d %q\n%s", code, errs, out)
 	}
@@ -63,7 +63,7 @@ func TestPolicyReplay(t *testing.T) {
 	tighter := writePolicy(t, strings.NewReplacer("daily_cap: 500.00 USD", "daily_cap: 30.00 USD", "per_call_max: 50.00 USD", "per_call_max: 30.00 USD").Replace(cliPolicy))
 	out, errs, code = keybrake(t, nil, "policy", "replay", tighter, "--db", db, "--since", "2h")
 	for _, want := range []string{
-		"refund-bot: 3 calls replayed, 2 change",
+		"refund-bot: 3 calls replayed, 2 changed",
 		"allowed agents.refund-bot.stripe.allow[0]  capped agents.refund-bot.stripe.daily_cap",
 		"money NEW would have stopped:      40.00 USD",
 		"first call NEW would cap:          2 at ",
