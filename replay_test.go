@@ -210,9 +210,15 @@ func TestReplayReproducesTheMixedLog(t *testing.T) {
 		if strings.Contains(string(b), "ada@example.com") {
 			t.Errorf("record %d keeps an email recipient: %s", r.ID, b)
 		}
-		if r.Agent == "sms-bot" && r.Event == "" && len(r.Recipients) != 1 {
-			t.Errorf("record %d does not keep its SMS destination, which its To parameter holds: %s", r.ID, b)
+		if r.Agent == "sms-bot" && r.Event == "" && (len(r.Recipients) != 1 || len(r.Senders) != 1 || r.Priced == nil || r.Priced.Destination != r.Recipients[0]) {
+			t.Errorf("record %d does not keep its SMS destination and sender, which its To and From parameters hold: %s", r.ID, b)
 		}
+		if r.Agent == "mail-bot" && r.Event == "" && (!r.RecipientsWithheld || len(r.Senders) != 1 || r.Senders[0] != "alerts@example.com" && r.Senders[0] != "other@example.com") {
+			t.Errorf("record %d: an email keeps its sender, and says its recipients are withheld: %s", r.ID, b)
+		}
+	}
+	if r := recs[0]; r.Operation != "refunds.create" || !r.MovesMoney || r.RefundOf != "ch_1" || r.Customer != "cus_a" || r.Amount.String() != "15.00 USD" {
+		t.Errorf("the first refund's record lacks what replay needs: %+v", r)
 	}
 }
 
