@@ -1,7 +1,9 @@
 package replay
 
 import (
+	"maps"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -132,7 +134,7 @@ func (s *sim) decide(r *audit.Record) (Call, policy.Charge, string) {
 		Operation: r.Operation, Amount: r.Amount,
 		From: policy.Verdict{Decision: r.Decision, Rule: r.Rule, Code: r.Code, Reason: r.Reason}}
 	req := request(r)
-	why := redactedParam(s.p, req, r)
+	why := redactedParam(s.p, r)
 	v, rule := s.p.Authorize(req)
 	if v.Decision != policy.Allowed {
 		c.To = v
@@ -202,9 +204,11 @@ func request(r *audit.Record) policy.Request {
 }
 
 // redactedParam says which parameter condition of the new policy, on a
-// rule for r's method and path, reads a parameter the record masks or
-// drops; "" when none does.
-func redactedParam(p *policy.Policy, req policy.Request, r *audit.Record) string {
+// rule for r's method and path, reads a parameter the record masks,
+// drops (a secret's name) or keeps only as a summary (Twilio's Body as
+// Body.chars); "" when none does. A parameter the vendor's audit leaves
+// out without a trace reads as not sent.
+func redactedParam(p *policy.Policy, r *audit.Record) string {
 	a := p.Agents[r.Agent]
 	if a == nil || a.Grants[r.Vendor] == nil {
 		return ""
@@ -213,10 +217,14 @@ func redactedParam(p *policy.Policy, req policy.Request, r *audit.Record) string
 		if _, ok := rule.Path.Match(r.Path); rule.Method != r.Method || !ok {
 			continue
 		}
-		for name := range rule.Params {
-			v, ok := r.Params[name]
-			if _, keep := vendors.RedactParam(name, "x"); !keep ||
-				(ok && (strings.Contains(v, "[redacted]") || strings.Contains(v, "****"))) {
+		for _, name := range slices.Sorted(maps.Keys(rule.Params)) {
+			v, sent := r.Params[name]
+			_, keep := vendors.RedactParam(name, "x")
+			masked := sent && (strings.Contains(v, "[redacted]") || strings.Contains(v, "****"))
+			summarised := !sent && slices.ContainsFunc(slices.Collect(maps.Keys(r.Params)), func(k string) bool {
+				return strings.HasPrefix(k, name+".")
+			})
+			if !keep || masked || summarised {
 				return "parameter " + name + ", which " + rule.ID + " names, is redacted in the record"
 			}
 		}

@@ -38,7 +38,9 @@
 // Agent.Uncertain with the input it lacks: a customer's metadata, whether
 // the agent created the customer, a customer never looked up because no
 // scope needed it, recipients the audit log never keeps (email
-// addresses), a parameter the record redacts.
+// addresses), a parameter a rule names that the record masks, drops as a
+// secret or keeps only as a summary (Twilio's Body). A parameter the
+// record holds no trace of was not sent.
 //
 // Replay is exact for calls made one at a time. Calls in flight together
 // are replayed in the order the store wrote their records; a call that

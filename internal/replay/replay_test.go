@@ -206,6 +206,9 @@ func TestUncertain(t *testing.T) {
 		{"a redacted parameter", strings.Replace(basePolicy, "allow: [POST /v1/refunds]",
 			"allow:\n        - {method: POST, path: /v1/refunds, params: {\"metadata[token]\": x}}", 1), "redacted",
 			func(*audit.Record) {}},
+		{"a parameter kept as a summary", strings.Replace(basePolicy, "allow: [POST /v1/refunds]",
+			"allow:\n        - {method: POST, path: /v1/refunds, params: {Body: hello}}", 1), "redacted",
+			func(r *audit.Record) { r.Params = map[string]string{"Body.chars": "5"} }},
 		{"recorded before replay", basePolicy, "recorded before",
 			func(r *audit.Record) { r.MovesMoney, r.Count = false, 0 }},
 		{"amount never resolved", basePolicy, "amount",
@@ -278,5 +281,26 @@ func TestWarmupAndSince(t *testing.T) {
 	// 2026-12-02 is a Wednesday: its Monday is in November.
 	if got, want := Warmup(p, time.Date(2026, 12, 2, 15, 0, 0, 0, time.UTC)), time.Date(2026, 11, 29, 23, 0, 0, 0, time.UTC); !got.Equal(want) {
 		t.Fatalf("Warmup = %v, want %v", got, want)
+	}
+}
+
+// TestAbsentParameterIsNotSent: a parameter the record does not hold, and
+// holds no trace of, was not sent: a condition on it refuses the call
+// again, with certainty.
+func TestAbsentParameterIsNotSent(t *testing.T) {
+	p := parse(t, strings.Replace(basePolicy, "allow: [POST /v1/refunds]",
+		"allow:\n        - {method: POST, path: /v1/refunds, params: {reason: duplicate}}", 1))
+	r := refund(1, t0, usd(10))
+	r.Decision, r.Rule, r.Code, r.Outcome, r.Settled, r.Reserved = policy.Blocked, "agents.refund-bot.stripe.allow[0]",
+		"keybrake_param_not_allowed", audit.None, money.Amount{}, money.Amount{}
+	r.Params = map[string]string{"charge": "ch_1", "amount": "1000"}
+	a := agentOf(t, Replay(p, []*audit.Record{r}, time.Time{}))
+	if len(a.Changed) != 0 || len(a.Reruled) != 0 || len(a.Uncertain) != 0 {
+		t.Fatalf("changed %q, reruled %+v, uncertain %+v", decisions(a.Changed), a.Reruled, a.Uncertain)
+	}
+	r.Params["reason"] = "duplicate"
+	r.Decision, r.Code = policy.Allowed, ""
+	if a := agentOf(t, Replay(p, []*audit.Record{r}, time.Time{})); len(a.Changed) != 0 || len(a.Uncertain) != 0 {
+		t.Fatalf("with the parameter: changed %q, uncertain %+v", decisions(a.Changed), a.Uncertain)
 	}
 }
