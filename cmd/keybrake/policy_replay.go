@@ -39,8 +39,8 @@ certainty, with why (an input the audit log does not keep, such as a
 customer's metadata or an email's recipients). Refusals the policy did
 not make (revoked by a kill switch, a halt or a trip; errors of the store
 or a lookup) are counted as not replayed, never as changed. The records
-before --since that NEW's counters need (the start of the week or month,
-the longest rolling window) are read too, and not reported.
+before --since that NEW's counters need (the start of the day, week or
+month, the longest rolling window) are read too, and not reported.
 
 --format jsonl prints one JSON object per changed call instead.`,
 		Example: `  keybrake policy replay keybrake.yaml.new --since 24h

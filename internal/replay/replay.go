@@ -107,25 +107,31 @@ func Replay(p *policy.Policy, records []*audit.Record, since time.Time) *Report 
 }
 
 // Warmup is when the records Replay needs for calls from since start:
-// the first day of the earliest week or month p counts that holds since,
-// in p's time zone, less p's longest rolling window.
+// the start of since's day in p's time zone, or of its week or month when
+// p counts weeks or months, whichever is earliest, less p's longest
+// rolling window. The counters p keeps for good (per run, per charge)
+// count only the calls from there.
 func Warmup(p *policy.Policy, since time.Time) time.Time {
 	t := since.In(p.Zone())
-	day := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, p.Zone())
-	monday := day.AddDate(0, 0, -((int(day.Weekday()) + 6) % 7))
-	first := time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, p.Zone())
-	start := first
-	if monday.Before(first) {
-		start = monday
+	start := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, p.Zone())
+	weeks, months, window := periods(p)
+	if weeks {
+		start = start.AddDate(0, 0, -((int(start.Weekday()) + 6) % 7))
 	}
-	return start.Add(-longestWindow(p))
+	if first := time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, p.Zone()); months && first.Before(start) {
+		start = first
+	}
+	return start.Add(-window)
 }
 
-func longestWindow(p *policy.Policy) time.Duration {
-	var longest time.Duration
+// periods says whether p counts calendar weeks, calendar months, and its
+// longest rolling window.
+func periods(p *policy.Policy) (weeks, months bool, window time.Duration) {
 	budgets := func(b *policy.Budgets) {
+		weeks = weeks || b.WeeklyCap != nil || b.WeeklyCount > 0
+		months = months || b.MonthlyCap != nil || b.MonthlyCount > 0
 		for _, r := range b.Rates {
-			longest = max(longest, r.Per)
+			window = max(window, r.Per)
 		}
 	}
 	for _, a := range p.Agents {
@@ -136,7 +142,7 @@ func longestWindow(p *policy.Policy) time.Duration {
 	for _, v := range p.Vendors {
 		budgets(&v.Budgets)
 	}
-	return longest
+	return weeks, months, window
 }
 
 func sortedNames(m map[string]*Agent) []string {

@@ -264,8 +264,9 @@ agents:
 }
 
 // TestWarmupAndSince: the calls before since fill the counters and are
-// not reported; Warmup reaches back to the week's Monday or the month's
-// first day, whichever is earlier, less the longest window.
+// not reported; Warmup reaches back to the day's start, or the week's
+// Monday or the month's first day when the policy counts them, less the
+// longest window.
 func TestWarmupAndSince(t *testing.T) {
 	recs := []*audit.Record{refund(1, t0, usd(20)), capped(refund(2, t0.Add(time.Hour), usd(20)))}
 	recs[0].PolicyHash, recs[1].PolicyHash = "old", "new"
@@ -277,10 +278,21 @@ func TestWarmupAndSince(t *testing.T) {
 	if strings.Join(rep.InForce, " ") != "old new" {
 		t.Fatalf("in force %v, want the policy at since, then the next", rep.InForce)
 	}
-	p := parse(t, strings.Replace(basePolicy, "      allow:", "      rate:\n        - {count: 2, per: 1h}\n      allow:", 1))
 	// 2026-12-02 is a Wednesday: its Monday is in November.
-	if got, want := Warmup(p, time.Date(2026, 12, 2, 15, 0, 0, 0, time.UTC)), time.Date(2026, 11, 29, 23, 0, 0, 0, time.UTC); !got.Equal(want) {
-		t.Fatalf("Warmup = %v, want %v", got, want)
+	wednesday := time.Date(2026, 12, 2, 15, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		budgets string
+		want    time.Time
+	}{
+		{"", time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)},
+		{"      rate:\n        - {count: 2, per: 1h}\n", time.Date(2026, 12, 1, 23, 0, 0, 0, time.UTC)},
+		{"      monthly_cap: 100.00 USD\n", time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)},
+		{"      weekly_cap: 100.00 USD\n      rate:\n        - {count: 2, per: 1h}\n", time.Date(2026, 11, 29, 23, 0, 0, 0, time.UTC)},
+	} {
+		p := parse(t, strings.Replace(basePolicy, "      allow:", tt.budgets+"      allow:", 1))
+		if got := Warmup(p, wednesday); !got.Equal(tt.want) {
+			t.Errorf("budgets %q: Warmup = %v, want %v", tt.budgets, got, tt.want)
+		}
 	}
 }
 
