@@ -18,6 +18,7 @@ import (
 	"github.com/keybrake/keybrake"
 	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/fakes/fakestripe"
+	"github.com/keybrake/keybrake/internal/replay"
 	"github.com/keybrake/keybrake/notify"
 )
 
@@ -37,6 +38,7 @@ agents:
 
 type approvals struct {
 	t     *testing.T
+	db    string
 	kb    *keybrake.Brake
 	bot   *client.API
 	fake  *fakestripe.Server
@@ -48,7 +50,7 @@ type approvals struct {
 func newApprovals(t *testing.T) *approvals {
 	fs, url := fakestripe.Start(t)
 	fs.AddCharge(fakestripe.Charge{ID: "ch_0", Amount: 100000, Currency: "usd", Captured: true})
-	a := &approvals{t: t, fake: fs, clk: newClock(t, "2026-12-04T10:00:00Z")}
+	a := &approvals{t: t, fake: fs, clk: newClock(t, "2026-12-04T10:00:00Z"), db: filepath.Join(t.TempDir(), "keybrake.db")}
 	notifier := notify.NotifierFunc(func(_ context.Context, al notify.Alert) error {
 		a.mu.Lock()
 		defer a.mu.Unlock()
@@ -56,7 +58,7 @@ func newApprovals(t *testing.T) *approvals {
 		return nil
 	})
 	kb, err := keybrake.Open(keybrake.Options{PolicyFile: writePolicy(t, approvePolicy),
-		DBPath: filepath.Join(t.TempDir(), "keybrake.db"), Endpoints: fakeEndpoint(url), Clock: a.clk.Now,
+		DBPath: a.db, Endpoints: fakeEndpoint(url), Clock: a.clk.Now,
 		Notifier: notifier, NotifyOptions: notify.Options{Window: time.Hour}})
 	if err != nil {
 		t.Fatal(err)
@@ -299,5 +301,41 @@ func TestApprovalThroughTheProxy(t *testing.T) {
 	}
 	if n := len(fs.Movements()); n != 1 {
 		t.Fatalf("%d transfers moved; want 1", n)
+	}
+}
+
+// TestReplayOfApprovals: replaying the policy in force on a log with held
+// calls and an approved one decides every call as recorded; replaying it
+// without the approval lets the held transfers through.
+func TestReplayOfApprovals(t *testing.T) {
+	a := newApprovals(t)
+	ctx := context.Background()
+	id := a.held(a.transfer(15000, "acct_1"))
+	a.held(a.transfer(15000, "acct_1"))
+	if err := a.kb.Approve(ctx, id, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if d := a.transfer(15000, "acct_1"); d != nil {
+		t.Fatalf("the approved transfer: %+v", d)
+	}
+	a.held(a.transfer(15000, "acct_1"))
+	if _, err := a.bot.Refunds.New(refund("ch_0", 20000)); err != nil {
+		t.Fatal(err)
+	}
+	db := a.db
+	a.kb.Close()
+	recs := fileRecords(t, db)
+	same := replay.Replay(parsePolicy(t, approvePolicy), recs, time.Time{})
+	for _, ag := range same.Agents {
+		if len(ag.Changed)+len(ag.Reruled)+len(ag.Uncertain) != 0 || len(ag.NotReplayed) != 0 || ag.Replayed != 5 {
+			t.Errorf("the policy in force, replayed: %+v; want 5 calls as recorded", ag)
+		}
+	}
+	// 150.00 is below approve_above: only the approve rule held them.
+	without := strings.Replace(approvePolicy, "      approve: [POST /v1/transfers]\n", "", 1)
+	rep := replay.Replay(parsePolicy(t, without), recs, time.Time{})
+	if len(rep.Agents) != 1 || len(rep.Agents[0].Changed) != 3 || rep.Agents[0].Changed[0].To.Decision != keybrake.Allowed ||
+		rep.Agents[0].Changed[0].From.Decision != keybrake.Held {
+		t.Fatalf("without the approval rule: %+v; want the 3 held transfers allowed", *rep.Agents[0])
 	}
 }

@@ -168,6 +168,33 @@ type Record struct {
 	// decided, when it decided otherwise than the policy in force; nil
 	// when it agreed or no shadow policy is in force.
 	Shadow *Shadow
+
+	// What replay needs to decide the call again under another policy
+	// (keybrake policy replay), as the vendor classified it and lookups
+	// resolved it; the request's own part is Method, Path, Params,
+	// Customer, Account, Run and Amount above. Each is empty when the
+	// call has none, and then costs nothing on disk.
+	MovesMoney bool               // the call can move money
+	Uncapped   bool               // it can move money Keybrake does not count (a rule needs uncapped: true)
+	Count      int64              // billable units as classified; negative: as many as its price counts
+	RefundOf   string             // the charge a refund draws on, for max_refunds_per_charge
+	Priced     *policy.PriceQuery // what the policy's prices were asked, for a priced call
+	// Recipients and Senders are the call's destinations and From
+	// values, kept only where the vendor's audit parameters already keep
+	// them (Twilio's To and From, Resend's from): a recipient's email
+	// address is personal data the log never holds. RecipientsWithheld
+	// says the call had recipients or senders the record does not keep;
+	// a Priced.Destination not kept is then left out too.
+	Recipients         []string
+	Senders            []string
+	RecipientsWithheld bool
+	MostRecipients     int64 // the most addresses in one email
+	NoCustomer         bool  // the object acted on belongs to no customer
+	AudienceUnknown    bool  // it sends to an audience Keybrake cannot see (a broadcast)
+	CreatesCustomer    bool  // it creates a customer: a customer scope admits it without one
+	// CustomerUnknown says a lookup would have found the customer of the
+	// object acted on, and was not made: no customer scope was in force.
+	CustomerUnknown bool
 }
 
 // Shadow is a shadow policy's decision about a call, kept when it differs
@@ -177,6 +204,14 @@ type Shadow struct {
 	Rule     string          `json:"rule"`
 	Code     string          `json:"code,omitempty"`
 	Policy   string          `json:"policy"` // the shadow policy's hash
+}
+
+// jsonPriced is a Record's Priced in JSON.
+type jsonPriced struct {
+	Item        string `json:"item"`
+	Destination string `json:"destination,omitempty"`
+	Quantity    int64  `json:"quantity"`
+	Recipients  int64  `json:"recipients,omitempty"`
 }
 
 type jsonRecord struct {
@@ -217,6 +252,21 @@ type jsonRecord struct {
 	PrevHash       string            `json:"prev,omitempty"`
 	Approval       string            `json:"approval,omitempty"`
 	Shadow         *Shadow           `json:"shadow,omitempty"`
+
+	// What replay needs (Record).
+	MovesMoney         bool        `json:"moves_money,omitempty"`
+	Uncapped           bool        `json:"uncapped,omitempty"`
+	Count              int64       `json:"count,omitempty"`
+	RefundOf           string      `json:"refund_of,omitempty"`
+	Priced             *jsonPriced `json:"priced,omitempty"`
+	Recipients         []string    `json:"recipients,omitempty"`
+	Senders            []string    `json:"senders,omitempty"`
+	RecipientsWithheld bool        `json:"recipients_withheld,omitempty"`
+	MostRecipients     int64       `json:"most_recipients,omitempty"`
+	NoCustomer         bool        `json:"no_customer,omitempty"`
+	AudienceUnknown    bool        `json:"audience_unknown,omitempty"`
+	CreatesCustomer    bool        `json:"creates_customer,omitempty"`
+	CustomerUnknown    bool        `json:"customer_unknown,omitempty"`
 }
 
 // MarshalJSON writes the record as one Dump line. Every money field is an
@@ -256,6 +306,13 @@ func (r *Record) MarshalJSON() ([]byte, error) {
 		Holds: r.Holds, RetryOf: r.RetryOf, Lookup: r.Lookup, RequestID: r.RequestID,
 		DurationMS: json.Number(durationMS(r.Duration)),
 		PolicyHash: r.PolicyHash, PrevHash: r.PrevHash, Approval: r.Approval, Shadow: r.Shadow,
+		MovesMoney: r.MovesMoney, Uncapped: r.Uncapped, Count: r.Count, RefundOf: r.RefundOf,
+		Recipients: r.Recipients, Senders: r.Senders, RecipientsWithheld: r.RecipientsWithheld,
+		MostRecipients: r.MostRecipients, NoCustomer: r.NoCustomer, AudienceUnknown: r.AudienceUnknown,
+		CreatesCustomer: r.CreatesCustomer, CustomerUnknown: r.CustomerUnknown,
+	}
+	if q := r.Priced; q != nil {
+		j.Priced = &jsonPriced{Item: q.Item, Destination: q.Destination, Quantity: q.Quantity, Recipients: q.Recipients}
 	}
 	return json.Marshal(j)
 }
@@ -288,6 +345,13 @@ func (r *Record) UnmarshalJSON(b []byte) error {
 		Customer: j.Customer, Account: j.Account, Run: j.Run, Principal: j.Principal, Holds: j.Holds, RetryOf: j.RetryOf,
 		Lookup: j.Lookup, RequestID: j.RequestID, PolicyHash: j.PolicyHash, PrevHash: j.PrevHash,
 		Approval: j.Approval, Shadow: j.Shadow,
+		MovesMoney: j.MovesMoney, Uncapped: j.Uncapped, Count: j.Count, RefundOf: j.RefundOf,
+		Recipients: j.Recipients, Senders: j.Senders, RecipientsWithheld: j.RecipientsWithheld,
+		MostRecipients: j.MostRecipients, NoCustomer: j.NoCustomer, AudienceUnknown: j.AudienceUnknown,
+		CreatesCustomer: j.CreatesCustomer, CustomerUnknown: j.CustomerUnknown,
+	}
+	if q := j.Priced; q != nil {
+		r.Priced = &policy.PriceQuery{Item: q.Item, Destination: q.Destination, Quantity: q.Quantity, Recipients: q.Recipients}
 	}
 	if err != nil {
 		return fmt.Errorf("audit: record %d: %w", j.ID, err)

@@ -26,6 +26,12 @@ func TestRecordJSONRoundTrip(t *testing.T) {
 			RetryOf: 3, Lookup: "GET /v1/charges/ch_1", Status: 200, RequestID: "req_1",
 			Duration: 1500 * time.Microsecond, PolicyHash: "abc", PrevHash: "def",
 		},
+		// What replay needs, every field set.
+		{ID: 10, Time: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), Decision: policy.Allowed, Outcome: Settled,
+			MovesMoney: true, Uncapped: true, Count: -1, RefundOf: "ch_1",
+			Priced:     &policy.PriceQuery{Item: "sms", Destination: "+15550100", Quantity: 2, Recipients: 3},
+			Recipients: []string{"+15550100"}, Senders: []string{"+15550199", "MG1"}, RecipientsWithheld: true,
+			MostRecipients: 4, NoCustomer: true, AudienceUnknown: true, CreatesCustomer: true, CustomerUnknown: true},
 		// A sub-cent reservation, and a negative sub-millisecond duration.
 		// Zero amounts come back in the record's currency.
 		{ID: 8, Time: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), Decision: policy.Capped, Amount: usd(0), Reserved: usd(1), Settled: usd(0), Outcome: None, Duration: -1500 * time.Microsecond},

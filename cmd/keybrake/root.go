@@ -86,7 +86,7 @@ Exit status:
 		newRestoreCmd(e, g),
 		newHaltCmd(e, g),
 		newResumeCmd(e, g),
-		newPolicyCmd(e),
+		newPolicyCmd(e, g),
 		newServeCmd(e, g),
 		newUICmd(e, g),
 		newKeysCmd(e),

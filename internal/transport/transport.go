@@ -211,6 +211,7 @@ func (t *RoundTripper) classify(c *call) (policy.Verdict, bool) {
 	c.rec.Customer = vc.Customer
 	c.rec.Account = vc.Account
 	c.rec.Amount = vc.Amount
+	recordInputs(&c.rec, vc, false)
 	return policy.Verdict{}, true
 }
 
@@ -274,6 +275,7 @@ func (t *RoundTripper) resolve(c *call) (policy.Verdict, bool) {
 		c.rec.Customer = c.vc.Customer
 		c.rec.Amount = c.vc.Amount
 	}
+	recordInputs(&c.rec, c.vc, c.needs.Customer)
 	// A zero amount without a currency moves nothing (an authorisation
 	// increment); any other amount must say its currency.
 	if c.vc.MovesMoney && c.vc.Amount.Currency == "" && !c.vc.Amount.IsZero() {

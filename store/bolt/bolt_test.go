@@ -453,9 +453,13 @@ func TestRecordRoundTrip(t *testing.T) {
 	rec := audit.Record{
 		Time: time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC), Agent: "a", Vendor: "twilio", Method: "POST", Host: "api.twilio.com",
 		Path: "/2010-04-01/Accounts/AC1/Messages.json", Operation: "messages.create", Decision: policy.Allowed, Code: "c", Rule: "r",
-		Reason: "why", Params: map[string]string{"To": "+15550100", "Body": "[redacted]"}, IdempotencyKey: "ik", KeyID: "kid",
+		Reason: "why", Params: map[string]string{"To": "+15550100", "Body": "[redacted]", "charge": "ch_1"}, IdempotencyKey: "ik", KeyID: "kid",
 		Customer: "cus", Account: "acct", Amount: money.Amount{Micros: 7_900, Currency: "USD"}, Reserved: money.Amount{Micros: 15_800, Currency: "USD"},
 		Lookup: "l", PolicyHash: "ph", PrevHash: "prev",
+		MovesMoney: true, Uncapped: true, Count: -1, RefundOf: "ch_1",
+		Priced:     &policy.PriceQuery{Item: "sms", Destination: "+15550100", Quantity: 2, Recipients: 3},
+		Recipients: []string{"+15550100"}, Senders: []string{"+15550199", "MG1"}, RecipientsWithheld: true,
+		MostRecipients: 4, NoCustomer: true, AudienceUnknown: true, CreatesCustomer: true, CustomerUnknown: true,
 	}
 	holds := []audit.Hold{{Key: "day:USD", Unit: "USD", Limit: 1_000_000, Amount: 15_800}, {Key: "day:sms", Unit: "units", Limit: 100, Amount: 2}}
 	a, err := s.Reserve(ctx, &store.Reservation{Record: rec, Holds: holds})
@@ -479,6 +483,10 @@ func TestRecordRoundTrip(t *testing.T) {
 	want.Settled = money.Amount{Micros: 7_900, Currency: "USD"}
 	want.Holds = []audit.Hold{holds[0], holds[1]}
 	want.Holds[0].Settled, want.Holds[1].Settled = 7_900, 1
+	if got.Priced == nil || *got.Priced != *want.Priced {
+		t.Fatalf("Priced read back as %+v, want %+v", got.Priced, want.Priced)
+	}
+	got.Priced, want.Priced = nil, nil // %#v shows a pointer's address
 	if g, w := fmt.Sprintf("%#v", *got), fmt.Sprintf("%#v", want); g != w {
 		t.Fatalf("record read back\n got %s\nwant %s", g, w)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -238,7 +239,7 @@ func checkEncodable(r *audit.Record) error {
 	}
 	for _, t := range [...]string{r.Agent, r.Vendor, r.Method, r.Host, r.Path, r.Operation, r.Event, string(r.Decision),
 		r.Code, r.Rule, r.Reason, r.IdempotencyKey, r.KeyID, r.Customer, r.Account, r.Run, r.Principal, string(r.Outcome),
-		r.Object, r.Lookup, r.RequestID, r.PolicyHash, r.PrevHash, r.Approval} {
+		r.Object, r.Lookup, r.RequestID, r.PolicyHash, r.PrevHash, r.Approval, r.RefundOf} {
 		if !utf8.ValidString(t) {
 			return fmt.Errorf("store/bolt: record holds text that is not UTF-8: %q", t)
 		}
@@ -246,6 +247,14 @@ func checkEncodable(r *audit.Record) error {
 	if sh := r.Shadow; sh != nil && !(utf8.ValidString(string(sh.Decision)) && utf8.ValidString(sh.Rule) &&
 		utf8.ValidString(sh.Code) && utf8.ValidString(sh.Policy)) {
 		return fmt.Errorf("store/bolt: record holds a shadow decision that is not UTF-8: %+v", *sh)
+	}
+	if q := r.Priced; q != nil && (!utf8.ValidString(q.Item) || !utf8.ValidString(q.Destination)) {
+		return fmt.Errorf("store/bolt: record holds a price query that is not UTF-8: %q, %q", q.Item, q.Destination)
+	}
+	for _, t := range slices.Concat(r.Recipients, r.Senders) {
+		if !utf8.ValidString(t) {
+			return fmt.Errorf("store/bolt: record holds a recipient or sender that is not UTF-8: %q", t)
+		}
 	}
 	for k, v := range r.Params {
 		if !utf8.ValidString(k) || !utf8.ValidString(v) {

@@ -65,6 +65,8 @@ func TestSizeAtScale(t *testing.T) {
 				Params:         map[string]string{"charge": fmt.Sprintf("ch_3MmlLrLkdIwHu7ix%010d", i), "amount": "1099"},
 				IdempotencyKey: key, KeyID: "kid_1a2b", Amount: usd, Reserved: usd,
 				PolicyHash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+				// What replay needs of a refund.
+				MovesMoney: true, Count: 1, RefundOf: fmt.Sprintf("ch_3MmlLrLkdIwHu7ix%010d", i),
 			},
 			Holds: []audit.Hold{
 				{Key: "agent/" + agent + "/stripe/" + day + "/USD", Unit: "USD", Limit: -1, Amount: usd.Micros},

@@ -104,5 +104,11 @@ func normalize(r audit.Record) audit.Record {
 	if len(r.Holds) == 0 {
 		r.Holds = nil
 	}
+	if len(r.Recipients) == 0 {
+		r.Recipients = nil
+	}
+	if len(r.Senders) == 0 {
+		r.Senders = nil
+	}
 	return r
 }
