@@ -9,7 +9,7 @@ package keybrake
 //
 //	keybrake_calls_total{agent,vendor,decision,code}          counter
 //	    Calls decided, by decision (allowed, blocked, scoped, capped,
-//	    revoked, error) and refusal code ("" for allowed calls), counted
+//	    revoked, held, error) and refusal code ("" for allowed calls), counted
 //	    once a call's record is final: a refusal once written, an allowed
 //	    call once its completion is handed to the store.
 //	keybrake_money_reserved_micros_total{agent,vendor,currency}  counter

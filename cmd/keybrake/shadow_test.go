@@ -57,3 +57,28 @@ func TestShadowInSummaryAndStatus(t *testing.T) {
 		t.Fatalf("summary without --shadow shows the shadow:\n%s", out)
 	}
 }
+
+// keybrake serve --shadow: a candidate decides every proxied call a second
+// time; the agent sees only the policy in force, and the summary the
+// difference.
+func TestServeShadow(t *testing.T) {
+	dir, vendor, key := serveDir(t)
+	candidate := filepath.Join(dir, "candidate.yaml")
+	if err := os.WriteFile(candidate, []byte(strings.Replace(servePolicy, "50.00 USD", "30.00 USD", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startServe(t, dir, []string{"STRIPE_SECRET_KEY=" + serveSecret}, "--endpoint", "stripe="+vendor, "--shadow", candidate)
+	for i := 0; i < 2; i++ { // 25.00 each: the second is over the candidate's 30.00
+		if status, body := refundAt(t, s.url, "Bearer "+key, "2500"); status != 200 {
+			t.Fatalf("refund %d: %d %s; the shadow must change nothing", i+1, status, body)
+		}
+	}
+	out, errs, code := keybrakeIn(t, dir, nil, "audit", "summary", "--shadow", "--since", "1h")
+	if code != 0 || !strings.Contains(out, "refund-bot on stripe: 1 of 2 calls") || !strings.Contains(out, "allowed -> capped  by agents.refund-bot.stripe.daily_cap") {
+		t.Fatalf("audit summary --shadow beside serve: %d %q\n%s", code, errs, out)
+	}
+	_, errs, code = keybrakeIn(t, dir, nil, "serve", "--listen", "127.0.0.1:0", "--admin", "-", "--shadow", filepath.Join(dir, "missing.yaml"), "--db", filepath.Join(dir, "other.db"))
+	if code != 1 || !strings.Contains(errs, "shadow policy") {
+		t.Fatalf("serve with a missing shadow file: %d %q", code, errs)
+	}
+}
