@@ -185,6 +185,37 @@ func TestApprovalBoundToTheExactRequest(t *testing.T) {
 	}
 }
 
+// TestApprovalOutlivesACap: an approved call a cap refuses has not used
+// its approval, which stands until it expires.
+func TestApprovalOutlivesACap(t *testing.T) {
+	a := newApprovals(t)
+	ctx := context.Background()
+	for range 16 { // 16 x 300.00 (each approved) = 4800.00 of the 5000.00 cap
+		id := a.held(a.transfer(30000, "acct_9"))
+		if err := a.kb.Approve(ctx, id, "alice"); err != nil {
+			t.Fatal(err)
+		}
+		if d := a.transfer(30000, "acct_9"); d != nil {
+			t.Fatalf("an approved transfer: %+v", d)
+		}
+	}
+	id := a.held(a.transfer(25000, "acct_1"))
+	if err := a.kb.Approve(ctx, id, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if d := a.transfer(25000, "acct_1"); d == nil || d.Code != "keybrake_daily_cap" {
+		t.Fatalf("the approved 250.00 over the cap: %+v; want capped", d)
+	}
+	list, err := a.kb.Approvals(ctx)
+	if err != nil || len(list) != 1 || list[0].ID != id || list[0].State != "approved" {
+		t.Fatalf("after the cap refused it: %+v, %v; want the approval still standing", list, err)
+	}
+	a.clk.add(24 * time.Hour) // the next day: the cap has room; the approval expired
+	if got := a.held(a.transfer(25000, "acct_1")); got == id {
+		t.Fatal("an approval stood past its hour")
+	}
+}
+
 // TestApprovalTTL: an approval not used in time, or a request nobody
 // answers, expires.
 func TestApprovalTTL(t *testing.T) {
@@ -229,8 +260,11 @@ func TestApprovalUsedOnceUnderRace(t *testing.T) {
 				admitted.Add(1)
 				return
 			}
-			if d, ok := keybrake.AsDenial(err); !ok || d.Decision != keybrake.Held {
-				t.Errorf("a racing call: %v; want held", err)
+			// Held again (another used it), or capped: every one of them
+			// reserves before it may use it, and 50 transfers of 250.00
+			// are over the 5000.00 cap.
+			if d, ok := keybrake.AsDenial(err); !ok || d.Decision != keybrake.Held && d.Code != "keybrake_daily_cap" {
+				t.Errorf("a racing call: %v; want held or capped", err)
 			}
 		}()
 	}

@@ -38,15 +38,9 @@ func (t *RoundTripper) approve(c *call) (policy.Verdict, bool) {
 	now := t.env.now()
 	switch a.State(now) {
 	case approval.Approved:
-		used, err := book.Use(ctx, a.ID, approval.Token(), c.vc.IdempotencyKey)
-		if err != nil {
-			return storeError("the approval " + a.ID + " could not be used: " + err.Error()), false
-		}
-		if !used {
-			held.Reason = "approval " + a.ID + " was used by another call of this exact request at the same moment; this one needs its own"
-			return held, false
-		}
-		c.approvedBy = a.Decision.By
+		// Used once the call's money is reserved (useApproval): a call a
+		// cap refuses leaves the approval standing.
+		c.approval, c.approvedBy = a, a.Decision.By
 		return policy.Verdict{}, true
 	case approval.Used:
 		// A retry, with the same idempotency key, of the call that used
@@ -62,6 +56,33 @@ func (t *RoundTripper) approve(c *call) (policy.Verdict, bool) {
 	held.Reason += fmt.Sprintf("; it waits for approval %s (keybrake approve %s), asked at %s",
 		a.ID, a.ID, a.Request.Time.Format(time.RFC3339))
 	return held, false
+}
+
+// useApproval uses up the approval the call goes through on, once every
+// limit admitted it (id is its reservation's record; 0 for a call that
+// holds nothing). Of calls racing for one approval, one uses it; the others
+// are held again, for an approval of their own.
+func (t *RoundTripper) useApproval(c *call, id uint64) (policy.Verdict, bool) {
+	a := c.approval
+	if a == nil {
+		return policy.Verdict{}, true
+	}
+	by := approval.Token()
+	if id != 0 {
+		by = fmt.Sprintf("kb_%d", id)
+	}
+	ctx, cancel := t.env.writeContext(c.req.Context())
+	defer cancel()
+	used, err := t.env.approvals.Use(ctx, a.ID, by, c.vc.IdempotencyKey)
+	if err != nil {
+		return storeError("the approval " + a.ID + " could not be used: " + err.Error()), false
+	}
+	if !used {
+		held := *c.held
+		held.Reason = "approval " + a.ID + " was used by another call of this exact request at the same moment; this one needs its own"
+		return held, false
+	}
+	return policy.Verdict{}, true
 }
 
 // approvalRequest is what the held call asks a person to approve.

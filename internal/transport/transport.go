@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/keybrake/keybrake/audit"
+	"github.com/keybrake/keybrake/internal/approval"
 	"github.com/keybrake/keybrake/policy"
 	"github.com/keybrake/keybrake/vendors"
 )
@@ -87,6 +88,7 @@ type call struct {
 	// held is the policy's Held verdict, when the call needs a person's
 	// approval (approve.go); approvedBy who gave the one it used.
 	held       *policy.Verdict
+	approval   *approval.Approval // the approved one it goes through on, used once reserved
 	approvedBy string
 	// gathered: who holds what gather learned (scope.go); shadowHolds
 	// are the shadow policy's counters the call holds (shadow.go).
@@ -150,6 +152,9 @@ func (t *RoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		if v, ok := t.recheck(c); !ok {
 			return t.refuse(c, v)
 		}
+		if v, ok := t.useApproval(c, 0); !ok { // approve.go
+			return t.refuse(c, v)
+		}
 		return t.sendRecording(c)
 	}
 	adm, v, ok := t.reserve(c)
@@ -157,6 +162,9 @@ func (t *RoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.refuse(c, v)
 	}
 	if v, ok := t.recheck(c); !ok {
+		return t.refuseReserved(c, adm, v)
+	}
+	if v, ok := t.useApproval(c, adm.ID); !ok { // approve.go
 		return t.refuseReserved(c, adm, v)
 	}
 	return t.send(c, adm)
