@@ -197,6 +197,19 @@ type Record struct {
 	CustomerUnknown bool
 }
 
+// Moved is what the call counts as moved: what the vendor settled, or
+// what it still holds while in flight or of unknown outcome (it stays
+// counted); nothing for a call refused or released.
+func (r *Record) Moved() money.Amount {
+	switch r.Outcome {
+	case Settled:
+		return r.Settled
+	case Reserved, Unknown:
+		return r.Reserved
+	}
+	return money.Amount{}
+}
+
 // Shadow is a shadow policy's decision about a call, kept when it differs
 // from the decision that was enforced.
 type Shadow struct {

@@ -88,7 +88,7 @@ func daySpend(ctx context.Context, st store.Store, day string) ([]AgentSpend, []
 	sums := map[group]*AgentSpend{}
 	err = st.Query(ctx, audit.Query{Since: start, Until: start.Add(24 * time.Hour)}, func(r *audit.Record) error {
 		shadow.Add(r)
-		a := spent(r)
+		a := r.Moved()
 		if a.Micros <= 0 || a.Currency == "" {
 			return nil
 		}
@@ -116,16 +116,4 @@ func daySpend(ctx context.Context, st store.Store, day string) ([]AgentSpend, []
 		return cmp.Or(cmp.Compare(a.Agent, b.Agent), cmp.Compare(a.Vendor, b.Vendor), cmp.Compare(a.Currency, b.Currency))
 	})
 	return out, shadow.Agents(), nil
-}
-
-// spent is what a record counts as moved: what the vendor settled, or
-// what a call in flight or of unknown outcome still holds.
-func spent(r *audit.Record) money.Amount {
-	switch r.Outcome {
-	case audit.Settled:
-		return r.Settled
-	case audit.Reserved, audit.Unknown:
-		return r.Reserved
-	}
-	return money.Amount{}
 }

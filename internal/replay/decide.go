@@ -74,7 +74,7 @@ func (s *sim) record(r *audit.Record) {
 	}
 	old, next := r.Decision == policy.Allowed, c.To.Decision == policy.Allowed
 	if old && !next {
-		a.Stopped = addTo(a.Stopped, moved(r))
+		a.Stopped = addTo(a.Stopped, r.Moved())
 	}
 	if !old && next {
 		a.Estimated++
@@ -336,16 +336,4 @@ func (s *sim) settled(r *audit.Record, l policy.Limit) int64 {
 		return l.Add
 	}
 	return a.Micros
-}
-
-// moved is what a call the recorded policy let through moved: its
-// settlement, or its reservation while that is not known.
-func moved(r *audit.Record) money.Amount {
-	switch r.Outcome {
-	case audit.Settled:
-		return r.Settled
-	case audit.Reserved, audit.Unknown:
-		return r.Reserved
-	}
-	return money.Amount{}
 }

@@ -166,16 +166,17 @@ func TestNotReplayed(t *testing.T) {
 		refusal(4, policy.Revoked, "keys", "keybrake_key_unknown"),
 		refusal(5, policy.Error, "store", "keybrake_store_error"),
 		refusal(6, policy.Blocked, "request", "keybrake_bad_param"),
-		refusal(7, "held", "agents.refund-bot.stripe.approval", "keybrake_approval_required"),
+		refusal(7, "paused", "agents.refund-bot.stripe.pause", "keybrake_paused"), // a decision of a later Keybrake
 		refusal(8, policy.Blocked, "agents.refund-bot.stripe.allow[0]", "keybrake_idempotency_key_reused"),
+		refusal(9, policy.Blocked, "agents.refund-bot.stripe.approve[0]", "keybrake_approval_denied"),
 	}
 	rep := Replay(parse(t, basePolicy), recs, time.Time{})
 	a := agentOf(t, rep)
 	if a.Replayed != 0 || len(a.Changed) != 0 {
 		t.Fatalf("%d replayed, changed %q", a.Replayed, decisions(a.Changed))
 	}
-	if len(a.NotReplayed) != 7 {
-		t.Fatalf("not replayed %v, want 7 reasons", a.NotReplayed)
+	if len(a.NotReplayed) != 8 {
+		t.Fatalf("not replayed %v, want 8 reasons", a.NotReplayed)
 	}
 	for reason := range a.NotReplayed {
 		if !strings.Contains(reason, "keybrake_") {
