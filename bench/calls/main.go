@@ -179,6 +179,7 @@ var variants = []variant{
 	{"fdatasync", "write+fdatasync, 100 B", startFdatasync},
 	{"bare", "bare stripe-go", startBare},
 	{"keybrake", "keybrake (stripe-go over HTTPClient)", startKeybrake},
+	{"shadow", "keybrake with a shadow policy", startShadow},
 }
 
 // bench is one run: the fake and the files.
@@ -304,6 +305,11 @@ func runCalls(w io.Writer, cfg config) error {
 	fmt.Fprintf(w, "    with its warm-up (bare stripe-go: %d and %d): about one a caller (the warm-up's lookups run beside\n",
 		bare64.dials, bare64.opened)
 	fmt.Fprintf(w, "    the refunds, so a few more) means the pool is reused and no call dials its own.\n")
+	sh1, sh64 := r("shadow", 1), r("shadow", cfg.callers)
+	fmt.Fprintf(w, "\nA shadow policy (the same policy as a candidate: every call decided twice, its counters read and held):\n")
+	fmt.Fprintf(w, "  serial p50 %s against keybrake's %s (%.2fx); calls/s %s against %s at 1 caller (%.2fx), %s against %s at %d (%.2fx)\n",
+		benchutil.Micros(sh1.p50), benchutil.Micros(kb1.p50), div(float64(sh1.p50), float64(kb1.p50)),
+		perSec(sh1.rate), perSec(kb1.rate), div(sh1.rate, kb1.rate), perSec(sh64.rate), perSec(kb64.rate), cfg.callers, div(sh64.rate, kb64.rate))
 	return nil
 }
 
@@ -477,7 +483,12 @@ func (b *bench) open(dir, vendor string, opts keybrake.Options) (*keybrake.Brake
 }
 
 func startKeybrake(b *bench, dir string) (call, func(), error) {
-	kb, err := b.open(dir, b.fake, keybrake.Options{})
+	return b.startBrake(dir, keybrake.Options{})
+}
+
+// startBrake is stripe-go over a Brake of opts.
+func (b *bench) startBrake(dir string, opts keybrake.Options) (call, func(), error) {
+	kb, err := b.open(dir, b.fake, opts)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -487,6 +498,12 @@ func startKeybrake(b *bench, dir string) (call, func(), error) {
 			log.Print(err)
 		}
 	}, nil
+}
+
+// startShadow is startKeybrake with the policy also as its shadow: what
+// deciding every call a second time costs, with the shadow's counters.
+func startShadow(b *bench, dir string) (call, func(), error) {
+	return b.startBrake(dir, keybrake.Options{ShadowPolicyFile: b.policy})
 }
 
 func chargeID(i int) string { return fmt.Sprintf("ch_bench%02d", i) }
