@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/keybrake/keybrake/audit"
+	"github.com/keybrake/keybrake/internal/testenv"
 	"github.com/keybrake/keybrake/policy"
 	"github.com/keybrake/keybrake/store"
 	"github.com/keybrake/keybrake/store/bolt"
+	"github.com/keybrake/keybrake/store/postgres"
 )
 
 // replayDB writes three refunds of 20.00 that cliPolicy let through an
@@ -23,6 +25,13 @@ func replayDB(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	writeReplayLog(t, s)
+	return path
+}
+
+// writeReplayLog writes replayDB's calls to s, and closes it.
+func writeReplayLog(t *testing.T, s store.Store) {
+	t.Helper()
 	ctx := context.Background()
 	now := time.Now().UTC().Add(-time.Hour)
 	for i := 0; i < 3; i++ {
@@ -45,7 +54,21 @@ func replayDB(t *testing.T) string {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return path
+}
+
+// policy replay --db postgres://... reads a fleet's log as a file's.
+func TestPolicyReplayOnAFleet(t *testing.T) {
+	dsn := testenv.PostgresSchema(t)
+	st, err := postgres.Open(context.Background(), dsn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeReplayLog(t, st)
+	tighter := writePolicy(t, strings.NewReplacer("daily_cap: 500.00 USD", "daily_cap: 30.00 USD", "per_call_max: 50.00 USD", "per_call_max: 30.00 USD").Replace(cliPolicy))
+	out, errs, code := keybrake(t, nil, "policy", "replay", tighter, "--db", dsn)
+	if code != 0 || !strings.Contains(out, "refund-bot: 3 calls replayed, 2 changed") || strings.Contains(out, "password") {
+		t.Fatalf("replay on the fleet's store: %d %q\n%s", code, errs, out)
+	}
 }
 
 func TestPolicyReplay(t *testing.T) {
