@@ -223,6 +223,7 @@ func TestPolicyCheckWarns(t *testing.T) {
 agents:
   refund-bot:
     stripe:
+      approve: [POST /v1/payouts]
       allow:
         - POST /v1/refunds
         - POST /v1/refunds
@@ -241,6 +242,7 @@ vendors:
 	for _, want := range []string{
 		"warning: agent refund-bot on stripe has no daily cap or count",
 		"warning: agent refund-bot on stripe: allow POST /v1/refunds (agents.refund-bot.stripe.allow[1]) can never match",
+		"warning: agent refund-bot on stripe: approve POST /v1/payouts (agents.refund-bot.stripe.approve[0]) holds nothing: no allow rule admits POST /v1/payouts",
 		`warning: agent texter on twilio: to "+4*" admits every number of world numbering zone 4`,
 		`warning: agent texter on twilio: to "+1*" admits the high-cost NANP prefixes +1242 `,
 	} {
@@ -252,7 +254,7 @@ vendors:
 		t.Errorf("a priced prefix is warned about:\n%s", out)
 	}
 	_, errs, code = keybrake(t, nil, "policy", "check", "--strict", p)
-	if code != 1 || !strings.Contains(errs, "4 warning(s), and --strict") {
+	if code != 1 || !strings.Contains(errs, "5 warning(s), and --strict") {
 		t.Errorf("--strict: %d %q", code, errs)
 	}
 	// A policy with nothing to warn about passes --strict.

@@ -93,6 +93,7 @@ func policyWarnings(p *policy.Policy) []string {
 				}
 			}
 			out = append(out, shadowed(who, g.Allow)...)
+			out = append(out, unallowedApprovals(who, g)...)
 		}
 	}
 	return out
@@ -127,6 +128,23 @@ func shadowed(who string, rules []*policy.Rule) []string {
 				out = append(out, fmt.Sprintf("%s: allow %s %s (%s) can never match: %s, before it, always does", who, r.Method, r.Path, r.ID, earlier.ID))
 				break
 			}
+		}
+	}
+	return out
+}
+
+// unallowedApprovals are approve rules no allow rule of the grant matches
+// by method and path: they hold nothing, since the call is blocked first.
+func unallowedApprovals(who string, g *policy.Grant) []string {
+	var out []string
+	for _, r := range g.Approve {
+		allowed := false
+		for _, a := range g.Allow {
+			allowed = allowed || a.Method == r.Method && a.Path.String() == r.Path.String()
+		}
+		if !allowed {
+			out = append(out, fmt.Sprintf("%s: approve %s %s (%s) holds nothing: no allow rule admits %s %s, so its calls are blocked before any approval",
+				who, r.Method, r.Path, r.ID, r.Method, r.Path))
 		}
 	}
 	return out
