@@ -223,3 +223,33 @@ func spin(d time.Duration) {
 		runtime.Gosched()
 	}
 }
+
+// BenchmarkQueryDay reads a day's records through the time index, as
+// `keybrake status` does for the spend by hour: what a record costs to
+// read back (its index entry, its body, its interned text, its chain link).
+func BenchmarkQueryDay(b *testing.B) {
+	s := openTest(b)
+	s.db.NoSync = true
+	ctx := context.Background()
+	const calls = 10_000
+	for i := 0; i < calls; i++ {
+		a, err := s.Reserve(ctx, benchReservation(int64(i)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Complete(ctx, &store.Completion{ID: a.ID, Outcome: audit.Settled, Settled: []int64{10_990_000, 1},
+			Moved: money.Amount{Micros: 10_990_000, Currency: "USD"}, Status: 200}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	day := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		n := 0
+		if err := s.Query(ctx, audit.Query{Since: day, Until: day.Add(24 * time.Hour)}, func(*audit.Record) error { n++; return nil }); err != nil || n != calls {
+			b.Fatal(n, err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/calls, "ns/record")
+}

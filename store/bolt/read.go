@@ -87,6 +87,7 @@ func (s *Store) Query(ctx context.Context, q audit.Query, fn func(*audit.Record)
 			default:
 				k, _ = c.First()
 			}
+			d := newDict(tx)
 			for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 				if len(k) != idAt+8 {
 					return corrupt("index key %x is %d bytes", k, len(k))
@@ -97,7 +98,7 @@ func (s *Store) Query(ctx context.Context, q audit.Query, fn func(*audit.Record)
 					break
 				}
 				after = append(after[:0], k...)
-				r, err := getRecord(tx, binary.BigEndian.Uint64(k[idAt:]))
+				r, err := getRecordIn(tx, d, binary.BigEndian.Uint64(k[idAt:]))
 				if err != nil {
 					return fmt.Errorf("index: %w", err)
 				}

@@ -103,6 +103,10 @@ const internMax = 512
 type dict struct {
 	strs *bbolt.Bucket
 	ids  *bbolt.Bucket
+	// seen keeps the text already read by id, for the life of the
+	// transaction: a walk over many records reads the same agents, paths
+	// and rules again and again, and an entry never changes.
+	seen map[uint64]string
 }
 
 func newDict(tx *bbolt.Tx) *dict {
@@ -142,12 +146,25 @@ func (d *dict) intern(s string) (uint64, error) {
 }
 
 func (d *dict) text(id uint64) (string, error) {
+	if s, ok := d.seen[id]; ok {
+		return s, nil
+	}
 	v := d.ids.Get(u64(id))
 	if v == nil {
 		return "", corrupt("dictionary entry %d is missing", id)
 	}
-	return string(v), nil
+	s := string(v)
+	if d.seen == nil {
+		d.seen = make(map[uint64]string)
+	}
+	if len(d.seen) < maxSeen {
+		d.seen[id] = s
+	}
+	return s, nil
 }
+
+// maxSeen bounds a dict's memory of text read: one walk's distinct text.
+const maxSeen = 4096
 
 // appendOnly returns a bucket whose keys are written in increasing order,
 // with bbolt told to fill its pages: the default (half) leaves half of

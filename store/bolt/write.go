@@ -497,11 +497,17 @@ func (s *Store) SetFact(ctx context.Context, key, value string) error {
 // getRecord reads a record, with its PrevHash: the hash of the journal
 // entry before the record's latest.
 func getRecord(tx *bbolt.Tx, id uint64) (*audit.Record, error) {
+	return getRecordIn(tx, newDict(tx), id)
+}
+
+// getRecordIn is getRecord with the transaction's dict, for a walk over
+// many records.
+func getRecordIn(tx *bbolt.Tx, d *dict, id uint64) (*audit.Record, error) {
 	v := tx.Bucket(bucketRecords).Get(u64(id))
 	if v == nil {
 		return nil, fmt.Errorf("%w: %d", store.ErrNotFound, id)
 	}
-	r, seq, err := decodeRecord(newDict(tx), id, v)
+	r, seq, err := decodeRecord(d, id, v)
 	if err != nil {
 		return nil, err
 	}
