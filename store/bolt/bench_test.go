@@ -127,16 +127,7 @@ func BenchmarkVerify(b *testing.B) {
 	s.db.NoSync = true
 	ctx := context.Background()
 	const calls = 10_000
-	for i := 0; i < calls; i++ {
-		a, err := s.Reserve(ctx, benchReservation(int64(i)))
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := s.Complete(ctx, &store.Completion{ID: a.ID, Outcome: audit.Settled, Settled: []int64{10_990_000, 1},
-			Moved: money.Amount{Micros: 10_990_000, Currency: "USD"}, Status: 200}); err != nil {
-			b.Fatal(err)
-		}
-	}
+	settleCalls(b, s, calls)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -224,15 +215,10 @@ func spin(d time.Duration) {
 	}
 }
 
-// BenchmarkQueryDay reads a day's records through the time index, as
-// `keybrake status` does for the spend by hour: what a record costs to
-// read back (its index entry, its body, its interned text, its chain link).
-func BenchmarkQueryDay(b *testing.B) {
-	s := openTest(b)
-	s.db.NoSync = true
+// settleCalls writes n refunds, each reserved and settled, on 2025-06-01.
+func settleCalls(b *testing.B, s *Store, n int) {
 	ctx := context.Background()
-	const calls = 10_000
-	for i := 0; i < calls; i++ {
+	for i := 0; i < n; i++ {
 		a, err := s.Reserve(ctx, benchReservation(int64(i)))
 		if err != nil {
 			b.Fatal(err)
@@ -242,6 +228,17 @@ func BenchmarkQueryDay(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkQueryDay reads a day's records through the time index, as
+// `keybrake status` does for the spend by hour: what a record costs to
+// read back (its index entry, its body, its interned text, its chain link).
+func BenchmarkQueryDay(b *testing.B) {
+	s := openTest(b)
+	s.db.NoSync = true
+	ctx := context.Background()
+	const calls = 10_000
+	settleCalls(b, s, calls)
 	day := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
 	b.ReportAllocs()
 	b.ResetTimer()
