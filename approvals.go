@@ -79,7 +79,7 @@ func (b *Brake) Deny(ctx context.Context, id, by string) error {
 // Approvals lists the approvals still open (pending or approved and not
 // yet used) that calls held in the last day asked for, oldest first.
 func (b *Brake) Approvals(ctx context.Context) ([]Approval, error) {
-	list, err := b.book().Open(ctx, b.opts.Clock().Add(-24*time.Hour-approval.DefaultTTL))
+	list, err := b.book().Open(ctx, b.opts.Clock().Add(-approval.Lookback))
 	if err != nil {
 		return nil, err
 	}

@@ -52,7 +52,7 @@ audit log keeps them), amount and run.`,
 			})
 		},
 	}
-	cmd.Flags().DurationVar(&since, "since", admin.ApprovalLookback, "read the held calls of this long `ago` to find them")
+	cmd.Flags().DurationVar(&since, "since", approval.Lookback, "read the held calls of this long `ago` to find them")
 	return cmd
 }
 

@@ -22,11 +22,6 @@ import (
 // operator's side: mode 0600, never reached through the agent's transport
 // or the proxy's agent port.
 
-// ApprovalLookback is how far back the held calls are read to find the
-// open approvals: an approval is asked for at most DefaultTTL before it
-// is decided, and stands a day at most from the CLI's defaults.
-const ApprovalLookback = 24*time.Hour + approval.DefaultTTL
-
 // Approver is a Source that can decide approvals: Handler then serves
 // POST /approvals/decide.
 type Approver interface {
@@ -50,7 +45,7 @@ func (h *handler) approvals(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	since := time.Now().Add(-ApprovalLookback)
+	since := time.Now().Add(-approval.Lookback)
 	if s := r.URL.Query().Get("since"); s != "" {
 		t, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {

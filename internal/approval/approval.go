@@ -44,6 +44,12 @@ import (
 // an approval stands once given, and how long a denial holds.
 const DefaultTTL = time.Hour
 
+// Lookback is how far back the held calls are read to find the open
+// approvals (Book.Open): a request is asked for at most DefaultTTL before
+// it is decided, and an approval given with the defaults stands a day at
+// most.
+const Lookback = 24*time.Hour + DefaultTTL
+
 // maxSequence bounds the approvals of one binding a lookup walks: a
 // request approved this many times is refused rather than walked further.
 const maxSequence = 10000

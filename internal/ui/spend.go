@@ -91,6 +91,6 @@ type approvalLister interface {
 
 func newOpenApprovals(l approvalLister, now func() time.Time) *background[[]*approval.Approval] {
 	return &background[[]*approval.Approval]{every: approvalsEvery, what: "the open approvals", compute: func(ctx context.Context) ([]*approval.Approval, error) {
-		return l.Approvals(ctx, now().Add(-admin.ApprovalLookback))
+		return l.Approvals(ctx, now().Add(-approval.Lookback))
 	}}
 }
