@@ -26,7 +26,10 @@ var derived = []string{
 var serveDerived = []string{
 	"hop's own cost, own process = (a') - direct",
 	"serve layer = (d) - (b)",
+	"  of which a hop, own process = (b+') - (b)",
+	"  of which serve's own = (d) - (b+')",
 	"serve layer / own-process hop (target <= 1.3x)",
+	"serve layer / (b+') - (b) (target <= 1.3x)",
 	"serve layer / in-process hop (a)",
 }
 
@@ -34,7 +37,7 @@ var serveDerived = []string{
 // the bench binary is: startHopProcess runs os.Executable.
 func TestMain(m *testing.M) {
 	if fake := os.Getenv(hopEnv); fake != "" {
-		if err := runHopChild(fake); err != nil {
+		if err := runHopChild(fake, os.Getenv(hopLibraryEnv)); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -50,7 +53,7 @@ func TestTableHasEveryRow(t *testing.T) {
 		vs   []variant
 	}{
 		{"in-process", config{serial: 20, parallel: 60, clients: 4, rounds: 3}, variants},
-		{"with serve", config{serial: 10, parallel: 20, clients: 2, rounds: 2, serve: true}, append(append([]variant(nil), variants...), hopProcessVariant, serveVariant)},
+		{"with serve", config{serial: 10, parallel: 20, clients: 2, rounds: 2, serve: true}, append(append([]variant(nil), variants...), hopProcessVariant, hopLibraryProcessVariant, serveVariant)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -82,7 +85,8 @@ func TestTableHasEveryRow(t *testing.T) {
 			}
 			verdicts := []string{"kb.Proxy in process against the hop in process: "}
 			if tt.cfg.serve {
-				verdicts = append(verdicts, "keybrake serve against the hop as a process of its own: ")
+				verdicts = append(verdicts, "keybrake serve against the hop as a process of its own: ",
+					"keybrake serve against that hop where serve's layer is, in front of a Brake (b+'): ")
 			}
 			for _, v := range verdicts {
 				if !strings.Contains(table, v+"met.") && !strings.Contains(table, v+"NOT met.") {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 )
@@ -22,23 +23,44 @@ import (
 // client's own process would charge serve for being a process.
 const hopEnv = "KEYBRAKE_BENCH_HOP"
 
-var hopProcessVariant = variant{"hop-process", "(a') bare hop, own process", startHopProcess}
+// hopLibraryEnv, set beside hopEnv to a directory, makes the hop process
+// variant (b+'): the bare hop over the library's chain, on a Brake of its
+// own in that directory (its policy and bbolt file), the way keybrake
+// serve runs the chain but without the proxy's own work. It is the hop
+// in the place serve's layer is: its own process, in front of a Brake.
+const hopLibraryEnv = "KEYBRAKE_BENCH_HOP_LIBRARY"
 
-// runHopChild serves the bare hop as startHop builds it, announces its
-// address on stderr as keybrake serve does, and stops on SIGTERM.
-func runHopChild(fake string) error {
+var (
+	hopProcessVariant        = variant{"hop-process", "(a') bare hop, own process", startHopProcess}
+	hopLibraryProcessVariant = variant{"hop+library-process", "(b+') (b+) in its own process", startHopLibraryProcess}
+)
+
+// runHopChild serves the bare hop as startHop builds it (over the
+// library's chain when dir is set), announces its address on stderr as
+// keybrake serve does, and stops on SIGTERM.
+func runHopChild(fake, dir string) error {
 	u, err := url.Parse(fake)
 	if err != nil {
 		return err
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 256
+	handler := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(u) }, Transport: tr}
+	if dir != "" {
+		b := &bench{fake: fake, policy: filepath.Join(dir, "keybrake.yaml")}
+		kb, err := b.open(dir)
+		if err != nil {
+			return err
+		}
+		defer kb.Close()
+		handler = hopOverLibrary(kb)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(u) }, Transport: tr},
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second,
 	}
 	fmt.Fprintf(os.Stderr, "serving agents on http://%s\n", ln.Addr())
@@ -57,12 +79,25 @@ func runHopChild(fake string) error {
 }
 
 func startHopProcess(b *bench, _ string) (target, func(), error) {
+	return startHopChild(b, "")
+}
+
+func startHopLibraryProcess(b *bench, dir string) (target, func(), error) {
+	if err := os.WriteFile(filepath.Join(dir, "keybrake.yaml"), []byte(policy), 0o600); err != nil {
+		return target{}, nil, err
+	}
+	return startHopChild(b, dir)
+}
+
+// startHopChild runs this binary again as the hop of (a'), or of (b+')
+// when dir is set.
+func startHopChild(b *bench, dir string) (target, func(), error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return target{}, nil, err
 	}
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), hopEnv+"="+b.fake)
+	cmd.Env = append(os.Environ(), hopEnv+"="+b.fake, hopLibraryEnv+"="+dir)
 	addr, stop, err := startProcess(cmd)
 	if err != nil {
 		return target{}, nil, fmt.Errorf("the hop process: %w", err)
