@@ -202,7 +202,9 @@
 // its Reason and moves its holds from pending to unknown (in counters and
 // window entries), journaling each and listing it in the unknown bucket.
 // The money stays counted against every limit; a retry with the same
-// idempotency key takes the holds over. A read-only Open recovers nothing.
+// idempotency key within store.ReplayWindow takes the holds over (a later
+// one is a new call, and the Unknown one stays counted). A read-only Open
+// recovers nothing.
 //
 // # On-disk layout
 //

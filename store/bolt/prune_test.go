@@ -104,9 +104,11 @@ func TestPruneKeepsTheStoreBounded(t *testing.T) {
 		dayStart := start.AddDate(0, 0, d)
 		day := dayStart.Format(time.DateOnly)
 		var estimates []uint64
-		// Yesterday's Unknown calls are retried: the retries take over.
+		// Yesterday's Unknown calls are retried, late yesterday and so
+		// inside the store.ReplayWindow of their first attempt: the
+		// retries take over.
 		for i, key := range unknown {
-			a := reserve(dayStart.Add(time.Duration(i)*time.Second), day, key)
+			a := reserve(dayStart.Add(-time.Hour+time.Duration(i)*time.Second), day, key)
 			settle(a.ID, false)
 		}
 		unknown = unknown[:0]

@@ -102,9 +102,6 @@ func reserve(tx *bbolt.Tx, rec audit.Record, holds []audit.Hold, hasIdem bool, i
 			if err != nil {
 				return store.Admission{}, err
 			}
-			if fp != idem.Fingerprint {
-				return store.Admission{Result: store.KeyReused}, nil
-			}
 			prev, err := getRecord(tx, id)
 			if errors.Is(err, store.ErrNotFound) {
 				return store.Admission{}, corrupt("idempotency key %q points at missing record %d", idem.Key, id)
@@ -112,25 +109,32 @@ func reserve(tx *bbolt.Tx, rec audit.Record, holds []audit.Hold, hasIdem bool, i
 			if err != nil {
 				return store.Admission{}, err
 			}
-			retryOf = id
-			switch prev.Outcome {
-			case audit.Reserved:
-				return store.Admission{Result: store.KeyInUse}, nil
-			case audit.Settled, audit.Replayed:
-				kind = kindReplay
-				holds = nil
-			case audit.Released:
-				// Reserve afresh below, limits checked.
-			case audit.Unknown:
-				takeover = prev
-				holds = append([]audit.Hold(nil), prev.Holds...)
-				// The Unknown call's windowed holds move to this record's
-				// Time, which must suit them as Reserve checked the call's.
-				if err := checkWindows(holds, rec.Time); err != nil {
-					return store.Admission{}, err
+			// A key the vendor has forgotten is a new request, reserved
+			// below like one without a key (store.ReplayWindow).
+			if !store.KeyForgotten(prev.Time, rec.Time) {
+				if fp != idem.Fingerprint {
+					return store.Admission{Result: store.KeyReused}, nil
 				}
-			default:
-				return store.Admission{}, corrupt("idempotency key %q points at record %d, which is %q", idem.Key, id, prev.Outcome)
+				retryOf = id
+				switch prev.Outcome {
+				case audit.Reserved:
+					return store.Admission{Result: store.KeyInUse}, nil
+				case audit.Settled, audit.Replayed:
+					kind = kindReplay
+					holds = nil
+				case audit.Released:
+					// Reserve afresh below, limits checked.
+				case audit.Unknown:
+					takeover = prev
+					holds = append([]audit.Hold(nil), prev.Holds...)
+					// The Unknown call's windowed holds move to this record's
+					// Time, which must suit them as Reserve checked the call's.
+					if err := checkWindows(holds, rec.Time); err != nil {
+						return store.Admission{}, err
+					}
+				default:
+					return store.Admission{}, corrupt("idempotency key %q points at record %d, which is %q", idem.Key, id, prev.Outcome)
+				}
 			}
 		}
 	}

@@ -79,26 +79,30 @@ func (t *batchTx) reserve(o *op) (store.Admission, error) {
 			return store.Admission{}, corrupt("idempotency key %q was not claimed", o.idem.Key)
 		}
 		if ks.record != 0 {
-			if ks.fp != o.idem.Fingerprint {
-				return store.Admission{Result: store.KeyReused}, nil
-			}
 			prev := t.records[uint64(ks.record)]
 			if prev == nil {
 				return store.Admission{}, corrupt("idempotency key %q points at missing record %d", o.idem.Key, ks.record)
 			}
-			retryOf = uint64(ks.record)
-			switch prev.rec.Outcome {
-			case audit.Reserved:
-				return store.Admission{Result: store.KeyInUse}, nil
-			case audit.Settled, audit.Replayed:
-				replay, holds = true, nil
-			case audit.Released:
-				// Reserve afresh below, limits checked.
-			case audit.Unknown:
-				takeover = prev
-				holds = slices.Clone(prev.rec.Holds)
-			default:
-				return store.Admission{}, corrupt("idempotency key %q points at record %d, which is %q", o.idem.Key, ks.record, prev.rec.Outcome)
+			// A key the vendor has forgotten is a new request, reserved
+			// below like one without a key (store.ReplayWindow).
+			if !store.KeyForgotten(prev.rec.Time, o.rec.Time) {
+				if ks.fp != o.idem.Fingerprint {
+					return store.Admission{Result: store.KeyReused}, nil
+				}
+				retryOf = uint64(ks.record)
+				switch prev.rec.Outcome {
+				case audit.Reserved:
+					return store.Admission{Result: store.KeyInUse}, nil
+				case audit.Settled, audit.Replayed:
+					replay, holds = true, nil
+				case audit.Released:
+					// Reserve afresh below, limits checked.
+				case audit.Unknown:
+					takeover = prev
+					holds = slices.Clone(prev.rec.Holds)
+				default:
+					return store.Admission{}, corrupt("idempotency key %q points at record %d, which is %q", o.idem.Key, ks.record, prev.rec.Outcome)
+				}
 			}
 		}
 	}

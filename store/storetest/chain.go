@@ -386,10 +386,13 @@ func testPrune(t *testing.T, s store.Store) {
 		t.Fatalf("Verify after Prune = %+v, want checkpoint %d and 6 records", v, rep.Checkpoint)
 	}
 
-	// k-unknown stayed with b: its retry takes over b's hold, on the
-	// counter that stayed. k-new is young: its retry replays. k-old went
-	// with a: its retry is a new call.
-	x := admit(t, s, &store.Reservation{Record: on(3, 2), Idempotency: idem("k-unknown", "fp")})
+	// k-unknown stayed with b: its retry, on day 1 and inside the
+	// store.ReplayWindow, takes over b's hold, on the counter that stayed.
+	// k-new is young: its retry replays. k-old went with a: its retry is
+	// a new call.
+	rx := on(0, 3)
+	rx.Time = rx.Time.Add(store.ReplayWindow - time.Hour)
+	x := admit(t, s, &store.Reservation{Record: rx, Idempotency: idem("k-unknown", "fp")})
 	if x.RetryOf != b.ID || !holdsEqual(x.Holds, []audit.Hold{hold(k0, 1000, 50)}) {
 		t.Fatalf("retry of the Unknown call = %+v, want a takeover of %d", x, b.ID)
 	}
