@@ -20,6 +20,7 @@ import (
 	"github.com/keybrake/keybrake/fakes/fakestripe"
 	"github.com/keybrake/keybrake/internal/replay"
 	"github.com/keybrake/keybrake/notify"
+	"github.com/keybrake/keybrake/store"
 )
 
 // Approvals (the policy-changes issue): a held call, approved by a person,
@@ -236,6 +237,39 @@ func TestApprovalTTL(t *testing.T) {
 	}
 	if n := len(a.fake.Movements()); n != 0 {
 		t.Fatalf("%d transfers moved", n)
+	}
+}
+
+// TestApprovedRetryAfterTheKeyIsForgotten: a retry with the idempotency
+// key of the approved call is that call while the vendor remembers the
+// key, and needs no approval; a day later the vendor would execute it
+// again, so it is a new request and waits for a person.
+func TestApprovedRetryAfterTheKeyIsForgotten(t *testing.T) {
+	a := newApprovals(t)
+	send := func() *keybrake.Denial {
+		t.Helper()
+		p := &stripego.TransferParams{Amount: stripego.Int64(25000), Currency: stripego.String("usd"), Destination: stripego.String("acct_1")}
+		p.SetIdempotencyKey("payout-4312")
+		_, err := a.bot.Transfers.New(p)
+		return denialOf(t, err)
+	}
+	id := a.held(send())
+	if err := a.kb.Approve(context.Background(), id, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if d := send(); d != nil {
+		t.Fatalf("the approved call: %+v", d)
+	}
+	a.clk.add(time.Hour)
+	if d := send(); d != nil {
+		t.Fatalf("its retry an hour later, a replay: %+v", d)
+	}
+	a.clk.add(store.ReplayWindow)
+	if got := a.held(send()); got == id {
+		t.Fatalf("a retry after the vendor forgot the key went on %s, the approval already used", id)
+	}
+	if n := len(a.fake.Movements()); n != 1 {
+		t.Fatalf("%d transfers moved; want the approved one", n)
 	}
 }
 

@@ -294,11 +294,21 @@ func (b *Book) set(ctx context.Context, key string, v any) (won bool, err error)
 	return got == string(data), nil
 }
 
+// retryOfUse says whether a retry at now of the call that used an
+// approval at used is still that call: while the store replays it or takes
+// it over (store.ReplayWindow, counted from the call's record, a moment
+// before it was used). A minute short of that, so that no retry is both
+// past the store's window, a new call that moves money again, and inside
+// this one, admitted without an approval.
+func retryOfUse(used, now time.Time) bool {
+	return now.Sub(used) < store.ReplayWindow-time.Minute
+}
+
 // Hold finds the approval a held call of req.Binding is to use or wait
 // for, and opens one when there is none: the current approval of the
 // binding, if pending, approved or denied; the used one, when the call is
-// a retry with the idempotency key of the call that used it (req.Key);
-// else a new pending one. opened is true only for the call that opened
+// a retry with the idempotency key of the call that used it (req.Key),
+// within retryOfUse; else a new pending one. opened is true only for the call that opened
 // it, so a storm of retries opens (and alerts) once.
 func (b *Book) Hold(ctx context.Context, req Request) (a *Approval, opened bool, err error) {
 	now := b.now()
@@ -328,7 +338,7 @@ func (b *Book) Hold(ctx context.Context, req Request) (a *Approval, opened bool,
 		case Pending, Approved, Denied:
 			return cur, false, nil
 		case Used:
-			if req.Key != "" && cur.Closing.Key == req.Key {
+			if req.Key != "" && cur.Closing.Key == req.Key && retryOfUse(cur.Closing.Time, now) {
 				return cur, false, nil
 			}
 		case Expired:
