@@ -1,6 +1,7 @@
 package keybrake_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -11,11 +12,10 @@ import (
 )
 
 // TestForgottenIdempotencyKeyIsCounted: Stripe forgets an idempotency
-// key after 24 hours and then executes a request carrying it again, so a
-// retry that late is a new call to Keybrake: its limits checked and its
-// money counted, not a replay that counts nothing. (The fake remembers
-// keys for ever and replays it: Keybrake counts money that did not move,
-// the safe way to be wrong.)
+// key after 24 hours and then executes a request carrying it again, so
+// Keybrake counts any use of a key past store.ReplayWindow (23 hours from
+// its first use) as a new call: limits checked, money counted, unless
+// Stripe's answer says it replayed (Idempotent-Replayed: true).
 func TestForgottenIdempotencyKeyIsCounted(t *testing.T) {
 	fs, url := fakestripe.Start(t)
 	fs.AddCharge(fakestripe.Charge{ID: "ch_k", Amount: 90000, Currency: "usd", Captured: true})
@@ -30,18 +30,30 @@ func TestForgottenIdempotencyKeyIsCounted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	last := func() audit.Record {
+		recs := dump(t, kb, audit.Query{Agent: "refund-bot"})
+		return recs[len(recs)-1]
+	}
 	send()
 	clk.add(store.ReplayWindow - time.Minute)
-	send() // a replay: nothing new counted
-	clk.add(time.Minute)
-	send() // forgotten: counted
-	recs := dump(t, kb, audit.Query{Agent: "refund-bot"})
-	if got := outcomes(recs); got[audit.Settled] != 2 || got[audit.Replayed] != 1 || len(recs) != 3 {
-		t.Fatalf("outcomes %v in %d records, want 2 settled and 1 replayed", got, len(recs))
+	send() // Keybrake knows it for a retry: a replay, nothing counted
+	if r := last(); r.Outcome != audit.Replayed {
+		t.Fatalf("the retry inside the window: %+v, want replayed", r)
 	}
-	last := recs[len(recs)-1]
-	if last.Outcome != audit.Settled || last.Reserved.String() != "25.00 USD" || last.RetryOf != 0 {
-		t.Fatalf("the call after the window: %+v, want settled, 25.00 USD reserved, no RetryOf", last)
+	clk.add(time.Minute)
+	send() // past the window: reserved as new; Stripe, at 23 h, still replays it
+	if r := last(); r.Outcome != audit.Settled || r.Reserved.String() != "25.00 USD" || !r.Settled.IsZero() ||
+		!strings.Contains(r.Reason, "the vendor replayed") {
+		t.Fatalf("the retry Stripe replayed: %+v, want 25.00 reserved, settled at nothing, saying why", r)
+	}
+	clk.add(2 * time.Hour)
+	fs.ForgetIdempotencyKeys() // Stripe, 25 h after the key's first use
+	send()
+	if r := last(); r.Outcome != audit.Settled || r.Settled.String() != "25.00 USD" || r.RetryOf != 0 {
+		t.Fatalf("the retry Stripe executed again: %+v, want 25.00 settled", r)
+	}
+	if got := fs.Refunded("ch_k"); got != 5000 {
+		t.Fatalf("Stripe refunded %d, want two refunds of 2500", got)
 	}
 	// Counted against the day's cap: 25.00 of 100.00 on 2026-12-04, so
 	// three more of 25.00 fit and a fourth does not.

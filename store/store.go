@@ -246,8 +246,12 @@ type Reservation struct {
 // ReplayWindow is how long an idempotency key is remembered: a
 // reservation whose key's record is ReplayWindow or more older than its
 // own (by Record.Time) is a new request, reserved afresh with its limits
-// checked, whatever the earlier call's outcome or fingerprint, and the
-// key points at it from then on. The vendors keep a key 24 hours (Stripe
+// checked, whatever the earlier call's outcome or fingerprint. The key
+// keeps pointing at that first record, so every later use of it is a new
+// request too: the vendor's window runs from the key's first use, and a
+// vendor that replayed the late call did not restart it (a vendor that
+// executed it anew did, and its replays of it are then counted, which
+// errs the safe way; see vendors.Info.ReplayHeader). The vendors keep a key 24 hours (Stripe
 // may forget one once it is 24 hours old; Resend keeps it 24 hours) and
 // then execute a request that carries it again, so a replay answered
 // later would let money move uncounted. An hour short of their 24, so

@@ -157,7 +157,8 @@
 //     policy may price, and how a Priced call counts by the shared
 //     settings. Units must be pure.
 //   - RequestIDHeaders is read by the transport, for the audit record's
-//     RequestID.
+//     RequestID; ReplayHeader, to settle at nothing an answer the vendor
+//     replayed.
 //   - Secrets are credential formats that [RedactText] masks in every
 //     audit record, whichever vendor's call it is. The built-in vendors
 //     register theirs with [RedactSecrets] when their package loads;

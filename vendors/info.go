@@ -45,6 +45,15 @@ type Info struct {
 	// request ID, tried in order, for the audit record.
 	RequestIDHeaders []string
 
+	// ReplayHeader is the response header a vendor sets to "true" on a
+	// 2xx answer it replays from an earlier request with the same
+	// idempotency key ("Idempotent-Replayed" for Stripe): such an answer
+	// moved nothing new, whatever its body says. "" for a vendor that does
+	// not say. Keybrake replays what it knows to be a retry without
+	// counting it; this catches a key it has forgotten (a retry after
+	// store.ReplayWindow) that the vendor still remembers.
+	ReplayHeader string
+
 	// Secrets are regular expressions matching, as whole words, the
 	// credentials the vendor issues ("sk_live_..."), so that no audit
 	// record keeps one (RedactSecrets). Credentials without a format

@@ -221,7 +221,7 @@ func describe(info vendors.Info) string {
 			fmt.Fprintf(&b, "key %s %d %d %v %q\n", k.Name, k.Kind, k.Subject, k.Match != nil, k.Help)
 		}
 	}
-	fmt.Fprintf(&b, "prices %q units %v\nheaders %q\nsecrets %q\n", info.Prices, info.Units != nil, info.RequestIDHeaders, info.Secrets)
+	fmt.Fprintf(&b, "prices %q units %v\nheaders %q replay %q\nsecrets %q\n", info.Prices, info.Units != nil, info.RequestIDHeaders, info.ReplayHeader, info.Secrets)
 	return b.String()
 }
 

@@ -103,6 +103,15 @@ type Movement struct {
 	RequestID string // the request that made it
 }
 
+// ForgetIdempotencyKeys drops every saved idempotent result, as Stripe
+// does with a key once it is 24 hours old: a request that carries one
+// again is executed again.
+func (s *Server) ForgetIdempotencyKeys() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.idem = map[idemKey]*saved{}
+}
+
 // Requests returns how many requests the server has received, whatever
 // it answered (faults, 401s and replays included).
 func (s *Server) Requests() int { return s.log.Len() }

@@ -153,6 +153,12 @@ func (t *RoundTripper) answer(c *call, adm store.Admission, resp *http.Response,
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		if (c.vc.MovesMoney || c.vc.Creates != "") && adm.Result != store.Replayed {
+			if t.replayed(resp.Header) {
+				// A key the store had forgotten and the vendor had not.
+				t.complete(c, completion{outcome: audit.Settled, settlement: vendors.Settlement{Units: 0},
+					reason: "the vendor replayed an earlier answer to this idempotency key: nothing new moved"})
+				return resp, nil
+			}
 			resp.Body = t.settleOnRead(c, resp.Body)
 			return resp, nil
 		}
@@ -199,6 +205,12 @@ func (t *RoundTripper) requestID(h http.Header) string {
 		}
 	}
 	return ""
+}
+
+// replayed reports whether the vendor says its answer replays an earlier
+// one (its Info's ReplayHeader).
+func (t *RoundTripper) replayed(h http.Header) bool {
+	return t.info.ReplayHeader != "" && strings.EqualFold(h.Get(t.info.ReplayHeader), "true")
 }
 
 // settleLimit bounds what is kept of a response body for settlement.

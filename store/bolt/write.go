@@ -85,9 +85,10 @@ func (s *Store) Reserve(ctx context.Context, r *store.Reservation) (store.Admiss
 
 func reserve(tx *bbolt.Tx, rec audit.Record, holds []audit.Hold, hasIdem bool, idem store.Idempotency) (store.Admission, error) {
 	var (
-		retryOf  uint64
-		kind     = kindHolds
-		takeover *audit.Record // the Unknown call whose holds this one takes over
+		retryOf   uint64
+		kind      = kindHolds
+		takeover  *audit.Record // the Unknown call whose holds this one takes over
+		forgotten bool          // the key's record is past store.ReplayWindow
 	)
 	var ikey []byte
 	if hasIdem {
@@ -111,7 +112,7 @@ func reserve(tx *bbolt.Tx, rec audit.Record, holds []audit.Hold, hasIdem bool, i
 			}
 			// A key the vendor has forgotten is a new request, reserved
 			// below like one without a key (store.ReplayWindow).
-			if !store.KeyForgotten(prev.Time, rec.Time) {
+			if forgotten = store.KeyForgotten(prev.Time, rec.Time); !forgotten {
 				if fp != idem.Fingerprint {
 					return store.Admission{Result: store.KeyReused}, nil
 				}
@@ -229,7 +230,9 @@ func reserve(tx *bbolt.Tx, rec audit.Record, holds []audit.Hold, hasIdem bool, i
 			return store.Admission{}, err
 		}
 	}
-	if hasIdem && kind != kindReplay {
+	// A forgotten key keeps pointing at its first use, from which the
+	// vendor's 24 hours run whether it replayed this call or not.
+	if hasIdem && kind != kindReplay && !forgotten {
 		ikey, err := idemKey(newDict(tx), idem.Key, true)
 		if err != nil {
 			return store.Admission{}, err

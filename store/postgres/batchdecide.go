@@ -68,10 +68,11 @@ func (t *batchTx) nextID() (uint64, error) {
 func (t *batchTx) reserve(o *op) (store.Admission, error) {
 	holds := slices.Clone(o.holds)
 	var (
-		retryOf  uint64
-		replay   bool
-		takeover *lockedRecord
-		ks       *keyState
+		retryOf   uint64
+		replay    bool
+		takeover  *lockedRecord
+		ks        *keyState
+		forgotten bool // the key's record is past store.ReplayWindow
 	)
 	if o.idem != nil {
 		ks = t.keys[dbKey(o.idem.Key)]
@@ -85,7 +86,7 @@ func (t *batchTx) reserve(o *op) (store.Admission, error) {
 			}
 			// A key the vendor has forgotten is a new request, reserved
 			// below like one without a key (store.ReplayWindow).
-			if !store.KeyForgotten(prev.rec.Time, o.rec.Time) {
+			if forgotten = store.KeyForgotten(prev.rec.Time, o.rec.Time); !forgotten {
 				if ks.fp != o.idem.Fingerprint {
 					return store.Admission{Result: store.KeyReused}, nil
 				}
@@ -208,7 +209,9 @@ func (t *batchTx) reserve(o *op) (store.Admission, error) {
 		}
 		takeover.rec = retired
 	}
-	if ks != nil && !replay {
+	// A forgotten key keeps pointing at its first use, from which the
+	// vendor's 24 hours run whether it replayed this call or not.
+	if ks != nil && !replay && !forgotten {
 		ks.record, ks.fp, ks.assigned = int64(id), o.idem.Fingerprint, true
 	}
 	adm := store.Admission{Result: store.Admitted, ID: id, RetryOf: retryOf}

@@ -13,8 +13,8 @@ import (
 // it again; a store that still answered Replayed (or took over an Unknown
 // call's holds, or refused KeyReused) would let that money move
 // uncounted. So a key whose record is store.ReplayWindow or more older
-// than the new reservation's is reserved afresh, limits checked, and
-// points at the new call from then on.
+// than the new reservation's is reserved afresh, limits checked; the key
+// keeps pointing at its first use, so every later use is new too.
 
 func testForgottenKeySettled(t *testing.T, s store.Store) {
 	w := store.ReplayWindow
@@ -44,15 +44,19 @@ func testForgottenKeySettled(t *testing.T, s store.Store) {
 	if r := record(t, s, a.ID); r.Outcome != audit.Settled {
 		t.Errorf("the first call became %s", r.Outcome)
 	}
-	// The key points at the new call: in flight, then replayed.
-	if got := reserve(t, s, &store.Reservation{Record: at(w + time.Second), Idempotency: idem("k", "fp")}); got.Result != store.KeyInUse {
-		t.Fatalf("retry of the new call in flight = %+v, want KeyInUse", got)
+	// The key still dates from its first use (the vendor's 24 hours run
+	// from there whether it replayed b or not): every later use is a new
+	// call, b in flight or settled.
+	c := reserve(t, s, &store.Reservation{Record: at(w + time.Second), Holds: []audit.Hold{hold("usd", 100, 5)}, Idempotency: idem("k", "fp")})
+	if c.Result != store.Admitted || c.RetryOf != 0 {
+		t.Fatalf("a second use after the window, the first still in flight = %+v, want Admitted", c)
 	}
 	complete(t, s, &store.Completion{ID: b.ID, Outcome: audit.Settled, Settled: []int64{30}, Moved: usd(30)})
-	if got := reserve(t, s, &store.Reservation{Record: at(w + 2*time.Second), Idempotency: idem("k", "fp")}); got.Result != store.Replayed || got.RetryOf != b.ID {
-		t.Fatalf("retry of the new call = %+v, want Replayed of %d", got, b.ID)
+	d := reserve(t, s, &store.Reservation{Record: at(w + 2*time.Second), Holds: []audit.Hold{hold("usd", 100, 5)}, Idempotency: idem("k", "fp")})
+	if d.Result != store.Admitted || d.RetryOf != 0 {
+		t.Fatalf("a third use after the window = %+v, want Admitted", d)
 	}
-	wantCounter(t, s, "usd", store.Counter{Settled: 90})
+	wantCounter(t, s, "usd", store.Counter{Settled: 90, Pending: 10})
 }
 
 func testForgottenKeyOtherFingerprint(t *testing.T, s store.Store) {
@@ -66,8 +70,8 @@ func testForgottenKeyOtherFingerprint(t *testing.T, s store.Store) {
 		t.Fatalf("another request on a forgotten key = %+v, want Admitted", b)
 	}
 	wantCounter(t, s, "usd", store.Counter{Settled: 10, Pending: 10})
-	if got := reserve(t, s, &store.Reservation{Record: at(store.ReplayWindow + time.Second), Idempotency: idem("k", "fp1")}); got.Result != store.KeyReused {
-		t.Fatalf("the first request again = %+v, want KeyReused: the key is the second's now", got)
+	if got := reserve(t, s, &store.Reservation{Record: at(store.ReplayWindow + time.Second), Idempotency: idem("k", "fp1")}); got.Result != store.Admitted {
+		t.Fatalf("the first request again after the window = %+v, want Admitted: new too", got)
 	}
 }
 

@@ -24,6 +24,7 @@ func (Vendor) Info() vendors.Info {
 				Help: "the connected accounts (Stripe-Account) the agent may act for: ids, platform"},
 		},
 		RequestIDHeaders: []string{"Request-Id"},
+		ReplayHeader:     "Idempotent-Replayed",
 		Secrets:          append([]string(nil), secrets...),
 	}
 }
