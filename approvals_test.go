@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -270,6 +271,71 @@ func TestApprovedRetryAfterTheKeyIsForgotten(t *testing.T) {
 	}
 	if n := len(a.fake.Movements()); n != 1 {
 		t.Fatalf("%d transfers moved; want the approved one", n)
+	}
+	// Approved again, it goes on as a new call. Its retry a few minutes
+	// later is past the key's window too (it runs from the key's first
+	// use, a day ago): held for an approval of its own, not admitted on
+	// the one just used.
+	second := a.held(send())
+	if err := a.kb.Approve(context.Background(), second, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if d := send(); d != nil {
+		t.Fatalf("the call approved again: %+v", d)
+	}
+	a.clk.add(5 * time.Minute)
+	if got := a.held(send()); got == second || got == id {
+		t.Fatalf("the retry of a forgotten key's call went on %s, an approval already used", got)
+	}
+}
+
+// TestApprovalAfterAnUnheldFirstUse: a key first used by a call no
+// approval covered (the policy asked for none then) and used again with an
+// approval past the key's window: a retry of that approved call is past
+// the window too, and the store reserves it as a new call, so it is held,
+// not admitted on the approval already used.
+func TestApprovalAfterAnUnheldFirstUse(t *testing.T) {
+	fs, url := fakestripe.Start(t)
+	clk := newClock(t, "2026-12-04T10:00:00Z")
+	file := writePolicy(t, strings.Replace(approvePolicy, "      approve: [POST /v1/transfers]\n", "", 1))
+	kb, err := keybrake.Open(keybrake.Options{PolicyFile: file, DBPath: filepath.Join(t.TempDir(), "keybrake.db"),
+		Endpoints: fakeEndpoint(url), Clock: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kb.Close()
+	bot := sdkNoRetry(kb, "payout-bot")
+	send := func() *keybrake.Denial {
+		t.Helper()
+		p := &stripego.TransferParams{Amount: stripego.Int64(15000), Currency: stripego.String("usd"), Destination: stripego.String("acct_1")}
+		p.SetIdempotencyKey("payout-77")
+		_, err := bot.Transfers.New(p)
+		return denialOf(t, err)
+	}
+	if d := send(); d != nil {
+		t.Fatalf("the first use, no approval asked: %+v", d)
+	}
+	if err := os.WriteFile(file, []byte(approvePolicy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the policy reload", func() bool { return hasEvent(t, kb, "policy_reload") })
+	clk.add(store.ReplayWindow)
+	d := send()
+	if d == nil || d.Decision != keybrake.Held {
+		t.Fatalf("past the window under the new policy: %+v, want held", d)
+	}
+	if err := kb.Approve(context.Background(), d.ApprovalID, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if d := send(); d != nil {
+		t.Fatalf("the approved call: %+v", d)
+	}
+	clk.add(5 * time.Minute)
+	if d := send(); d == nil || d.Decision != keybrake.Held || !strings.Contains(d.Reason, "needs an approval of its own") {
+		t.Fatalf("a retry of the approved call, the key past its window: %+v, want held for an approval of its own", d)
+	}
+	if n := len(fs.Movements()); n != 1 {
+		t.Fatalf("%d transfers moved; Stripe replayed the rest, want 1", n)
 	}
 }
 

@@ -294,12 +294,15 @@ func (b *Book) set(ctx context.Context, key string, v any) (won bool, err error)
 	return got == string(data), nil
 }
 
-// retryOfUse says whether a retry at now of the call that used an
-// approval at used is still that call: while the store replays it or takes
-// it over (store.ReplayWindow, counted from the call's record, a moment
-// before it was used). A minute short of that, so that no retry is both
-// past the store's window, a new call that moves money again, and inside
-// this one, admitted without an approval.
+// retryOfUse says whether a retry at now of a call whose idempotency key
+// was first used with an approval at used is still that call: while the
+// store replays it or takes it over (store.ReplayWindow, counted from the
+// key's first record, a moment before it was used). A minute short of
+// that, so that no retry is both past the store's window, a new call that
+// moves money again, and inside this one, admitted without an approval.
+// (A key first used by a call no approval covered is the transport's to
+// catch: useApproval holds a retry the store did not take for the call
+// that used the approval.)
 func retryOfUse(used, now time.Time) bool {
 	return now.Sub(used) < store.ReplayWindow-time.Minute
 }
@@ -312,6 +315,7 @@ func retryOfUse(used, now time.Time) bool {
 // it, so a storm of retries opens (and alerts) once.
 func (b *Book) Hold(ctx context.Context, req Request) (a *Approval, opened bool, err error) {
 	now := b.now()
+	var keyUsed time.Time // when the first approval used with req.Key was used
 	for n := 0; n < maxSequence; n++ {
 		id := idOf(req.Binding, n)
 		cur, ok, err := b.read(ctx, id)
@@ -338,8 +342,13 @@ func (b *Book) Hold(ctx context.Context, req Request) (a *Approval, opened bool,
 		case Pending, Approved, Denied:
 			return cur, false, nil
 		case Used:
-			if req.Key != "" && cur.Closing.Key == req.Key && retryOfUse(cur.Closing.Time, now) {
-				return cur, false, nil
+			if req.Key != "" && cur.Closing.Key == req.Key {
+				if keyUsed.IsZero() {
+					keyUsed = cur.Closing.Time // the oldest first: the key's first use
+				}
+				if retryOfUse(keyUsed, now) {
+					return cur, false, nil
+				}
 			}
 		case Expired:
 			if cur.Closing == nil {

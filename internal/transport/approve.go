@@ -6,6 +6,7 @@ import (
 
 	"github.com/keybrake/keybrake/internal/approval"
 	"github.com/keybrake/keybrake/policy"
+	"github.com/keybrake/keybrake/store"
 )
 
 // The approval stage (approve_above and approve in the policy): a call the
@@ -44,8 +45,9 @@ func (t *RoundTripper) approve(c *call) (policy.Verdict, bool) {
 		return policy.Verdict{}, true
 	case approval.Used:
 		// A retry, with the same idempotency key, of the call that used
-		// it: the store replays it or takes it over.
-		c.approvedBy = a.Decision.By
+		// it: the store replays it or takes it over, which useApproval
+		// checks.
+		c.approvedBy, c.retrying = a.Decision.By, a
 		return policy.Verdict{}, true
 	case approval.Denied:
 		d := a.Decision
@@ -59,14 +61,23 @@ func (t *RoundTripper) approve(c *call) (policy.Verdict, bool) {
 }
 
 // useApproval uses up the approval the call goes through on, once every
-// limit admitted it (id is its reservation's record; 0 for a call that
-// holds nothing). Of calls racing for one approval, one uses it; the others
-// are held again, for an approval of their own.
-func (t *RoundTripper) useApproval(c *call, id uint64) (policy.Verdict, bool) {
+// limit admitted it (adm is its reservation; zero for a call that holds
+// nothing). Of calls racing for one approval, one uses it; the others are
+// held again, for an approval of their own. A retry of the call that used
+// an approval goes on only if the store took it for that call (a replay
+// or a takeover of it): a retry the store reserved as a new call (its key
+// past store.ReplayWindow) is a new request, and needs its own approval.
+func (t *RoundTripper) useApproval(c *call, adm store.Admission) (policy.Verdict, bool) {
+	if u := c.retrying; u != nil && adm.ID != 0 && (u.Closing == nil || u.Closing.By != fmt.Sprintf("kb_%d", adm.RetryOf)) {
+		held := *c.held
+		held.Reason = "approval " + u.ID + " was used by an earlier call with this idempotency key, which is past the time the vendor keeps it; this call is a new request and needs an approval of its own"
+		return held, false
+	}
 	a := c.approval
 	if a == nil {
 		return policy.Verdict{}, true
 	}
+	id := adm.ID
 	by := approval.Token()
 	if id != 0 {
 		by = fmt.Sprintf("kb_%d", id)

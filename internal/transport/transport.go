@@ -14,6 +14,7 @@ import (
 	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/internal/approval"
 	"github.com/keybrake/keybrake/policy"
+	"github.com/keybrake/keybrake/store"
 	"github.com/keybrake/keybrake/vendors"
 )
 
@@ -89,6 +90,7 @@ type call struct {
 	// approval (approve.go); approvedBy who gave the one it used.
 	held       *policy.Verdict
 	approval   *approval.Approval // the approved one it goes through on, used once reserved
+	retrying   *approval.Approval // the used one whose call this claims to retry
 	approvedBy string
 	// gathered: who holds what gather learned (scope.go); shadowHolds
 	// are the shadow policy's counters the call holds (shadow.go).
@@ -152,7 +154,7 @@ func (t *RoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		if v, ok := t.recheck(c); !ok {
 			return t.refuse(c, v)
 		}
-		if v, ok := t.useApproval(c, 0); !ok { // approve.go
+		if v, ok := t.useApproval(c, store.Admission{}); !ok { // approve.go
 			return t.refuse(c, v)
 		}
 		return t.sendRecording(c)
@@ -164,7 +166,7 @@ func (t *RoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if v, ok := t.recheck(c); !ok {
 		return t.refuseReserved(c, adm, v)
 	}
-	if v, ok := t.useApproval(c, adm.ID); !ok { // approve.go
+	if v, ok := t.useApproval(c, adm); !ok { // approve.go
 		return t.refuseReserved(c, adm, v)
 	}
 	return t.send(c, adm)
