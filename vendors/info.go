@@ -50,7 +50,10 @@ type Info struct {
 	// idempotency key ("Idempotent-Replayed" for Stripe): such an answer
 	// moved nothing new, whatever its body says. "" for a vendor that does
 	// not say. Keybrake replays what it knows to be a retry without
-	// counting it; this catches a key it has forgotten (a retry after
+	// counting it, and settles the retry of an attempt it recorded (an
+	// Unknown one it takes over) from the replayed body, which is that
+	// attempt's money; the header settles at nothing only a call it
+	// reserved as new: a key it has forgotten (a retry after
 	// store.ReplayWindow) that the vendor still remembers.
 	ReplayHeader string
 

@@ -153,8 +153,10 @@ func (t *RoundTripper) answer(c *call, adm store.Admission, resp *http.Response,
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		if (c.vc.MovesMoney || c.vc.Creates != "") && adm.Result != store.Replayed {
-			if t.replayed(resp.Header) {
-				// A key the store had forgotten and the vendor had not.
+			if adm.RetryOf == 0 && t.replayed(resp.Header) {
+				// A key the store had forgotten and the vendor had not. (A
+				// retry of a recorded attempt, RetryOf set, is settled from
+				// the body the vendor replays: its first attempt's money.)
 				t.complete(c, completion{outcome: audit.Settled, settlement: vendors.Settlement{Units: 0},
 					reason: "the vendor replayed an earlier answer to this idempotency key: nothing new moved"})
 				return resp, nil
