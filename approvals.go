@@ -100,11 +100,7 @@ func (b *Brake) decideApproval(ctx context.Context, id string, approve bool, by 
 	if err != nil {
 		return nil, fmt.Errorf("keybrake: %w", err)
 	}
-	event := "deny"
-	if approve {
-		event = "approve"
-	}
-	b.recordEvent(approval.Event(a, event, b.opts.Clock(), b.policyHash()))
+	b.recordEvent(approval.Decided(a, b.opts.Clock(), b.policyHash()))
 	return a, nil
 }
 

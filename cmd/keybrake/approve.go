@@ -182,13 +182,9 @@ func decideIn(ctx context.Context, st store.Store, id string, approve bool, by s
 	if err != nil {
 		return nil, err
 	}
-	event := "deny"
-	if approve {
-		event = "approve"
-	}
-	rec := approval.Event(a, event, time.Now(), "")
+	rec := approval.Decided(a, time.Now(), "")
 	if _, err := st.Append(ctx, &rec); err != nil {
-		return a, fmt.Errorf("%s is %sd, but its audit record could not be written: %w", id, event, err)
+		return a, fmt.Errorf("%s is decided (%s), but its audit record could not be written: %w", id, rec.Event, err)
 	}
 	return a, nil
 }

@@ -44,6 +44,16 @@ func (b *Book) Open(ctx context.Context, since time.Time) ([]*Approval, error) {
 	return out, nil
 }
 
+// Decided is the audited event of a's decision: "approve" or "deny", as
+// its Decision says.
+func Decided(a *Approval, at time.Time, policyHash string) audit.Record {
+	event := "deny"
+	if a.Decision != nil && a.Decision.Approved {
+		event = "approve"
+	}
+	return Event(a, event, at, policyHash)
+}
+
 // Event is the audit record of what happened to an approval: "approval"
 // when a held call opened it, "approve" or "deny" when a person decided
 // it. Params say what it approves, as the audit log may keep it.
