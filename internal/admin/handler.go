@@ -46,19 +46,14 @@ type handler struct {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == "/approvals/decide" { // approvals.go: the one endpoint that changes something
-		if r.Method != http.MethodPost {
-			w.Header().Set("Allow", http.MethodPost)
-			http.Error(w, "admin: POST an approval's decision", http.StatusMethodNotAllowed)
-			return
-		}
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		h.decideApproval(w, r)
-		return
-	}
+	// Every endpoint is GET and changes nothing, but one: an approval's
+	// decision (approvals.go).
+	method, refusal := http.MethodGet, "admin: only GET is served: this endpoint changes nothing"
 	var serve func(http.ResponseWriter, *http.Request)
 	switch r.URL.Path {
+	case "/approvals/decide":
+		method, refusal = http.MethodPost, "admin: POST an approval's decision"
+		serve = h.decideApproval
 	case "/approvals":
 		serve = h.approvals
 	case "/audit":
@@ -78,9 +73,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", http.MethodGet)
-		http.Error(w, "admin: only GET is served: this endpoint changes nothing", http.StatusMethodNotAllowed)
+	if r.Method != method {
+		w.Header().Set("Allow", method)
+		http.Error(w, refusal, http.StatusMethodNotAllowed)
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
