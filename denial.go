@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/keybrake/keybrake/internal/transport"
 )
 
 // Denial is a refused call: the decision, the rule that made it and why.
@@ -38,12 +40,7 @@ func (d *Denial) Error() string {
 // RequestID is the identifier the refusal carries in the vendor's
 // request-id header ("kb_42"), pointing at the audit record;
 // "kb_unrecorded" when the record could not be written.
-func (d *Denial) RequestID() string {
-	if d.CallID == 0 {
-		return "kb_unrecorded"
-	}
-	return fmt.Sprintf("kb_%d", d.CallID)
-}
+func (d *Denial) RequestID() string { return transport.CallName(d.CallID) }
 
 // AsDenial recovers the decision from an error a vendor SDK returned for a
 // refused call: stripe-go's *stripe.Error, twilio-go's error, resend-go's

@@ -68,7 +68,7 @@ func (t *RoundTripper) approve(c *call) (policy.Verdict, bool) {
 // or a takeover of it): a retry the store reserved as a new call (its key
 // past store.ReplayWindow) is a new request, and needs its own approval.
 func (t *RoundTripper) useApproval(c *call, adm store.Admission) (policy.Verdict, bool) {
-	if u := c.retrying; u != nil && adm.ID != 0 && (u.Closing == nil || u.Closing.By != fmt.Sprintf("kb_%d", adm.RetryOf)) {
+	if u := c.retrying; u != nil && adm.ID != 0 && u.Closing.By != CallName(adm.RetryOf) { // Used: Closing is set
 		held := *c.held
 		held.Reason = "approval " + u.ID + " was used by an earlier call with this idempotency key, which is past the time the vendor keeps it; this call is a new request and needs an approval of its own"
 		return held, false
@@ -77,10 +77,9 @@ func (t *RoundTripper) useApproval(c *call, adm store.Admission) (policy.Verdict
 	if a == nil {
 		return policy.Verdict{}, true
 	}
-	id := adm.ID
 	by := approval.Token()
-	if id != 0 {
-		by = fmt.Sprintf("kb_%d", id)
+	if adm.ID != 0 {
+		by = CallName(adm.ID)
 	}
 	ctx, cancel := t.env.writeContext(c.req.Context())
 	defer cancel()

@@ -29,11 +29,15 @@ type Details struct {
 
 // RequestID is the identifier the refusal carries in the vendor's
 // request-id header, pointing at the audit record.
-func (d *Details) RequestID() string {
-	if d.CallID == 0 {
+func (d *Details) RequestID() string { return CallName(d.CallID) }
+
+// CallName names the call whose audit record is id: "kb_42", and
+// "kb_unrecorded" for 0, a call whose record could not be written.
+func CallName(id uint64) string {
+	if id == 0 {
 		return "kb_unrecorded"
 	}
-	return fmt.Sprintf("kb_%d", d.CallID)
+	return fmt.Sprintf("kb_%d", id)
 }
 
 func (d *Details) encode() []byte {
