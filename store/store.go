@@ -243,21 +243,24 @@ type Reservation struct {
 	Idempotency *Idempotency
 }
 
-// ReplayWindow is how long an idempotency key is remembered: a
-// reservation whose key's record is ReplayWindow or more older than its
+// ReplayWindow is how long an idempotency key is remembered. The vendors
+// keep a key 24 hours (Stripe may forget one once it is 24 hours old;
+// Resend keeps it 24 hours) and then execute a request that carries it
+// again, so a replay answered later would let money move uncounted.
+//
+// A reservation whose key's record is ReplayWindow or more older than its
 // own (by Record.Time) is a new request, reserved afresh with its limits
 // checked, whatever the earlier call's outcome or fingerprint. The key
-// keeps pointing at that first record, so every later use of it is a new
-// request too: the vendor's window runs from the key's first use, and a
-// vendor that replayed the late call did not restart it (a vendor that
-// executed it anew did, and its replays of it are then counted, which
-// errs the safe way; see vendors.Info.ReplayHeader). The vendors keep a key 24 hours (Stripe
-// may forget one once it is 24 hours old; Resend keeps it 24 hours) and
-// then execute a request that carries it again, so a replay answered
-// later would let money move uncounted. An hour short of their 24, so
-// that a clock stepped back by less than that cannot make a forgotten key
-// look remembered; a key the vendor still remembers in that hour is
-// counted when it moves nothing, which errs the safe way.
+// keeps pointing at that first record, so every later use of it is new
+// too: the vendor's window runs from the key's first use, and a vendor
+// that replayed the late call did not restart it. (A vendor that executed
+// it anew did restart it, and its replays are then counted, which errs
+// the safe way; see vendors.Info.ReplayHeader.)
+//
+// An hour short of the vendors' 24, so that a clock stepped back by less
+// than that cannot make a forgotten key look remembered; a key the vendor
+// still remembers in that hour is counted when it moves nothing, the safe
+// way again.
 const ReplayWindow = 23 * time.Hour
 
 // KeyForgotten reports whether a key first used at first is forgotten for
