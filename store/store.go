@@ -243,37 +243,6 @@ type Reservation struct {
 	Idempotency *Idempotency
 }
 
-// ReplayWindow is how long an idempotency key is remembered. The vendors
-// keep a key 24 hours (Stripe may forget one once it is 24 hours old;
-// Resend keeps it 24 hours) and then execute a request that carries it
-// again, so a replay answered later would let money move uncounted.
-//
-// A reservation whose key's record is ReplayWindow or more older than its
-// own (by Record.Time) is a new request, reserved afresh with its limits
-// checked, whatever the earlier call's outcome or fingerprint. The key
-// keeps pointing at that first record, so every later use of it is new
-// too: the vendor's window runs from the key's first use, and a vendor
-// that replayed the late call did not restart it. (A vendor that executed
-// it anew did restart it, and its replays are then counted, which errs
-// the safe way; see vendors.Info.ReplayHeader.)
-//
-// An hour short of the vendors' 24, so that a clock stepped back by less
-// than that cannot make a forgotten key look remembered; a key the vendor
-// still remembers in that hour is counted when it moves nothing, the safe
-// way again.
-const ReplayWindow = 23 * time.Hour
-
-// KeyForgotten reports whether a key first used at first is forgotten for
-// a reservation at next: ReplayWindow or more later.
-func KeyForgotten(first, next time.Time) bool { return next.Sub(first) >= ReplayWindow }
-
-// Idempotency identifies a write the vendor will execute at most once
-// within ReplayWindow.
-type Idempotency struct {
-	Key         string // scoped by the caller: agent, vendor and the request's key
-	Fingerprint string // a hash of method, path and body; a different one is a different request
-}
-
 // Result is the answer of Reserve.
 type Result int
 
@@ -293,14 +262,6 @@ const (
 	// Nothing written.
 	KeyInUse
 )
-
-// Retries of a key whose earlier call was Released reserve afresh (limits
-// checked again). Retries of a key whose earlier call is Unknown take over
-// its holds without checking limits again: the money is already counted.
-// The earlier record becomes Retried, the new one is written Reserved with
-// those holds and RetryOf set, and Reserve returns Admitted. All of this
-// holds within ReplayWindow of the key's record; after it a reservation
-// with the key is a new one (see ReplayWindow).
 
 // Admission is what Reserve decided.
 type Admission struct {

@@ -88,7 +88,7 @@ func reserve(tx *bbolt.Tx, rec audit.Record, holds []audit.Hold, hasIdem bool, i
 		retryOf   uint64
 		kind      = kindHolds
 		takeover  *audit.Record // the Unknown call whose holds this one takes over
-		forgotten bool          // the key's record is past store.ReplayWindow
+		forgotten bool          // store.KeyNew: the key's record is past store.ReplayWindow
 	)
 	var ikey []byte
 	if hasIdem {
@@ -110,32 +110,26 @@ func reserve(tx *bbolt.Tx, rec audit.Record, holds []audit.Hold, hasIdem bool, i
 			if err != nil {
 				return store.Admission{}, err
 			}
-			// A key the vendor has forgotten is a new request, reserved
-			// below like one without a key (store.ReplayWindow).
-			if forgotten = store.KeyForgotten(prev.Time, rec.Time); !forgotten {
-				if fp != idem.Fingerprint {
-					return store.Admission{Result: store.KeyReused}, nil
-				}
+			rule, refusal := store.KeySeen(prev, fp, rec.Time, idem.Fingerprint)
+			switch rule {
+			case store.KeyNew:
+				forgotten = true
+			case store.KeyRefuse:
+				return store.Admission{Result: refusal}, nil
+			case store.KeyReplay:
+				retryOf, kind, holds = id, kindReplay, nil
+			case store.KeyAfresh:
 				retryOf = id
-				switch prev.Outcome {
-				case audit.Reserved:
-					return store.Admission{Result: store.KeyInUse}, nil
-				case audit.Settled, audit.Replayed:
-					kind = kindReplay
-					holds = nil
-				case audit.Released:
-					// Reserve afresh below, limits checked.
-				case audit.Unknown:
-					takeover = prev
-					holds = append([]audit.Hold(nil), prev.Holds...)
-					// The Unknown call's windowed holds move to this record's
-					// Time, which must suit them as Reserve checked the call's.
-					if err := checkWindows(holds, rec.Time); err != nil {
-						return store.Admission{}, err
-					}
-				default:
-					return store.Admission{}, corrupt("idempotency key %q points at record %d, which is %q", idem.Key, id, prev.Outcome)
+			case store.KeyTakeover:
+				retryOf, takeover = id, prev
+				holds = append([]audit.Hold(nil), prev.Holds...)
+				// The Unknown call's windowed holds move to this record's
+				// Time, which must suit them as Reserve checked the call's.
+				if err := checkWindows(holds, rec.Time); err != nil {
+					return store.Admission{}, err
 				}
+			default:
+				return store.Admission{}, corrupt("idempotency key %q points at record %d, which is %q", idem.Key, id, prev.Outcome)
 			}
 		}
 	}

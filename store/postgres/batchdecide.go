@@ -72,7 +72,7 @@ func (t *batchTx) reserve(o *op) (store.Admission, error) {
 		replay    bool
 		takeover  *lockedRecord
 		ks        *keyState
-		forgotten bool // the key's record is past store.ReplayWindow
+		forgotten bool // store.KeyNew: the key's record is past store.ReplayWindow
 	)
 	if o.idem != nil {
 		ks = t.keys[dbKey(o.idem.Key)]
@@ -84,26 +84,21 @@ func (t *batchTx) reserve(o *op) (store.Admission, error) {
 			if prev == nil {
 				return store.Admission{}, corrupt("idempotency key %q points at missing record %d", o.idem.Key, ks.record)
 			}
-			// A key the vendor has forgotten is a new request, reserved
-			// below like one without a key (store.ReplayWindow).
-			if forgotten = store.KeyForgotten(prev.rec.Time, o.rec.Time); !forgotten {
-				if ks.fp != o.idem.Fingerprint {
-					return store.Admission{Result: store.KeyReused}, nil
-				}
+			rule, refusal := store.KeySeen(prev.rec, ks.fp, o.rec.Time, o.idem.Fingerprint)
+			switch rule {
+			case store.KeyNew:
+				forgotten = true
+			case store.KeyRefuse:
+				return store.Admission{Result: refusal}, nil
+			case store.KeyReplay:
+				retryOf, replay, holds = uint64(ks.record), true, nil
+			case store.KeyAfresh:
 				retryOf = uint64(ks.record)
-				switch prev.rec.Outcome {
-				case audit.Reserved:
-					return store.Admission{Result: store.KeyInUse}, nil
-				case audit.Settled, audit.Replayed:
-					replay, holds = true, nil
-				case audit.Released:
-					// Reserve afresh below, limits checked.
-				case audit.Unknown:
-					takeover = prev
-					holds = slices.Clone(prev.rec.Holds)
-				default:
-					return store.Admission{}, corrupt("idempotency key %q points at record %d, which is %q", o.idem.Key, ks.record, prev.rec.Outcome)
-				}
+			case store.KeyTakeover:
+				retryOf, takeover = uint64(ks.record), prev
+				holds = slices.Clone(prev.rec.Holds)
+			default:
+				return store.Admission{}, corrupt("idempotency key %q points at record %d, which is %q", o.idem.Key, ks.record, prev.rec.Outcome)
 			}
 		}
 	}
