@@ -26,6 +26,11 @@ import (
 // way again.
 const ReplayWindow = 23 * time.Hour
 
+// KeyRetention is how long Prune keeps an idempotency key, and the record
+// it points at, whatever its cutoff: the vendors' whole 24 hours, beyond
+// ReplayWindow, so that a key is never gone while it may be remembered.
+const KeyRetention = 24 * time.Hour
+
 // KeyForgotten reports whether a key first used at first is forgotten for
 // a reservation at next: ReplayWindow or more later.
 func KeyForgotten(first, next time.Time) bool { return next.Sub(first) >= ReplayWindow }

@@ -22,10 +22,6 @@ import (
 // few milliseconds, not for a whole day of records.
 const pruneChunk = 1024
 
-// keyRetention is how long an idempotency key is kept whatever Prune's
-// cutoff: the vendors replay a key's answer for 24 hours.
-const keyRetention = 24 * time.Hour
-
 // prunePlan is what Prune decided in its first, read-only pass over a
 // chain that verified.
 type prunePlan struct {
@@ -85,7 +81,7 @@ func (s *Store) prune(ctx context.Context, before time.Time) (store.PruneReport,
 	var rep store.PruneReport
 
 	now := s.now()
-	keyCutoff := now.Add(-keyRetention)
+	keyCutoff := now.Add(-store.KeyRetention)
 	if before.Before(keyCutoff) {
 		keyCutoff = before
 	}

@@ -19,10 +19,6 @@ import (
 // transaction handles, so that writers wait milliseconds behind it.
 const pruneChunk = 1024
 
-// keyRetention is how long an idempotency key is kept whatever Prune's
-// cutoff: the vendors replay a key's answer for 24 hours.
-const keyRetention = 24 * time.Hour
-
 func stillCounted(o audit.Outcome) bool { return o == audit.Reserved || o == audit.Unknown }
 
 type prunePlan struct {
@@ -70,7 +66,7 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (store.PruneReport,
 func (s *Store) prune(ctx context.Context, before time.Time) (store.PruneReport, error) {
 	var rep store.PruneReport
 	now := s.now()
-	keyCutoff := now.Add(-keyRetention)
+	keyCutoff := now.Add(-store.KeyRetention)
 	if before.Before(keyCutoff) {
 		keyCutoff = before
 	}
