@@ -232,6 +232,22 @@ type WindowEntry struct {
 	Counter               // what it holds
 }
 
+// Leaves is when e leaves its window.
+func (e WindowEntry) Leaves() time.Time { return e.Time.Add(e.Window) }
+
+// FirstLeave is when the first of entries leaves its window (zero for
+// none): not always the oldest entry's, since entries reserved with
+// different windows leave in another order than their Times'.
+func FirstLeave(entries []WindowEntry) time.Time {
+	var first time.Time
+	for i, e := range entries {
+		if i == 0 || e.Leaves().Before(first) {
+			first = e.Leaves()
+		}
+	}
+	return first
+}
+
 // Reservation is what Reserve commits.
 type Reservation struct {
 	// Record is the call's audit record. Reserve sets its ID, Outcome

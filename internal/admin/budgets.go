@@ -43,13 +43,11 @@ func readWindow(ctx context.Context, st store.Store, l *LimitStatus, now time.Ti
 	if err != nil {
 		return fmt.Errorf("admin: reading window %s: %w", l.Key, err)
 	}
-	for i, e := range es {
+	for _, e := range es {
 		l.Settled += e.Settled
 		l.Pending += e.Pending
 		l.Unknown += e.Unknown
-		if leaves := e.Time.Add(e.Window); i == 0 || leaves.Before(l.Frees) {
-			l.Frees = leaves
-		}
 	}
+	l.Frees = store.FirstLeave(es)
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/policy"
+	"github.com/keybrake/keybrake/store"
 )
 
 // The shadow stage (Options.ShadowPolicyFile): a candidate policy decides
@@ -112,7 +113,7 @@ func (t *RoundTripper) shadowVerdict(c *call) (v policy.Verdict, ch policy.Charg
 }
 
 // shadowUsed is what the shadow's counter for l holds now, and for a
-// rolling window when its oldest entry leaves.
+// rolling window when its first entry leaves (store.FirstLeave).
 func (t *RoundTripper) shadowUsed(c *call, l policy.Limit) (used int64, frees time.Time, ok bool) {
 	ctx, cancel := t.env.writeContext(c.req.Context())
 	defer cancel()
@@ -122,13 +123,10 @@ func (t *RoundTripper) shadowUsed(c *call, l policy.Limit) (used int64, frees ti
 		if err != nil {
 			return 0, frees, false
 		}
-		for i, e := range entries {
+		for _, e := range entries {
 			used += e.Total()
-			if i == 0 {
-				frees = e.Time.Add(e.Window)
-			}
 		}
-		return used, frees, true
+		return used, store.FirstLeave(entries), true
 	}
 	ct, err := t.env.store.Counter(ctx, key)
 	if err != nil {
