@@ -10,6 +10,7 @@ import (
 	"log"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,12 +32,13 @@ const childEnv = "KEYBRAKE_FLEET_CHILD"
 
 // job is what one child process does.
 type job struct {
-	Variant  string        // "baseline", "keybrake" or "revocation"
+	Variant  string        // "baseline", "keybrake", "embedded" or "revocation"
 	Callers  int           // goroutines in this process
 	Duration time.Duration // of the measured calls, after "go"
 	DSN      string        // with search_path set to the measurement's schema
 	Fake     string        // the stub's base URL
 	Policy   string        // the policy file, for keybrake
+	Dir      string        // a directory of this job's own, for the embedded store's file
 }
 
 // report is what a child prints when it is done: one JSON line.
@@ -66,6 +68,8 @@ func child(spec string, stdin io.Reader, stdout io.Writer) error {
 		do, stop, err = startBaseline(ctx, j)
 	case "keybrake":
 		do, stop, err = startKeybrake(ctx, j)
+	case "embedded":
+		do, stop, err = startEmbedded(j)
 	case "revocation":
 		return revocationChild(ctx, j, stdin, stdout)
 	default:
@@ -154,6 +158,30 @@ func startKeybrake(ctx context.Context, j job) (func(int) error, func(), error) 
 	})
 	if err != nil {
 		st.Close()
+		return nil, nil, err
+	}
+	sc := client.New(stripeSecret, stripevendor.Backends(kb.HTTPClient(agent, keybrake.Stripe)))
+	return refunds(sc), func() {
+		if err := kb.Close(); err != nil {
+			log.Print(err)
+		}
+	}, nil
+}
+
+// startEmbedded is the same call with the Brake on its embedded store, a
+// bbolt file of this process: no database and no network between the
+// Brake and its store. It bounds what any fleet store can reach in this
+// harness on this machine, since a store/postgres call does the Brake's
+// work and more.
+func startEmbedded(j job) (func(int) error, func(), error) {
+	kb, err := keybrake.Open(keybrake.Options{
+		PolicyFile:  j.Policy,
+		DBPath:      filepath.Join(j.Dir, "keybrake.db"),
+		Endpoints:   map[keybrake.Vendor]string{keybrake.Stripe: j.Fake},
+		AdminSocket: "-",
+		ErrorLog:    func(err error) { log.Print("keybrake: ", err) },
+	})
+	if err != nil {
 		return nil, nil, err
 	}
 	sc := client.New(stripeSecret, stripevendor.Backends(kb.HTTPClient(agent, keybrake.Stripe)))

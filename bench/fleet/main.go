@@ -30,6 +30,12 @@
 //     is a reservation (the cap's counter, the record, the journal entry,
 //     the idempotency key) committed before the refund is sent, and a
 //     completion after it.
+//   - embedded, in the cells of one process: the keybrake variant with the
+//     Brake on its embedded store (a bbolt file of the process) instead:
+//     no database, no network to the store. What it reaches bounds what
+//     any fleet store can in this harness on this machine, since a
+//     store/postgres call does the Brake's own work and more; printed
+//     against the baseline after the targets.
 //
 // With -before, a third variant is the keybrake one run by another
 // binary: this command's sources built in a tree of an earlier commit, so
@@ -123,6 +129,11 @@ var variants = []struct{ id, label string }{
 
 var beforeVariant = struct{ id, label string }{"before", "keybrake before (-before binary)"}
 
+// embeddedVariant, in the cells of one process only (a bbolt file is one
+// process's): the same Brake on its embedded store, the ceiling of any
+// fleet store in this harness.
+var embeddedVariant = struct{ id, label string }{"embedded", "keybrake on bbolt (no database)"}
+
 func main() {
 	if spec := os.Getenv(childEnv); spec != "" {
 		runChild()
@@ -204,6 +215,10 @@ func run(w io.Writer, cfg config) error {
 		variants = append(variants[:len(variants):len(variants)], beforeVariant)
 	}
 	for _, c := range cfg.cells {
+		variants := variants
+		if c.procs == 1 {
+			variants = append(variants[:len(variants):len(variants)], embeddedVariant)
+		}
 		rs := make([]result, len(variants))
 		for r := 0; r < max(cfg.rounds, 1); r++ {
 			for k := range variants {
@@ -247,6 +262,20 @@ func run(w io.Writer, cfg config) error {
 		}
 		fmt.Fprintf(w, "%-44s %8.0f/s %8.0f/s %7.2fx %8s  %s\n", fmt.Sprintf("%d callers over %d process(es)", t.c.callers, t.c.procs),
 			kb.rate(), base.rate(), ratio, fmt.Sprintf(">=%.1fx", t.bound), verdict)
+	}
+	first := true
+	for _, c := range cfg.cells {
+		e, ok := results[key("embedded", c)]
+		if !ok {
+			continue
+		}
+		if first {
+			fmt.Fprintf(w, "\nThe ceiling: the same Brake on its embedded store (a bbolt file, no database, no network to\n")
+			fmt.Fprintf(w, "its store) against the same baseline; a fleet store does the Brake's work and more.\n")
+			first = false
+		}
+		fmt.Fprintf(w, "%-44s %8.0f/s %8.0f/s %7.2fx\n", fmt.Sprintf("%d callers, embedded store", c.callers),
+			e.rate(), results[key("baseline", c)].rate(), div(e.rate(), results[key("baseline", c)].rate()))
 	}
 	verdict := "all MET"
 	if !met {
@@ -329,7 +358,11 @@ func (b *bench) measure(variant string, c cell) (int, time.Duration, []time.Dura
 		if i < c.callers%c.procs {
 			callers++
 		}
-		spec, _ := json.Marshal(job{Variant: variant, Callers: callers, Duration: b.cfg.duration, DSN: dsn, Fake: b.fake, Policy: b.policy})
+		jobDir, err := os.MkdirTemp(b.dir, "proc")
+		if err != nil {
+			return 0, 0, nil, err
+		}
+		spec, _ := json.Marshal(job{Variant: variant, Callers: callers, Duration: b.cfg.duration, DSN: dsn, Fake: b.fake, Policy: b.policy, Dir: jobDir})
 		cmd := exec.Command(exe)
 		cmd.Env = append(os.Environ(), childEnv+"="+string(spec))
 		cmd.Stderr = os.Stderr

@@ -47,6 +47,16 @@ func TestTableHasEveryRow(t *testing.T) {
 			}
 		}
 	}
+	// The embedded store's row and ceiling in the cells of one process,
+	// and only there: a bbolt file is one process's.
+	for _, c := range cfg.cells {
+		row := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(embeddedVariant.label) + fmt.Sprintf(`\s+%d\s+%d\s+\d+ µs\s+\d+ µs\s+\d+\s+\d+\.\d\dx$`, c.procs, c.callers))
+		ceiling := regexp.MustCompile(`(?m)^` + fmt.Sprintf(`%d callers, embedded store\s+\d+/s\s+\d+/s\s+\d+\.\d\dx$`, c.callers))
+		if want := c.procs == 1; row.MatchString(table) != want || ceiling.MatchString(table) != want {
+			t.Errorf("at %d callers over %d processes: an embedded row %v and a ceiling row %v, want both %v",
+				c.callers, c.procs, row.MatchString(table), ceiling.MatchString(table), want)
+		}
+	}
 	for _, target := range []string{"1 callers over 1 process(es)", "64 callers over 1 process(es)"} {
 		row := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(target) + `\s+\d+/s\s+\d+/s\s+\d+\.\d\dx\s+>=\d\.\dx\s+(MET|NOT met)$`)
 		if !row.MatchString(table) {
