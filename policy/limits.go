@@ -59,10 +59,18 @@ func (p *Policy) Limits(r Request, rule *Rule, amount money.Amount, count int64,
 		}
 	}
 
-	var limits []Limit
-	if moves || count > 0 || len(g.Rates) > 0 || g.PerRun != nil {
-		limits = make([]Limit, 0, 7) // room for the day's limits below: one allocation
+	// The keys, and the charge limit's Per, are written into one buffer,
+	// made one string at the end (dayLimits).
+	var room [256]byte
+	buf := room[:0]
+	text := func(parts ...string) [2]int {
+		from := len(buf)
+		for _, p := range parts {
+			buf = append(buf, p...)
+		}
+		return [2]int{from, len(buf)}
 	}
+	var d dayLimits
 	if moves {
 		rid := rules.dailyCap
 		add, v, ok := cv.counted(*g.DailyCap, rid)
@@ -70,8 +78,8 @@ func (p *Policy) Limits(r Request, rule *Rule, amount money.Amount, count int64,
 			return nil, v
 		}
 		cur := string(g.DailyCap.Currency)
-		limits = append(limits, Limit{Key: "agent/" + r.Agent + "/" + r.Vendor + "/" + day + "/" + cur,
-			Max: g.DailyCap.Micros, Add: add, Unit: cur, Rule: rid, Period: day, AlertAt: g.AlertAt})
+		d.add(Limit{Max: g.DailyCap.Micros, Add: add, Unit: cur, Rule: rid, Period: day, AlertAt: g.AlertAt},
+			text("agent/", r.Agent, "/", r.Vendor, "/", day, "/", cur))
 	}
 	shared := p.Vendors[r.Vendor]
 	var sharedCapRule, sharedCountRule string
@@ -85,21 +93,20 @@ func (p *Policy) Limits(r Request, rule *Rule, amount money.Amount, count int64,
 			return nil, v
 		}
 		cur := string(shared.DailyCap.Currency)
-		limits = append(limits, Limit{Key: "vendor/" + r.Vendor + "/" + day + "/" + cur,
-			Max: shared.DailyCap.Micros, Add: add, Unit: cur, Rule: rid, Period: day, AlertAt: shared.AlertAt})
+		d.add(Limit{Max: shared.DailyCap.Micros, Add: add, Unit: cur, Rule: rid, Period: day, AlertAt: shared.AlertAt},
+			text("vendor/", r.Vendor, "/", day, "/", cur))
 	}
 	if count > 0 && g.DailyCount > 0 {
-		limits = append(limits, Limit{Key: "agent/" + r.Agent + "/" + r.Vendor + "/" + day + "/units",
-			Max: g.DailyCount, Add: count, Unit: "units", Rule: rules.dailyCount, Period: day, AlertAt: g.AlertAt})
+		d.add(Limit{Max: g.DailyCount, Add: count, Unit: "units", Rule: rules.dailyCount, Period: day, AlertAt: g.AlertAt},
+			text("agent/", r.Agent, "/", r.Vendor, "/", day, "/units"))
 	}
 	if count > 0 && shared != nil && shared.DailyCount > 0 {
-		limits = append(limits, Limit{Key: "vendor/" + r.Vendor + "/" + day + "/units",
-			Max: shared.DailyCount, Add: count, Unit: "units", Rule: sharedCountRule, Period: day, AlertAt: shared.AlertAt})
+		d.add(Limit{Max: shared.DailyCount, Add: count, Unit: "units", Rule: sharedCountRule, Period: day, AlertAt: shared.AlertAt},
+			text("vendor/", r.Vendor, "/", day, "/units"))
 	}
 	if cs := g.Customers; cs != nil {
 		// Per customer, per UTC day; and per charge, for good: a
 		// charge refunded once is not refunded again tomorrow.
-		who := "/" + r.Agent + "/" + r.Vendor + "/" + r.Account + "/"
 		if moves && r.Customer != "" && cs.DailyCap != nil {
 			rid := rules.customersDailyCap
 			add, v, ok := cv.counted(*cs.DailyCap, rid)
@@ -107,18 +114,20 @@ func (p *Policy) Limits(r Request, rule *Rule, amount money.Amount, count int64,
 				return nil, v
 			}
 			cur := string(cs.DailyCap.Currency)
-			limits = append(limits, Limit{Key: "customer" + who + r.Customer + "/" + day + "/" + cur,
-				Max: cs.DailyCap.Micros, Add: add, Unit: cur, Rule: rid, Period: day})
+			d.add(Limit{Max: cs.DailyCap.Micros, Add: add, Unit: cur, Rule: rid, Period: day},
+				text("customer/", r.Agent, "/", r.Vendor, "/", r.Account, "/", r.Customer, "/", day, "/", cur))
 		}
 		if count > 0 && r.Customer != "" && cs.DailyCount > 0 {
-			limits = append(limits, Limit{Key: "customer" + who + r.Customer + "/" + day + "/units",
-				Max: cs.DailyCount, Add: count, Unit: "units", Rule: rules.customersDailyCount, Period: day})
+			d.add(Limit{Max: cs.DailyCount, Add: count, Unit: "units", Rule: rules.customersDailyCount, Period: day},
+				text("customer/", r.Agent, "/", r.Vendor, "/", r.Account, "/", r.Customer, "/", day, "/units"))
 		}
 		if r.RefundOf != "" {
-			limits = append(limits, Limit{Key: "refunds" + who + r.RefundOf,
-				Max: cs.MaxRefundsPerCharge, Add: 1, Unit: "units", Rule: rules.maxRefundsPerCharge, Per: "the charge " + r.RefundOf, Kind: ChargeLimit})
+			d.add(Limit{Max: cs.MaxRefundsPerCharge, Add: 1, Unit: "units", Rule: rules.maxRefundsPerCharge, Kind: ChargeLimit},
+				text("refunds/", r.Agent, "/", r.Vendor, "/", r.Account, "/", r.RefundOf))
+			d.perAt = text("the charge ", r.RefundOf)
 		}
 	}
+	limits := d.limits(buf)
 	limits, v, ok := p.budgetLimits(limits, r, g, shared, &cv, moves, count, day)
 	if !ok {
 		return nil, v
@@ -127,6 +136,43 @@ func (p *Policy) Limits(r Request, rule *Rule, amount money.Amount, count int64,
 		limits = nil
 	}
 	return limits, Verdict{Decision: Allowed, Rule: rule.ID}
+}
+
+// dayLimits gathers the limits Limits builds before the budgets' (at most
+// seven: the agent's and the vendor's money and units, the customer's money
+// and units, the charge's refunds) in an array, each key a span of one
+// buffer, which limits makes one string: every call builds its keys with
+// one allocation, not one a key. (Each key is a substring of that string,
+// so a key kept keeps the call's others alive with it: a few hundred
+// bytes.)
+type dayLimits struct {
+	l     [7]Limit
+	key   [7][2]int // the spans of the buffer that are the keys
+	perAt [2]int    // the span that is l[n-1]'s Per, when its end > 0
+	n     int
+}
+
+func (d *dayLimits) add(l Limit, key [2]int) {
+	d.l[d.n], d.key[d.n] = l, key
+	d.n++
+}
+
+// limits returns the limits gathered, their keys (and Per) cut from buf,
+// in a slice of their own; nil when there are none.
+func (d *dayLimits) limits(buf []byte) []Limit {
+	if d.n == 0 {
+		return nil
+	}
+	s := string(buf)
+	out := make([]Limit, d.n)
+	for i := range out {
+		out[i] = d.l[i]
+		out[i].Key = s[d.key[i][0]:d.key[i][1]]
+	}
+	if d.perAt[1] > 0 {
+		out[d.n-1].Per = s[d.perAt[0]:d.perAt[1]]
+	}
+	return out
 }
 
 // grantFor finds the grant a call was allowed under. Not finding it means
