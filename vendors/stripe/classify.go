@@ -228,10 +228,11 @@ func checkContentType(values []string) error {
 func parseParams(raw string) (params url.Values, keys []string, err error) {
 	n := strings.Count(raw, "&") + 1
 	params = make(url.Values, n)
-	keys = make([]string, 0, n)
-	// One array holds every value, each name's slice a window of it:
-	// one allocation for the form rather than one a parameter.
-	values := make([]string, 0, n)
+	// One array holds every name and then every value, each name's slice
+	// of values a window of it: one allocation for the form rather than
+	// one a parameter.
+	both := make([]string, 2*n)
+	keys, values := both[:0:n], both[n:n:2*n]
 	err = vendors.FormPairs(raw, func(key, val string) error {
 		if key == "" {
 			return invalid(codeBadParamName, "a parameter has an empty name")
