@@ -65,8 +65,16 @@ const (
 	// maxBatch bounds the operations of one transaction.
 	maxBatch = 128
 	// completeLinger is how long a batch of Completes alone waits for a
-	// Reserve or Append to share its commit.
-	completeLinger = 500 * time.Microsecond
+	// Reserve or Append to share its commit. It must cover what a caller
+	// does between a call's answer and its next reservation (the SDK
+	// reading the answer, the next request built and decided): at 500 µs
+	// half the completions of one caller calling in a loop on a 2-core
+	// machine missed the next reservation and committed alone, one batch
+	// and a half a call, the next reservation queued behind that commit;
+	// at 3 ms every one rode it (`go run ./bench/fleet -cells 1x1,8x1
+	// -before`, BENCHMARKS.md). Nobody waits for a Complete, and its
+	// money stays counted meanwhile.
+	completeLinger = 3 * time.Millisecond
 	// maxRemembered bounds the records and counter keys remembered.
 	maxRemembered = 1 << 16
 )
