@@ -149,23 +149,11 @@ func startKeybrake(ctx context.Context, j job) (func(int) error, func(), error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	kb, err := keybrake.Open(keybrake.Options{
-		PolicyFile:  j.Policy,
-		Store:       st,
-		Endpoints:   map[keybrake.Vendor]string{keybrake.Stripe: j.Fake},
-		AdminSocket: "-",
-		ErrorLog:    func(err error) { log.Print("keybrake: ", err) },
-	})
+	do, stop, err := startBrake(j, keybrake.Options{Store: st})
 	if err != nil {
 		st.Close()
-		return nil, nil, err
 	}
-	sc := client.New(stripeSecret, stripevendor.Backends(kb.HTTPClient(agent, keybrake.Stripe)))
-	return refunds(sc), func() {
-		if err := kb.Close(); err != nil {
-			log.Print(err)
-		}
-	}, nil
+	return do, stop, err
 }
 
 // startEmbedded is the same call with the Brake on its embedded store, a
@@ -174,13 +162,17 @@ func startKeybrake(ctx context.Context, j job) (func(int) error, func(), error) 
 // harness on this machine, since a store/postgres call does the Brake's
 // work and more.
 func startEmbedded(j job) (func(int) error, func(), error) {
-	kb, err := keybrake.Open(keybrake.Options{
-		PolicyFile:  j.Policy,
-		DBPath:      filepath.Join(j.Dir, "keybrake.db"),
-		Endpoints:   map[keybrake.Vendor]string{keybrake.Stripe: j.Fake},
-		AdminSocket: "-",
-		ErrorLog:    func(err error) { log.Print("keybrake: ", err) },
-	})
+	return startBrake(j, keybrake.Options{DBPath: filepath.Join(j.Dir, "keybrake.db")})
+}
+
+// startBrake is stripe-go over a Brake of opts (its store) and the job's
+// policy and fake.
+func startBrake(j job, opts keybrake.Options) (func(int) error, func(), error) {
+	opts.PolicyFile = j.Policy
+	opts.Endpoints = map[keybrake.Vendor]string{keybrake.Stripe: j.Fake}
+	opts.AdminSocket = "-"
+	opts.ErrorLog = func(err error) { log.Print("keybrake: ", err) }
+	kb, err := keybrake.Open(opts)
 	if err != nil {
 		return nil, nil, err
 	}
