@@ -295,7 +295,12 @@ type Verdict struct {
 // Limit is one counter a call must fit: a day's, week's or month's money
 // cap or unit count, a rolling window, a run's budget.
 type Limit struct {
-	Key  string // counter key, unique per limit and period: "agent/refund-bot/stripe/2026-11-25/USD"
+	// Key is the counter's key, unique per limit and period:
+	// "agent/refund-bot/stripe/2026-11-25/USD". The keys of one call's
+	// limits may share one string's memory (Limits allocates them
+	// together): a map that keeps keys beyond the call should keep a
+	// strings.Clone of each.
+	Key  string
 	Max  int64  // the limit, in Unit
 	Add  int64  // what this call adds, in Unit
 	Unit string // a currency code (amounts in micros), "units" or "calls"

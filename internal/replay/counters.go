@@ -2,6 +2,7 @@ package replay
 
 import (
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/keybrake/keybrake/policy"
@@ -111,6 +112,11 @@ func (c *counters) count(limits []policy.Limit, amounts []int64, at time.Time) {
 		if l.Window > 0 {
 			c.windows[l.Key] = append(forget(c.windows[l.Key], at.Add(-l.Window-outOfOrder)), entry{at: at, amount: amounts[i]})
 			continue
+		}
+		if _, ok := c.totals[l.Key]; !ok {
+			// Kept for the whole replay: a key of its own, not a
+			// substring of the call's keys (policy.Limit.Key).
+			l.Key = strings.Clone(l.Key)
 		}
 		c.totals[l.Key] += amounts[i]
 	}

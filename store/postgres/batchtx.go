@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -185,7 +186,9 @@ func (s *Store) batchOnce(ctx context.Context, b *batcher, ops []*op, session in
 	for k := range lock {
 		if _, ok := t.counters[k]; ok {
 			if len(b.known) < maxRemembered {
-				b.known[k] = true
+				// A key of its own, not a substring of the call's keys
+				// (policy.Limit.Key): the map keeps it for good.
+				b.known[strings.Clone(k)] = true
 			}
 		} else if create[k] || b.known[k] {
 			// Pruned between creating (or seeing) and locking it: run
