@@ -358,11 +358,13 @@ func (b *bench) measure(variant string, c cell) (int, time.Duration, []time.Dura
 		if i < c.callers%c.procs {
 			callers++
 		}
-		jobDir, err := os.MkdirTemp(b.dir, "proc")
-		if err != nil {
-			return 0, 0, nil, err
+		j := job{Variant: variant, Callers: callers, Duration: b.cfg.duration, DSN: dsn, Fake: b.fake, Policy: b.policy}
+		if variant == "embedded" {
+			if j.Dir, err = os.MkdirTemp(b.dir, "proc"); err != nil {
+				return 0, 0, nil, err
+			}
 		}
-		spec, _ := json.Marshal(job{Variant: variant, Callers: callers, Duration: b.cfg.duration, DSN: dsn, Fake: b.fake, Policy: b.policy, Dir: jobDir})
+		spec, _ := json.Marshal(j)
 		cmd := exec.Command(exe)
 		cmd.Env = append(os.Environ(), childEnv+"="+string(spec))
 		cmd.Stderr = os.Stderr
