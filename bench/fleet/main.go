@@ -274,8 +274,9 @@ func run(w io.Writer, cfg config) error {
 			fmt.Fprintf(w, "its store) against the same baseline; a fleet store does the Brake's work and more.\n")
 			first = false
 		}
+		base := results[key("baseline", c)].rate()
 		fmt.Fprintf(w, "%-44s %8.0f/s %8.0f/s %7.2fx\n", fmt.Sprintf("%d callers, embedded store", c.callers),
-			e.rate(), results[key("baseline", c)].rate(), div(e.rate(), results[key("baseline", c)].rate()))
+			e.rate(), base, div(e.rate(), base))
 	}
 	verdict := "all MET"
 	if !met {
