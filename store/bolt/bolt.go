@@ -117,6 +117,7 @@ type Store struct {
 	end   context.CancelFunc
 	queue chan *op
 	done  chan struct{} // closed when the writer goroutine has returned
+	fill  recordFill    // the writer goroutine's
 
 	// For tests and benchmarks: transactions committed and operations
 	// applied by the writer.
@@ -531,6 +532,7 @@ func (s *Store) commit(batch []*op) {
 				return &failedOp{err}
 			}
 		}
+		s.fill.set(tx)
 		return nil
 	})
 	var failed *failedOp

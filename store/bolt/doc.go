@@ -210,8 +210,9 @@
 //
 // Schema version 4. Integers in keys are big-endian; a uvarint or varint
 // is encoding/binary's. Buckets (the append-only ones, whose keys only
-// grow, fill their pages: bbolt's FillPercent 1.0; records 0.9, leaving
-// room for a record to grow when it completes):
+// grow, fill their pages: bbolt's FillPercent 1.0; records 0.9 once
+// completed, the last page split lower while its records are still
+// reserved, leaving them room to grow when they complete: see recordFill):
 //
 //	meta         "schema" -> uint64 schema version. Open refuses a newer
 //	             version, and a bbolt file without this bucket that holds

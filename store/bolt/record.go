@@ -177,8 +177,10 @@ func appendOnly(tx *bbolt.Tx, name []byte) *bbolt.Bucket {
 	return b
 }
 
-// recordsBucket leaves a tenth of each page free: a record grows when it is
-// completed, and its page then takes it without a split.
+// recordsBucket leaves a tenth of each page free, for a record that grows
+// again after its completion (a reconciled estimate). Before a commit the
+// writer lowers that while the last page's records are still reserved
+// (recordFill).
 func recordsBucket(tx *bbolt.Tx) *bbolt.Bucket {
 	b := tx.Bucket(bucketRecords)
 	if b != nil && tx.Writable() {

@@ -49,40 +49,16 @@ func TestSizeAtScale(t *testing.T) {
 	const agents = 8
 	t0 := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
 	step := 10 * 24 * time.Hour / time.Duration(n) // ten days of calls
-	usd := money.Amount{Micros: 10_990_000, Currency: "USD"}
 	start := time.Now()
 	var last time.Time
 	for i := 0; i < n && !reuse; i++ {
-		agent := fmt.Sprintf("refund-bot-%d", i%agents)
 		at := t0.Add(time.Duration(i) * step)
-		day := at.Format(time.DateOnly)
-		key := fmt.Sprintf("%08x-%04x-4%03x-8%03x-%012x", uint32(i*2654435761), i%65536, i%4096, (i/7)%4096, uint64(i)*0x9e3779b97f4a7c15>>16)
-		a, err := s.Reserve(ctx, &store.Reservation{
-			Record: audit.Record{
-				Time: at, Agent: agent, Vendor: "stripe", Method: "POST", Host: "api.stripe.com", Path: "/v1/refunds",
-				Operation: "refunds.create", Decision: policy.Allowed, Rule: "agents." + agent + ".stripe.allow[0]",
-				Reason:         "every check passed",
-				Params:         map[string]string{"charge": fmt.Sprintf("ch_3MmlLrLkdIwHu7ix%010d", i), "amount": "1099"},
-				IdempotencyKey: key, KeyID: "kid_1a2b", Amount: usd, Reserved: usd,
-				PolicyHash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-				// What replay needs of a refund.
-				MovesMoney: true, Count: 1, RefundOf: fmt.Sprintf("ch_3MmlLrLkdIwHu7ix%010d", i),
-			},
-			Holds: []audit.Hold{
-				{Key: "agent/" + agent + "/stripe/" + day + "/USD", Unit: "USD", Limit: -1, Amount: usd.Micros},
-				{Key: "agent/" + agent + "/stripe/" + day + "/calls", Unit: "units", Limit: -1, Amount: 1},
-			},
-			Idempotency: &store.Idempotency{Key: agent + "\x00stripe\x00\x00" + key, Fingerprint: fmt.Sprintf("%064x", uint64(i)*0x9e3779b97f4a7c15)},
-		})
+		r, c := refundCall(i, fmt.Sprintf("refund-bot-%d", i%agents), at)
+		a, err := s.Reserve(ctx, r)
 		if err != nil || a.Result != store.Admitted {
 			t.Fatal(a, err)
 		}
-		c := &store.Completion{ID: a.ID, Outcome: audit.Settled, Settled: []int64{usd.Micros, 1}, Moved: usd,
-			Object: fmt.Sprintf("re_3MmlLrLkdIwHu7ix%010d", i), Status: 200, RequestID: fmt.Sprintf("req_%014x", uint64(i)*2654435761),
-			Duration: 312_456 * time.Microsecond}
-		if i%1000 == 999 {
-			c = &store.Completion{ID: a.ID, Outcome: audit.Unknown, Status: 504}
-		}
+		c.ID = a.ID
 		if err := s.Complete(ctx, c); err != nil {
 			t.Fatal(err)
 		}
@@ -175,4 +151,38 @@ func TestSizeAtScale(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("Close 200ms into a Prune: %v (the Prune returned %v)", time.Since(start).Round(time.Microsecond), <-pruned)
+}
+
+// refundCall is call i of a refund agent as the transport stores it: a
+// Stripe refund of $10.99 with stripe-go's idempotency key, its two day
+// holds, and its completion, settled (Unknown every thousandth call), for
+// the ID Reserve gives it.
+func refundCall(i int, agent string, at time.Time) (*store.Reservation, *store.Completion) {
+	usd := money.Amount{Micros: 10_990_000, Currency: "USD"}
+	day := at.Format(time.DateOnly)
+	key := fmt.Sprintf("%08x-%04x-4%03x-8%03x-%012x", uint32(i*2654435761), i%65536, i%4096, (i/7)%4096, uint64(i)*0x9e3779b97f4a7c15>>16)
+	r := &store.Reservation{
+		Record: audit.Record{
+			Time: at, Agent: agent, Vendor: "stripe", Method: "POST", Host: "api.stripe.com", Path: "/v1/refunds",
+			Operation: "refunds.create", Decision: policy.Allowed, Rule: "agents." + agent + ".stripe.allow[0]",
+			Reason:         "every check passed",
+			Params:         map[string]string{"charge": fmt.Sprintf("ch_3MmlLrLkdIwHu7ix%010d", i), "amount": "1099"},
+			IdempotencyKey: key, KeyID: "kid_1a2b", Amount: usd, Reserved: usd,
+			PolicyHash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+			// What replay needs of a refund.
+			MovesMoney: true, Count: 1, RefundOf: fmt.Sprintf("ch_3MmlLrLkdIwHu7ix%010d", i),
+		},
+		Holds: []audit.Hold{
+			{Key: "agent/" + agent + "/stripe/" + day + "/USD", Unit: "USD", Limit: -1, Amount: usd.Micros},
+			{Key: "agent/" + agent + "/stripe/" + day + "/calls", Unit: "units", Limit: -1, Amount: 1},
+		},
+		Idempotency: &store.Idempotency{Key: agent + "\x00stripe\x00\x00" + key, Fingerprint: fmt.Sprintf("%064x", uint64(i)*0x9e3779b97f4a7c15)},
+	}
+	c := &store.Completion{Outcome: audit.Settled, Settled: []int64{usd.Micros, 1}, Moved: usd,
+		Object: fmt.Sprintf("re_3MmlLrLkdIwHu7ix%010d", i), Status: 200, RequestID: fmt.Sprintf("req_%014x", uint64(i)*2654435761),
+		Duration: 312_456 * time.Microsecond}
+	if i%1000 == 999 {
+		c = &store.Completion{Outcome: audit.Unknown, Status: 504}
+	}
+	return r, c
 }

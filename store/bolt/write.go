@@ -274,8 +274,12 @@ func (s *Store) Complete(ctx context.Context, c *store.Completion) error {
 
 	var result error
 	err := s.writeCompletion(ctx, func(tx *bbolt.Tx) error {
+		before := recordSize(tx, comp.ID)
 		var err error
 		result, err = complete(tx, &comp)
+		if err == nil && result == nil {
+			s.fill.grew(before, recordSize(tx, comp.ID))
+		}
 		return err
 	})
 	if err != nil {
