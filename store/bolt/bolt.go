@@ -117,7 +117,7 @@ type Store struct {
 	end   context.CancelFunc
 	queue chan *op
 	done  chan struct{} // closed when the writer goroutine has returned
-	fill  recordFill    // the writer goroutine's
+	fill  pageFill      // the writer goroutine's
 
 	// For tests and benchmarks: transactions committed and operations
 	// applied by the writer.
@@ -538,7 +538,13 @@ func (s *Store) commit(batch []*op) {
 	var failed *failedOp
 	if errors.As(err, &failed) && len(claimed) > 1 {
 		for _, o := range claimed {
-			err := s.db.Update(o.apply)
+			err := s.db.Update(func(tx *bbolt.Tx) error {
+				if err := o.apply(tx); err != nil {
+					return err
+				}
+				s.fill.set(tx)
+				return nil
+			})
 			s.commits.Add(1)
 			s.applied.Add(1)
 			o.done <- err

@@ -1,32 +1,49 @@
 package bolt
 
-import "go.etcd.io/bbolt"
+import (
+	"bytes"
 
-// recordFill keeps the records bucket's pages full when calls overlap.
+	"go.etcd.io/bbolt"
+)
+
+// pageFill keeps the pages of the records and idempotency buckets full when
+// calls overlap. bbolt splits a page that overflows at its bucket's
+// FillPercent, which is not kept in the file: each write transaction sets
+// it, and the writer sets it before every commit from what it has seen.
 //
-// A record grows when it completes (a Stripe refund from about 110 bytes
-// reserved to 170 settled). Records are appended, so bbolt splits only the
-// last page, where the newest records are. A serial caller's records are
-// completed by the time their page splits, and a page filled to nine tenths
-// stays so. With 64 calls in flight the page splits while every record on
-// it is still reserved; when they complete, the page overflows and splits
-// again into one page nine tenths full and one nearly empty that no record
-// will ever join (TestRecordPagesStayFull: 43% of each page used, against
-// 86% serially). So the split leaves room for the growth still to come:
-// nine tenths, divided by how much the last page's records will grow.
+// Records. A record grows when it completes (a Stripe refund from about 110
+// bytes reserved to 170 settled). Records are appended, so bbolt splits only
+// the last page, where the newest records are. A serial caller's records
+// are completed by the time their page splits, and a page filled to nine
+// tenths stays so. With 64 calls in flight the page splits while every
+// record on it is still reserved; when they complete, the page overflows
+// and splits again into one page nine tenths full and one nearly empty that
+// no record will ever join (TestRecordPagesStayFull: 43% of each page used,
+// against 86% serially). So the split leaves room for the growth still to
+// come: nine tenths, divided by how much the last page's records will grow.
 //
-// It belongs to the writer goroutine: Complete's op notes each record's
-// growth, and commit sets the fill before the transaction spills.
-type recordFill struct {
+// Idempotency keys. Their order is the SDK's: stripe-go's keys start with
+// the time in nanoseconds, so each agent's keys go at the end of its own
+// run of keys, and bbolt's default of splitting pages in half leaves every
+// page half empty for good (54% used in bench/calls -million); random keys
+// (UUIDs, as stripe-node and stripe-python send) land anywhere, where half
+// is right. A commit whose every new key went at the end of its agent's
+// run fills the pages to nine tenths; any other keeps the default.
+type pageFill struct {
 	// Decayed sums of the bytes of completed records before and after
 	// their completion: their ratio is how much a record grows.
 	before, after float64
+	// New idempotency keys in the transaction, and how many of them went
+	// at the end of their scope's run.
+	keys, keysAtEnd int
 }
 
 const (
-	// fullRecords is how full a page of completed records is left: a
-	// record changed again (reconciled, resettled) may still grow a little.
-	fullRecords = 0.9
+	// fullPage is how full a page is left when nothing on it is expected
+	// to grow or be joined by a key before it: a record changed again
+	// (reconciled, resettled) may still grow a little, a key may come a
+	// little late.
+	fullPage = 0.9
 	// fillTail is how many of the newest records stand for the last page
 	// (about 35 reserved refunds fill one).
 	fillTail = 32
@@ -38,7 +55,7 @@ const (
 
 // grew notes that a completion changed a record of before bytes into one
 // of after bytes.
-func (f *recordFill) grew(before, after int) {
+func (f *pageFill) grew(before, after int) {
 	if before <= 0 || after <= 0 {
 		return
 	}
@@ -46,11 +63,44 @@ func (f *recordFill) grew(before, after int) {
 	f.after = f.after*fillDecay + float64(after)
 }
 
-// set gives the records bucket of tx, a transaction about to commit, the
-// fill its last page should split at: fullRecords when its records are
-// completed, less in proportion to the share still reserved and how much
-// those grow.
-func (f *recordFill) set(tx *bbolt.Tx) {
+// keyAdded notes that ikey is about to be put in b, the idempotency bucket:
+// whether it is new, and if so whether it goes at the end of its scope's
+// run (no key after it shares its scope).
+func (f *pageFill) keyAdded(b *bbolt.Bucket, ikey []byte) {
+	c := b.Cursor()
+	k, _ := c.Seek(ikey)
+	if bytes.Equal(k, ikey) {
+		return // a key used again: no new entry
+	}
+	f.keys++
+	if k == nil || !bytes.HasPrefix(k, idemScope(ikey)) {
+		f.keysAtEnd++
+	}
+}
+
+// idemScope is the part of an idempotency bucket key that names whose key
+// it is (agent, vendor, account), before the key the caller sent.
+func idemScope(ikey []byte) []byte {
+	if len(ikey) > 16 && ikey[0] == 1 {
+		return ikey[:len(ikey)-16]
+	}
+	return ikey[:bytes.LastIndexByte(ikey, 0)+1]
+}
+
+// set gives the buckets of tx, a transaction about to commit, the fill
+// their pages should split at, and starts the next transaction's notes.
+func (f *pageFill) set(tx *bbolt.Tx) {
+	if f.keys > 0 && f.keysAtEnd == f.keys {
+		tx.Bucket(bucketIdem).FillPercent = fullPage
+	}
+	f.keys, f.keysAtEnd = 0, 0
+	f.setRecords(tx)
+}
+
+// setRecords gives the records bucket the fill its last page should split
+// at: fullPage when its records are completed, less in proportion to the
+// share still reserved and how much those grow.
+func (f *pageFill) setRecords(tx *bbolt.Tx) {
 	b := recordsBucket(tx)
 	if b == nil || f.before == 0 {
 		return
@@ -68,7 +118,7 @@ func (f *recordFill) set(tx *bbolt.Tx) {
 	// The page a split closes holds the oldest records of the last one:
 	// all but the newest few.
 	share := float64(max(reserved-fillNewest, 0)) / (fillTail - fillNewest)
-	b.FillPercent = max(fullRecords/(1+(growth-1)*share), 0.5)
+	b.FillPercent = max(fullPage/(1+(growth-1)*share), 0.5)
 }
 
 // recordSize is the bytes record id takes in tx, 0 when it is absent.

@@ -15,7 +15,7 @@ import (
 // TestRecordPagesStayFull: the records bucket keeps its pages full however
 // many calls are in flight when their records complete. Each call reserves
 // in a commit of its own and completes inflight calls later, as a caller
-// among inflight concurrent ones does. Without recordFill, 16 or more in
+// among inflight concurrent ones does. Without pageFill, 16 or more in
 // flight left 43% to 53% of each page used (the page split while its
 // records were reserved, and again when they grew), against 86% serially.
 // The figure is bbolt's own accounting of the file, not a time.
@@ -53,6 +53,58 @@ func TestRecordPagesStayFull(t *testing.T) {
 			t.Logf("%d in flight: %d leaf pages, %.1f%% used, %.0f bytes a record", inflight, st.LeafPageN, 100*used, float64(st.LeafAlloc)/n)
 			if used < 0.75 {
 				t.Errorf("records' leaf pages are %.1f%% used with %d calls in flight; want at least 75%%", 100*used, inflight)
+			}
+		})
+	}
+}
+
+// TestIdempotencyPagesStayFull: keys that come in order (stripe-go's start
+// with the time in nanoseconds) fill their pages; random ones (UUIDs) keep
+// bbolt's even split, which suits them. Without pageFill, stripe-go's keys
+// left their pages 49% used.
+func TestIdempotencyPagesStayFull(t *testing.T) {
+	t0 := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		name string
+		key  func(i int) string // "" keeps refundCall's UUID
+		want float64
+	}{
+		{"stripe-go", func(i int) string {
+			return fmt.Sprintf("%d_%06x", t0.Add(time.Duration(i)*time.Millisecond).UnixNano(), i*7919%(1<<24))
+		}, 0.8},
+		{"uuid", nil, 0.6},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, err := Open(filepath.Join(t.TempDir(), "k.db"), &Options{Linger: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			s.db.NoSync = true
+			ctx := context.Background()
+			const n = 3000
+			for i := 0; i < n; i++ {
+				agent := fmt.Sprintf("bot-%d", i%2) // two runs of keys
+				r, done := refundCall(i, agent, t0.Add(time.Duration(i)*time.Millisecond))
+				if c.key != nil {
+					r.Record.IdempotencyKey = c.key(i)
+					r.Idempotency.Key = agent + "\x00stripe\x00\x00" + r.Record.IdempotencyKey
+				}
+				a, err := s.Reserve(ctx, r)
+				if err != nil || a.Result != store.Admitted {
+					t.Fatal(a, err)
+				}
+				done.ID = a.ID
+				if err := s.Complete(ctx, done); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var st bbolt.BucketStats
+			s.db.View(func(tx *bbolt.Tx) error { st = tx.Bucket(bucketIdem).Stats(); return nil })
+			used := float64(st.LeafInuse) / float64(st.LeafAlloc)
+			t.Logf("%s keys: %d leaf pages, %.1f%% used, %.0f bytes a key", c.name, st.LeafPageN, 100*used, float64(st.LeafAlloc)/n)
+			if used < c.want {
+				t.Errorf("idempotency leaf pages are %.1f%% used with %s keys; want at least %.0f%%", 100*used, c.name, 100*c.want)
 			}
 		})
 	}

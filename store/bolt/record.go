@@ -180,7 +180,7 @@ func appendOnly(tx *bbolt.Tx, name []byte) *bbolt.Bucket {
 // recordsBucket leaves a tenth of each page free, for a record that grows
 // again after its completion (a reconciled estimate). Before a commit the
 // writer lowers that while the last page's records are still reserved
-// (recordFill).
+// (pageFill).
 func recordsBucket(tx *bbolt.Tx) *bbolt.Bucket {
 	b := tx.Bucket(bucketRecords)
 	if b != nil && tx.Writable() {

@@ -74,7 +74,7 @@ func (s *Store) Reserve(ctx context.Context, r *store.Reservation) (store.Admiss
 	var adm store.Admission
 	err := s.write(ctx, func(tx *bbolt.Tx) error {
 		var err error
-		adm, err = reserve(tx, rec, holds, r.Idempotency != nil, idem)
+		adm, err = reserve(tx, rec, holds, r.Idempotency != nil, idem, &s.fill)
 		return err
 	})
 	if err != nil {
@@ -83,7 +83,7 @@ func (s *Store) Reserve(ctx context.Context, r *store.Reservation) (store.Admiss
 	return adm, nil
 }
 
-func reserve(tx *bbolt.Tx, rec audit.Record, holds []audit.Hold, hasIdem bool, idem store.Idempotency) (store.Admission, error) {
+func reserve(tx *bbolt.Tx, rec audit.Record, holds []audit.Hold, hasIdem bool, idem store.Idempotency, fill *pageFill) (store.Admission, error) {
 	var (
 		retryOf   uint64
 		kind      = kindHolds
@@ -231,7 +231,9 @@ func reserve(tx *bbolt.Tx, rec audit.Record, holds []audit.Hold, hasIdem bool, i
 		if err != nil {
 			return store.Admission{}, err
 		}
-		if err := tx.Bucket(bucketIdem).Put(ikey, encodeIndex(id, idem.Fingerprint)); err != nil {
+		b := tx.Bucket(bucketIdem)
+		fill.keyAdded(b, ikey)
+		if err := b.Put(ikey, encodeIndex(id, idem.Fingerprint)); err != nil {
 			return store.Admission{}, err
 		}
 	}
