@@ -59,8 +59,10 @@ func (f *pageFill) grew(before, after int) {
 	if before <= 0 || after <= 0 {
 		return
 	}
-	f.before = f.before*fillDecay + float64(before)
-	f.after = f.after*fillDecay + float64(after)
+	// On its page a record also takes bbolt's element header and its key.
+	const overhead = 16 + 8
+	f.before = f.before*fillDecay + float64(before+overhead)
+	f.after = f.after*fillDecay + float64(after+overhead)
 }
 
 // keyAdded notes that ikey is about to be put in b, the idempotency bucket:
