@@ -27,30 +27,37 @@ import (
 // run of keys, and bbolt's default of splitting pages in half leaves every
 // page half empty for good (54% used in bench/calls -million); random keys
 // (UUIDs, as stripe-node and stripe-python send) land anywhere, where half
-// is right. A commit whose every new key went at the end of its agent's
-// run fills the pages to nine tenths; any other keeps the default.
+// is right. While most new keys go after every key committed before in
+// their scope, pages split at four fifths: the fifth left is for the keys
+// of calls that were slower to reach the store than later ones.
 type pageFill struct {
 	// Decayed sums of the bytes of completed records before and after
 	// their completion: their ratio is how much a record grows.
 	before, after float64
-	// New idempotency keys in the transaction, and how many of them went
-	// at the end of their scope's run.
-	keys, keysAtEnd int
+	// keysAtEnd is the decayed share of new idempotency keys put after
+	// every key of their scope committed before them.
+	keysAtEnd float64
+	// added are the keys put in the transaction so far.
+	added [][]byte
 }
 
 const (
-	// fullPage is how full a page is left when nothing on it is expected
-	// to grow or be joined by a key before it: a record changed again
-	// (reconciled, resettled) may still grow a little, a key may come a
-	// little late.
+	// fullPage is how full a page of records is left when they are not
+	// expected to grow: one changed again (reconciled, resettled) may
+	// still grow a little.
 	fullPage = 0.9
 	// fillTail is how many of the newest records stand for the last page
 	// (about 35 reserved refunds fill one).
 	fillTail = 32
 	// fillNewest is how many of them a split leaves on the new last page.
 	fillNewest = 4
-	// fillDecay weighs the last few hundred completions.
+	// fillDecay weighs the last few hundred completions or keys.
 	fillDecay = 0.99
+	// orderedKeys is the fill of idempotency pages while keys come in
+	// order.
+	orderedKeys = 0.8
+	// maxAddedSkip bounds the keys of one transaction keyAdded steps over.
+	maxAddedSkip = 64
 )
 
 // grew notes that a completion changed a record of before bytes into one
@@ -66,18 +73,34 @@ func (f *pageFill) grew(before, after int) {
 }
 
 // keyAdded notes that ikey is about to be put in b, the idempotency bucket:
-// whether it is new, and if so whether it goes at the end of its scope's
-// run (no key after it shares its scope).
+// whether it is new, and if so whether it goes after every key of its
+// scope committed before this transaction (keys put in it do not count:
+// calls in one batch reach the store in no particular order).
 func (f *pageFill) keyAdded(b *bbolt.Bucket, ikey []byte) {
 	c := b.Cursor()
 	k, _ := c.Seek(ikey)
 	if bytes.Equal(k, ikey) {
 		return // a key used again: no new entry
 	}
-	f.keys++
-	if k == nil || !bytes.HasPrefix(k, idemScope(ikey)) {
-		f.keysAtEnd++
+	for n := 0; k != nil && n < maxAddedSkip && f.inTx(k); n++ {
+		k, _ = c.Next()
 	}
+	atEnd := 0.0
+	if k == nil || !bytes.HasPrefix(k, idemScope(ikey)) {
+		atEnd = 1
+	}
+	f.keysAtEnd = f.keysAtEnd*fillDecay + atEnd*(1-fillDecay)
+	f.added = append(f.added, ikey)
+}
+
+// inTx reports whether k was put in this transaction.
+func (f *pageFill) inTx(k []byte) bool {
+	for _, a := range f.added {
+		if bytes.Equal(a, k) {
+			return true
+		}
+	}
+	return false
 }
 
 // idemScope is the part of an idempotency bucket key that names whose key
@@ -92,10 +115,11 @@ func idemScope(ikey []byte) []byte {
 // set gives the buckets of tx, a transaction about to commit, the fill
 // their pages should split at, and starts the next transaction's notes.
 func (f *pageFill) set(tx *bbolt.Tx) {
-	if f.keys > 0 && f.keysAtEnd == f.keys {
-		tx.Bucket(bucketIdem).FillPercent = fullPage
+	if f.keysAtEnd >= 0.5 {
+		tx.Bucket(bucketIdem).FillPercent = orderedKeys
 	}
-	f.keys, f.keysAtEnd = 0, 0
+	clear(f.added)
+	f.added = f.added[:0]
 	f.setRecords(tx)
 }
 
