@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	stripego "github.com/stripe/stripe-go/v76"
+
 	"github.com/keybrake/keybrake"
 	"github.com/keybrake/keybrake/audit"
 	"github.com/keybrake/keybrake/internal/admin"
@@ -164,7 +166,10 @@ func refund(hc *http.Client, i int) error {
 	}
 	req.Header.Set("Authorization", "Bearer "+stripeSecret)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Idempotency-Key", fmt.Sprintf("million-%d", i))
+	// The key stripe-go makes when its caller gives none: the time in
+	// nanoseconds and six random characters, so keys come in about the
+	// order of the calls, as the store meets them from a Go agent.
+	req.Header.Set("Idempotency-Key", stripego.NewIdempotencyKey())
 	resp, err := hc.Do(req)
 	if err != nil {
 		return err
