@@ -213,8 +213,8 @@
 // grow, fill their pages: bbolt's FillPercent 1.0; records 0.9 once
 // completed, the last page split lower while its records are still
 // reserved, leaving them room to grow when they complete; idempotency
-// keys 0.9 while each commit's new keys go at the end of their agent's,
-// else bbolt's half: see pageFill):
+// keys 0.8 while most new keys go after every key of their agent's
+// committed before them, else bbolt's half: see pageFill):
 //
 //	meta         "schema" -> uint64 schema version. Open refuses a newer
 //	             version, and a bbolt file without this bucket that holds
