@@ -22,12 +22,7 @@ import (
 func TestRecordPagesStayFull(t *testing.T) {
 	for _, inflight := range []int{1, 16, 64} {
 		t.Run(fmt.Sprint(inflight), func(t *testing.T) {
-			s, err := Open(filepath.Join(t.TempDir(), "k.db"), &Options{Linger: -1})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			s.db.NoSync = true // the pages, not the disk
+			s := openUnsynced(t)
 			ctx := context.Background()
 			t0 := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
 			var flying []*store.Completion // oldest first
@@ -47,9 +42,7 @@ func TestRecordPagesStayFull(t *testing.T) {
 					flying = flying[1:]
 				}
 			}
-			var st bbolt.BucketStats
-			s.db.View(func(tx *bbolt.Tx) error { st = tx.Bucket(bucketRecords).Stats(); return nil })
-			used := float64(st.LeafInuse) / float64(st.LeafAlloc)
+			st, used := leafUse(s, bucketRecords)
 			t.Logf("%d in flight: %d leaf pages, %.1f%% used, %.0f bytes a record", inflight, st.LeafPageN, 100*used, float64(st.LeafAlloc)/n)
 			if used < 0.75 {
 				t.Errorf("records' leaf pages are %.1f%% used with %d calls in flight; want at least 75%%", 100*used, inflight)
@@ -71,7 +64,7 @@ func TestIdempotencyPagesStayFull(t *testing.T) {
 	}
 	for _, c := range []struct {
 		name string
-		key  func(i int) string // "" keeps refundCall's UUID
+		key  func(i int) string // nil keeps refundCall's UUID
 		want float64
 	}{
 		{"stripe-go", stripeGoKey, 0.75},
@@ -88,12 +81,7 @@ func TestIdempotencyPagesStayFull(t *testing.T) {
 		{"uuid", nil, 0.6},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			s, err := Open(filepath.Join(t.TempDir(), "k.db"), &Options{Linger: -1})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			s.db.NoSync = true
+			s := openUnsynced(t)
 			ctx := context.Background()
 			const n = 3000
 			for i := 0; i < n; i++ {
@@ -112,13 +100,32 @@ func TestIdempotencyPagesStayFull(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			var st bbolt.BucketStats
-			s.db.View(func(tx *bbolt.Tx) error { st = tx.Bucket(bucketIdem).Stats(); return nil })
-			used := float64(st.LeafInuse) / float64(st.LeafAlloc)
+			st, used := leafUse(s, bucketIdem)
 			t.Logf("%s keys: %d leaf pages, %.1f%% used, %.0f bytes a key", c.name, st.LeafPageN, 100*used, float64(st.LeafAlloc)/n)
 			if used < c.want {
 				t.Errorf("idempotency leaf pages are %.1f%% used with %s keys; want at least %.0f%%", 100*used, c.name, 100*c.want)
 			}
 		})
 	}
+}
+
+// openUnsynced opens a store whose caller completes before it reserves
+// again, and whose commits skip the fsync: the pages, not the disk.
+func openUnsynced(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(filepath.Join(t.TempDir(), "k.db"), &Options{Linger: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	s.db.NoSync = true
+	return s
+}
+
+// leafUse is bbolt's accounting of bucket's leaf pages, and the share of
+// them in use.
+func leafUse(s *Store, bucket []byte) (bbolt.BucketStats, float64) {
+	var st bbolt.BucketStats
+	s.db.View(func(tx *bbolt.Tx) error { st = tx.Bucket(bucket).Stats(); return nil })
+	return st, float64(st.LeafInuse) / float64(max(st.LeafAlloc, 1))
 }
