@@ -22,6 +22,9 @@
 //     ran 5,854 calls/s; the commit alone, which the table also compares
 //     with, would make target 3's second half ask for more calls/s than
 //     bare stripe-go makes;
+//   - bbolt Update of a refund's puts: bare bbolt making, in one
+//     transaction, the puts a refund makes in Keybrake's bbolt store
+//     (floor.go): the floor its layout puts under targets 1 and 2;
 //   - write+fdatasync: 100 bytes appended to a file and fdatasync'd, the
 //     floor under any durable write;
 //   - bare stripe-go: the same refunds straight to the fake;
@@ -190,6 +193,7 @@ type variant struct {
 // The variants, in the table's order.
 var variants = []variant{
 	{"bbolt", "bbolt Update, 100 B", startBolt},
+	{"layout", "bbolt Update, a refund's puts", startLayout},
 	{"naive", "per-call fsync: bbolt Update + stripe-go", startNaive},
 	{"fdatasync", "write+fdatasync, 100 B", startFdatasync},
 	{"bare", "bare stripe-go", startBare},
@@ -320,6 +324,12 @@ func runCalls(w io.Writer, cfg config) error {
 	fmt.Fprintf(w, "    with its warm-up (bare stripe-go: %d and %d): about one a caller (the warm-up's lookups run beside\n",
 		bare64.dials, bare64.opened)
 	fmt.Fprintf(w, "    the refunds, so a few more) means the pool is reused and no call dials its own.\n")
+	layout := r("layout", 1)
+	fmt.Fprintf(w, "\nThe floor under (1) and (2): bare bbolt making a refund's puts in the store's buckets (floor.go), serial p50 %s\n",
+		benchutil.Micros(layout.p50))
+	fmt.Fprintf(w, "  against the 100-B commit's %s (%.2fx), p99 %s against %s (%.2fx); keybrake's added p50 is %.2fx that floor.\n",
+		benchutil.Micros(commit.p50), div(float64(layout.p50), float64(commit.p50)), benchutil.Micros(layout.p99), benchutil.Micros(commit.p99),
+		div(float64(layout.p99), float64(commit.p99)), div(float64(added50), float64(layout.p50)))
 	fmt.Fprintf(w, "\nAgainst the bare commit alone (no call), the stricter reading of 2 and 3: serial %s against %s (%.2fx),\n",
 		perSec(kb1.rate), perSec(commit.rate), div(kb1.rate, commit.rate))
 	fmt.Fprintf(w, "  at %d %s against %s (%.2fx).\n", cfg.callers, perSec(kb64.rate), perSec(commit64.rate), div(kb64.rate, commit64.rate))

@@ -58,7 +58,8 @@ func TestCallsTableHasEveryRow(t *testing.T) {
 			t.Errorf("no target row %q", target)
 		}
 	}
-	for _, line := range []string{"after warm-up / peak / at the end: VmRSS ", "(4) pool: at 4 callers keybrake dialled the fake "} {
+	for _, line := range []string{"after warm-up / peak / at the end: VmRSS ", "(4) pool: at 4 callers keybrake dialled the fake ",
+		"The floor under (1) and (2): bare bbolt making a refund's puts"} {
 		if !strings.Contains(table, line) {
 			t.Errorf("no line %q", line)
 		}
