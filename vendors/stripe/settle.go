@@ -43,11 +43,22 @@ func (Vendor) Settle(c *vendors.Call, body []byte) (vendors.Settlement, error) {
 	if st, ok := c.State.(*state); ok {
 		before = st.before
 	}
-	a, err := settle(k, c.Amount.Currency, before, body)
-	if err != nil {
+	fail := func(err error) (vendors.Settlement, error) {
 		return vendors.Settlement{}, fmt.Errorf("%w: %s: %w", ErrSettle, c.Operation, err)
 	}
-	return vendors.Settlement{Moved: a, Object: objectID(body), Units: -1}, nil
+	if c.Amount.Currency == "" {
+		return fail(errors.New("the call has no currency; was it resolved?"))
+	}
+	o, err := parseObject(body, settledObject[k])
+	if err != nil {
+		return fail(err)
+	}
+	a, err := settle(k, c.Amount.Currency, before, o)
+	if err != nil {
+		return fail(err)
+	}
+	id, _ := o.str("id") // what objectID reads, from the one decode
+	return vendors.Settlement{Moved: a, Object: id, Units: -1}, nil
 }
 
 // settleCreate reads the ID of the object a call that moves no money made
@@ -81,15 +92,10 @@ func objectID(body []byte) string {
 	return o.ID
 }
 
-func settle(k kind, cur money.Currency, before int64, body []byte) (money.Amount, error) {
-	if cur == "" {
-		return money.Amount{}, errors.New("the call has no currency; was it resolved?")
-	}
+// settle reads what moved from o, the answer read as the call's object,
+// in cur, the call's currency.
+func settle(k kind, cur money.Currency, before int64, o object) (money.Amount, error) {
 	obj := settledObject[k]
-	o, err := parseObject(body, obj)
-	if err != nil {
-		return money.Amount{}, err
-	}
 	got, err := o.currency()
 	if err != nil {
 		return money.Amount{}, err
