@@ -151,3 +151,26 @@ func (f *pageFill) setRecords(tx *bbolt.Tx) {
 func recordSize(tx *bbolt.Tx, id uint64) int {
 	return len(tx.Bucket(bucketRecords).Get(u64(id)))
 }
+
+// appendOnly returns a bucket whose keys are written in increasing order,
+// with bbolt told to fill its pages: the default (half) leaves half of
+// every page empty when keys only ever go at the end.
+func appendOnly(tx *bbolt.Tx, name []byte) *bbolt.Bucket {
+	b := tx.Bucket(name)
+	if b != nil && tx.Writable() {
+		b.FillPercent = 1.0
+	}
+	return b
+}
+
+// recordsBucket leaves a tenth of each page free, for a record that grows
+// again after its completion (a reconciled estimate). Before a commit the
+// writer lowers that while the last page's records are still reserved
+// (pageFill).
+func recordsBucket(tx *bbolt.Tx) *bbolt.Bucket {
+	b := tx.Bucket(bucketRecords)
+	if b != nil && tx.Writable() {
+		b.FillPercent = 0.9
+	}
+	return b
+}
