@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,11 +32,55 @@ import (
 // It keeps no chain, no dictionary and no fill tuning (bbolt's defaults),
 // and it decodes nothing, so Keybrake's own commit can only cost more.
 func startLayout(_ *bench, dir string) (call, func(), error) {
-	db, err := bbolt.Open(filepath.Join(dir, "layout.db"), 0o600, nil)
+	return startFloor(filepath.Join(dir, "layout.db"), false)
+}
+
+// startOneBucket is startLayout with every bucket's keys in one bbolt
+// bucket, each under a prefix byte naming its bucket: the same puts, but
+// one tree, so the leaves they touch share their branch pages and the root
+// bucket's page is not rewritten for seven buckets. Its sequences are
+// counters in memory (a store would find them from its last keys at Open).
+// It asks whether merging the buckets would bring the floor under target
+// 1's bound.
+func startOneBucket(_ *bench, dir string) (call, func(), error) {
+	return startFloor(filepath.Join(dir, "onebucket.db"), true)
+}
+
+// floorBuckets are the store's buckets startFloor writes.
+var floorBuckets = []string{"records", "journal", "time", "agent", "idempotency", "pending", "counters"}
+
+// A floorBucket is a bucket of the floor: a bbolt bucket, or a prefix in
+// the one bucket.
+type floorBucket interface {
+	Put(k, v []byte) error
+	Delete(k []byte) error
+	NextSequence() (uint64, error)
+}
+
+// prefixed is one of floorBuckets in the one bucket: its keys behind its
+// prefix byte, its sequence in memory.
+type prefixed struct {
+	b   *bbolt.Bucket
+	pfx byte
+	seq *uint64
+}
+
+func (p prefixed) Put(k, v []byte) error { return p.b.Put(append([]byte{p.pfx}, k...), v) }
+func (p prefixed) Delete(k []byte) error { return p.b.Delete(append([]byte{p.pfx}, k...)) }
+func (p prefixed) NextSequence() (uint64, error) {
+	*p.seq++
+	return *p.seq, nil
+}
+
+func startFloor(path string, oneBucket bool) (call, func(), error) {
+	db, err := bbolt.Open(path, 0o600, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	names := []string{"records", "journal", "time", "agent", "idempotency", "pending", "counters"}
+	names := floorBuckets
+	if oneBucket {
+		names = []string{"all"}
+	}
 	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, n := range names {
 			if _, err := tx.CreateBucketIfNotExists([]byte(n)); err != nil {
@@ -55,6 +100,7 @@ func startLayout(_ *bench, dir string) (call, func(), error) {
 		counter  = make([]byte, 24)
 		limits   [5][]byte
 		prev     uint64 // the record the next Update completes; Updates run one at a time
+		seqs     [8]uint64
 	)
 	for i := range limits {
 		limits[i] = fmt.Appendf(nil, "%s/stripe/limit%d/2026-12-07/USD", agent, i)
@@ -62,7 +108,13 @@ func startLayout(_ *bench, dir string) (call, func(), error) {
 	u64 := func(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
 	do := func(int) error {
 		return db.Update(func(tx *bbolt.Tx) error {
-			b := func(name string) *bbolt.Bucket { return tx.Bucket([]byte(name)) }
+			b := func(name string) floorBucket {
+				if !oneBucket {
+					return tx.Bucket([]byte(name))
+				}
+				i := slices.Index(floorBuckets, name) + 1
+				return prefixed{tx.Bucket([]byte("all")), byte(i), &seqs[i]}
+			}
 			journal := func() error {
 				seq, err := b("journal").NextSequence()
 				if err != nil {

@@ -24,7 +24,9 @@
 //     bare stripe-go makes;
 //   - bbolt Update of a refund's puts: bare bbolt making, in one
 //     transaction, the puts a refund makes in Keybrake's bbolt store
-//     (floor.go): the floor its layout puts under targets 1 and 2;
+//     (floor.go): the floor its layout puts under targets 1 and 2; and
+//     the same puts with every bucket's keys in one bbolt bucket, which
+//     asks whether merging the buckets would lower that floor;
 //   - write+fdatasync: 100 bytes appended to a file and fdatasync'd, the
 //     floor under any durable write;
 //   - bare stripe-go: the same refunds straight to the fake;
@@ -194,6 +196,7 @@ type variant struct {
 var variants = []variant{
 	{"bbolt", "bbolt Update, 100 B", startBolt},
 	{"layout", "bbolt Update, a refund's puts", startLayout},
+	{"onebucket", "bbolt Update, those puts in one bucket", startOneBucket},
 	{"naive", "per-call fsync: bbolt Update + stripe-go", startNaive},
 	{"fdatasync", "write+fdatasync, 100 B", startFdatasync},
 	{"bare", "bare stripe-go", startBare},
@@ -330,6 +333,10 @@ func runCalls(w io.Writer, cfg config) error {
 	fmt.Fprintf(w, "  against the 100-B commit's %s (%.2fx), p99 %s against %s (%.2fx); keybrake's added p50 is %.2fx that floor.\n",
 		benchutil.Micros(commit.p50), div(float64(layout.p50), float64(commit.p50)), benchutil.Micros(layout.p99), benchutil.Micros(commit.p99),
 		div(float64(layout.p99), float64(commit.p99)), div(float64(added50), float64(layout.p50)))
+	one := r("onebucket", 1)
+	fmt.Fprintf(w, "  The same puts in one bucket: p50 %s (%.2fx the 100-B commit, %.2fx the store's buckets), p99 %s (%.2fx the commit's).\n",
+		benchutil.Micros(one.p50), div(float64(one.p50), float64(commit.p50)), div(float64(one.p50), float64(layout.p50)),
+		benchutil.Micros(one.p99), div(float64(one.p99), float64(commit.p99)))
 	fmt.Fprintf(w, "\nAgainst the bare commit alone (no call), the stricter reading of 2 and 3: serial %s against %s (%.2fx),\n",
 		perSec(kb1.rate), perSec(commit.rate), div(kb1.rate, commit.rate))
 	fmt.Fprintf(w, "  at %d %s against %s (%.2fx).\n", cfg.callers, perSec(kb64.rate), perSec(commit64.rate), div(kb64.rate, commit64.rate))

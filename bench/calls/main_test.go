@@ -59,7 +59,7 @@ func TestCallsTableHasEveryRow(t *testing.T) {
 		}
 	}
 	for _, line := range []string{"after warm-up / peak / at the end: VmRSS ", "(4) pool: at 4 callers keybrake dialled the fake ",
-		"The floor under (1) and (2): bare bbolt making a refund's puts"} {
+		"The floor under (1) and (2): bare bbolt making a refund's puts", "  The same puts in one bucket: p50 "} {
 		if !strings.Contains(table, line) {
 			t.Errorf("no line %q", line)
 		}
